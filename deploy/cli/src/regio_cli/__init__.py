@@ -1,0 +1,1 @@
+"""regio: the operator CLI for a region."""

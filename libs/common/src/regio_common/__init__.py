@@ -1,0 +1,1 @@
+"""What every Regio service shares, and no business rule."""

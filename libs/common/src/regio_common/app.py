@@ -1,0 +1,50 @@
+"""The parts every service's FastAPI app has: health, readiness, metrics, request ids."""
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+REQUESTS = Counter("regio_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"])
+LATENCY = Histogram("regio_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def add_platform_routes(app: FastAPI, service: str, checks: dict[str, ReadinessCheck]) -> None:
+    """/healthz says the process runs; /readyz that its dependencies answer; /metrics for Prometheus."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        failed = {}
+        for name, check in checks.items():
+            try:
+                await check()
+            except Exception as e:  # a readiness probe reports, it does not raise
+                failed[name] = str(e) or type(e).__name__
+        if failed:
+            return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
+        return JSONResponse({"status": "ok", "service": service})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
+        REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
+        response.headers["X-Request-Id"] = request_id
+        return response

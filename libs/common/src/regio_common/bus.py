@@ -1,0 +1,74 @@
+"""The NATS/JetStream connection and the one place streams and buckets are declared."""
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+DAY = 24 * 3600
+
+# Commands are work queues: each message is taken by one consumer and removed on ack.
+COMMANDS = StreamConfig(
+    name="REGIO_COMMANDS",
+    subjects=["region.*.commands.>"],
+    retention=RetentionPolicy.WORK_QUEUE,
+    storage=StorageType.FILE,
+    duplicate_window=120.0,
+)
+# Events are kept for a week; every interested service reads them with its own durable consumer.
+EVENTS = StreamConfig(
+    name="REGIO_EVENTS",
+    subjects=["region.*.events.>"],
+    retention=RetentionPolicy.LIMITS,
+    storage=StorageType.FILE,
+    max_age=7 * DAY,
+    discard=DiscardPolicy.OLD,
+    duplicate_window=120.0,
+)
+STREAMS = (COMMANDS, EVENTS)
+
+
+def runner_desired_bucket(region: str) -> str:
+    """Key = runner name, value = every instance the controller wants on that runner."""
+    return f"{region}-runner-desired"
+
+
+def runner_state_bucket(region: str) -> str:
+    """Key = runner name, value = the runner's last full-state heartbeat."""
+    return f"{region}-runner-state"
+
+
+async def connect(url: str, name: str, user: str | None = None, password: str | None = None) -> Client:
+    async def on_error(e: Exception) -> None:
+        log.warning("nats: %s", e)
+
+    return await nats.connect(
+        url,
+        name=name,
+        user=user,
+        password=password,
+        max_reconnect_attempts=-1,  # keep trying forever: a restarted NATS must not kill services
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    for config in STREAMS:
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+async def ensure_buckets(js: JetStreamContext, region: str) -> None:
+    for bucket, history in ((runner_desired_bucket(region), 1), (runner_state_bucket(region), 1)):
+        try:
+            await js.key_value(bucket)
+        except BucketNotFoundError:
+            await js.create_key_value(KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE))

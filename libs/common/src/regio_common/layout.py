@@ -1,0 +1,63 @@
+"""Where a region keeps its state and which loopback ports it listens on.
+
+`regio up` writes this to ``<state>/region.json``; the test plugin reads it to reuse
+a running region's servers."""
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SERVICES = ("controlpanel", "builder", "controller", "ingress")
+
+
+@dataclass
+class Ports:
+    controlpanel: int = 8700
+    builder: int = 8701
+    controller: int = 8702
+    ingress: int = 8703
+    runner_agent_first: int = 8710  # runner agent i listens on first + i
+    nats: int = 8722
+    postgres: int = 8732
+    caddy_admin: int = 8719
+    ingress_http: int = 8780
+
+
+@dataclass
+class Layout:
+    state_dir: Path
+    region: str = "local"
+    region_domain: str = "local.regio.localhost"
+    runners: int = 1
+    ports: Ports = field(default_factory=Ports)
+
+    @property
+    def file(self) -> Path:
+        return self.state_dir / "region.json"
+
+    def save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
+        data["state_dir"] = str(self.state_dir)
+        self.file.write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, state_dir: Path) -> "Layout | None":
+        try:
+            data = json.loads((state_dir / "region.json").read_text())
+        except FileNotFoundError:
+            return None
+        data["state_dir"] = Path(data["state_dir"])
+        data["ports"] = Ports(**data["ports"])
+        return cls(**data)
+
+
+def default_state_dir(start: Path | None = None) -> Path:
+    """REGIO_STATE_DIR, else ``.regio`` in the checkout that holds ``start``."""
+    if os.environ.get("REGIO_STATE_DIR"):
+        return Path(os.environ["REGIO_STATE_DIR"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "regio").is_file() and (d / "libs" / "common").is_dir():
+            return d / ".regio"
+    return here / ".regio"

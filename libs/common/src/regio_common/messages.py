@@ -1,0 +1,194 @@
+"""Versioned commands and events that cross services over JetStream.
+
+Every message names its ``kind`` and ``version``; both travel in headers so a
+consumer can refuse what it does not understand instead of misreading it.
+Subjects carry the region: ``region.<region>.commands.<queue>`` for work queues
+and ``region.<region>.events.<topic>`` for facts every interested service reads.
+"""
+from datetime import UTC, datetime
+from typing import ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KIND_HEADER = "Regio-Kind"
+VERSION_HEADER = "Regio-Version"
+ID_HEADER = "Nats-Msg-Id"  # JetStream drops a duplicate within its window
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: ClassVar[str]
+    version: ClassVar[int] = 1
+    topic: ClassVar[str]  # the subject's tail after the region
+
+    id: UUID = Field(default_factory=uuid4)
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    def subject(self, region: str) -> str:
+        return subject_for(type(self), region)
+
+    def headers(self) -> dict[str, str]:
+        return {ID_HEADER: str(self.id), KIND_HEADER: self.kind, VERSION_HEADER: str(self.version)}
+
+
+def subject_for(message_type: type[Message], region: str) -> str:
+    return f"region.{region}.{message_type.topic}"
+
+
+_REGISTRY: dict[tuple[str, int], type[Message]] = {}
+
+
+def register(cls: type[Message]) -> type[Message]:
+    _REGISTRY[(cls.kind, cls.version)] = cls
+    return cls
+
+
+class UnknownMessage(Exception):
+    pass
+
+
+def decode(headers: dict[str, str] | None, data: bytes) -> Message:
+    headers = headers or {}
+    key = (headers.get(KIND_HEADER, ""), int(headers.get(VERSION_HEADER, "0") or 0))
+    cls = _REGISTRY.get(key)
+    if cls is None:
+        raise UnknownMessage(f"no model for kind={key[0]!r} version={key[1]}")
+    return cls.model_validate_json(data)
+
+
+# --- commands ------------------------------------------------------------------
+
+
+@register
+class BuildRequested(Message):
+    """Control panel → builder: build the head of a branch for a deployment."""
+
+    kind = "build.requested"
+    topic = "commands.builds"
+
+    deployment_id: UUID
+    application_id: UUID
+    repository_url: str
+    branch: str
+    build_mode: str = "AUTO"  # AUTO reuses an image built from the same commit; FORCE rebuilds
+
+
+@register
+class RolloutRequested(Message):
+    """Control panel → controller: run a release on the environment's runners and route to it."""
+
+    kind = "rollout.requested"
+    topic = "commands.rollouts"
+
+    deployment_id: UUID
+    application_id: UUID
+    environment_id: UUID
+    release_id: UUID
+    image: str
+    port: int
+    # The release's environment, sealed with the region key: only runner agents open it,
+    # so the controller stores and forwards secrets it cannot read.
+    sealed_env: str
+    instances: int = 1
+    memory_mb: int = 512
+    hosts: list[str] = Field(default_factory=list)
+    health_check_path: str = "/"
+    sanity_timeout_seconds: float = 60.0
+
+
+# --- events --------------------------------------------------------------------
+
+
+@register
+class DeploymentLogAppended(Message):
+    """Any service → control panel: lines for a deployment's log, in order."""
+
+    kind = "deployment.log"
+    topic = "events.deployments.log"
+
+    deployment_id: UUID
+    lines: list[str]
+
+
+@register
+class BuildStarted(Message):
+    kind = "build.started"
+    topic = "events.builds.started"
+
+    deployment_id: UUID
+    build_id: UUID
+
+
+@register
+class BuildFinished(Message):
+    kind = "build.finished"
+    topic = "events.builds.finished"
+
+    deployment_id: UUID
+    build_id: UUID
+    success: bool
+    commit: str | None = None
+    image: str | None = None  # image id (sha256:…), immutable
+    exposed_port: int | None = None
+    reused: bool = False
+    error: str | None = None
+
+
+@register
+class RolloutProgressed(Message):
+    """Controller → control panel: a pipeline step started."""
+
+    kind = "rollout.progressed"
+    topic = "events.rollouts.progressed"
+
+    deployment_id: UUID
+    step: str  # scaling, sanity tests, finalizing
+    percent: int
+
+
+@register
+class RolloutFinished(Message):
+    kind = "rollout.finished"
+    topic = "events.rollouts.finished"
+
+    deployment_id: UUID
+    environment_id: UUID
+    success: bool
+    error: str | None = None
+
+
+class Upstream(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    instance_id: UUID
+    address: str  # host:port published by the runner on its own address
+
+
+@register
+class RoutesChanged(Message):
+    """Controller → ingress: the full route of one environment (level, not delta)."""
+
+    kind = "routes.changed"
+    topic = "events.routes.changed"
+
+    environment_id: UUID
+    hosts: list[str]
+    upstreams: list[Upstream]
+    revision: int  # grows with every change of this environment's route
+
+
+@register
+class RoutesApplied(Message):
+    """Ingress → controller: the proxy now carries this revision of an environment's route."""
+
+    kind = "routes.applied"
+    topic = "events.routes.applied"
+
+    environment_id: UUID
+    revision: int

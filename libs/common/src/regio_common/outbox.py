@@ -1,0 +1,128 @@
+"""Transactional outbox: a message is written in the same transaction as the change it
+announces, and a relay publishes it to JetStream afterwards. A crash between the two
+loses nothing; a crash after publishing re-sends, and the ``Nats-Msg-Id`` header lets
+JetStream drop the duplicate."""
+import asyncio
+import logging
+from datetime import timedelta
+
+from nats.js import JetStreamContext
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .messages import Message, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The outbox, in the schema of the service that owns ``metadata``."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", Uuid, primary_key=True),
+        Column("subject", String(255), nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+        Index("ix_outbox_unpublished", "created_at", postgresql_where="published_at IS NULL"),
+    )
+
+
+class Outbox:
+    """Write side, used inside a request's or a handler's transaction."""
+
+    def __init__(self, table: Table, region: str):
+        self.table = table
+        self.region = region
+        self._wakeup = asyncio.Event()
+
+    async def add(self, session: AsyncSession, message: Message, region: str | None = None) -> None:
+        await session.execute(
+            insert(self.table).values(
+                id=message.id,
+                subject=message.subject(region or self.region),
+                headers=message.headers(),
+                payload=message.model_dump_json().encode(),
+            )
+        )
+        # Wake the relay as soon as this transaction commits, not at the next poll.
+        event.listen(session.sync_session, "after_commit", self._after_commit, once=True)
+
+    def _after_commit(self, _session) -> None:
+        self._wakeup.set()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+
+class OutboxRelay:
+    """Publishes outbox rows in order; several relays of one service may run at once."""
+
+    def __init__(self, outbox: Outbox, sessions: async_sessionmaker[AsyncSession], js: JetStreamContext,
+                 poll_seconds: float = 1.0, keep: timedelta = timedelta(days=1)):
+        self.outbox = outbox
+        self.sessions = sessions
+        self.js = js
+        self.poll_seconds = poll_seconds
+        self.keep = keep
+
+    async def run(self) -> None:
+        while True:
+            try:
+                sent = await self.publish_pending()
+                if sent:
+                    continue
+                await self.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(self.poll_seconds)
+            await self.outbox.wait(self.poll_seconds)
+
+    async def publish_pending(self, batch: int = 100) -> int:
+        t = self.outbox.table
+        async with self.sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.subject, t.c.headers, t.c.payload)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.created_at)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                await self.js.publish(row.subject, row.payload, headers=row.headers)
+            if rows:
+                await session.execute(
+                    update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=utcnow())
+                )
+        return len(rows)
+
+    async def prune(self) -> None:
+        t = self.outbox.table
+        async with self.sessions() as session, session.begin():
+            await session.execute(delete(t).where(t.c.published_at < utcnow() - self.keep))

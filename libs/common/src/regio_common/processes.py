@@ -1,0 +1,129 @@
+"""Background processes that outlive the command that started them, tracked by pid files.
+
+`regio up` starts the region's servers and services this way, and the test plugin
+reuses the same code, so what the tests run is what an operator runs."""
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class PortTaken(Exception):
+    def __init__(self, name: str, port: int):
+        super().__init__(f"port {port} (for {name}) is already taken by another program")
+        self.name = name
+        self.port = port
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1", process: "ManagedProcess | None" = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port, host):
+            return
+        if process is not None and not process.running():
+            raise RuntimeError(f"{process.name} exited while starting; see {process.log_path}")
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing answered on {host}:{port} after {timeout:.0f}s")
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    state_dir: Path
+    port: int | None = None  # the port it listens on, checked before start
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    user: str | None = None  # run as this system user (PostgreSQL refuses to run as root)
+
+    @property
+    def pid_path(self) -> Path:
+        return self.state_dir / "run" / f"{self.name}.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        # A pid can be reused after a reboot: check it is still our program.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except FileNotFoundError:
+            return None
+        return pid if Path(cmdline).name == Path(self.argv[0]).name else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self) -> bool:
+        """Start unless running; True when it was started now."""
+        if self.running():
+            return False
+        if self.port is not None and port_open(self.port):
+            raise PortTaken(self.name, self.port)
+        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        env = {**os.environ, **self.env}
+        proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.cwd,
+            start_new_session=True,  # survives the CLI; `regio down` stops it
+            user=self.user,
+            group=self.user,
+        )
+        log.close()
+        self.pid_path.write_text(f"{proc.pid}\n")
+        return True
+
+    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.pid_path.unlink(missing_ok=True)
+            return False
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._alive(pid):
+            time.sleep(0.05)
+        if self._alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # A zombie child of ours counts as gone.
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except FileNotFoundError:
+            return False

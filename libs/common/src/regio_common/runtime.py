@@ -1,0 +1,79 @@
+"""What a running service holds: its engine and sessions, the NATS connection,
+the outbox with its relay, and supervised background tasks."""
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from . import bus, db
+from .outbox import Outbox, OutboxRelay, outbox_table
+from .settings import ServiceSettings
+from .subscriber import Handler, Subscriber, inbox_table
+
+log = logging.getLogger(__name__)
+
+
+def messaging_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """The outbox and inbox every service keeps in its own schema."""
+    return outbox_table(metadata), inbox_table(metadata)
+
+
+class Runtime:
+    def __init__(self, service: str, settings: ServiceSettings, outbox: Table, inbox: Table):
+        self.service = service
+        self.settings = settings
+        self.outbox = Outbox(outbox, settings.region)
+        self.inbox = inbox
+        self.engine: AsyncEngine | None = None
+        self.sessions: async_sessionmaker[AsyncSession] | None = None
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self.engine = db.make_engine(self.settings.database_url)
+        self.sessions = db.make_sessionmaker(self.engine)
+        self.nc = await bus.connect(self.settings.nats_url, self.service, self.settings.nats_user,
+                                    self.settings.nats_password)
+        self.js = self.nc.jetstream()
+        self.spawn("outbox-relay", OutboxRelay(self.outbox, self.sessions, self.js).run)
+
+    def subscribe(self, stream: str, durable: str, subject: str, handler: Handler, **kwargs) -> None:
+        subscriber = Subscriber(self.js, self.sessions, self.inbox, stream=stream, durable=durable,
+                                subject=subject, handler=handler, **kwargs)
+        self.spawn(f"consumer {durable}", subscriber.run)
+
+    def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run ``run`` for the life of the service; restart it if it crashes."""
+
+        async def supervise() -> None:
+            while True:
+                try:
+                    await run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s crashed; restarting in 1s", name)
+                    await asyncio.sleep(1)
+
+        self._tasks.append(asyncio.create_task(supervise(), name=name))
+
+    async def ready(self) -> None:
+        await db.ping(self.engine)
+        if not self.nc.is_connected:
+            raise RuntimeError("NATS not connected")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.nc is not None:
+            await self.nc.drain()
+        if self.engine is not None:
+            await self.engine.dispose()

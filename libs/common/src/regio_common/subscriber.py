@@ -1,0 +1,121 @@
+"""Durable JetStream consumers with explicit acks and idempotent handling.
+
+A handler runs inside a database transaction together with a row in the service's
+``inbox`` table keyed by the message id, so a redelivered message is acknowledged
+without running the handler twice. A handler that raises gets the message back
+after a growing delay, up to ``max_deliver`` times; then it is terminated and
+logged, never silently dropped."""
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .messages import Message, UnknownMessage, decode
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, Message], Awaitable[None]]
+
+BACKOFF_SECONDS = (0.5, 1, 2, 5, 10, 30)
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    """Ids of messages this service has handled, in its own schema."""
+    return Table(
+        "inbox",
+        metadata,
+        Column("message_id", Uuid, primary_key=True),
+        Column("consumer", String(128), primary_key=True),
+        Column("handled_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+class Subscriber:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        sessions: async_sessionmaker[AsyncSession],
+        inbox: Table,
+        *,
+        stream: str,
+        durable: str,
+        subject: str,
+        handler: Handler,
+        max_deliver: int = 8,
+        ack_wait: float = 60.0,
+        deliver_new_only: bool = False,
+    ):
+        self.js = js
+        self.sessions = sessions
+        self.inbox = inbox
+        self.stream = stream
+        self.durable = durable
+        self.subject = subject
+        self.handler = handler
+        self.max_deliver = max_deliver
+        self.config = ConsumerConfig(
+            durable_name=durable,
+            filter_subject=subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            deliver_policy=DeliverPolicy.NEW if deliver_new_only else DeliverPolicy.ALL,
+        )
+
+    async def run(self) -> None:
+        sub = await self.js.pull_subscribe(self.subject, durable=self.durable, stream=self.stream, config=self.config)
+        while True:
+            try:
+                msgs = await sub.fetch(batch=32, timeout=5)
+            except (NatsTimeoutError, asyncio.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: fetch failed", self.durable)
+                await asyncio.sleep(1)
+                continue
+            for msg in msgs:
+                await self._handle(msg)
+
+    async def _handle(self, msg) -> None:
+        try:
+            message = decode(msg.headers, msg.data)
+        except (UnknownMessage, ValueError) as e:
+            log.error("%s: cannot read message on %s: %s; terminated", self.durable, msg.subject, e)
+            await msg.term()
+            return
+        try:
+            async with self.sessions() as session, session.begin():
+                if await self._seen(session, message.id):
+                    log.debug("%s: %s already handled", self.durable, message.id)
+                else:
+                    await self.handler(session, message)
+            await msg.ack()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            attempt = msg.metadata.num_delivered
+            if attempt >= self.max_deliver:
+                log.exception("%s: %s failed %d times; giving up", self.durable, message.kind, attempt)
+                await msg.term()
+            else:
+                delay = BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)]
+                log.exception("%s: %s failed (attempt %d); retry in %ss", self.durable, message.kind, attempt, delay)
+                await msg.nak(delay=delay)
+
+    async def _seen(self, session: AsyncSession, message_id: UUID) -> bool:
+        result = await session.execute(
+            pg_insert(self.inbox)
+            .values(message_id=message_id, consumer=self.durable)
+            .on_conflict_do_nothing()
+            .returning(self.inbox.c.message_id)
+        )
+        return result.first() is None

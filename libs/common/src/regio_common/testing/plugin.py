@@ -1,0 +1,87 @@
+"""pytest fixtures for the real servers: PostgreSQL and NATS with JetStream.
+
+A running region's servers (found through ``.regio/region.json``) are reused for
+speed; with none running, the fixtures start their own on free ports under a
+temporary directory and stop them at the end of the session."""
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..layout import Layout, default_state_dir
+from ..processes import ManagedProcess, wait_for_port
+from ..servers import PostgresCluster, nats_process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _running_region() -> Layout | None:
+    return Layout.load(default_state_dir())
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
+    layout = _running_region()
+    if layout is not None:
+        cluster = PostgresCluster("postgres", layout.state_dir, layout.ports.postgres)
+        if cluster.process().running():
+            yield cluster
+            return
+    state = tmp_path_factory.mktemp("pg")
+    os.chmod(state, 0o755)
+    cluster = PostgresCluster("postgres", state, free_port())
+    cluster.ensure_initialized()
+    process = cluster.process()
+    process.start()
+    wait_for_port(cluster.port, 30, process=process)
+    yield cluster
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory) -> Iterator[str]:
+    layout = _running_region()
+    if layout is not None and nats_process(layout.state_dir, layout.ports.nats).running():
+        yield f"nats://127.0.0.1:{layout.ports.nats}"
+        return
+    state = tmp_path_factory.mktemp("nats")
+    process: ManagedProcess = nats_process(state, free_port())
+    process.start()
+    wait_for_port(process.port, 30, process=process)
+    yield f"nats://127.0.0.1:{process.port}"
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_database(postgres_cluster):
+    """Factory: a new database with one service's migrations applied (the real
+    ``alembic upgrade head``); dropped at the end of the session."""
+    created: list[str] = []
+
+    def make(alembic_ini: Path, env_prefix: str) -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        _psql(postgres_cluster, f'CREATE DATABASE "{name}"', check=True)
+        created.append(name)
+        url = postgres_cluster.url(name, driver="postgresql+asyncpg")
+        env = {**os.environ, f"{env_prefix}DATABASE_URL": url}
+        subprocess.run([sys.executable, "-m", "alembic", "-c", str(alembic_ini), "upgrade", "head"],
+                       check=True, env=env)
+        return url
+
+    yield make
+    for name in created:
+        _psql(postgres_cluster, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _psql(cluster: PostgresCluster, sql: str, check: bool = False) -> None:
+    subprocess.run([cluster.bin("psql"), cluster.url(), "-v", "ON_ERROR_STOP=1", "-qc", sql],
+                   check=check, capture_output=True)

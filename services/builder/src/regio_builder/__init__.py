@@ -1,0 +1,1 @@
+"""Application builder: fetches a commit and runs docker build, streaming the log."""

@@ -1,0 +1,1 @@
+"""Application controller: places instances on runners, rolls out releases, heals."""

@@ -1,0 +1,11 @@
+import os
+
+from alembic import context
+
+from regio_common import migrations
+from regio_controller.db.models import SCHEMA, metadata
+
+url = os.environ.get("REGIO_CONTROLLER_DATABASE_URL")
+if url:
+    context.config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+migrations.run(metadata, SCHEMA)

@@ -1,0 +1,9 @@
+from pydantic_settings import SettingsConfigDict
+
+from regio_common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REGIO_CONTROLLER_", extra="ignore")
+
+    port: int = 8702

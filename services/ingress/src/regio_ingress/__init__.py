@@ -1,0 +1,1 @@
+"""Ingress controller: turns route state into Caddy configuration."""

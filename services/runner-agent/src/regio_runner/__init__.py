@@ -1,0 +1,1 @@
+"""Runner agent: runs an environment's containers on its host through the Docker Engine."""
