@@ -1,8 +1,104 @@
+"""regio: start, stop and inspect a local region."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="Start, stop and inspect a Regio region.", no_args_is_help=True)
+from regio_common.layout import Layout, default_state_dir
+from regio_common.processes import PortTaken
+
+from . import prerequisites
+from .region import CHECKOUT, Region
+
+app = typer.Typer(help="Start, stop and inspect a Regio region.", no_args_is_help=True, add_completion=False)
+
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the region keeps its data (default .regio/).")]
+
+
+def say(message: str) -> None:
+    typer.echo(f"regio: {message}", err=True)
+
+
+def _layout(state_dir: Path | None, runners: int | None = None) -> Layout:
+    state = (state_dir or default_state_dir(CHECKOUT)).resolve()
+    layout = Layout.load(state) or Layout(state_dir=state)
+    if runners is not None:
+        layout.runners = runners
+    return layout
 
 
 @app.command()
-def version() -> None:
-    typer.echo("regio 0.1.0")
+def up(state_dir: StateDir = None,
+       runners: Annotated[int | None, typer.Option(help="Number of runner agents (default: as before, else 1).")] = None) -> None:
+    """Install what is missing and start the whole region; safe to run again."""
+    started = time.monotonic()
+    layout = _layout(state_dir, runners)
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        prerequisites.ensure(layout.state_dir, say)
+        prerequisites.build_base_images(CHECKOUT, say)
+        region = Region(layout, say)
+        region.up()
+    except prerequisites.MissingPrerequisite as e:
+        say(str(e))
+        raise typer.Exit(2)
+    except PortTaken as e:
+        say(f"{e}; stop that program or choose other ports in {layout.file}")
+        raise typer.Exit(3)
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as e:
+        say(f"failed: {e}")
+        raise typer.Exit(1)
+    say(f"region {layout.region!r} is up in {time.monotonic() - started:.1f}s; `source {layout.state_dir / 'env'}`")
+    for line in region.env_lines():
+        typer.echo(line)
+
+
+@app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop everything `regio up` started; the data stays."""
+    Region(_layout(state_dir), say).down()
+
+
+@app.command()
+def status(state_dir: StateDir = None) -> None:
+    """What runs, on which port, and whether it is ready."""
+    rows = Region(_layout(state_dir), say).status()
+    for name, state, port, ready in rows:
+        typer.echo(f"{name:18} {state:8} {port or '':>6}  {ready}")
+    if any(state != "running" for _, state, _, _ in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def env(state_dir: StateDir = None) -> None:
+    """Print export lines for the region's API, token, ingress and domain."""
+    for line in Region(_layout(state_dir), say).env_lines():
+        typer.echo(line)
+
+
+@app.command()
+def logs(service: str, state_dir: StateDir = None,
+         follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+         lines: Annotated[int, typer.Option("--lines", "-n")] = 100) -> None:
+    """Show a service's or server's log (controlpanel, builder, controller, ingress, runner-agent-1, postgres, nats, caddy)."""
+    path = _layout(state_dir).state_dir / "logs" / f"{service}.log"
+    if not path.exists():
+        available = sorted(p.stem for p in path.parent.glob("*.log"))
+        say(f"no log for {service!r}; available: {', '.join(available) or 'none'}")
+        raise typer.Exit(1)
+    subprocess.run(["tail", f"-n{lines}", *(["-F"] if follow else []), str(path)])
+
+
+@app.command("base-images")
+def base_images(force: Annotated[bool, typer.Option("--force")] = False) -> None:
+    """Build the FROM images application builds use (no registry needed)."""
+    prerequisites.build_base_images(CHECKOUT, say, force=force)
+
+
+@app.command()
+def test(args: Annotated[list[str] | None, typer.Argument(help="Arguments for pytest.")] = None) -> None:
+    """Run the test suite (starting the region's servers if none run)."""
+    raise typer.Exit(subprocess.run([sys.executable, "-m", "pytest", *(args or [])], cwd=CHECKOUT).returncode)

@@ -69,6 +69,10 @@ class ManagedProcess:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
         except FileNotFoundError:
             return None
+        if not cmdline:
+            # Empty while the kernel is still exec'ing the program we just started (and
+            # for a zombie): the first is ours and running, the second is gone.
+            return None if not self._alive(pid) else pid
         return pid if Path(cmdline).name == Path(self.argv[0]).name else None
 
     def running(self) -> bool:

@@ -1,3 +1,7 @@
+import tempfile
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from regio_common.settings import ServiceSettings
@@ -7,3 +11,13 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGIO_BUILDER_", extra="ignore")
 
     port: int = 8701
+    build_timeout_seconds: float = Field(1800, description="A docker build running longer fails.")
+    clone_timeout_seconds: float = Field(300, description="A git clone running longer fails the build.")
+    work_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "regio-builder",
+        description="Where repositories are cloned for a build; each clone is removed afterwards.",
+    )
+    docker_host: str | None = Field(None, description="Docker Engine URL; DOCKER_HOST and friends when unset.")
+    poll_seconds: float = Field(1.0, description="How often the build worker looks for queued builds "
+                                                 "when nothing woke it.")
+    log_flush_seconds: float = Field(0.3, description="Longest a build log line waits before it is published.")

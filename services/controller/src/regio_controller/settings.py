@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from regio_common.settings import ServiceSettings
@@ -7,3 +8,13 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGIO_CONTROLLER_", extra="ignore")
 
     port: int = 8702
+    runner_lost_seconds: float = Field(10.0, description="A runner silent this long gets no new instances.")
+    sanity_timeout_seconds: float = Field(
+        60.0, description="Sanity test limit when a rollout request does not carry a positive one.")
+    instance_start_timeout_seconds: float = Field(
+        120.0, description="How long a new instance may take to be reported running before its rollout fails.")
+    routes_applied_timeout_seconds: float = Field(
+        30.0, description="How long finalizing waits for the ingress to carry the new routes.")
+    drain_seconds: float = Field(2.0, description="Grace for old instances after the routes moved off them.")
+    reconcile_seconds: float = Field(2.0, description="Period of the level-triggered reconcile loop.")
+    rollout_poll_seconds: float = Field(2.0, description="How often the rollout worker looks for due rollouts.")

@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from regio_common.settings import ServiceSettings
@@ -7,3 +8,8 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGIO_CONTROLPANEL_", extra="ignore")
 
     port: int = 8700
+    public_url: str = Field("http://127.0.0.1:8700", description="Base of absolute links (pagination).")
+    secrets_key: str = Field("", description="Fernet key for sensitive values at rest.")
+    region_key: str = Field("", description="Fernet key sealing release environments for runner agents.")
+    region_domain: str = "local.regio.localhost"
+    ingress_port: int = Field(80, description="Port of the region's ingress, shown in site URLs.")

@@ -1,0 +1,7 @@
+"""The ingress's internal HTTP API."""
+from fastapi import APIRouter
+
+from . import routes
+
+router = APIRouter()
+router.include_router(routes.router)

@@ -1,0 +1,73 @@
+"""What a region needs from the host besides the virtualenv: a Docker Engine and mmdebstrap.
+
+On Debian as root they are installed with apt and dockerd is started when no engine
+answers; elsewhere the operator is told exactly what to install."""
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+
+class MissingPrerequisite(Exception):
+    pass
+
+
+def _is_debian() -> bool:
+    return Path("/etc/debian_version").exists() and shutil.which("apt-get") is not None
+
+
+def _apt_install(packages: list[str], say) -> None:
+    say(f"installing {' '.join(packages)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+def ensure(state_dir: Path, say) -> None:
+    root = os.geteuid() == 0
+    missing = [pkg for cmd, pkg in (("dockerd", "docker.io"), ("mmdebstrap", "mmdebstrap"), ("git", "git"))
+               if shutil.which(cmd) is None]
+    if missing:
+        if root and _is_debian():
+            _apt_install(missing, say)
+        elif not (missing == ["docker.io"] and docker_answers()):
+            raise MissingPrerequisite(
+                f"missing: {', '.join(missing)}. Install them (Debian/Ubuntu: sudo apt-get install {' '.join(missing)})"
+                " and run `regio up` again.")
+    if docker_answers():
+        return
+    if not root:
+        raise MissingPrerequisite("no Docker Engine answers: start dockerd (or set DOCKER_HOST) and run `regio up` again")
+    say("starting dockerd")
+    log = state_dir / "logs" / "dockerd.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if docker_answers():
+            return
+        time.sleep(0.5)
+    raise MissingPrerequisite(f"dockerd did not start within 60 s; see {log}")
+
+
+def base_images_present() -> bool:
+    return all(subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+               for tag in ("regio/debian:bookworm", "regio/python:3.11"))
+
+
+def build_base_images(checkout: Path, say, force: bool = False) -> None:
+    if not force and base_images_present():
+        return
+    say("building base images (mmdebstrap + docker import, about a minute)")
+    subprocess.run([str(checkout / "deploy" / "base-images" / "build.sh"), *(["--force"] if force else [])],
+                   check=True)

@@ -1,0 +1,235 @@
+"""A local region: its servers, its services, and the order they start in."""
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from regio_common import bus
+from regio_common.layout import Layout
+from regio_common.processes import ManagedProcess, wait_for_port
+from regio_common.servers import PostgresCluster, caddy_process, nats_process
+
+from . import database, secrets_store
+
+CHECKOUT = Path(__file__).resolve().parents[4]
+
+
+@dataclass
+class Service:
+    name: str  # folder under services/ and process name
+    package: str
+    schema: str
+    port: int
+    extra_env: dict[str, str]
+
+    @property
+    def prefix(self) -> str:
+        return f"REGIO_{self.schema.upper()}_"
+
+
+class Region:
+    def __init__(self, layout: Layout, say=print):
+        self.layout = layout
+        self.say = say
+        self.state_dir = layout.state_dir
+        self.secrets = secrets_store.load_or_create(self.state_dir)
+        self.postgres = PostgresCluster("postgres", self.state_dir, layout.ports.postgres)
+        self.nats = nats_process(self.state_dir, layout.ports.nats)
+        self.caddy = caddy_process(self.state_dir, layout.ports.caddy_admin, layout.ports.ingress_http)
+
+    # --- addresses -------------------------------------------------------------
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.layout.ports.nats}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.layout.ports.controlpanel}"
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.layout.ports.ingress_http}"
+
+    def url_of(self, service: str) -> str:
+        return f"http://127.0.0.1:{getattr(self.layout.ports, service)}"
+
+    # --- services --------------------------------------------------------------
+
+    def services(self) -> list[Service]:
+        p = self.layout.ports
+        shared_key = {"REGION_KEY": self.secrets["region_key"]}
+        services = [
+            Service("controlpanel", "regio_controlpanel", "controlpanel", p.controlpanel, {
+                **shared_key,
+                "SECRETS_KEY": self.secrets["controlpanel_key"],
+                "REGION_DOMAIN": self.layout.region_domain,
+                "PUBLIC_URL": self.api_url,
+            }),
+            Service("builder", "regio_builder", "builder", p.builder, {}),
+            Service("controller", "regio_controller", "controller", p.controller, {}),
+            Service("ingress", "regio_ingress", "ingress", p.ingress, {
+                "CADDY_ADMIN_URL": f"http://127.0.0.1:{p.caddy_admin}",
+                "HTTP_LISTEN": f"127.0.0.1:{p.ingress_http}",
+                "CONTROLLER_URL": self.url_of("controller"),
+            }),
+        ]
+        for i in range(self.layout.runners):
+            services.append(Service(f"runner-agent-{i + 1}", "regio_runner", "runner", p.runner_agent_first + i, {
+                **shared_key,
+                "NAME": f"runner-{i + 1}",
+                "ADDRESS": "127.0.0.1",
+            }))
+        return services
+
+    def service_env(self, service: Service) -> dict[str, str]:
+        password = self.secrets["database_passwords"][service.schema]
+        env = {
+            "DATABASE_URL": database.service_url(self.postgres, service.schema, password),
+            "NATS_URL": self.nats_url,
+            "REGION": self.layout.region,
+            "SERVICE_TOKEN": self.secrets["service_token"],
+            "HOST": "127.0.0.1",
+            "PORT": str(service.port),
+            **service.extra_env,
+        }
+        return {service.prefix + key: value for key, value in env.items()}
+
+    def process(self, service: Service) -> ManagedProcess:
+        return ManagedProcess(
+            name=service.name,
+            argv=[sys.executable, "-m", service.package],
+            state_dir=self.state_dir,
+            port=service.port,
+            env=self.service_env(service),
+            cwd=CHECKOUT,
+        )
+
+    def servers(self) -> list[ManagedProcess]:
+        return [self.postgres.process(), self.nats, self.caddy]
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def up(self) -> None:
+        self.layout.save()
+        self.postgres.ensure_initialized()
+        self._start(self.postgres.process(), timeout=60)
+        self._start(self.nats, timeout=30)
+        self._start(self.caddy, timeout=30)
+        database.provision(self.postgres, self.secrets["database_passwords"])
+        asyncio.run(self._declare_streams())
+        self._migrate()
+        for service in self.services():
+            self._start(self.process(service), timeout=30)
+        self._wait_ready()
+        token = self._seed()
+        self._write_env(token)
+
+    def down(self) -> None:
+        for service in reversed(self.services()):
+            if self.process(service).stop():
+                self.say(f"stopped {service.name}")
+        for server in reversed(self.servers()):
+            if server.stop():
+                self.say(f"stopped {server.name}")
+
+    def _start(self, process: ManagedProcess, timeout: float) -> None:
+        if process.start():
+            self.say(f"started {process.name} on 127.0.0.1:{process.port}")
+        wait_for_port(process.port, timeout, process=process)
+
+    async def _declare_streams(self) -> None:
+        nc = await bus.connect(self.nats_url, "regio-cli")
+        try:
+            js = nc.jetstream()
+            await bus.ensure_streams(js)
+            await bus.ensure_buckets(js, self.layout.region)
+        finally:
+            await nc.close()
+
+    def _migrate(self) -> None:
+        """Every service's own `alembic upgrade head`, as its own role, in parallel."""
+        folders = {"controlpanel": "controlpanel", "builder": "builder", "controller": "controller",
+                   "ingress": "ingress", "runner": "runner-agent"}
+        by_schema = {s.schema: s for s in self.services()}
+
+        def migrate(schema: str) -> None:
+            service = by_schema[schema]
+            ini = CHECKOUT / "services" / folders[schema] / "alembic.ini"
+            result = subprocess.run([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
+                                    env={**os.environ, **self.service_env(service)},
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"migrations of {schema} failed:\n{result.stderr}")
+
+        with ThreadPoolExecutor(len(folders)) as pool:
+            list(pool.map(migrate, folders))
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {s.name: f"http://127.0.0.1:{s.port}/readyz" for s in self.services()}
+        while pending and time.monotonic() < deadline:
+            for name, url in list(pending.items()):
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        del pending[name]
+                except httpx.HTTPError:
+                    pass
+            if pending:
+                time.sleep(0.2)
+        if pending:
+            logs = ", ".join(str(self.state_dir / "logs" / f"{n}.log") for n in pending)
+            raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(pending)}; see {logs}")
+
+    def _seed(self) -> str:
+        """First start: the default region, a plan, an admin, an organisation and an API token."""
+        token_file = self.state_dir / "secrets" / "admin-token"
+        service = next(s for s in self.services() if s.name == "controlpanel")
+        result = subprocess.run(
+            [sys.executable, "-m", "regio_controlpanel.seed", "--region", self.layout.region,
+             "--domain", self.layout.region_domain],
+            env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"seeding failed:\n{result.stderr}")
+        seeded = json.loads(result.stdout)
+        if seeded.get("token"):  # shown once, at creation
+            token_file.write_text(seeded["token"] + "\n")
+            token_file.chmod(0o600)
+        return token_file.read_text().strip() if token_file.exists() else ""
+
+    def env_lines(self) -> list[str]:
+        token_file = self.state_dir / "secrets" / "admin-token"
+        token = token_file.read_text().strip() if token_file.exists() else ""
+        return [
+            f"export REGIO_API_URL={self.api_url}",
+            f"export REGIO_TOKEN={token}",
+            f"export REGIO_INGRESS_URL={self.ingress_url}",
+            f"export REGIO_REGION_DOMAIN={self.layout.region_domain}",
+        ]
+
+    def _write_env(self, token: str) -> None:
+        path = self.state_dir / "env"
+        path.write_text("\n".join(self.env_lines()) + "\n")
+        path.chmod(0o600)
+
+    def status(self) -> list[tuple[str, str, int | None, str]]:
+        rows = []
+        for process in self.servers():
+            rows.append((process.name, "running" if process.running() else "stopped", process.port, ""))
+        for service in self.services():
+            process = self.process(service)
+            ready = ""
+            if process.running():
+                try:
+                    ready = "ready" if httpx.get(f"http://127.0.0.1:{service.port}/readyz", timeout=1).status_code == 200 else "not ready"
+                except httpx.HTTPError:
+                    ready = "not answering"
+            rows.append((service.name, "running" if process.running() else "stopped", service.port, ready))
+        return rows

@@ -1,0 +1,26 @@
+"""The region's generated secrets, kept in ``<state>/secrets/region.json`` (mode 600)."""
+import json
+import secrets
+from pathlib import Path
+
+from regio_common.sealing import new_key
+
+ROLES = ("controlpanel", "builder", "controller", "ingress", "runner")
+
+
+def load_or_create(state_dir: Path) -> dict:
+    path = state_dir / "secrets" / "region.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {
+        "service_token": secrets.token_urlsafe(32),
+        # Seals release environments between the control panel and runner agents.
+        "region_key": new_key(),
+        # Encrypts sensitive environment variables at rest in the control panel.
+        "controlpanel_key": new_key(),
+        "database_passwords": {role: secrets.token_urlsafe(24) for role in ROLES},
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.chmod(0o600)
+    return data

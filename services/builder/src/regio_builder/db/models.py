@@ -1,0 +1,39 @@
+"""The builder schema: one row per deployment's build, with its log and image, and the
+messaging tables."""
+from sqlalchemy import (Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, Uuid,
+                        false, func, text)
+
+from regio_common.runtime import messaging_tables
+
+SCHEMA = "builder"
+
+metadata = MetaData(schema=SCHEMA)
+
+builds = Table(
+    "builds",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    # One build per deployment: a redelivered BuildRequested finds its row and does nothing.
+    Column("deployment_id", Uuid, nullable=False, unique=True),
+    Column("application_id", Uuid, nullable=False),
+    Column("repository_url", Text, nullable=False),
+    Column("branch", String(255), nullable=False),
+    Column("build_mode", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # domain.states.BuildState
+    Column("commit", String(64)),
+    Column("image", String(255)),  # image id, sha256:…
+    Column("image_tag", String(255)),  # regio-app/<application>:<commit[:12]>
+    Column("exposed_port", Integer),
+    Column("reused", Boolean, nullable=False, server_default=false()),
+    Column("error", Text),
+    Column("log", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    # The worker takes the oldest queued build.
+    Index("ix_builds_queued", "created_at", postgresql_where=text("state = 'queued'")),
+    # AUTO looks for an image already built from the same commit.
+    Index("ix_builds_reusable", "application_id", "commit", postgresql_where=text("state = 'succeeded'")),
+)
+
+outbox, inbox = messaging_tables(metadata)

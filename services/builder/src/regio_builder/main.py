@@ -1,0 +1,58 @@
+"""The builder service: consumes BuildRequested, runs builds one at a time, and
+answers internal queries about them."""
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from regio_common import db
+from regio_common.app import add_platform_routes
+from regio_common.runtime import Runtime
+
+from .api.routes import router
+from .build.docker_build import DockerEngine
+from .db.models import inbox, outbox
+from .domain.errors import NotFound
+from .messaging import subscribers
+from .services.pipeline import BuildPipeline
+from .services.worker import BuildWorker
+from .settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = Runtime("builder", settings, outbox, inbox)
+    docker = DockerEngine(settings.docker_host)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await runtime.start()
+        worker = BuildWorker(
+            runtime, BuildPipeline(settings, runtime.sessions, docker),
+            poll_seconds=settings.poll_seconds, log_flush_seconds=settings.log_flush_seconds,
+        )
+        subscribers.subscribe(runtime, worker.wake)
+        runtime.spawn("build worker", worker.run)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="Regio builder", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.runtime = runtime
+    app.include_router(router)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_request: Request, error: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=error.status_code)
+
+    async def nats_ready() -> None:
+        await runtime.ready()
+
+    add_platform_routes(app, "builder", {
+        "db": lambda: db.ping(runtime.engine),
+        "nats": nats_ready,
+        "docker": docker.ping,
+    })
+    return app

@@ -1,0 +1,106 @@
+"""Use cases on build records. Each runs inside the caller's transaction and puts the
+messages it announces in the outbox of that same transaction."""
+import logging
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from regio_common.messages import BuildFinished, BuildRequested, BuildStarted, DeploymentLogAppended, utcnow
+from regio_common.outbox import Outbox
+
+from ..db import repository
+from ..domain.errors import BuildNotFound
+from ..domain.states import BuildState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a build produced, or why it produced nothing."""
+
+    success: bool
+    commit: str | None = None
+    image: str | None = None
+    image_tag: str | None = None
+    exposed_port: int | None = None
+    reused: bool = False
+    error: str | None = None
+
+
+async def record_requested(session: AsyncSession, request: BuildRequested) -> Row | None:
+    """Queue the build of a deployment; None when that deployment has one already."""
+    return await repository.insert_queued(
+        session,
+        id=uuid4(),
+        deployment_id=request.deployment_id,
+        application_id=request.application_id,
+        repository_url=request.repository_url,
+        branch=request.branch,
+        build_mode=request.build_mode,
+    )
+
+
+async def claim_next(session: AsyncSession, outbox: Outbox) -> Row | None:
+    """Take the oldest queued build and mark it running; None when the queue is empty."""
+    queued = await repository.lock_oldest_queued(session)
+    if queued is None:
+        return None
+    build = await repository.move(session, queued.id, BuildState.RUNNING, started_at=utcnow())
+    await outbox.add(session, BuildStarted(deployment_id=build.deployment_id, build_id=build.id))
+    return build
+
+
+async def requeue_interrupted(session: AsyncSession, outbox: Outbox) -> int:
+    """Builds a stopped builder left running start again from the beginning."""
+    interrupted = await repository.ids_in_state(session, BuildState.RUNNING)
+    for build in interrupted:
+        await repository.move(session, build.id, BuildState.QUEUED, started_at=None, commit=None)
+        await append_log(session, outbox, build.deployment_id, build.id,
+                         ["The builder stopped during this build; it will run again."])
+    if interrupted:
+        log.warning("requeued %d interrupted builds", len(interrupted))
+    return len(interrupted)
+
+
+async def append_log(session: AsyncSession, outbox: Outbox, deployment_id: UUID, build_id: UUID,
+                     lines: list[str]) -> None:
+    """Keep lines in the build's record and send them to the deployment's log."""
+    await repository.append_log(session, build_id, "".join(f"{line}\n" for line in lines))
+    await outbox.add(session, DeploymentLogAppended(deployment_id=deployment_id, lines=lines))
+
+
+async def record_commit(session: AsyncSession, build_id: UUID, commit: str) -> None:
+    await repository.set_commit(session, build_id, commit)
+
+
+async def reusable_image(session: AsyncSession, application_id: UUID, commit: str) -> str | None:
+    """The image of an earlier successful build of this application's commit, if any."""
+    earlier = await repository.latest_succeeded(session, application_id, commit)
+    return earlier.image if earlier else None
+
+
+async def finish(session: AsyncSession, outbox: Outbox, build: Row, outcome: Outcome) -> None:
+    state = BuildState.SUCCEEDED if outcome.success else BuildState.FAILED
+    finished = await repository.move(
+        session, build.id, state,
+        finished_at=utcnow(), commit=outcome.commit, image=outcome.image, image_tag=outcome.image_tag,
+        exposed_port=outcome.exposed_port, reused=outcome.reused, error=outcome.error,
+    )
+    if finished is None:  # another builder requeued it meanwhile; that run will announce the result
+        log.warning("build %s was no longer running; its result is dropped", build.id)
+        return
+    await outbox.add(session, BuildFinished(
+        deployment_id=build.deployment_id, build_id=build.id, success=outcome.success,
+        commit=outcome.commit, image=outcome.image, exposed_port=outcome.exposed_port,
+        reused=outcome.reused, error=outcome.error,
+    ))
+
+
+async def get(session: AsyncSession, deployment_id: UUID) -> Row:
+    build = await repository.by_deployment(session, deployment_id)
+    if build is None:
+        raise BuildNotFound(f"no build for deployment {deployment_id}")
+    return build

@@ -1,0 +1,91 @@
+"""One build from start to end: clone the branch, reuse or build the image."""
+import asyncio
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..build import git
+from ..build.docker_build import DockerEngine
+from ..build.log import BuildLog
+from ..domain.errors import BuildFailed, NoDockerfile
+from ..domain.states import BuildMode
+from ..settings import Settings
+from . import builds
+from .builds import Outcome
+
+log = logging.getLogger(__name__)
+
+IMAGE_REPOSITORY = "regio-app"
+
+
+def image_tag(application_id, commit: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{application_id}:{commit[:12]}"
+
+
+class BuildPipeline:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], docker: DockerEngine):
+        self.settings = settings
+        self.sessions = sessions
+        self.docker = docker
+
+    async def run(self, build: Row, build_log: BuildLog) -> Outcome:
+        """Never raises for a build that fails: the reason is in the log and the outcome."""
+        commit = None
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        workspace = Path(tempfile.mkdtemp(prefix=f"build-{build.id}-", dir=self.settings.work_dir))
+        try:
+            mode = _mode(build.build_mode)
+            checkout = workspace / "src"
+            build_log.write(f"Cloning branch {build.branch} of {git.display_url(build.repository_url)}")
+            commit = await git.clone(build.repository_url, build.branch, checkout,
+                                     self.settings.clone_timeout_seconds, build_log.write)
+            build_log.write(f"Commit {commit}")
+            async with self.sessions() as session, session.begin():
+                await builds.record_commit(session, build.id, commit)
+            if not (checkout / "Dockerfile").is_file():
+                raise NoDockerfile(f"there is no Dockerfile at the root of the repository (commit {commit[:12]})")
+            if mode is BuildMode.AUTO and (reused := await self._reuse(build, commit, build_log)):
+                return reused
+            return await self._build(build, commit, checkout, build_log)
+        except BuildFailed as e:
+            build_log.write(f"Build failed: {e.reason}")
+            return Outcome(success=False, commit=commit, error=e.reason)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workspace, ignore_errors=True)
+
+    async def _reuse(self, build: Row, commit: str, build_log: BuildLog) -> Outcome | None:
+        async with self.sessions() as session, session.begin():
+            earlier = await builds.reusable_image(session, build.application_id, commit)
+        if earlier is None:
+            return None
+        image = await self.docker.find_image(earlier)
+        if image is None:
+            build_log.write(f"The image built earlier from commit {commit[:12]} is gone; building it again")
+            return None
+        build_log.write(f"Reusing image {image.id} already built from commit {commit[:12]} (build mode AUTO)")
+        return Outcome(success=True, commit=commit, image=image.id, exposed_port=image.exposed_port, reused=True)
+
+    async def _build(self, build: Row, commit: str, checkout: Path, build_log: BuildLog) -> Outcome:
+        tag = image_tag(build.application_id, commit)
+        build_log.write(f"Building image {tag}")
+        image = await self.docker.build(
+            checkout, tag,
+            labels={"regio.application": str(build.application_id), "regio.commit": commit},
+            on_line=build_log.write,
+            timeout=self.settings.build_timeout_seconds,
+        )
+        port = f", exposing port {image.exposed_port}" if image.exposed_port else ", exposing no port"
+        build_log.write(f"Built image {image.id}{port}")
+        return Outcome(success=True, commit=commit, image=image.id, image_tag=tag,
+                       exposed_port=image.exposed_port)
+
+
+def _mode(value: str) -> BuildMode:
+    try:
+        return BuildMode(value.upper())
+    except ValueError:
+        raise BuildFailed(f"unknown build mode {value!r}; expected AUTO or FORCE") from None

@@ -1,0 +1,130 @@
+"""The controller schema: runners, releases, workloads (what each environment serves),
+instances (placements) and rollouts."""
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from regio_common.runtime import messaging_tables
+
+SCHEMA = "controller"
+
+metadata = MetaData(
+    schema=SCHEMA,
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    },
+)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Runner(Base):
+    """A runner host, as its heartbeats describe it."""
+
+    __tablename__ = "runners"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    cpus: Mapped[float] = mapped_column(Float)
+    labels: Mapped[dict] = mapped_column(JSONB, default=dict)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(16))
+    # Revision of the last desired state written to the runner's KV key.
+    desired_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Release(Base):
+    """Immutable: image + sealed environment + size. A rollback is a new rollout of an old release."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    environment_id: Mapped[UUID] = mapped_column(index=True)
+    image: Mapped[str] = mapped_column(String(512))
+    port: Mapped[int] = mapped_column(Integer)
+    sealed_env: Mapped[str] = mapped_column(Text)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    cpus: Mapped[float] = mapped_column(Float, default=0.25, server_default="0.25")
+    health_check_path: Mapped[str] = mapped_column(String(1024), default="/")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Workload(Base):
+    """What one environment serves now: the release and deployment its routes point at."""
+
+    __tablename__ = "workloads"
+
+    environment_id: Mapped[UUID] = mapped_column(primary_key=True)
+    application_id: Mapped[UUID]
+    current_release_id: Mapped[UUID | None] = mapped_column(ForeignKey("releases.id"))
+    # The rollout whose healthy instances are the routes' upstreams (a release may be rolled out twice).
+    current_deployment_id: Mapped[UUID | None]
+    hosts: Mapped[list] = mapped_column(JSONB, default=list)
+    route_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    applied_route_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+
+
+class Instance(Base):
+    """One container of a release placed on a runner."""
+
+    __tablename__ = "instances"
+    __table_args__ = (
+        Index(None, "runner", "state"),
+        Index(None, "environment_id", "state"),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    environment_id: Mapped[UUID]
+    release_id: Mapped[UUID] = mapped_column(ForeignKey("releases.id"))
+    deployment_id: Mapped[UUID] = mapped_column(index=True)
+    runner: Mapped[str] = mapped_column(ForeignKey("runners.name"))
+    state: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+
+
+class Rollout(Base):
+    """One deployment's rollout of a release; its row is where a restarted controller resumes."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        Index(None, "environment_id", "created_at"),
+        # The rollout worker scans only unfinished rollouts.
+        Index("ix_rollouts_unfinished", "created_at", postgresql_where="state IN ('pending', 'running')"),
+    )
+
+    deployment_id: Mapped[UUID] = mapped_column(primary_key=True)
+    environment_id: Mapped[UUID]
+    application_id: Mapped[UUID]
+    release_id: Mapped[UUID] = mapped_column(ForeignKey("releases.id"))
+    instances: Mapped[int] = mapped_column(Integer)
+    hosts: Mapped[list] = mapped_column(JSONB, default=list)
+    sanity_timeout_seconds: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str | None] = mapped_column(String(32))  # the step last announced
+    # Set when finalizing moved the routes: what to move them back to if the rollout fails.
+    route_revision: Mapped[int | None] = mapped_column(Integer)
+    previous_release_id: Mapped[UUID | None]
+    previous_deployment_id: Mapped[UUID | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+outbox, inbox = messaging_tables(metadata)

@@ -1,0 +1,276 @@
+"""Every query the controller runs. Callers own the transaction; nothing here commits."""
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from regio_common.messages import RolloutRequested
+from regio_common.runners import RunnerHeartbeat
+
+from ..domain.states import (
+    ACTIVE_STATES,
+    UNFINISHED_ROLLOUT_STATES,
+    InstanceState,
+    RolloutState,
+    RunnerState,
+    sources_of,
+)
+from .models import Instance, Release, Rollout, Runner, Workload
+
+# --- runners -------------------------------------------------------------------------
+
+
+async def upsert_runner(session: AsyncSession, heartbeat: RunnerHeartbeat, seen_at: datetime,
+                        state: RunnerState) -> None:
+    values = dict(name=heartbeat.runner, address=heartbeat.address, memory_mb=heartbeat.memory_mb,
+                  cpus=heartbeat.cpus, labels=heartbeat.labels, last_heartbeat_at=seen_at, state=state)
+    stmt = pg_insert(Runner).values(**values)
+    newer = stmt.excluded.last_heartbeat_at >= Runner.last_heartbeat_at
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Runner.name],
+            set_={k: stmt.excluded[k] for k in values if k != "name"},
+            where=newer,  # a replayed old heartbeat never overwrites a newer one
+        )
+    )
+
+
+async def mark_runner_states(session: AsyncSession, lost_before: datetime) -> list[str]:
+    """Runners silent since ``lost_before`` become lost, others ready; returns names newly lost."""
+    lost = await session.scalars(
+        update(Runner)
+        .where(Runner.last_heartbeat_at < lost_before, Runner.state != RunnerState.LOST)
+        .values(state=RunnerState.LOST)
+        .returning(Runner.name)
+    )
+    names = list(lost)
+    await session.execute(
+        update(Runner)
+        .where(Runner.last_heartbeat_at >= lost_before, Runner.state != RunnerState.READY)
+        .values(state=RunnerState.READY)
+    )
+    return names
+
+
+async def runner_names(session: AsyncSession) -> list[str]:
+    return list(await session.scalars(select(Runner.name).order_by(Runner.name)))
+
+
+async def lock_ready_runners(session: AsyncSession, heard_since: datetime) -> list[Runner]:
+    """Ready runners, locked so that concurrent placements do not both spend the same memory."""
+    return list(
+        await session.scalars(
+            select(Runner)
+            .where(Runner.state == RunnerState.READY, Runner.last_heartbeat_at >= heard_since)
+            .order_by(Runner.name)
+            .with_for_update()
+        )
+    )
+
+
+async def memory_in_use(session: AsyncSession, environment_id: UUID) -> dict[str, tuple[int, int]]:
+    """Per runner: memory held by active instances, and how many of them belong to ``environment_id``."""
+    rows = await session.execute(
+        select(
+            Instance.runner,
+            func.coalesce(func.sum(Release.memory_mb), 0),
+            func.count().filter(Instance.environment_id == environment_id),
+        )
+        .join(Release, Release.id == Instance.release_id)
+        .where(Instance.state.in_(ACTIVE_STATES))
+        .group_by(Instance.runner)
+    )
+    return {runner: (int(used), int(mine)) for runner, used, mine in rows}
+
+
+async def runners_with_usage(session: AsyncSession) -> list[tuple[Runner, int, int]]:
+    """Every runner with the memory and the number of instances it is asked to run."""
+    active = and_(Instance.runner == Runner.name, Instance.state.in_(ACTIVE_STATES))
+    rows = await session.execute(
+        select(Runner, func.coalesce(func.sum(Release.memory_mb), 0), func.count(Instance.id))
+        .outerjoin(Instance, active)
+        .outerjoin(Release, Release.id == Instance.release_id)
+        .group_by(Runner.name)
+        .order_by(Runner.name)
+    )
+    return [(runner, int(used), int(count)) for runner, used, count in rows]
+
+
+async def next_desired_revision(session: AsyncSession, runner: str) -> int | None:
+    return await session.scalar(
+        update(Runner)
+        .where(Runner.name == runner)
+        .values(desired_revision=Runner.desired_revision + 1)
+        .returning(Runner.desired_revision)
+    )
+
+
+async def desired_instances(session: AsyncSession, runner: str) -> Sequence[tuple[Instance, Release]]:
+    rows = await session.execute(
+        select(Instance, Release)
+        .join(Release, Release.id == Instance.release_id)
+        .where(Instance.runner == runner, Instance.state.in_(ACTIVE_STATES))
+        .order_by(Instance.created_at, Instance.id)
+    )
+    return rows.tuples().all()
+
+
+# --- releases, workloads, rollouts ---------------------------------------------------
+
+
+async def record_rollout(session: AsyncSession, request: RolloutRequested, sanity_timeout_seconds: float) -> bool:
+    """Stores the release, the environment's workload and the rollout; False if it was known."""
+    await session.execute(
+        pg_insert(Release)
+        .values(id=request.release_id, environment_id=request.environment_id, image=request.image,
+                port=request.port, sealed_env=request.sealed_env, memory_mb=request.memory_mb,
+                health_check_path=request.health_check_path or "/")
+        .on_conflict_do_nothing()
+    )
+    await session.execute(
+        pg_insert(Workload)
+        .values(environment_id=request.environment_id, application_id=request.application_id, hosts=[])
+        .on_conflict_do_nothing()
+    )
+    inserted = await session.execute(
+        pg_insert(Rollout)
+        .values(deployment_id=request.deployment_id, environment_id=request.environment_id,
+                application_id=request.application_id, release_id=request.release_id,
+                instances=request.instances, hosts=list(request.hosts),
+                sanity_timeout_seconds=sanity_timeout_seconds, state=RolloutState.PENDING)
+        .on_conflict_do_nothing()
+        .returning(Rollout.deployment_id)
+    )
+    return inserted.first() is not None
+
+
+async def due_rollouts(session: AsyncSession) -> list[Rollout]:
+    """The oldest unfinished rollout of each environment: one at a time per environment, in order."""
+    oldest = (
+        select(Rollout.deployment_id)
+        .where(Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
+        .distinct(Rollout.environment_id)
+        .order_by(Rollout.environment_id, Rollout.created_at, Rollout.deployment_id)
+    )
+    return list(await session.scalars(select(Rollout).where(Rollout.deployment_id.in_(oldest))
+                                      .order_by(Rollout.created_at)))
+
+
+async def get_rollout(session: AsyncSession, deployment_id: UUID, lock: bool = False) -> Rollout | None:
+    stmt = select(Rollout).where(Rollout.deployment_id == deployment_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return await session.scalar(stmt)
+
+
+async def get_release(session: AsyncSession, release_id: UUID) -> Release:
+    return await session.get_one(Release, release_id)
+
+
+async def lock_workload(session: AsyncSession, environment_id: UUID) -> Workload:
+    return await session.scalar(select(Workload).where(Workload.environment_id == environment_id)
+                                .with_for_update())
+
+
+async def record_applied_revision(session: AsyncSession, environment_id: UUID, revision: int) -> None:
+    await session.execute(
+        update(Workload)
+        .where(Workload.environment_id == environment_id, Workload.applied_route_revision < revision)
+        .values(applied_route_revision=revision)
+    )
+
+
+async def applied_revision(session: AsyncSession, environment_id: UUID) -> int:
+    return await session.scalar(select(Workload.applied_route_revision)
+                                .where(Workload.environment_id == environment_id)) or 0
+
+
+async def routed_workloads(session: AsyncSession) -> list[tuple[Workload, list[Instance]]]:
+    """Workloads that serve a release, each with the healthy instances its routes point at."""
+    workloads = list(await session.scalars(
+        select(Workload).where(Workload.current_deployment_id.is_not(None)).order_by(Workload.environment_id)
+    ))
+    if not workloads:
+        return []
+    instances = await session.scalars(
+        select(Instance)
+        .where(Instance.deployment_id.in_([w.current_deployment_id for w in workloads]),
+               Instance.state == InstanceState.HEALTHY, Instance.address.is_not(None))
+        .order_by(Instance.created_at, Instance.id)
+    )
+    by_deployment: dict[UUID, list[Instance]] = {}
+    for instance in instances:
+        by_deployment.setdefault(instance.deployment_id, []).append(instance)
+    return [(w, by_deployment.get(w.current_deployment_id, [])) for w in workloads]
+
+
+# --- instances -----------------------------------------------------------------------
+
+
+async def deployment_instances(session: AsyncSession, deployment_id: UUID,
+                               states: Iterable[InstanceState] = ACTIVE_STATES) -> list[Instance]:
+    return list(await session.scalars(
+        select(Instance)
+        .where(Instance.deployment_id == deployment_id, Instance.state.in_(tuple(states)))
+        .order_by(Instance.created_at, Instance.id)
+    ))
+
+
+async def healthy_instances(session: AsyncSession, deployment_id: UUID | None) -> list[Instance]:
+    if deployment_id is None:
+        return []
+    return await deployment_instances(session, deployment_id, (InstanceState.HEALTHY,))
+
+
+async def other_instances(session: AsyncSession, environment_id: UUID, deployment_id: UUID,
+                          states: Iterable[InstanceState]) -> list[Instance]:
+    """The environment's instances that are not this deployment's: the ones it replaces."""
+    return list(await session.scalars(
+        select(Instance)
+        .where(Instance.environment_id == environment_id, Instance.deployment_id != deployment_id,
+               Instance.state.in_(tuple(states)))
+        .order_by(Instance.created_at, Instance.id)
+    ))
+
+
+async def move_instances(session: AsyncSession, ids: Iterable[UUID], target: InstanceState,
+                         address: str | None = None) -> list[Instance]:
+    """Moves instances to ``target`` where the lifecycle allows it; returns the ones that moved."""
+    ids = list(ids)
+    if not ids:
+        return []
+    values: dict = {"state": target, "updated_at": func.now()}
+    if address is not None:
+        values["address"] = address
+    moved = await session.scalars(
+        update(Instance)
+        .where(Instance.id.in_(ids), Instance.state.in_(sources_of(target) + (target,)))
+        .values(**values)
+        .returning(Instance)
+    )
+    return list(moved)
+
+
+async def observe_instance(session: AsyncSession, instance_id: UUID, target: InstanceState,
+                           address: str | None) -> None:
+    """What a heartbeat reports: only forward moves, so a late heartbeat changes nothing decided."""
+    values: dict = {"state": target, "updated_at": func.now()}
+    if address is not None:
+        values["address"] = address
+    await session.execute(
+        update(Instance)
+        .where(Instance.id == instance_id,
+               Instance.state.in_(tuple(s for s in sources_of(target)
+                                        if s in (InstanceState.PENDING, InstanceState.STARTING))))
+        .values(**values)
+    )
+
+
+def instance_row(*, instance_id: UUID, environment_id: UUID, release_id: UUID, deployment_id: UUID,
+                 runner: str) -> Instance:
+    return Instance(id=instance_id, environment_id=environment_id, release_id=release_id,
+                    deployment_id=deployment_id, runner=runner, state=InstanceState.PENDING)
+

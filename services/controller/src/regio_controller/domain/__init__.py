@@ -1,0 +1,1 @@
+"""States, rules and errors of the controller: no FastAPI, no SQLAlchemy."""

@@ -1,0 +1,6 @@
+class RolloutFailed(Exception):
+    """A rollout step failed for a reason the deployment log shows to the user."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

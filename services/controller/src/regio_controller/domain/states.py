@@ -1,0 +1,61 @@
+"""Lifecycles of instances and rollouts, and the one table of allowed instance moves."""
+from enum import StrEnum
+
+
+class InstanceState(StrEnum):
+    PENDING = "pending"  # placed on a runner and in its desired state, not yet seen
+    STARTING = "starting"  # the runner reports the container created
+    RUNNING = "running"  # the runner reports it running at an address
+    HEALTHY = "healthy"  # passed the sanity test; may carry traffic
+    DRAINING = "draining"  # routes moved off it; stopped after the drain grace
+    STOPPED = "stopped"  # removed from the runner's desired state
+    FAILED = "failed"  # its rollout failed; removed from the runner's desired state
+
+
+# On a runner's desired list, and holding memory there.
+ACTIVE_STATES = (
+    InstanceState.PENDING,
+    InstanceState.STARTING,
+    InstanceState.RUNNING,
+    InstanceState.HEALTHY,
+    InstanceState.DRAINING,
+)
+
+# Instance lifecycle: only these moves exist. Heartbeats move instances forward
+# (pending → starting → running); rollouts decide the rest. Nothing leaves
+# stopped or failed, so a late heartbeat cannot resurrect an instance.
+TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
+    InstanceState.PENDING: frozenset({InstanceState.STARTING, InstanceState.RUNNING, InstanceState.FAILED,
+                                      InstanceState.STOPPED}),
+    InstanceState.STARTING: frozenset({InstanceState.RUNNING, InstanceState.FAILED, InstanceState.STOPPED}),
+    InstanceState.RUNNING: frozenset({InstanceState.HEALTHY, InstanceState.FAILED, InstanceState.DRAINING,
+                                      InstanceState.STOPPED}),
+    InstanceState.HEALTHY: frozenset({InstanceState.DRAINING, InstanceState.STOPPED}),
+    InstanceState.DRAINING: frozenset({InstanceState.STOPPED}),
+    InstanceState.STOPPED: frozenset(),
+    InstanceState.FAILED: frozenset(),
+}
+
+
+def can_move(current: InstanceState, target: InstanceState) -> bool:
+    return target == current or target in TRANSITIONS[current]
+
+
+def sources_of(target: InstanceState) -> tuple[InstanceState, ...]:
+    """States from which an instance may move to ``target`` (for guarded UPDATEs)."""
+    return tuple(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+class RolloutState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+UNFINISHED_ROLLOUT_STATES = (RolloutState.PENDING, RolloutState.RUNNING)
+
+
+class RunnerState(StrEnum):
+    READY = "ready"
+    LOST = "lost"  # heartbeat older than runner_lost_seconds: no new placements

@@ -1,0 +1,1 @@
+"""Where new instances go: the placement function, free of I/O so it is tested directly."""

@@ -1,0 +1,34 @@
+"""Request dependencies: the request's transaction, the caller, and the caller's organisations."""
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..domain.errors import NotAuthenticated
+from ..services import tokens
+from ..services.access import Caller
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the handler returns, rolled back if it raises."""
+    async with request.app.state.runtime.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_caller(request: Request, session: SessionDep) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not token.strip():
+        raise NotAuthenticated("Authentication credentials were not provided.")
+    found = await tokens.authenticate(session, token.strip())
+    if found is None:
+        raise NotAuthenticated("Invalid token.")
+    user, organisations = found
+    return Caller(user, organisations)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -1,0 +1,159 @@
+"""Request and response bodies of the public API, with Divio's field names."""
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Me(BaseModel):
+    uuid: UUID
+    email: str
+    first_name: str
+    last_name: str
+
+
+class OrganisationOut(BaseModel):
+    uuid: UUID
+    name: str
+    created_at: datetime
+
+
+class RegionOut(BaseModel):
+    uuid: UUID
+    name: str
+    slug: str
+    domain: str
+    vendor: str
+    location: str
+    is_dedicated: bool
+
+
+class PlanGroupOut(BaseModel):
+    uuid: UUID
+    name: str
+    regions: list[UUID]
+    max_instances: int
+    memory_mb: int
+
+
+class RepositoryIn(BaseModel):
+    organisation: UUID
+    url: str = Field(min_length=1, max_length=2000)
+
+
+class RepositoryOut(BaseModel):
+    uuid: UUID
+    organisation: UUID
+    url: str
+    created_at: datetime
+
+
+class EnvironmentStatus(BaseModel):
+    uuid: UUID
+    slug: str
+    branch: str
+    site_url: str
+    deployed: bool
+
+
+class ApplicationIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # the divio client sends fields we do not use yet
+
+    name: str = Field(min_length=1, max_length=200)
+    slug: str = Field(min_length=1, max_length=63)
+    organisation: UUID
+    region: UUID | None = None
+    repository: UUID | None = None
+    branch: str = Field("main", min_length=1, max_length=255)
+    plan_group: UUID | None = None
+
+
+class ApplicationOut(BaseModel):
+    # Also ``<env slug>_status`` for each environment, as the divio client reads it.
+    model_config = ConfigDict(extra="allow")
+
+    uuid: UUID
+    name: str
+    slug: str
+    organisation: UUID
+    region: UUID
+    repository: UUID | None
+    plan_group: UUID | None
+    created_at: datetime
+    environments: list[EnvironmentStatus]
+
+
+class DeploymentRef(BaseModel):
+    uuid: UUID
+    status: str
+    success: bool | None
+    ended_at: datetime | None
+
+
+class EnvironmentOut(BaseModel):
+    model_config = ConfigDict(extra="allow")  # plus ``<slug>_status``
+
+    uuid: UUID
+    application: UUID
+    slug: str
+    branch: str
+    instances: int
+    memory_mb: int
+    port: int | None
+    health_check_path: str
+    site_url: str
+    last_finished_deployment: DeploymentRef | None
+    ssh_endpoint: dict | None = None
+    created_at: datetime
+
+
+class EnvironmentVariableIn(BaseModel):
+    environment: UUID
+    name: str = Field(min_length=1, max_length=255)
+    value: str = Field(max_length=64 * 1024)
+    is_sensitive: bool = False
+
+
+class EnvironmentVariableOut(BaseModel):
+    uuid: UUID
+    environment: UUID
+    name: str
+    value: str | None  # null for sensitive variables: never sent back
+    is_sensitive: bool
+    created_at: datetime
+
+
+class DeploymentIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    environment: UUID
+    build_mode: str = "AUTO"
+
+
+class DeploymentOut(BaseModel):
+    uuid: UUID
+    environment: UUID
+    application: UUID
+    build_mode: str
+    status: str
+    percent: int
+    success: bool | None
+    error: str | None
+    commit: str | None
+    release: UUID | None
+    environment_variables: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class DeploymentLog(BaseModel):
+    uuid: UUID
+    logs: str
+    next_offset: int = Field(description="Pass as ?offset= to read only what was appended since.")
+    ended: bool
+
+
+class DeploymentEnvironmentVariables(BaseModel):
+    environment: UUID
+    environment_variables: dict[str, str]

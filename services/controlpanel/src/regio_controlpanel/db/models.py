@@ -1,0 +1,181 @@
+"""The control panel's schema: tenants, applications and their deployments."""
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from regio_common.runtime import messaging_tables
+
+SCHEMA = "controlpanel"
+metadata = MetaData(schema=SCHEMA)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = _id()
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    first_name: Mapped[str] = mapped_column(String(150), default="")
+    last_name: Mapped[str] = mapped_column(String(150), default="")
+    is_staff: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("organisation_id", "user_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(20))  # owner, admin, member, billing
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex; the token is shown once
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PhysicalRegion(Base):
+    __tablename__ = "physical_regions"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    vendor: Mapped[str] = mapped_column(String(100))
+    location: Mapped[str] = mapped_column(String(200))
+
+
+class Region(Base):
+    """A logical region: public, or dedicated to one organisation."""
+
+    __tablename__ = "regions"
+    id: Mapped[uuid.UUID] = _id()
+    slug: Mapped[str] = mapped_column(String(63), unique=True)  # used in NATS subjects
+    name: Mapped[str] = mapped_column(String(200))
+    domain: Mapped[str] = mapped_column(String(253))
+    physical_region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("physical_regions.id"))
+    organisation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organisations.id"))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PlanGroup(Base):
+    __tablename__ = "plan_groups"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    max_instances: Mapped[int] = mapped_column(Integer, default=1)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=512)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+    id: Mapped[uuid.UUID] = _id()
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class Application(Base):
+    __tablename__ = "applications"
+    id: Mapped[uuid.UUID] = _id()
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(63), unique=True)  # part of every default domain
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("regions.id"))
+    repository_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("repositories.id", ondelete="SET NULL"))
+    plan_group_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plan_groups.id"))
+    created_at: Mapped[datetime] = _created()
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("application_id", "slug"),)
+    id: Mapped[uuid.UUID] = _id()
+    application_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(63))
+    branch: Mapped[str] = mapped_column(String(255))
+    instances: Mapped[int] = mapped_column(Integer, default=1)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=512)
+    port: Mapped[int | None] = mapped_column(Integer)  # else the image's EXPOSE, else 80
+    health_check_path: Mapped[str] = mapped_column(String(255), default="/")
+    secret_key_encrypted: Mapped[str] = mapped_column(Text)  # SECRET_KEY: per environment, stable
+    created_at: Mapped[datetime] = _created()
+
+
+class EnvironmentVariable(Base):
+    __tablename__ = "environment_variables"
+    __table_args__ = (UniqueConstraint("environment_id", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str | None] = mapped_column(Text)  # plain, for variables that are not sensitive
+    value_encrypted: Mapped[str | None] = mapped_column(Text)  # for sensitive ones
+    is_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Release(Base):
+    """Immutable: an image and the full environment it runs with."""
+
+    __tablename__ = "releases"
+    id: Mapped[uuid.UUID] = _id()
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    image: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str | None] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    env_encrypted: Mapped[str] = mapped_column(Text)
+    env_names: Mapped[list] = mapped_column(JSON)
+    sensitive_names: Mapped[list] = mapped_column(JSON, default=list)  # masked when read back
+    created_at: Mapped[datetime] = _created()
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    id: Mapped[uuid.UUID] = _id()
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    build_mode: Mapped[str] = mapped_column(String(10), default="AUTO")
+    status: Mapped[str] = mapped_column(String(32))
+    percent: Mapped[int] = mapped_column(Integer, default=0)
+    success: Mapped[bool | None] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    commit: Mapped[str | None] = mapped_column(String(64))
+    release_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("releases.id"))
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeploymentLogChunk(Base):
+    """The deployment log, appended as lines arrive; read back in id order."""
+
+    __tablename__ = "deployment_log_chunks"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+outbox, inbox = messaging_tables(metadata)

@@ -1,0 +1,35 @@
+"""The control panel reads every region's events through one ordered consumer, so a
+deployment's log lines, its build result and its rollout result are applied in the
+order they were published."""
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from regio_common.messages import (
+    BuildFinished,
+    BuildStarted,
+    DeploymentLogAppended,
+    Message,
+    RolloutFinished,
+    RolloutProgressed,
+)
+
+from ..services.deployments import Deployments
+
+SUBJECT = "region.*.events.>"
+DURABLE = "controlpanel-events"
+
+
+def dispatcher(deployments: Deployments):
+    routes = {
+        DeploymentLogAppended: deployments.on_log,
+        BuildStarted: deployments.on_build_started,
+        BuildFinished: deployments.on_build_finished,
+        RolloutProgressed: deployments.on_rollout_progressed,
+        RolloutFinished: deployments.on_rollout_finished,
+    }
+
+    async def handle(session: AsyncSession, message: Message) -> None:
+        handler = routes.get(type(message))
+        if handler is not None:  # other services' events (routes, …) are not ours
+            await handler(session, message)
+
+    return handle

@@ -1,0 +1,62 @@
+"""First start of a region: the default public region, a plan, an admin user, an
+organisation and an API token. Idempotent; prints JSON with the token only when
+it was created now (tokens are shown once)."""
+import argparse
+import asyncio
+import json
+import os
+
+from sqlalchemy import select
+
+from regio_common.db import make_engine, make_sessionmaker
+
+from .db.models import Membership, Organisation, PhysicalRegion, PlanGroup, Region, User
+from .services import tokens
+from .settings import Settings
+
+
+async def seed(settings: Settings, region_slug: str, domain: str, email: str) -> dict:
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    created: dict = {}
+    try:
+        async with sessions() as session, session.begin():
+            region = (await session.execute(select(Region).where(Region.slug == region_slug))).scalar_one_or_none()
+            if region is None:
+                physical = PhysicalRegion(name=f"{region_slug} (this machine)", vendor="self-hosted", location="localhost")
+                session.add(physical)
+                await session.flush()
+                default_exists = (await session.execute(select(Region.id).where(Region.is_default))).first()
+                region = Region(slug=region_slug, name=f"Local ({region_slug})", domain=domain,
+                                physical_region_id=physical.id, is_default=not default_exists)
+                session.add(region)
+            if not (await session.execute(select(PlanGroup.id))).first():
+                session.add(PlanGroup(name="Developer", max_instances=1, memory_mb=512))
+                session.add(PlanGroup(name="Business", max_instances=4, memory_mb=2048))
+            admin = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+            if admin is None:
+                admin = User(email=email, first_name="Regio", last_name="Admin", is_staff=True)
+                org = Organisation(name="Default organisation")
+                session.add_all([admin, org])
+                await session.flush()
+                session.add(Membership(organisation_id=org.id, user_id=admin.id, role="owner"))
+                created["token"] = await tokens.create(session, admin, name="regio up")
+                created["organisation"] = str(org.id)
+            await session.flush()
+            created["region"] = str(region.id)
+    finally:
+        await engine.dispose()
+    return created
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--region", default="local")
+    parser.add_argument("--domain", default="local.regio.localhost")
+    parser.add_argument("--email", default=os.environ.get("REGIO_ADMIN_EMAIL", "admin@regio.localhost"))
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(seed(Settings(), args.region, args.domain, args.email))))
+
+
+if __name__ == "__main__":
+    main()

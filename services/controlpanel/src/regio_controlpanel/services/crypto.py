@@ -1,0 +1,24 @@
+"""Encryption at rest for sensitive values, with the control panel's own key."""
+from regio_common.sealing import decrypt_value, encrypt_value, open_sealed, seal
+
+
+class Vault:
+    def __init__(self, secrets_key: str, region_key: str):
+        self._secrets_key = secrets_key
+        self._region_key = region_key
+
+    def encrypt(self, value: str) -> str:
+        return encrypt_value(self._secrets_key, value)
+
+    def decrypt(self, token: str) -> str:
+        return decrypt_value(self._secrets_key, token)
+
+    def encrypt_env(self, env: dict[str, str]) -> str:
+        return seal(self._secrets_key, env)
+
+    def decrypt_env(self, token: str) -> dict[str, str]:
+        return open_sealed(self._secrets_key, token)
+
+    def seal_for_runners(self, env: dict[str, str]) -> str:
+        """Only runner agents hold the region key: the controller carries this unread."""
+        return seal(self._region_key, env)

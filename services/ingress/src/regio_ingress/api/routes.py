@@ -1,0 +1,18 @@
+"""GET /internal/v1/routes: the route table this ingress holds, and which revision Caddy carries."""
+from fastapi import APIRouter
+
+from ..routes import Route
+from ..routes.repository import RouteRepository
+from .dependencies import ServiceDep, SessionDep
+
+router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[ServiceDep])
+
+
+class HeldRoute(Route):
+    applied_revision: int | None  # the revision Caddy carries; behind `revision` while a load is pending
+
+
+@router.get("/routes", response_model=list[HeldRoute])
+async def list_routes(session: SessionDep) -> list[HeldRoute]:
+    held = await RouteRepository(session).all_with_applied()
+    return [HeldRoute(**route.model_dump(), applied_revision=applied) for route, applied in held]

@@ -1,0 +1,32 @@
+"""The ingress schema: the route table Caddy is configured from, the configs loaded
+into Caddy, and the messaging tables."""
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Integer, MetaData, String, Table, Uuid, func
+from sqlalchemy.dialects.postgresql import JSONB
+
+from regio_common.runtime import messaging_tables
+
+SCHEMA = "ingress"
+
+metadata = MetaData(schema=SCHEMA)
+
+routes = Table(
+    "routes",
+    metadata,
+    Column("environment_id", Uuid, primary_key=True),
+    Column("hosts", JSONB, nullable=False),  # lowercased host names
+    Column("upstreams", JSONB, nullable=False),  # [{instance_id, address}]; empty answers 503
+    Column("revision", Integer, nullable=False),
+    # The revision Caddy last accepted and RoutesApplied announced; behind `revision` while a load is pending.
+    Column("applied_revision", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),
+)
+
+applied_configs = Table(
+    "applied_configs",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("config_hash", String(64), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+outbox, inbox = messaging_tables(metadata)

@@ -1,0 +1,69 @@
+"""The ingress service: route state in, Caddy config out."""
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from regio_common import db
+from regio_common.app import add_platform_routes
+from regio_common.bus import EVENTS
+from regio_common.messages import RoutesChanged, subject_for
+from regio_common.runtime import Runtime
+
+from .api import router
+from .caddy.admin import CaddyAdmin
+from .caddy.config import ProxySettings
+from .controller import ControllerClient
+from .db.models import inbox, outbox
+from .messaging.routes_changed import durable_name, routes_changed_handler
+from .settings import Settings
+from .sync import CaddyLoader, Resync
+
+SERVICE = "ingress"
+
+
+def proxy_settings(settings: Settings) -> ProxySettings:
+    return ProxySettings(http_listen=settings.http_listen, admin_listen=settings.caddy_admin_listen,
+                         dial_timeout=settings.dial_timeout, read_timeout=settings.read_timeout,
+                         max_body_bytes=settings.max_body_bytes)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime = Runtime(SERVICE, settings, outbox, inbox)
+        caddy = CaddyAdmin(settings.caddy_admin_url)
+        controller = ControllerClient(settings.controller_url, settings.service_token)
+        await runtime.start()
+        loader = CaddyLoader(runtime.sessions, caddy, proxy_settings(settings), runtime.outbox)
+        app.state.runtime = runtime
+        app.state.loader = loader
+        runtime.spawn("caddy loader", loader.run)
+        runtime.subscribe(EVENTS.name, durable_name(settings.region), subject_for(RoutesChanged, settings.region),
+                          routes_changed_handler(loader, runtime.outbox))
+        runtime.spawn("route resync",
+                      Resync(runtime.sessions, controller, caddy, loader, settings.resync_seconds).run)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            await caddy.close()
+            await controller.close()
+
+    app = FastAPI(title="Regio ingress", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(router)
+
+    async def database() -> None:
+        await db.ping(app.state.runtime.engine)
+
+    async def nats() -> None:
+        if not app.state.runtime.nc.is_connected:
+            raise RuntimeError("NATS not connected")
+
+    async def caddy() -> None:
+        await app.state.loader.ready()
+
+    add_platform_routes(app, SERVICE, {"db": database, "nats": nats, "caddy": caddy})
+    return app

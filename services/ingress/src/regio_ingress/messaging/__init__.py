@@ -1,0 +1,1 @@
+"""Subscribers: what the ingress does when the controller announces a route."""

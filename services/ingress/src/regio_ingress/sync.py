@@ -1,0 +1,134 @@
+"""Two loops keep Caddy carrying the route table.
+
+The loader wakes on every change, renders the whole table and loads it into Caddy
+in one step; changes that land while it works are folded into its next load. Only
+after Caddy accepted a config does it announce the revisions now live, because the
+controller drains old instances on that word.
+
+The resync takes the controller's full route state every interval (the controller
+wins: missed events heal, removed environments go) and reloads Caddy when it runs
+something else than what was last loaded (a restarted or wiped Caddy)."""
+import asyncio
+import logging
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from regio_common.messages import RoutesApplied
+from regio_common.outbox import Outbox
+
+from .caddy.admin import CaddyAdmin, CaddyUnavailable
+from .caddy.config import ProxySettings, config_hash, render
+from .controller import ControllerClient, ControllerUnavailable
+from .routes.repository import RouteRepository
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = (0.5, 1, 2, 5)
+
+
+class CaddyLoader:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], caddy: CaddyAdmin, proxy: ProxySettings,
+                 outbox: Outbox, settle_seconds: float = 0.05):
+        self.sessions = sessions
+        self.caddy = caddy
+        self.proxy = proxy
+        self.outbox = outbox
+        self.settle_seconds = settle_seconds
+        self.last_loaded: dict | None = None  # the config Caddy accepted last
+        self._wanted = asyncio.Event()
+        self._wanted.set()  # a starting ingress loads its table right away
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    def wake_after_commit(self, session: AsyncSession) -> None:
+        """Load once this transaction is committed: earlier, the loader would read the old table."""
+        event.listen(session.sync_session, "after_commit", lambda _session: self.wake(), once=True)
+
+    async def ready(self) -> None:
+        if self.last_loaded is None:
+            raise RuntimeError("no route table loaded into caddy yet")
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            await self._wanted.wait()
+            await asyncio.sleep(self.settle_seconds)  # let a burst of changes land: one load for all
+            self._wanted.clear()
+            try:
+                await self.load()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                if isinstance(e, CaddyUnavailable):
+                    log.warning("%s; retrying in %ss (the route table is kept)", e, delay)
+                else:
+                    log.exception("loading the route table failed; retrying in %ss", delay)
+                self._wanted.set()
+                await asyncio.sleep(delay)
+            else:
+                failures = 0
+
+    async def load(self) -> None:
+        async with self.sessions() as session:
+            routes = await RouteRepository(session).all()
+        config = render(routes, self.proxy)
+        await self.caddy.load(config)
+        self.last_loaded = config
+        async with self.sessions() as session, session.begin():
+            repository = RouteRepository(session)
+            await repository.record_applied_config(config_hash(config))
+            for route in await repository.mark_applied(routes):
+                await self.outbox.add(session, RoutesApplied(environment_id=route.environment_id,
+                                                             revision=route.revision))
+        log.info("caddy carries %d routes (config %s)", len(routes), config_hash(config)[:12])
+
+
+class Resync:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], controller: ControllerClient,
+                 caddy: CaddyAdmin, loader: CaddyLoader, interval: float):
+        self.sessions = sessions
+        self.controller = controller
+        self.caddy = caddy
+        self.loader = loader
+        self.interval = interval
+
+    async def run(self) -> None:
+        while True:
+            await self.once()
+            await asyncio.sleep(self.interval)
+
+    async def once(self) -> None:
+        await self.take_controller_state()
+        await self.check_caddy()
+
+    async def take_controller_state(self) -> None:
+        async with self.sessions() as session:
+            asked_at = await RouteRepository(session).database_now()
+        try:
+            wanted = await self.controller.routes()
+        except ControllerUnavailable as e:
+            log.warning("%s; serving the last route table", e)
+            return
+        async with self.sessions() as session, session.begin():
+            repository = RouteRepository(session)
+            updated = [route.environment_id for route in wanted if await repository.save_if_newer(route)]
+            removed = await repository.delete_absent({route.environment_id for route in wanted}, asked_at)
+        if updated or removed:
+            log.info("resync with the controller: %d routes updated, %d removed", len(updated), len(removed))
+            self.loader.wake()
+
+    async def check_caddy(self) -> None:
+        if self.loader.last_loaded is None:
+            return  # the loader is still trying and will load the table itself
+        try:
+            running = await self.caddy.running_config()
+        except CaddyUnavailable as e:
+            log.warning("%s", e)
+            return
+        if running != self.loader.last_loaded:
+            log.warning("caddy runs another config than the one last loaded (restarted?); reloading")
+            self.loader.wake()

@@ -1,0 +1,252 @@
+"""The runner agent's loops: watch the desired state, reconcile the host's containers
+against it, and heartbeat the full observed state.
+
+Level-triggered: every pass reads the whole desired state and observes every
+container, whether woken by a desired-state update, a finished action, or the
+heartbeat interval. A missed update is healed by the next pass. Actions run as
+their own tasks (one at a time per instance), so a slow start or a graceful stop
+never holds up the heartbeat or the other instances."""
+import asyncio
+import logging
+import time
+from uuid import UUID
+
+from cryptography.fernet import InvalidToken
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from regio_common import bus
+from regio_common.runners import ContainerState, DesiredInstance, ObservedInstance, RunnerDesired, RunnerHeartbeat
+from regio_common.sealing import open_sealed
+
+from .db import repository
+from .db.repository import ContainerRecord
+from .docker_engine import Container, DockerEngine
+from .reconcile import Action, Remove, Run, Start, plan
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, settings: Settings, engine: DockerEngine, js: JetStreamContext,
+                 sessions: async_sessionmaker[AsyncSession]):
+        self.settings = settings
+        self.engine = engine
+        self.js = js
+        self.sessions = sessions
+        self.heartbeat: RunnerHeartbeat | None = None  # the last one sent: what /internal/v1/instances serves
+        self._desired_kv: KeyValue | None = None
+        self._state_kv: KeyValue | None = None
+        self._wake = asyncio.Event()
+        self._busy: dict[str, asyncio.Task] = {}  # key -> the action running for it
+        self._removing: set[str] = set()
+        self._last_started: dict[str, float] = {}
+        self._restarts: dict[str, int] = {}
+        self._saved: dict[UUID, ContainerRecord] = {}  # what the containers table holds
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    async def prepare(self) -> None:
+        """Before the loops start: buckets, the app network, and what the last agent recorded."""
+        await bus.ensure_buckets(self.js, self.settings.region)
+        self._desired_kv = await self.js.key_value(bus.runner_desired_bucket(self.settings.region))
+        self._state_kv = await self.js.key_value(bus.runner_state_bucket(self.settings.region))
+        await asyncio.to_thread(self.engine.ensure_network)
+        async with self.sessions() as session:
+            records = await repository.load(session)
+        self._saved = {r.instance_id: r for r in records}
+        self._restarts = {str(r.instance_id): r.restarts for r in records}
+        if not self.settings.region_key:
+            log.warning("REGIO_RUNNER_REGION_KEY is not set: instances cannot be started")
+
+    def poke(self) -> None:
+        """Run a pass now rather than at the next interval."""
+        self._wake.set()
+
+    # --- loops ------------------------------------------------------------------
+
+    async def watch_desired(self) -> None:
+        """Wake a pass on every write to this runner's desired state. The pass reads the
+        value itself, so a watcher that misses or repeats an update does no harm."""
+        while True:
+            watcher = await self._desired_kv.watch(self.name)
+            try:
+                async for _entry in watcher:  # None marks the end of the initial values
+                    self.poke()
+            finally:
+                try:
+                    await watcher.stop()
+                except Exception:  # the connection may already be gone at shutdown
+                    pass
+            await asyncio.sleep(1)
+
+    async def run(self) -> None:
+        """Reconcile and heartbeat every interval, or sooner when poked."""
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.sync()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("reconcile pass failed; retrying at the next interval")
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.settings.heartbeat_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            # Running actions are left to finish in their threads; their containers are
+            # adopted by the next agent. Containers are never stopped because the agent stops.
+            for task in self._busy.values():
+                task.cancel()
+
+    async def sync(self) -> None:
+        """One pass: read desired, observe, act, record, heartbeat."""
+        desired = await self._read_desired()
+        observed = await asyncio.to_thread(self.engine.list)
+        now = time.monotonic()
+        actions = plan(
+            desired.instances if desired is not None else None,
+            observed,
+            busy=self._busy.keys(),
+            last_started=self._last_started,
+            now=now,
+        )
+        for action in actions:
+            self._dispatch(action, now)
+        self._forget_gone(desired, observed)
+        instances = [self._observed(c) for c in observed]
+        instances = [i for i in instances if i is not None]
+        heartbeat = RunnerHeartbeat(
+            runner=self.name,
+            address=self.settings.address,
+            memory_mb=self.settings.memory_mb,
+            cpus=self.settings.cpus,
+            labels=self.settings.labels,
+            desired_revision=desired.revision if desired is not None else 0,
+            instances=instances,
+        )
+        await self._state_kv.put(self.name, heartbeat.model_dump_json().encode())
+        self.heartbeat = heartbeat
+        # After the heartbeat: the controller must hear from this runner even while Postgres is away.
+        await self._record(instances)
+
+    # --- reading and reporting --------------------------------------------------
+
+    async def _read_desired(self) -> RunnerDesired | None:
+        """The controller's desired state for this runner; None if it has never written one.
+        A deleted key means the controller wants nothing here."""
+        try:
+            entry = await self._desired_kv.get(self.name)
+        except KeyNotFoundError as e:
+            if e.op in (KV_DEL, KV_PURGE):
+                revision = e.entry.revision if e.entry is not None else 0
+                return RunnerDesired(runner=self.name, revision=revision or 0)
+            return None
+        return RunnerDesired.model_validate_json(entry.value)
+
+    def _observed(self, container: Container) -> ObservedInstance | None:
+        if not (container.instance_id and container.environment_id and container.release_id):
+            return None  # labelled for this runner by hand; removed, never reported
+        key = container.key
+        state = container.state
+        if key in self._removing:
+            state = ContainerState.STOPPING
+        elif key in self._busy and state != ContainerState.RUNNING:
+            state = ContainerState.STARTING
+        running = state == ContainerState.RUNNING and container.host_port
+        return ObservedInstance(
+            instance_id=container.instance_id,
+            environment_id=container.environment_id,
+            release_id=container.release_id,
+            container_id=container.container_id,
+            state=state,
+            address=f"{self.settings.address}:{container.host_port}" if running else None,
+            restarts=self._restarts.get(key, 0),
+            exit_code=container.exit_code if state == ContainerState.EXITED else None,
+            started_at=container.started_at,
+        )
+
+    def _forget_gone(self, desired: RunnerDesired | None, observed: list[Container]) -> None:
+        """Drop restart counts and backoff of instances that are neither wanted nor here."""
+        keep = {c.key for c in observed} | set(self._busy)
+        if desired is not None:
+            keep |= {str(i.instance_id) for i in desired.instances}
+        else:
+            keep |= set(self._restarts)  # nothing is known to be unwanted yet
+        for table in (self._restarts, self._last_started):
+            for key in [k for k in table if k not in keep]:
+                del table[key]
+
+    async def _record(self, instances: list[ObservedInstance]) -> None:
+        """Keep the containers table equal to what this pass observed; write only changes."""
+        current = {
+            i.instance_id: ContainerRecord(i.instance_id, i.container_id, i.environment_id, i.release_id,
+                                           i.state.value, i.restarts)
+            for i in instances
+        }
+        changed = [r for k, r in current.items() if self._saved.get(k) != r]
+        gone = [k for k in self._saved if k not in current]
+        if not changed and not gone:
+            return
+        async with self.sessions() as session, session.begin():
+            await repository.save(session, changed)
+            await repository.forget(session, gone)
+        self._saved = current
+
+    # --- acting -----------------------------------------------------------------
+
+    def _dispatch(self, action: Action, now: float) -> None:
+        key = action.key
+        if isinstance(action, (Run, Start)):
+            self._last_started[key] = now
+        else:
+            self._removing.add(key)
+        task = asyncio.create_task(self._execute(action), name=f"{type(action).__name__.lower()} {key}")
+        self._busy[key] = task
+
+        def done(t: asyncio.Task) -> None:
+            if self._busy.get(key) is t:
+                del self._busy[key]
+            self._removing.discard(key)
+            self.poke()  # observe and heartbeat the change right away
+
+        task.add_done_callback(done)
+
+    async def _execute(self, action: Action) -> None:
+        try:
+            if isinstance(action, Run):
+                await self._run(action.instance)
+            elif isinstance(action, Start):
+                await asyncio.to_thread(self.engine.start, action.container_id)
+                if action.restart:
+                    self._restarts[action.key] = self._restarts.get(action.key, 0) + 1
+                log.info("%s instance %s (container %s)", "restarted" if action.restart else "started",
+                         action.key, action.container_id[:12])
+            elif isinstance(action, Remove):
+                await asyncio.to_thread(self.engine.stop_and_remove, action.container_id,
+                                        self.settings.stop_grace_seconds)
+                log.info("stopped and removed container %s (instance %s)", action.container_id[:12],
+                         action.instance_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            # The next pass plans the action again (after the backoff for starts).
+            log.warning("%s failed: %s", type(action).__name__, e)
+
+    async def _run(self, instance: DesiredInstance) -> None:
+        try:
+            env = open_sealed(self.settings.region_key, instance.sealed_env)
+        except (InvalidToken, ValueError):
+            # Never log the sealed text or the key: only that this release cannot be opened here.
+            log.error("cannot open the environment of release %s with this region's key", instance.release_id)
+            return
+        container_id = await asyncio.to_thread(self.engine.run, instance, env)
+        log.info("started instance %s of release %s (container %s)", instance.instance_id,
+                 instance.release_id, container_id[:12])

@@ -1,0 +1,193 @@
+"""The Docker Engine as one runner agent sees it: only the containers labelled for its runner.
+
+A thin wrapper over the Docker SDK. Every method blocks; the agent calls them in
+threads (``asyncio.to_thread``) so a slow engine never stalls its heartbeat."""
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import docker
+from docker.errors import APIError, NotFound
+
+from regio_common.runners import ContainerState, DesiredInstance
+
+log = logging.getLogger(__name__)
+
+LABEL_RUNNER = "regio.runner"
+LABEL_INSTANCE = "regio.instance"
+LABEL_ENVIRONMENT = "regio.environment"
+LABEL_RELEASE = "regio.release"
+LABEL_PORT = "regio.port"  # the application's port inside the container, to find its published port
+
+# Docker's container states in the platform's words. "restarting" never happens with
+# restart policy "no"; "paused" is only done by hand and the process still exists.
+_STATES = {
+    "created": ContainerState.STARTING,
+    "restarting": ContainerState.STARTING,
+    "running": ContainerState.RUNNING,
+    "paused": ContainerState.RUNNING,
+    "removing": ContainerState.STOPPING,
+    "exited": ContainerState.EXITED,
+    "dead": ContainerState.EXITED,
+}
+
+PIDS_LIMIT = 1024  # a fork bomb in one application must not take the runner down
+
+
+def container_name(instance_id: UUID) -> str:
+    return f"regio-{instance_id}"
+
+
+def _uuid(value: str | None) -> UUID | None:
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    # A container that never started reports the zero time.
+    if not value or value.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container labelled for this runner, as the engine last described it."""
+
+    container_id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    state: ContainerState
+    exit_code: int | None
+    started_at: datetime | None
+    host_port: int | None  # the published port of the application's port, while it is published
+
+    @property
+    def instance_id(self) -> UUID | None:
+        return _uuid(self.labels.get(LABEL_INSTANCE))
+
+    @property
+    def environment_id(self) -> UUID | None:
+        return _uuid(self.labels.get(LABEL_ENVIRONMENT))
+
+    @property
+    def release_id(self) -> UUID | None:
+        return _uuid(self.labels.get(LABEL_RELEASE))
+
+    @property
+    def key(self) -> str:
+        """What the agent serialises work on: the instance, or the container if it has none."""
+        instance_id = self.instance_id
+        return str(instance_id) if instance_id else self.container_id
+
+    @classmethod
+    def from_inspect(cls, attrs: dict) -> "Container":
+        labels = attrs["Config"].get("Labels") or {}
+        state = attrs["State"]
+        status = _STATES.get(state.get("Status", ""), ContainerState.EXITED)
+        return cls(
+            container_id=attrs["Id"],
+            name=attrs["Name"].lstrip("/"),
+            image=attrs["Config"].get("Image", ""),
+            labels=labels,
+            state=status,
+            exit_code=state.get("ExitCode") if status == ContainerState.EXITED else None,
+            started_at=_timestamp(state.get("StartedAt")),
+            host_port=_published_port(attrs, labels.get(LABEL_PORT)),
+        )
+
+
+def _published_port(attrs: dict, port: str | None) -> int | None:
+    if not port:
+        return None
+    bindings = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    for binding in bindings.get(f"{port}/tcp") or []:
+        if binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+class DockerEngine:
+    def __init__(self, runner: str, address: str, network: str, docker_host: str | None = None):
+        self.runner = runner
+        self.address = address
+        self.network = network
+        self.client = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ping(self) -> None:
+        self.client.ping()
+
+    def ensure_network(self) -> None:
+        """The bridge network application containers join, created on first use."""
+        if any(n.name == self.network for n in self.client.networks.list(names=[self.network])):
+            return
+        try:
+            self.client.networks.create(self.network, driver="bridge", labels={"regio.network": "apps"})
+            log.info("created docker network %s", self.network)
+        except APIError as e:
+            # Another agent on the same engine may have created it a moment ago.
+            if e.status_code != 409:
+                raise
+
+    def list(self) -> list[Container]:
+        """Every container labelled for this runner, running or not."""
+        summaries = self.client.api.containers(all=True, filters={"label": f"{LABEL_RUNNER}={self.runner}"})
+        containers = []
+        for summary in summaries:
+            container = self.inspect(summary["Id"])
+            if container is not None:
+                containers.append(container)
+        return containers
+
+    def inspect(self, container_id: str) -> Container | None:
+        try:
+            attrs = self.client.api.inspect_container(container_id)
+        except NotFound:
+            return None  # removed between listing and inspecting
+        if (attrs["Config"].get("Labels") or {}).get(LABEL_RUNNER) != self.runner:
+            return None
+        return Container.from_inspect(attrs)
+
+    def run(self, instance: DesiredInstance, env: dict[str, str]) -> str:
+        """Create and start the instance's container; returns its id."""
+        container = self.client.containers.run(
+            instance.image,
+            name=container_name(instance.instance_id),
+            detach=True,
+            environment=env,
+            labels={
+                LABEL_RUNNER: self.runner,
+                LABEL_INSTANCE: str(instance.instance_id),
+                LABEL_ENVIRONMENT: str(instance.environment_id),
+                LABEL_RELEASE: str(instance.release_id),
+                LABEL_PORT: str(instance.port),
+            },
+            # A random free port on the runner's address; the heartbeat reports which.
+            ports={f"{instance.port}/tcp": (self.address, None)},
+            mem_limit=f"{instance.memory_mb}m",
+            nano_cpus=int(instance.cpus * 1e9),
+            pids_limit=PIDS_LIMIT,
+            security_opt=["no-new-privileges"],
+            network=self.network,
+            # The agent restarts exited instances itself, so it can count and pace restarts.
+            restart_policy={"Name": "no"},
+        )
+        return container.id
+
+    def start(self, container_id: str) -> None:
+        self.client.api.start(container_id)
+
+    def stop_and_remove(self, container_id: str, grace_seconds: int) -> None:
+        """SIGTERM, SIGKILL after the grace period, then remove the container."""
+        try:
+            self.client.api.stop(container_id, timeout=grace_seconds)
+            self.client.api.remove_container(container_id, force=True)
+        except NotFound:
+            pass

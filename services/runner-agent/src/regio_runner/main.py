@@ -1,0 +1,56 @@
+"""The runner agent's FastAPI app: the agent's loops run for the life of the app."""
+import asyncio
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from regio_common import db
+from regio_common.app import add_platform_routes
+from regio_common.runtime import Runtime
+
+from .agent import Agent
+from .api.routes import router
+from .db.models import inbox, outbox
+from .docker_engine import DockerEngine
+from .settings import Settings
+
+SERVICE = "runner-agent"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime = Runtime(SERVICE, settings, outbox, inbox)
+        engine = DockerEngine(settings.name, settings.address, settings.network, settings.docker_host)
+        try:
+            await runtime.start()
+            agent = Agent(settings, engine, runtime.js, runtime.sessions)
+            await agent.prepare()
+            app.state.runtime = runtime
+            app.state.engine = engine
+            app.state.agent = agent
+            runtime.spawn("desired-watch", agent.watch_desired)
+            runtime.spawn("reconcile", agent.run)
+            yield
+        finally:
+            await runtime.stop()
+            engine.close()
+
+    app = FastAPI(title="Regio runner agent", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(router)
+
+    async def database() -> None:
+        await db.ping(app.state.runtime.engine)
+
+    async def nats() -> None:
+        if not app.state.runtime.nc.is_connected:
+            raise RuntimeError("NATS not connected")
+
+    async def docker() -> None:
+        await asyncio.to_thread(app.state.engine.ping)
+
+    add_platform_routes(app, SERVICE, {"db": database, "nats": nats, "docker": docker})
+    return app
