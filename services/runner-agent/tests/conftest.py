@@ -167,18 +167,18 @@ def start_agent(region, database_url, nats_url, app_network) -> Callable[..., ob
 
     @asynccontextmanager
     async def start(name: str, **overrides) -> AsyncIterator[RunningAgent]:
-        settings = Settings(
-            name=name,
-            region=region.name,
-            database_url=database_url,
-            nats_url=nats_url,
-            region_key=region.key,
-            network=app_network,
-            heartbeat_seconds=0.5,
-            stop_grace_seconds=1,
-            service_token=SERVICE_TOKEN,
+        settings = Settings(**{
+            "name": name,
+            "region": region.name,
+            "database_url": database_url,
+            "nats_url": nats_url,
+            "region_key": region.key,
+            "network": app_network,
+            "heartbeat_seconds": 0.5,
+            "stop_grace_seconds": 1,
+            "service_token": SERVICE_TOKEN,
             **overrides,
-        )
+        })
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             yield RunningAgent(app, settings)

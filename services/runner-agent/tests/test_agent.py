@@ -1,12 +1,13 @@
 """The runner agent against the real Docker Engine, NATS and Postgres."""
 import asyncio
+from datetime import datetime
 from uuid import uuid4
 
 import httpx
 from docker.errors import NotFound
 from sqlalchemy import select
 
-from regio_common import db
+from regio_common import bus, db
 from regio_common.runners import ContainerState
 from regio_runner.db.models import ManagedContainer
 from regio_runner.docker_engine import LABEL_RUNNER, container_name
@@ -116,6 +117,24 @@ async def test_an_instance_removed_from_desired_is_stopped_and_removed(
             await engine.dispose()
 
 
+async def test_deleting_the_runners_desired_state_stops_its_instances(
+    region, start_agent, runner_name, app_image, docker_client, eventually
+):
+    instance = region.instance(app_image)
+    async with start_agent(runner_name):
+        await region.put_desired(runner_name, 1, [instance])
+        await eventually(lambda: _running(region, runner_name, instance.instance_id))
+
+        kv = await region.js.key_value(bus.runner_desired_bucket(region.name))
+        await kv.delete(runner_name)
+
+        async def gone():
+            heartbeat = await region.heartbeat(runner_name)
+            return not heartbeat.instances and container_gone(docker_client, container_name(instance.instance_id))
+
+        await eventually(gone)
+
+
 async def test_a_killed_container_is_restarted_and_the_restart_counted(
     region, start_agent, runner_name, app_image, docker_client, eventually
 ):
@@ -166,7 +185,7 @@ async def test_a_restarted_agent_adopts_running_containers_without_restarting_th
         assert after.address == before.address
         await asyncio.sleep(1.5)  # a few more passes: still untouched
         container.reload()
-        assert container.attrs["State"]["StartedAt"].startswith(before.started_at.strftime("%Y-%m-%dT%H:%M:%S"))
+        assert datetime.fromisoformat(container.attrs["State"]["StartedAt"]) == before.started_at
         assert container.status == "running"
 
 
@@ -205,14 +224,16 @@ async def test_a_slow_stop_does_not_hold_up_heartbeats_or_other_instances(
     region, start_agent, runner_name, app_image, eventually
 ):
     # The test application ignores SIGTERM (PID 1 without a handler), so its stop lasts the grace period.
-    draining, fresh = region.instance(app_image), region.instance(app_image)
+    draining, fresh = region.instance(app_image), region.instance(app_image, GREETING="serving")
     async with start_agent(runner_name, stop_grace_seconds=5):
         await region.put_desired(runner_name, 1, [draining])
         await eventually(lambda: _running(region, runner_name, draining.instance_id))
 
         await region.put_desired(runner_name, 2, [fresh])
-        heartbeats = []
-        while len(heartbeats) < 2 or observed(heartbeats[-1], draining.instance_id, ContainerState.STOPPING):
+        await eventually(lambda: _state(region, runner_name, draining.instance_id, ContainerState.STOPPING),
+                         timeout=5)
+        heartbeats = [await region.heartbeat(runner_name)]
+        while observed(heartbeats[-1], draining.instance_id, ContainerState.STOPPING):
             assert len(heartbeats) < 100, "the old instance never finished stopping"
             heartbeat = await region.heartbeat(runner_name)
             if not heartbeats or heartbeat.sent_at != heartbeats[-1].sent_at:
@@ -232,7 +253,8 @@ async def test_a_slow_stop_does_not_hold_up_heartbeats_or_other_instances(
 
         await eventually(drained, timeout=15)
         seen = await _running(region, runner_name, fresh.instance_id)
-        assert await eventually(lambda: answer(seen.address))
+        assert await eventually(lambda: answer(seen.address)) == "serving"
+
 
 
 async def _running(region, runner, instance_id):

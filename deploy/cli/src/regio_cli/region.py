@@ -72,6 +72,7 @@ class Region:
                 "SECRETS_KEY": self.secrets["controlpanel_key"],
                 "REGION_DOMAIN": self.layout.region_domain,
                 "PUBLIC_URL": self.api_url,
+                "INGRESS_PORT": str(p.ingress_http),
             }),
             Service("builder", "regio_builder", "builder", p.builder, {}),
             Service("controller", "regio_controller", "controller", p.controller, {}),

@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": str(error)}, status_code=error.status_code)
 
     async def nats_ready() -> None:
-        await runtime.ready()
+        if runtime.nc is None or not runtime.nc.is_connected:
+            raise RuntimeError("NATS not connected")
 
     add_platform_routes(app, "builder", {
         "db": lambda: db.ping(runtime.engine),

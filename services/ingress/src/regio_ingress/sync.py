@@ -95,6 +95,7 @@ class Resync:
         self.caddy = caddy
         self.loader = loader
         self.interval = interval
+        self._controller_down = False  # warn when it goes away and when it is back, not every interval
 
     async def run(self) -> None:
         while True:
@@ -109,14 +110,18 @@ class Resync:
         async with self.sessions() as session:
             asked_at = await RouteRepository(session).database_now()
         try:
-            wanted = await self.controller.routes()
+            state = await self.controller.route_state()
         except ControllerUnavailable as e:
-            log.warning("%s; serving the last route table", e)
+            log.log(logging.DEBUG if self._controller_down else logging.WARNING, "%s; serving the last route table", e)
+            self._controller_down = True
             return
+        if self._controller_down:
+            log.info("the controller answers again; taking its route state")
+            self._controller_down = False
         async with self.sessions() as session, session.begin():
             repository = RouteRepository(session)
-            updated = [route.environment_id for route in wanted if await repository.save_if_newer(route)]
-            removed = await repository.delete_absent({route.environment_id for route in wanted}, asked_at)
+            updated = [route.environment_id for route in state.routes if await repository.save_if_newer(route)]
+            removed = await repository.delete_absent(state.environments, asked_at)
         if updated or removed:
             log.info("resync with the controller: %d routes updated, %d removed", len(updated), len(removed))
             self.loader.wake()

@@ -46,6 +46,7 @@ class Agent:
         self._last_started: dict[str, float] = {}
         self._restarts: dict[str, int] = {}
         self._saved: dict[UUID, ContainerRecord] = {}  # what the containers table holds
+        self._network_ready = False
 
     @property
     def name(self) -> str:
@@ -56,7 +57,6 @@ class Agent:
         await bus.ensure_buckets(self.js, self.settings.region)
         self._desired_kv = await self.js.key_value(bus.runner_desired_bucket(self.settings.region))
         self._state_kv = await self.js.key_value(bus.runner_state_bucket(self.settings.region))
-        await asyncio.to_thread(self.engine.ensure_network)
         async with self.sessions() as session:
             records = await repository.load(session)
         self._saved = {r.instance_id: r for r in records}
@@ -107,7 +107,11 @@ class Agent:
                 task.cancel()
 
     async def sync(self) -> None:
-        """One pass: read desired, observe, act, record, heartbeat."""
+        """One pass: read desired, observe, act, heartbeat, record."""
+        if not self._network_ready:
+            # Here rather than at startup, so an engine that is down at first only delays this.
+            await asyncio.to_thread(self.engine.ensure_network)
+            self._network_ready = True
         desired = await self._read_desired()
         observed = await asyncio.to_thread(self.engine.list)
         now = time.monotonic()
@@ -238,7 +242,7 @@ class Agent:
             raise
         except Exception as e:
             # The next pass plans the action again (after the backoff for starts).
-            log.warning("%s failed: %s", type(action).__name__, e)
+            log.warning("%s of %s failed: %s", type(action).__name__, action.key, e)
 
     async def _run(self, instance: DesiredInstance) -> None:
         try:

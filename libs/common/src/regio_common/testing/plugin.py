@@ -38,6 +38,12 @@ def postgres_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
             return
     state = tmp_path_factory.mktemp("pg")
     os.chmod(state, 0o755)
+    # Run as root, Postgres runs as an unprivileged user, who must be able to pass through
+    # pytest's private (0700) temp directories to reach its own.
+    for parent in state.parents:
+        if parent == Path(tmp_path_factory.getbasetemp()).parent.parent:
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o011)
     cluster = PostgresCluster("postgres", state, free_port())
     cluster.ensure_initialized()
     process = cluster.process()

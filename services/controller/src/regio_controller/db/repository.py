@@ -4,6 +4,7 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,7 +116,7 @@ async def desired_instances(session: AsyncSession, runner: str) -> Sequence[tupl
         .where(Instance.runner == runner, Instance.state.in_(ACTIVE_STATES))
         .order_by(Instance.created_at, Instance.id)
     )
-    return rows.tuples().all()
+    return rows.all()
 
 
 # --- releases, workloads, rollouts ---------------------------------------------------
@@ -152,7 +153,7 @@ async def due_rollouts(session: AsyncSession) -> list[Rollout]:
     oldest = (
         select(Rollout.deployment_id)
         .where(Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
-        .distinct(Rollout.environment_id)
+        .ext(distinct_on(Rollout.environment_id))
         .order_by(Rollout.environment_id, Rollout.created_at, Rollout.deployment_id)
     )
     return list(await session.scalars(select(Rollout).where(Rollout.deployment_id.in_(oldest))

@@ -30,7 +30,8 @@ TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
     InstanceState.STARTING: frozenset({InstanceState.RUNNING, InstanceState.FAILED, InstanceState.STOPPED}),
     InstanceState.RUNNING: frozenset({InstanceState.HEALTHY, InstanceState.FAILED, InstanceState.DRAINING,
                                       InstanceState.STOPPED}),
-    InstanceState.HEALTHY: frozenset({InstanceState.DRAINING, InstanceState.STOPPED}),
+    # failed: its rollout failed after routing to it, and the routes moved back.
+    InstanceState.HEALTHY: frozenset({InstanceState.DRAINING, InstanceState.STOPPED, InstanceState.FAILED}),
     InstanceState.DRAINING: frozenset({InstanceState.STOPPED}),
     InstanceState.STOPPED: frozenset(),
     InstanceState.FAILED: frozenset(),

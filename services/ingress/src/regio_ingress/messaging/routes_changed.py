@@ -1,6 +1,8 @@
 """RoutesChanged: the controller announces the full route of one environment."""
 import logging
 
+from pydantic import ValidationError
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import Message, RoutesApplied, RoutesChanged
@@ -24,7 +26,12 @@ def durable_name(region: str) -> str:
 def routes_changed_handler(loader: CaddyLoader, outbox: Outbox) -> Handler:
     async def handle(session: AsyncSession, message: Message) -> None:
         assert isinstance(message, RoutesChanged)
-        route = Route.from_message(message)
+        try:
+            route = Route.from_message(message)
+        except ValidationError as e:
+            # No retry makes a bad route good; Caddy would refuse it, or worse, match too much.
+            log.error("route of %s revision %d refused: %s", message.environment_id, message.revision, e)
+            return
         repository = RouteRepository(session)
         if await repository.save_if_newer(route):
             loader.wake_after_commit(session)

@@ -1,9 +1,25 @@
 """One environment's route, as the controller announces it and as Caddy gets it."""
+import re
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from regio_common.messages import RoutesChanged, Upstream
+
+
+# A DNS name, optionally with one leading wildcard label. Anything else is refused: Caddy
+# would read `{…}` in a host matcher as a placeholder, able to match every request.
+HOST_NAME = re.compile(r"(\*\.)?([a-z0-9_-]+\.)*[a-z0-9_-]+")
+
+
+def normalize_host(host: str) -> str:
+    """The spelling a Host header carries: lowercase, no trailing dot, internationalized names in punycode."""
+    host = host.strip().rstrip(".").lower()
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    if not HOST_NAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name")
+    return host
 
 
 class Route(BaseModel):
@@ -17,13 +33,18 @@ class Route(BaseModel):
     @field_validator("hosts")
     @classmethod
     def _normalize_hosts(cls, hosts: list[str]) -> list[str]:
-        # Host names are case-insensitive; keep one spelling, in the given order.
-        seen: dict[str, None] = {}
-        for host in hosts:
-            host = host.strip().rstrip(".").lower()
-            if host:
-                seen.setdefault(host)
-        return list(seen)
+        # Host names are case-insensitive: keep one spelling of each, in the given order.
+        return list(dict.fromkeys(normalize_host(host) for host in hosts))
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_addresses(cls, upstreams: list[Upstream]) -> list[Upstream]:
+        # Caddy refuses a whole config over one bad address; refuse the route instead.
+        for upstream in upstreams:
+            host, _, port = upstream.address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in "/ {}"):
+                raise ValueError(f"upstream address {upstream.address!r} is not host:port")
+        return upstreams
 
     @classmethod
     def from_message(cls, message: RoutesChanged) -> "Route":

@@ -1,0 +1,65 @@
+"""The running controller: its runtime and the parts wired together."""
+from datetime import timedelta
+
+import httpx
+
+from regio_common import db
+from regio_common.bus import COMMANDS, EVENTS, ensure_buckets
+from regio_common.messages import RolloutRequested, RoutesApplied, subject_for
+from regio_common.runtime import Runtime
+
+from .db.models import inbox, outbox
+from .messaging.consumers import rollouts_consumer, routes_applied_consumer
+from .messaging.handlers import on_rollout_requested, on_routes_applied
+from .reconcile import Reconciler
+from .rollout.context import RolloutContext
+from .rollout.worker import RolloutWorker
+from .routes.applied import AppliedRoutes
+from .runners.desired import DesiredState
+from .runners.heartbeats import HeartbeatWatcher
+from .runners.registry import RunnerRegistry
+from .settings import Settings
+
+
+class Controller:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.runtime = Runtime("controller", settings, outbox, inbox)
+        self.registry = RunnerRegistry(timedelta(seconds=settings.runner_lost_seconds))
+        self.http: httpx.AsyncClient | None = None
+        self.worker: RolloutWorker | None = None
+
+    async def start(self) -> None:
+        settings, runtime = self.settings, self.runtime
+        await runtime.start()
+        await ensure_buckets(runtime.js, settings.region)
+        # Sanity tests go straight to runner addresses, never through a proxy from the environment.
+        self.http = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        desired = DesiredState(runtime.js, runtime.sessions, settings.region)
+        applied = AppliedRoutes(runtime.sessions)
+        ctx = RolloutContext(settings=settings, sessions=runtime.sessions, outbox=runtime.outbox,
+                             registry=self.registry, desired=desired, applied=applied, http=self.http)
+        self.worker = RolloutWorker(ctx, settings.rollout_poll_seconds)
+
+        runtime.subscribe(COMMANDS.name, rollouts_consumer(settings.region),
+                          subject_for(RolloutRequested, settings.region),
+                          on_rollout_requested(runtime.outbox, settings.sanity_timeout_seconds, self.worker.wake))
+        runtime.subscribe(EVENTS.name, routes_applied_consumer(settings.region),
+                          subject_for(RoutesApplied, settings.region), on_routes_applied(applied))
+        runtime.spawn("heartbeats",
+                      HeartbeatWatcher(runtime.js, runtime.sessions, self.registry, settings.region).run)
+        runtime.spawn("rollouts", self.worker.run)
+        runtime.spawn("reconcile", Reconciler(runtime.sessions, desired, self.registry.lost_after,
+                                              settings.reconcile_seconds).run)
+
+    async def stop(self) -> None:
+        await self.runtime.stop()
+        if self.http is not None:
+            await self.http.aclose()
+
+    async def database_ready(self) -> None:
+        await db.ping(self.runtime.engine)
+
+    async def nats_ready(self) -> None:
+        if self.runtime.nc is None or not self.runtime.nc.is_connected:
+            raise RuntimeError("NATS not connected")

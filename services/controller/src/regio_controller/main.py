@@ -1,0 +1,29 @@
+"""The controller's FastAPI app."""
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from regio_common.app import add_platform_routes
+
+from .api.internal import router as internal_router
+from .controller import Controller
+from .settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    controller = Controller(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await controller.start()
+        try:
+            yield
+        finally:
+            await controller.stop()
+
+    app = FastAPI(title="Regio controller", lifespan=lifespan)
+    app.state.controller = controller
+    app.include_router(internal_router)
+    add_platform_routes(app, "controller", {"db": controller.database_ready, "nats": controller.nats_ready})
+    return app

@@ -1,0 +1,1 @@
+"""What the controller consumes from JetStream, and under which durable names."""

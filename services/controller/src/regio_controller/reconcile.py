@@ -1,0 +1,42 @@
+"""The level-triggered loop: every few seconds, refresh which runners are lost and
+rewrite every runner's full desired state, so a missed or lost write heals itself."""
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from regio_common.messages import utcnow
+
+from .db import repository
+from .runners.desired import DesiredState
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], desired: DesiredState, lost_after: timedelta,
+                 period_seconds: float):
+        self.sessions = sessions
+        self.desired = desired
+        self.lost_after = lost_after
+        self.period_seconds = period_seconds
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile failed; next try in %ss", self.period_seconds)
+            await asyncio.sleep(self.period_seconds)
+
+    async def reconcile(self) -> None:
+        async with self.sessions() as session, session.begin():
+            lost = await repository.mark_runner_states(session, utcnow() - self.lost_after)
+            runners = await repository.runner_names(session)
+        for name in lost:
+            log.warning("runner %s lost: no heartbeat for %ss; no new instances go there", name,
+                        self.lost_after.total_seconds())
+        await self.desired.publish_many(runners)

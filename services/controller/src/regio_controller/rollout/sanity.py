@@ -1,0 +1,82 @@
+"""The sanity test of one new instance: it must be reported running, then answer HTTP.
+
+Divio's rule: any 1xx–4xx or a 500 means the application is up (it answered,
+even if with an error page); other 5xx or no answer within the limit fails."""
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+
+from regio_common.runners import ContainerState, ObservedInstance
+
+from ..db.models import Instance, Release
+from ..domain.errors import RolloutFailed
+from .context import RolloutContext
+
+PER_TRY_SECONDS = 2.0
+RETRY_SECONDS = 0.5
+
+
+def is_alive(status: int) -> bool:
+    return 100 <= status < 500 or status == 500
+
+
+@dataclass(frozen=True)
+class Passed:
+    instance: Instance
+    address: str
+    status: int
+
+
+def _exited(instance: Instance, observed: ObservedInstance) -> RolloutFailed:
+    code = "unknown" if observed.exit_code is None else observed.exit_code
+    return RolloutFailed(f"sanity test failed: instance {instance.id} on runner {instance.runner} "
+                         f"exited with code {code}")
+
+
+async def wait_until_running(ctx: RolloutContext, instance: Instance) -> str:
+    """The instance's address once its runner reports it running."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    limit = ctx.settings.instance_start_timeout_seconds
+    while True:
+        observed = ctx.registry.observed(instance.id)
+        if observed is not None:
+            if observed.state == ContainerState.EXITED:
+                raise _exited(instance, observed)
+            if observed.state == ContainerState.RUNNING and observed.address:
+                return observed.address
+        waited = loop.time() - started
+        # Give the registry one loss interval to hear from the runner after a controller restart.
+        if waited > ctx.settings.runner_lost_seconds and ctx.registry.is_lost(instance.runner):
+            raise RolloutFailed(f"runner {instance.runner} was lost before instance {instance.id} started")
+        if waited >= limit:
+            raise RolloutFailed(f"instance {instance.id} was not reported running by runner {instance.runner} "
+                                f"within {limit:g}s")
+        await ctx.registry.wait_for_change(min(1.0, limit - waited))
+
+
+async def sanity_test(ctx: RolloutContext, instance: Instance, release: Release, timeout: float) -> Passed:
+    address = await wait_until_running(ctx, instance)
+    url = f"http://{address}{release.health_check_path}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = "no answer"
+    while True:
+        observed = ctx.registry.observed(instance.id)
+        if observed is not None and observed.state == ContainerState.EXITED:
+            raise _exited(instance, observed)
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            response = await ctx.http.get(url, timeout=min(PER_TRY_SECONDS, remaining))
+        except httpx.HTTPError as e:
+            last = f"no answer ({type(e).__name__})"
+        else:
+            if is_alive(response.status_code):
+                return Passed(instance, address, response.status_code)
+            last = f"HTTP {response.status_code}"
+        await asyncio.sleep(min(RETRY_SECONDS, max(0.0, deadline - loop.time())))
+    raise RolloutFailed(f"sanity test failed: instance {instance.id} on runner {instance.runner} did not answer "
+                        f"GET {release.health_check_path} within {timeout:g}s (last: {last})")

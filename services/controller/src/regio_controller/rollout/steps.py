@@ -1,0 +1,159 @@
+"""The steps of a rollout, in order. Each step is announced once (RolloutProgressed and a
+log line), and each can run again from the top after a controller restart: it looks at
+what the database says is done and does only the rest."""
+import asyncio
+from typing import ClassVar, Protocol
+from uuid import uuid4
+
+from regio_common.messages import utcnow
+
+from ..db import repository
+from ..db.models import Release, Rollout
+from ..domain.errors import RolloutFailed
+from ..domain.states import InstanceState
+from ..routes.table import routes_changed
+from ..scheduler.placement import NoCapacity, RunnerCapacity, place
+from .context import RolloutContext
+from .sanity import sanity_test
+
+
+class Step(Protocol):
+    name: ClassVar[str]
+    percent: ClassVar[int]
+    title: ClassVar[str]
+
+    async def run(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> None: ...
+
+
+class Scaling:
+    """Place the release's instances on runners with capacity and tell those runners."""
+
+    name = "scaling"
+    percent = 60
+    title = "Scaling"
+
+    async def run(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> None:
+        async with ctx.sessions() as session, session.begin():
+            # Instances placed before a restart are kept: only the missing ones are placed.
+            existing = await repository.deployment_instances(session, rollout.deployment_id)
+            missing = rollout.instances - len(existing)
+            placed: list[tuple[str, str]] = []
+            if missing > 0:
+                runners = await repository.lock_ready_runners(session, utcnow() - ctx.lost_after)
+                usage = await repository.memory_in_use(session, rollout.environment_id)
+                capacities = [RunnerCapacity(r.name, r.memory_mb, *usage.get(r.name, (0, 0))) for r in runners]
+                try:
+                    chosen = place(capacities, missing, release.memory_mb)
+                except NoCapacity:
+                    raise RolloutFailed(f"no runner in region {ctx.settings.region} has {release.memory_mb} MB free")
+                for runner in chosen:
+                    instance = repository.instance_row(
+                        instance_id=uuid4(), environment_id=rollout.environment_id, release_id=release.id,
+                        deployment_id=rollout.deployment_id, runner=runner)
+                    session.add(instance)
+                    placed.append((str(instance.id), runner))
+                await session.flush()
+                await ctx.log(session, rollout.deployment_id,
+                              *(f"Scaling: instance {i} ({release.memory_mb} MB) placed on runner {r}"
+                                for i, r in placed))
+            affected = {i.runner for i in existing} | {r for _, r in placed}
+        await ctx.desired.publish_many(affected)
+
+
+class SanityTests:
+    """Each new instance must run and answer HTTP within the time limit."""
+
+    name = "sanity tests"
+    percent = 75
+    title = "Sanity tests"
+
+    async def run(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> None:
+        async with ctx.sessions() as session:
+            instances = await repository.deployment_instances(
+                session, rollout.deployment_id,
+                (InstanceState.PENDING, InstanceState.STARTING, InstanceState.RUNNING))
+        try:
+            async with asyncio.TaskGroup() as group:
+                tests = [group.create_task(sanity_test(ctx, i, release, rollout.sanity_timeout_seconds))
+                         for i in instances]
+        except* RolloutFailed as failed:
+            raise failed.exceptions[0]  # the first failure; the other tests were cancelled
+        async with ctx.sessions() as session, session.begin():
+            for test in tests:
+                passed = test.result()
+                await repository.move_instances(session, [passed.instance.id], InstanceState.RUNNING,
+                                                address=passed.address)
+            await ctx.log(session, rollout.deployment_id,
+                          *(f"Sanity tests: instance {t.result().instance.id} at {t.result().address} answered "
+                            f"HTTP {t.result().status} to GET {release.health_check_path}" for t in tests))
+
+
+class Finalizing:
+    """Route the environment's hosts to the new instances, then drain and stop the old ones."""
+
+    name = "finalizing"
+    percent = 90
+    title = "Finalizing"
+
+    async def run(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> None:
+        revision = await self._route_to_new(ctx, rollout, release)
+        timeout = ctx.settings.routes_applied_timeout_seconds
+        if not await ctx.applied.wait(rollout.environment_id, revision, timeout):
+            raise RolloutFailed(f"the ingress did not apply route revision {revision} within {timeout:g}s")
+        # From here the new instances carry the traffic: what is left only retires the old ones.
+        await self._retire_old(ctx, rollout)
+
+    async def _route_to_new(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> int:
+        async with ctx.sessions() as session, session.begin():
+            stored = await repository.get_rollout(session, rollout.deployment_id, lock=True)
+            if stored.route_revision is not None:
+                return stored.route_revision  # routed before a restart
+            new = await repository.deployment_instances(session, rollout.deployment_id,
+                                                        (InstanceState.RUNNING, InstanceState.HEALTHY))
+            if len(new) < rollout.instances or any(i.address is None for i in new):
+                raise RolloutFailed(f"only {len(new)} of {rollout.instances} instances passed the sanity tests")
+            healthy = await repository.move_instances(session, [i.id for i in new], InstanceState.HEALTHY)
+            workload = await repository.lock_workload(session, rollout.environment_id)
+            stored.previous_release_id = workload.current_release_id
+            stored.previous_deployment_id = workload.current_deployment_id
+            workload.current_release_id = release.id
+            workload.current_deployment_id = rollout.deployment_id
+            workload.hosts = list(rollout.hosts)
+            workload.route_revision += 1
+            stored.route_revision = workload.route_revision
+            await ctx.outbox.add(session, routes_changed(rollout.environment_id, workload.hosts, healthy,
+                                                         workload.route_revision))
+            hosts = ", ".join(workload.hosts) or "no hosts"
+            await ctx.log(session, rollout.deployment_id,
+                          f"Finalizing: routing {hosts} to {len(healthy)} new instance(s) "
+                          f"(route revision {workload.route_revision})")
+            return workload.route_revision
+
+    async def _retire_old(self, ctx: RolloutContext, rollout: Rollout) -> None:
+        async with ctx.sessions() as session, session.begin():
+            old = await repository.other_instances(session, rollout.environment_id, rollout.deployment_id,
+                                                   (InstanceState.RUNNING, InstanceState.HEALTHY))
+            draining = await repository.move_instances(session, [i.id for i in old], InstanceState.DRAINING)
+            if draining:
+                await ctx.log(session, rollout.deployment_id,
+                              f"Finalizing: draining {len(draining)} old instance(s) for "
+                              f"{ctx.settings.drain_seconds:g}s")
+        if draining:
+            await asyncio.sleep(ctx.settings.drain_seconds)
+        async with ctx.sessions() as session, session.begin():
+            old = await repository.other_instances(session, rollout.environment_id, rollout.deployment_id,
+                                                   (InstanceState.DRAINING,))
+            stopped = await repository.move_instances(session, [i.id for i in old], InstanceState.STOPPED)
+            if stopped:
+                await ctx.log(session, rollout.deployment_id, f"Finalizing: stopped {len(stopped)} old instance(s)")
+        await ctx.desired.publish_many(i.runner for i in stopped)
+
+
+# The pipeline, in order: a rollout runs these and nothing else.
+STEPS: tuple[Step, ...] = (Scaling(), SanityTests(), Finalizing())
+
+
+def steps_from(announced: str | None) -> tuple[Step, ...]:
+    """The steps still to run when ``announced`` was the last one started (None: all of them)."""
+    names = [s.name for s in STEPS]
+    return STEPS[names.index(announced):] if announced in names else STEPS

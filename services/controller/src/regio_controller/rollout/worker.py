@@ -1,0 +1,74 @@
+"""Runs due rollouts from the database: environments in parallel, each environment's
+rollouts one at a time and in the order they were requested. Because it starts from
+the database, a restarted controller picks up where the killed one stopped."""
+import asyncio
+import logging
+from uuid import UUID
+
+from ..db import repository
+from .context import RolloutContext
+from .run import fail_rollout, run_rollout
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = (1, 2, 5, 10)
+
+
+class RolloutWorker:
+    def __init__(self, ctx: RolloutContext, poll_seconds: float, max_attempts: int = 5):
+        self.ctx = ctx
+        self.poll_seconds = poll_seconds
+        self.max_attempts = max_attempts
+        self._running: dict[UUID, asyncio.Task] = {}  # by environment
+        self._attempts: dict[UUID, int] = {}  # by deployment: runs that crashed
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for due rollouts now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                await self.start_due()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            tasks = list(self._running.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def start_due(self) -> None:
+        async with self.ctx.sessions() as session:
+            due = await repository.due_rollouts(session)
+        for rollout in due:
+            if rollout.environment_id not in self._running:
+                self._running[rollout.environment_id] = asyncio.create_task(
+                    self._drive(rollout.environment_id, rollout.deployment_id),
+                    name=f"rollout {rollout.deployment_id}")
+
+    async def _drive(self, environment_id: UUID, deployment_id: UUID) -> None:
+        try:
+            await run_rollout(self.ctx, deployment_id)
+            self._attempts.pop(deployment_id, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            attempt = self._attempts.get(deployment_id, 0) + 1
+            self._attempts[deployment_id] = attempt
+            log.exception("rollout %s crashed (attempt %d of %d)", deployment_id, attempt, self.max_attempts)
+            if attempt >= self.max_attempts:
+                self._attempts.pop(deployment_id, None)
+                try:
+                    await fail_rollout(self.ctx, deployment_id, f"controller error: {type(e).__name__}: {e}")
+                except Exception:
+                    log.exception("rollout %s could not be marked failed; will retry", deployment_id)
+            else:
+                await asyncio.sleep(RETRY_SECONDS[min(attempt - 1, len(RETRY_SECONDS) - 1)])
+        finally:
+            self._running.pop(environment_id, None)
+            self.wake()  # the environment's next rollout may start

@@ -1,0 +1,71 @@
+"""Watches the region's runner-state bucket: every heartbeat refreshes the runner's row,
+feeds the registry, and moves the instances it reports forward in the database."""
+import logging
+from datetime import datetime
+
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from regio_common.bus import runner_state_bucket
+from regio_common.messages import utcnow
+from regio_common.runners import ContainerState, ObservedInstance, RunnerHeartbeat
+
+from ..db import repository
+from ..domain.states import InstanceState, RunnerState
+from .registry import RunnerRegistry
+
+log = logging.getLogger(__name__)
+
+_DELETED = ("DEL", "PURGE")
+
+
+def observed_state(instance: ObservedInstance) -> InstanceState | None:
+    """What a reported container means for its instance; None: nothing the heartbeat decides."""
+    if instance.state == ContainerState.STARTING:
+        return InstanceState.STARTING
+    if instance.state == ContainerState.RUNNING and instance.address:
+        return InstanceState.RUNNING
+    return None  # exits and stops are judged by the rollout that waits on the instance
+
+
+class HeartbeatWatcher:
+    def __init__(self, js: JetStreamContext, sessions: async_sessionmaker[AsyncSession], registry: RunnerRegistry,
+                 region: str):
+        self.js = js
+        self.sessions = sessions
+        self.registry = registry
+        self.region = region
+
+    async def run(self) -> None:
+        bucket = await self.js.key_value(runner_state_bucket(self.region))
+        watcher = await bucket.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:  # end of the values already stored
+                    continue
+                if entry.operation in _DELETED:
+                    self.registry.forget(entry.key)
+                    continue
+                try:
+                    heartbeat = RunnerHeartbeat.model_validate_json(entry.value)
+                except ValidationError as e:
+                    log.warning("runner %s: unreadable heartbeat: %s", entry.key, e)
+                    continue
+                # The server's time of the write, not ours: a heartbeat replayed after a
+                # controller restart must not make a dead runner look alive.
+                seen_at = entry.created if isinstance(entry.created, datetime) else utcnow()
+                await self.observe(heartbeat, seen_at)
+        finally:
+            await watcher.stop()
+
+    async def observe(self, heartbeat: RunnerHeartbeat, seen_at: datetime) -> None:
+        changed = self.registry.record(heartbeat, seen_at)
+        fresh = utcnow() - seen_at <= self.registry.lost_after
+        async with self.sessions() as session, session.begin():
+            await repository.upsert_runner(session, heartbeat, seen_at,
+                                           RunnerState.READY if fresh else RunnerState.LOST)
+            for instance in changed:
+                target = observed_state(instance)
+                if target is not None:
+                    await repository.observe_instance(session, instance.instance_id, target, instance.address)

@@ -1,0 +1,314 @@
+"""Fixtures for the controller against real servers: Postgres migrated with alembic and
+NATS with the platform's streams and buckets, one fresh region per test.
+
+The controller talks to runner agents and the ingress only through NATS, so the tests
+play those two services with small stand-ins defined here: RunnerAgentDouble and
+IngressDouble are test doubles of services/runner-agent and services/ingress, not
+their code. Application containers are played by tiny local HTTP servers (AppServer)."""
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import httpx
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from regio_common import bus
+from regio_common.messages import (Message, RolloutFinished, RolloutRequested, RoutesApplied, RoutesChanged,
+                                   decode, subject_for)
+from regio_common.runners import ContainerState, ObservedInstance, RunnerDesired, RunnerHeartbeat
+from regio_controller.main import create_app
+from regio_controller.messaging.consumers import rollouts_consumer, routes_applied_consumer
+from regio_controller.settings import Settings
+
+ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
+SERVICE_TOKEN = "controller-test-token"
+WAIT = 30.0
+
+
+async def eventually(check: Callable[[], object], timeout: float = WAIT, what: str = "condition"):
+    """Polls ``check`` until it returns something truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def eventually_async(fetch: Callable[[], Awaitable], accept: Callable[[object], object], what: str,
+                           timeout: float = WAIT):
+    """Awaits ``fetch()`` until ``accept`` takes its result; returns that result."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await fetch()
+        if accept(result):
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+# --- the application's containers ------------------------------------------------
+
+
+class AppServer:
+    """Plays an application container: answers every request with ``status``, or, with
+    None, accepts connections and never answers."""
+
+    def __init__(self, status: int | None):
+        self.status = status
+        self.requests = 0
+        self._server: asyncio.Server | None = None
+        self._closing = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    async def start(self) -> "AppServer":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def stop(self) -> None:
+        self._closing.set()
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            self.requests += 1
+            if self.status is None:
+                await self._closing.wait()
+                return
+            writer.write(f"HTTP/1.1 {self.status} Status\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                         .encode())
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+# --- test doubles of the other services ---------------------------------------------
+
+
+class RunnerAgentDouble:
+    """Test double of services/runner-agent: watches its key in the runner-desired bucket
+    and heartbeats every desired instance into the runner-state bucket as running at
+    the address its image maps to, without any container."""
+
+    def __init__(self, js: JetStreamContext, region: str, name: str, memory_mb: int, interval: float = 0.2):
+        self.js = js
+        self.region = region
+        self.name = name
+        self.memory_mb = memory_mb
+        self.interval = interval
+        self.addresses: dict[str, str] = {}  # image → address its instances answer at
+        self.exit_codes: dict[str, int] = {}  # image → exit code: its instances are reported exited
+        self.held: set[str] = set()  # images whose instances are not reported yet (slow start)
+        self.desired: list[RunnerDesired] = []  # every desired state received, in order
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def latest(self) -> RunnerDesired | None:
+        return self.desired[-1] if self.desired else None
+
+    def desired_instance_ids(self) -> set[UUID]:
+        return {i.instance_id for i in self.latest.instances} if self.latest else set()
+
+    async def start(self) -> "RunnerAgentDouble":
+        self._desired_kv = await self.js.key_value(bus.runner_desired_bucket(self.region))
+        self._state_kv = await self.js.key_value(bus.runner_state_bucket(self.region))
+        watcher = await self._desired_kv.watch(self.name)
+        self._watcher = watcher
+        self._tasks = [asyncio.create_task(self._watch(watcher)), asyncio.create_task(self._heartbeat())]
+        await self.beat()
+        return self
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._watcher.stop()
+
+    async def _watch(self, watcher) -> None:
+        async for entry in watcher:
+            if entry is not None and entry.value:
+                self.desired.append(RunnerDesired.model_validate_json(entry.value))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.beat()
+
+    async def beat(self) -> None:
+        observed = []
+        for instance in self.latest.instances if self.latest else []:
+            if instance.image in self.held:
+                continue
+            common = dict(instance_id=instance.instance_id, environment_id=instance.environment_id,
+                          release_id=instance.release_id, container_id=f"c-{instance.instance_id.hex[:12]}")
+            if instance.image in self.exit_codes:
+                observed.append(ObservedInstance(**common, state=ContainerState.EXITED,
+                                                 exit_code=self.exit_codes[instance.image]))
+            else:
+                observed.append(ObservedInstance(**common, state=ContainerState.RUNNING,
+                                                 address=self.addresses[instance.image]))
+        heartbeat = RunnerHeartbeat(runner=self.name, address="127.0.0.1", memory_mb=self.memory_mb, cpus=2,
+                                    desired_revision=self.latest.revision if self.latest else 0,
+                                    instances=observed)
+        await self._state_kv.put(self.name, heartbeat.model_dump_json().encode())
+
+
+class IngressDouble:
+    """Test double of services/ingress: takes every RoutesChanged as applied at once and
+    answers RoutesApplied, unless told to stop applying."""
+
+    def __init__(self, nc: Client, js: JetStreamContext, region: str):
+        self.nc = nc
+        self.js = js
+        self.region = region
+        self.applying = True
+        self.routes: dict[UUID, RoutesChanged] = {}  # applied, by environment
+        self.received: list[RoutesChanged] = []
+
+    async def start(self) -> "IngressDouble":
+        self._sub = await self.nc.subscribe(subject_for(RoutesChanged, self.region), cb=self._on_routes_changed)
+        return self
+
+    async def stop(self) -> None:
+        await self._sub.unsubscribe()
+
+    async def _on_routes_changed(self, msg) -> None:
+        change = decode(msg.headers, msg.data)
+        self.received.append(change)
+        if not self.applying:
+            return
+        current = self.routes.get(change.environment_id)
+        if current is None or change.revision > current.revision:
+            self.routes[change.environment_id] = change
+        applied = RoutesApplied(environment_id=change.environment_id, revision=change.revision)
+        await self.js.publish(applied.subject(self.region), applied.model_dump_json().encode(),
+                              headers=applied.headers())
+
+
+# --- a region for one test -----------------------------------------------------------
+
+
+class EventLog:
+    """Every event published in the region, decoded, in order."""
+
+    def __init__(self):
+        self.messages: list[Message] = []
+
+    async def on_message(self, msg) -> None:
+        try:
+            self.messages.append(decode(msg.headers, msg.data))
+        except Exception:
+            pass
+
+    def of(self, kind: type[Message], deployment_id: UUID | None = None) -> list:
+        return [m for m in self.messages if isinstance(m, kind)
+                and (deployment_id is None or getattr(m, "deployment_id", None) == deployment_id)]
+
+    async def finished(self, deployment_id: UUID, timeout: float = WAIT) -> RolloutFinished:
+        found = await eventually(lambda: self.of(RolloutFinished, deployment_id), timeout,
+                                 f"RolloutFinished of {deployment_id}")
+        return found[0]
+
+
+class Region:
+    def __init__(self, name: str, database_url: str, nats_url: str, nc: Client, js: JetStreamContext):
+        self.name = name
+        self.database_url = database_url
+        self.nats_url = nats_url
+        self.nc = nc
+        self.js = js
+        self.events = EventLog()
+        self.application_id = uuid4()
+        self._stoppers: list[Callable] = []
+
+    def settings(self, **overrides) -> Settings:
+        values = dict(region=self.name, database_url=self.database_url, nats_url=self.nats_url,
+                      service_token=SERVICE_TOKEN, runner_lost_seconds=5, drain_seconds=0.2, reconcile_seconds=0.5,
+                      rollout_poll_seconds=0.5, routes_applied_timeout_seconds=5,
+                      instance_start_timeout_seconds=15)
+        return Settings(**{**values, **overrides})
+
+    @asynccontextmanager
+    async def controller(self, settings: Settings | None = None) -> AsyncIterator[httpx.AsyncClient]:
+        """The controller app running in-process, with an HTTP client over its ASGI interface."""
+        app = create_app(settings or self.settings())
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://controller",
+                                         headers={"X-Regio-Service-Token": SERVICE_TOKEN}) as client:
+                yield client
+
+    async def runner(self, name: str, memory_mb: int) -> RunnerAgentDouble:
+        runner = await RunnerAgentDouble(self.js, self.name, name, memory_mb).start()
+        self._stoppers.append(runner.stop)
+        return runner
+
+    async def ingress(self) -> IngressDouble:
+        ingress = await IngressDouble(self.nc, self.js, self.name).start()
+        self._stoppers.append(ingress.stop)
+        return ingress
+
+    async def app_server(self, status: int | None) -> AppServer:
+        server = await AppServer(status).start()
+        self._stoppers.append(server.stop)
+        return server
+
+    def rollout(self, environment_id: UUID, image: str, **fields) -> RolloutRequested:
+        values = dict(deployment_id=uuid4(), application_id=self.application_id, environment_id=environment_id,
+                      release_id=uuid4(), image=image, port=8000, sealed_env="sealed-env-the-controller-cannot-read",
+                      instances=1, memory_mb=512, hosts=["shop.example.test"], health_check_path="/")
+        return RolloutRequested(**{**values, **fields})
+
+    async def request(self, message: RolloutRequested) -> RolloutRequested:
+        """Plays the control panel: sends the rollout command."""
+        await self.js.publish(message.subject(self.name), message.model_dump_json().encode(),
+                              headers=message.headers())
+        return message
+
+    async def close(self) -> None:
+        for stop in reversed(self._stoppers):
+            await stop()
+
+
+@pytest.fixture
+async def region(nats_url, migrated_database) -> AsyncIterator[Region]:
+    database_url = migrated_database(ALEMBIC_INI, "REGIO_CONTROLLER_")
+    name = f"t{uuid4().hex[:8]}"
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    await bus.ensure_buckets(js, name)
+    region = Region(name, database_url, nats_url, nc, js)
+    events = await nc.subscribe(f"region.{name}.events.>", cb=region.events.on_message)
+    try:
+        yield region
+    finally:
+        await region.close()
+        await events.unsubscribe()
+        for bucket in (bus.runner_desired_bucket(name), bus.runner_state_bucket(name)):
+            await js.delete_key_value(bucket)
+        for stream, durable in ((bus.COMMANDS.name, rollouts_consumer(name)),
+                                (bus.EVENTS.name, routes_applied_consumer(name))):
+            try:
+                await js.delete_consumer(stream, durable)
+            except NotFoundError:
+                pass
+        await nc.drain()

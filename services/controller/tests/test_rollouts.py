@@ -1,0 +1,208 @@
+"""Rollouts end to end against real Postgres and NATS, with the runner agent and the
+ingress played by their test doubles (see conftest.py)."""
+from uuid import uuid4
+
+from regio_common.messages import DeploymentLogAppended, RolloutProgressed, RoutesChanged
+
+from .conftest import eventually, eventually_async
+
+
+def routes_of(response) -> dict:
+    assert response.status_code == 200, response.text
+    return {r["environment_id"]: r for r in response.json()}
+
+
+async def test_rollout_places_tests_routes_and_replaces_the_previous_release(region):
+    good = await region.app_server(200)
+    runner = await region.runner("r1", memory_mb=2048)
+    runner.addresses.update({"app:v1": good.address, "app:v2": good.address})
+    ingress = await region.ingress()
+    environment = uuid4()
+
+    async with region.controller() as api:
+        first = await region.request(region.rollout(environment, "app:v1", hosts=["shop.example.test"]))
+        finished = await region.events.finished(first.deployment_id)
+        assert finished.success, finished.error
+
+        # Scaling wrote the instance into the runner's desired state, with the release's image and secrets.
+        placed = [i for d in runner.desired for i in d.instances if i.release_id == first.release_id]
+        assert placed and placed[0].image == "app:v1" and placed[0].memory_mb == 512
+        assert placed[0].sealed_env == first.sealed_env
+        instance_id = placed[0].instance_id
+
+        steps = [(p.step, p.percent) for p in region.events.of(RolloutProgressed, first.deployment_id)]
+        assert steps == [("scaling", 60), ("sanity tests", 75), ("finalizing", 90)]
+        assert good.requests >= 1  # the sanity test reached the instance
+        log = [line for m in region.events.of(DeploymentLogAppended, first.deployment_id) for line in m.lines]
+        assert any("placed on runner r1" in line for line in log)
+
+        # The ingress was told to route the hosts to the new instance.
+        route = ingress.routes[environment]
+        assert route.hosts == ["shop.example.test"]
+        assert [(u.instance_id, u.address) for u in route.upstreams] == [(instance_id, good.address)]
+
+        listed = routes_of(await api.get("/internal/v1/routes"))[str(environment)]
+        assert listed["revision"] == route.revision
+        assert listed["upstreams"] == [{"instance_id": str(instance_id), "address": good.address}]
+        runners = (await api.get("/internal/v1/runners")).json()
+        assert [(r["name"], r["state"], r["memory_used_mb"]) for r in runners] == [("r1", "ready", 512)]
+        unauthorised = await api.get("/internal/v1/routes", headers={"X-Regio-Service-Token": "wrong"})
+        assert unauthorised.status_code == 401
+
+        # A new release takes over; the old instance is drained, then leaves the runner.
+        second = await region.request(region.rollout(environment, "app:v2"))
+        finished = await region.events.finished(second.deployment_id)
+        assert finished.success, finished.error
+        await eventually(lambda: runner.latest and [i.image for i in runner.latest.instances] == ["app:v2"],
+                         what="the old instance removed from the runner's desired state")
+        route = ingress.routes[environment]
+        assert route.revision == listed["revision"] + 1
+        assert [u.instance_id for u in route.upstreams] == list(runner.desired_instance_ids())
+        assert instance_id not in {u.instance_id for u in route.upstreams}
+
+
+async def _serve_first_release(region, runner, ingress, environment):
+    good = await region.app_server(200)
+    runner.addresses["app:good"] = good.address
+    first = await region.request(region.rollout(environment, "app:good"))
+    finished = await region.events.finished(first.deployment_id)
+    assert finished.success, finished.error
+    return ingress.routes[environment]
+
+
+async def _assert_previous_release_still_serves(region, api, runner, ingress, environment, before):
+    assert ingress.routes[environment] == before
+    listed = routes_of(await api.get("/internal/v1/routes"))[str(environment)]
+    assert listed["revision"] == before.revision
+    assert [u["instance_id"] for u in listed["upstreams"]] == [str(u.instance_id) for u in before.upstreams]
+    # The failed instance leaves the runner's desired state; the serving one stays.
+    await eventually(lambda: runner.desired_instance_ids() == {u.instance_id for u in before.upstreams},
+                     what="the failed instance removed from the runner's desired state")
+
+
+async def test_instance_answering_503_fails_the_rollout_and_the_previous_release_keeps_serving(region):
+    runner = await region.runner("r1", memory_mb=2048)
+    ingress = await region.ingress()
+    environment = uuid4()
+    broken = await region.app_server(503)
+    runner.addresses["app:broken"] = broken.address
+
+    async with region.controller() as api:
+        before = await _serve_first_release(region, runner, ingress, environment)
+
+        request = await region.request(region.rollout(environment, "app:broken", sanity_timeout_seconds=1.5))
+        finished = await region.events.finished(request.deployment_id)
+
+        assert not finished.success
+        assert "sanity test failed" in finished.error and "HTTP 503" in finished.error
+        log = [line for m in region.events.of(DeploymentLogAppended, request.deployment_id) for line in m.lines]
+        assert f"Deployment failed: {finished.error}" in log
+        assert broken.requests >= 1
+        assert len(ingress.received) == 1  # the failed release was never routed
+        await _assert_previous_release_still_serves(region, api, runner, ingress, environment, before)
+
+
+async def test_instance_that_never_answers_fails_within_the_sanity_timeout(region):
+    runner = await region.runner("r1", memory_mb=2048)
+    ingress = await region.ingress()
+    environment = uuid4()
+    silent = await region.app_server(None)
+    runner.addresses["app:silent"] = silent.address
+
+    async with region.controller() as api:
+        before = await _serve_first_release(region, runner, ingress, environment)
+
+        request = await region.request(region.rollout(environment, "app:silent", sanity_timeout_seconds=1))
+        finished = await region.events.finished(request.deployment_id)
+
+        assert not finished.success
+        assert "within 1s" in finished.error and "no answer" in finished.error
+        await _assert_previous_release_still_serves(region, api, runner, ingress, environment, before)
+
+
+async def test_instance_that_exits_fails_the_rollout_with_its_exit_code(region):
+    runner = await region.runner("r1", memory_mb=2048)
+    runner.exit_codes["app:crashing"] = 3
+    ingress = await region.ingress()
+    environment = uuid4()
+
+    async with region.controller() as api:
+        before = await _serve_first_release(region, runner, ingress, environment)
+
+        request = await region.request(region.rollout(environment, "app:crashing"))
+        finished = await region.events.finished(request.deployment_id)
+
+        assert not finished.success
+        assert "exited with code 3" in finished.error
+        await _assert_previous_release_still_serves(region, api, runner, ingress, environment, before)
+
+
+async def test_routes_move_back_when_the_ingress_does_not_apply_them(region):
+    runner = await region.runner("r1", memory_mb=2048)
+    ingress = await region.ingress()
+    environment = uuid4()
+    good = await region.app_server(200)
+    runner.addresses["app:next"] = good.address
+
+    async with region.controller(region.settings(routes_applied_timeout_seconds=1)) as api:
+        before = await _serve_first_release(region, runner, ingress, environment)
+        ingress.applying = False
+
+        request = await region.request(region.rollout(environment, "app:next"))
+        finished = await region.events.finished(request.deployment_id)
+
+        assert not finished.success
+        assert f"did not apply route revision {before.revision + 1}" in finished.error
+        moved_back = ingress.received[-1]
+        assert moved_back.revision == before.revision + 2
+        assert moved_back.upstreams == before.upstreams
+        listed = routes_of(await api.get("/internal/v1/routes"))[str(environment)]
+        assert listed["revision"] == moved_back.revision
+        assert [u["instance_id"] for u in listed["upstreams"]] == [str(u.instance_id) for u in before.upstreams]
+        await eventually(lambda: runner.desired_instance_ids() == {u.instance_id for u in before.upstreams},
+                         what="the new instance removed from the runner's desired state")
+
+
+async def test_no_runner_with_capacity_fails_the_rollout_and_places_nothing(region):
+    runner = await region.runner("small", memory_mb=256)
+    await region.ingress()
+    environment = uuid4()
+
+    async with region.controller() as api:
+        # The runner is known and ready: it is only too small.
+        runners = await eventually_async(lambda: api.get("/internal/v1/runners"),
+                                         lambda r: r.status_code == 200 and r.json(), "the runner registered")
+        assert [(r["name"], r["state"], r["memory_mb"]) for r in runners.json()] == [("small", "ready", 256)]
+        request = await region.request(region.rollout(environment, "app:big", memory_mb=512))
+        finished = await region.events.finished(request.deployment_id)
+
+        assert not finished.success
+        assert finished.error == f"no runner in region {region.name} has 512 MB free"
+        assert region.events.of(RoutesChanged) == []
+        assert runner.desired_instance_ids() == set()
+        assert routes_of(await api.get("/internal/v1/routes")) == {}
+
+
+async def test_restarted_controller_resumes_a_rollout_with_the_instances_it_placed(region):
+    runner = await region.runner("r1", memory_mb=2048)
+    ingress = await region.ingress()
+    environment = uuid4()
+    good = await region.app_server(200)
+    runner.addresses["app:slow"] = good.address
+    runner.held.add("app:slow")  # the container takes its time to start
+
+    async with region.controller():
+        request = await region.request(region.rollout(environment, "app:slow"))
+        await eventually(lambda: runner.desired_instance_ids(), what="the instance placed")
+    placed = runner.desired_instance_ids()
+    assert region.events.of(RoutesChanged) == []
+
+    async with region.controller() as api:
+        runner.held.clear()
+        finished = await region.events.finished(request.deployment_id)
+
+        assert finished.success, finished.error
+        assert {u.instance_id for u in ingress.routes[environment].upstreams} == placed
+        assert runner.desired_instance_ids() == placed  # nothing placed twice
+        listed = routes_of(await api.get("/internal/v1/routes"))[str(environment)]
+        assert {u["instance_id"] for u in listed["upstreams"]} == {str(i) for i in placed}

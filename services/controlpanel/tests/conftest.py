@@ -1,0 +1,80 @@
+"""The control panel against a real Postgres (migrated with its own alembic history)
+and a real NATS; requests go through an httpx client over the ASGI app."""
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from regio_common import bus
+from regio_common.db import make_engine, make_sessionmaker
+from regio_common.sealing import new_key
+from regio_controlpanel.db.models import Membership, Organisation, User
+from regio_controlpanel.main import create_app
+from regio_controlpanel.seed import seed
+from regio_controlpanel.services import tokens
+from regio_controlpanel.settings import Settings
+
+ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
+
+
+@pytest.fixture(scope="session")
+async def settings(migrated_database, nats_url) -> Settings:
+    region = f"t{uuid.uuid4().hex[:8]}"
+    s = Settings(database_url=migrated_database(ALEMBIC_INI, "REGIO_CONTROLPANEL_"), nats_url=nats_url,
+                 region=region, secrets_key=new_key(), region_key=new_key(),
+                 region_domain=f"{region}.regio.localhost", ingress_port=8780)
+    nc = await bus.connect(nats_url, "test-setup")
+    await bus.ensure_streams(nc.jetstream())
+    await nc.close()
+    return s
+
+
+@pytest.fixture(scope="session")
+async def seeded(settings) -> dict:
+    return await seed(settings, settings.region, settings.region_domain, "admin@example.test")
+
+
+@pytest.fixture(scope="session")
+async def app(settings, seeded):
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def api(app, seeded):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test",
+                                 headers={"Authorization": f"Token {seeded['token']}"}) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def stranger(app, settings):
+    """A user of another organisation, with a client of their own."""
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        user = User(email=f"{uuid.uuid4().hex[:6]}@elsewhere.test")
+        org = Organisation(name="Elsewhere")
+        session.add_all([user, org])
+        await session.flush()
+        session.add(Membership(organisation_id=org.id, user_id=user.id, role="owner"))
+        token = await tokens.create(session, user)
+    await engine.dispose()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test",
+                                 headers={"Authorization": f"Token {token}"}) as client:
+        client.organisation = str(org.id)
+        yield client
+
+
+@pytest.fixture
+async def application(api, seeded):
+    """A fresh application with a repository, in the seeded organisation."""
+    repo = (await api.post("/apps/v3/repositories/", json={"organisation": seeded["organisation"],
+                                                           "url": "file:///srv/git/hello.git"})).json()
+    slug = f"app-{uuid.uuid4().hex[:8]}"
+    response = await api.post("/apps/v3/applications/", json={
+        "name": "Hello", "slug": slug, "organisation": seeded["organisation"], "region": seeded["region"],
+        "repository": repo["uuid"], "branch": "main"})
+    assert response.status_code == 201, response.text
+    return response.json()

@@ -1,0 +1,99 @@
+"""The public API as a user meets it: identity, applications, variables, errors, tenancy."""
+import uuid
+
+from sqlalchemy import text
+
+from regio_common.db import make_engine
+
+
+async def test_requests_without_a_valid_token_are_refused(api):
+    assert (await api.get("/iam/v3/me/", headers={"Authorization": ""})).status_code == 401
+    response = await api.get("/iam/v3/me/", headers={"Authorization": "Token not-a-token"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid token."}
+
+
+async def test_me_and_organisations_with_and_without_trailing_slash(api, seeded):
+    me = (await api.get("/iam/v3/me/")).json()
+    assert me["email"] == "admin@example.test"
+    # The divio client sends a JSON body with every GET, and asks some paths without the slash.
+    orgs = (await api.request("GET", "/iam/v3/organisations", json={})).json()
+    assert orgs["count"] == 1 and orgs["results"][0]["uuid"] == seeded["organisation"]
+    assert {"next", "previous"} <= orgs.keys()
+
+
+async def test_an_application_starts_with_test_and_live_on_default_domains(api, application, settings):
+    slug = application["slug"]
+    assert application["test_status"]["site_url"] == f"http://{slug}-stage.{settings.region_domain}:8780/"
+    assert application["live_status"]["site_url"] == f"http://{slug}.{settings.region_domain}:8780/"
+    envs = (await api.get("/apps/v3/environments/", params={"application": application["uuid"], "slug": "test"})).json()
+    assert envs["count"] == 1
+    env = envs["results"][0]
+    assert env["branch"] == "main" and env["last_finished_deployment"] is None
+    assert env["test_status"]["site_url"].startswith(f"http://{slug}-stage.")
+    found = (await api.get("/apps/v3/applications/", params={"slug": slug})).json()
+    assert [a["uuid"] for a in found["results"]] == [application["uuid"]]
+
+
+async def test_bad_input_names_the_field_and_the_reason(api, seeded):
+    response = await api.post("/apps/v3/applications/", json={"slug": "Not A Slug!", "organisation": seeded["organisation"]})
+    assert response.status_code == 400
+    assert response.json()["name"] == ["This field is required."]
+    response = await api.post("/apps/v3/applications/", json={
+        "name": "x", "slug": "Not_A_Slug", "organisation": seeded["organisation"]})
+    assert response.status_code == 400 and "slug" in response.json()
+    response = await api.post("/apps/v3/repositories/", json={"organisation": seeded["organisation"], "url": "not a url"})
+    assert response.status_code == 400 and "url" in response.json()
+    response = await api.post("/apps/v3/deployments/", json={"environment": str(uuid.uuid4())})
+    assert response.status_code == 400 and response.json() == {"environment": ["Environment not found."]}
+    response = await api.post("/apps/v3/applications/", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "non_field_errors" in response.json()
+
+
+async def test_a_duplicate_slug_is_refused(api, application, seeded):
+    response = await api.post("/apps/v3/applications/", json={
+        "name": "Again", "slug": application["slug"], "organisation": seeded["organisation"]})
+    assert response.status_code == 400
+    assert response.json() == {"slug": ["An application with this slug already exists."]}
+
+
+async def test_sensitive_variables_are_masked_and_encrypted_at_rest(api, application, settings):
+    env_id = application["test_status"]["uuid"]
+    for name, value, sensitive in (("GREETING", "hello world", False), ("API_SECRET", "s3cr3t-value", True)):
+        response = await api.post("/apps/v3/environment-variables/", json={
+            "environment": env_id, "name": name, "value": value, "is_sensitive": sensitive})
+        assert response.status_code == 201, response.text
+    listed = {v["name"]: v for v in (await api.get("/apps/v3/environment-variables/", params={"environment": env_id})).json()["results"]}
+    assert listed["GREETING"]["value"] == "hello world"
+    assert listed["API_SECRET"]["value"] is None and listed["API_SECRET"]["is_sensitive"]
+    engine = make_engine(settings.database_url)
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text(
+            "select coalesce(value, '') || coalesce(value_encrypted, '') from controlpanel.environment_variables "
+            "where name = 'API_SECRET'"))).scalar_one()
+    await engine.dispose()
+    assert "s3cr3t-value" not in stored
+    duplicate = await api.post("/apps/v3/environment-variables/", json={
+        "environment": env_id, "name": "GREETING", "value": "again"})
+    assert duplicate.status_code == 409
+
+
+async def test_another_organisation_sees_nothing(api, stranger, application):
+    assert (await stranger.get(f"/apps/v3/applications/{application['uuid']}/")).status_code == 404
+    assert (await stranger.get("/apps/v3/applications/")).json()["count"] == 0
+    env_id = application["test_status"]["uuid"]
+    assert (await stranger.get(f"/apps/v3/environments/{env_id}/")).status_code == 404
+    response = await stranger.post("/apps/v3/deployments/", json={"environment": env_id})
+    assert response.status_code == 400 and response.json() == {"environment": ["Environment not found."]}
+    response = await stranger.post("/apps/v3/applications/", json={
+        "name": "x", "slug": f"x-{uuid.uuid4().hex[:6]}", "organisation": application["organisation"]})
+    assert response.status_code == 400 and response.json() == {"organisation": ["Organisation not found."]}
+
+
+async def test_pagination(api, seeded):
+    for _ in range(3):
+        await api.post("/apps/v3/repositories/", json={"organisation": seeded["organisation"], "url": "git://example.test/r.git"})
+    first = (await api.get("/apps/v3/repositories/", params={"page_size": 2})).json()
+    assert len(first["results"]) == 2 and first["next"] and first["previous"] is None
+    second = (await api.get(first["next"])).json()
+    assert second["previous"] and {r["uuid"] for r in second["results"]}.isdisjoint({r["uuid"] for r in first["results"]})

@@ -1,0 +1,106 @@
+"""Routes announced by the controller over NATS: served, then reported applied."""
+import asyncio
+from uuid import uuid4
+
+from sqlalchemy import func, select
+
+from regio_ingress.db.models import applied_configs, inbox
+
+
+async def test_an_announced_route_carries_traffic_before_it_is_reported_applied(ingress, instance, caddy,
+                                                                               region_bus):
+    environment = uuid4()
+    blue, green = instance("blue"), instance("green")
+
+    async with ingress():
+        await region_bus.announce(environment, ["shop.example.com"], [blue], revision=1)
+        applied = await region_bus.next_applied()
+        assert (applied.environment_id, applied.revision) == (environment, 1)
+        # The controller drains old instances on this word: the route must be live already.
+        assert await caddy.answer_from("shop.example.com") == "blue"
+
+        await region_bus.announce(environment, ["shop.example.com"], [green], revision=2)
+        applied = await region_bus.next_applied()
+        assert (applied.environment_id, applied.revision) == (environment, 2)
+        assert [await caddy.answer_from("shop.example.com") for _ in range(3)] == ["green"] * 3
+
+
+async def test_an_older_revision_does_not_replace_a_newer_one(ingress, instance, caddy, region_bus, eventually, api):
+    environment = uuid4()
+    old, new = instance("old"), instance("new")
+
+    async with ingress() as app:
+        await region_bus.announce(environment, ["shop.example.com"], [new], revision=5)
+        assert (await region_bus.next_applied()).revision == 5
+
+        late = await region_bus.announce(environment, ["shop.example.com"], [old], revision=4)
+
+        async def handled() -> bool:
+            async with app.state.runtime.sessions() as session:
+                found = await session.scalar(select(inbox.c.message_id).where(inbox.c.message_id == late.id))
+            return found is not None
+
+        await eventually(handled, what="the late announcement handled")
+        await asyncio.sleep(0.3)  # room for a (wrong) reload
+        assert [await caddy.answer_from("shop.example.com") for _ in range(3)] == ["new"] * 3
+        async with api(app) as client:
+            [held] = (await client.get("/internal/v1/routes")).json()
+        assert held["revision"] == 5
+        assert held["upstreams"] == [{"instance_id": str(new.id), "address": new.address}]
+        assert region_bus.applied.empty()
+
+
+async def test_a_route_with_a_bad_host_is_refused_without_holding_up_others(ingress, instance, caddy, region_bus):
+    shop = instance("shop")
+
+    async with ingress():
+        await region_bus.announce(uuid4(), ["{http.request.host}"], [shop], revision=1)
+        good = await region_bus.announce(uuid4(), ["shop.example.com"], [shop], revision=1)
+
+        applied = await region_bus.next_applied()
+        assert applied.environment_id == good.environment_id
+        assert await caddy.answer_from("shop.example.com") == "shop"
+        assert (await caddy.get("anything.example.com")).status_code == 404
+
+
+async def test_a_revision_announced_again_is_reported_applied_again(ingress, instance, caddy, region_bus):
+    environment = uuid4()
+    shop = instance("shop")
+
+    async with ingress():
+        await region_bus.announce(environment, ["shop.example.com"], [shop], revision=1)
+        assert (await region_bus.next_applied()).revision == 1
+
+        await region_bus.announce(environment, ["shop.example.com"], [shop], revision=1)
+        again = await region_bus.next_applied()
+
+    assert (again.environment_id, again.revision) == (environment, 1)
+
+
+async def test_a_burst_of_changes_is_loaded_in_fewer_loads_than_changes(ingress, instance, caddy, region_bus):
+    environments = [uuid4() for _ in range(8)]
+    shop = instance("shop")
+
+    async with ingress() as app:
+        await caddy_loaded_once(app)
+        async with app.state.runtime.sessions() as session:
+            loads_before = await session.scalar(select(func.count()).select_from(applied_configs))
+
+        for n, environment in enumerate(environments):
+            await region_bus.announce(environment, [f"shop{n}.example.com"], [shop], revision=1)
+        reported = {(await region_bus.next_applied()).environment_id for _ in environments}
+
+        async with app.state.runtime.sessions() as session:
+            loads = await session.scalar(select(func.count()).select_from(applied_configs)) - loads_before
+        assert reported == set(environments)
+        assert all([await caddy.answer_from(f"shop{n}.example.com") == "shop" for n in range(8)])
+
+    assert 1 <= loads < len(environments)
+
+
+async def caddy_loaded_once(app) -> None:
+    for _ in range(100):
+        if app.state.loader.last_loaded is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the ingress never loaded caddy")
