@@ -1,0 +1,85 @@
+"""Fixtures for tests that cross services: a whole running region.
+
+A region already up in the checkout's state directory is reused; otherwise one is
+started here exactly as `regio up` starts it, and stopped at the end."""
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from regio_cli import prerequisites
+from regio_cli.region import CHECKOUT, Region
+from regio_common.layout import Layout, default_state_dir
+
+APPS = Path(__file__).parent / "apps"
+
+
+@dataclass
+class RunningRegion:
+    api_url: str
+    token: str
+    ingress_url: str
+    domain: str
+    organisation: str
+    region: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Token {self.token}"}, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def region() -> RunningRegion:
+    state = default_state_dir(CHECKOUT)
+    layout = Layout.load(state) or Layout(state_dir=state)
+    reg = Region(layout, say=lambda m: print(f"regio: {m}"))
+    started_here = not all(state == "running" for _, state, _, _ in reg.status())
+    if started_here:
+        prerequisites.ensure(layout.state_dir, print)
+        prerequisites.build_base_images(CHECKOUT, print)
+        reg.up()
+    env = dict(line.removeprefix("export ").split("=", 1) for line in reg.env_lines())
+    with httpx.Client(base_url=env["REGIO_API_URL"], headers={"Authorization": f"Token {env['REGIO_TOKEN']}"}) as c:
+        org = c.get("/iam/v3/organisations/").json()["results"][0]["uuid"]
+        region_id = c.get("/apps/v3/regions/").json()["results"][0]["uuid"]
+    yield RunningRegion(env["REGIO_API_URL"], env["REGIO_TOKEN"], env["REGIO_INGRESS_URL"],
+                        env["REGIO_REGION_DOMAIN"], org, region_id)
+    if started_here:
+        reg.down()
+
+
+@pytest.fixture
+def git_repo(tmp_path):
+    """Factory: a local git repository holding a copy of a sample app, served as file://."""
+
+    def make(app: str, branch: str = "main") -> "GitRepo":
+        work = tmp_path / f"{app}-{uuid.uuid4().hex[:6]}"
+        shutil.copytree(APPS / app, work)
+        repo = GitRepo(work)
+        repo.git("init", "-q", "-b", branch)
+        repo.commit("first version")
+        return repo
+
+    return make
+
+
+class GitRepo:
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.path}"
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", "-C", str(self.path), *args], check=True, capture_output=True, text=True,
+                              env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.test",
+                                   "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.test",
+                                   "HOME": str(self.path.parent), "PATH": "/usr/bin:/bin"}).stdout
+
+    def commit(self, message: str) -> None:
+        self.git("add", "-A")
+        self.git("commit", "-qm", message)
