@@ -98,7 +98,7 @@ def base_images(force: Annotated[bool, typer.Option("--force")] = False) -> None
     prerequisites.build_base_images(CHECKOUT, say, force=force)
 
 
-@app.command()
-def test(args: Annotated[list[str] | None, typer.Argument(help="Arguments for pytest.")] = None) -> None:
-    """Run the test suite (starting the region's servers if none run)."""
-    raise typer.Exit(subprocess.run([sys.executable, "-m", "pytest", *(args or [])], cwd=CHECKOUT).returncode)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def test(ctx: typer.Context) -> None:
+    """Run the test suite; extra arguments go to pytest. A running region is reused, else one is started."""
+    raise typer.Exit(subprocess.run([sys.executable, "-m", "pytest", *ctx.args], cwd=CHECKOUT).returncode)

@@ -107,7 +107,7 @@ class Agent:
                 task.cancel()
 
     async def sync(self) -> None:
-        """One pass: read desired, observe, act, heartbeat, record."""
+        """One pass: read desired, observe, act, record, heartbeat."""
         if not self._network_ready:
             # Here rather than at startup, so an engine that is down at first only delays this.
             await asyncio.to_thread(self.engine.ensure_network)
@@ -127,6 +127,12 @@ class Agent:
         self._forget_gone(desired, observed)
         instances = [self._observed(c) for c in observed]
         instances = [i for i in instances if i is not None]
+        try:
+            # Before the heartbeat, so a restart count once reported survives an agent restart.
+            await self._record(instances)
+        except Exception:
+            # The controller must hear from this runner even while Postgres is away.
+            log.exception("could not record the containers; retrying at the next pass")
         heartbeat = RunnerHeartbeat(
             runner=self.name,
             address=self.settings.address,
@@ -138,8 +144,6 @@ class Agent:
         )
         await self._state_kv.put(self.name, heartbeat.model_dump_json().encode())
         self.heartbeat = heartbeat
-        # After the heartbeat: the controller must hear from this runner even while Postgres is away.
-        await self._record(instances)
 
     # --- reading and reporting --------------------------------------------------
 
