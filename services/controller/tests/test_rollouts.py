@@ -206,3 +206,33 @@ async def test_restarted_controller_resumes_a_rollout_with_the_instances_it_plac
         assert runner.desired_instance_ids() == placed  # nothing placed twice
         listed = routes_of(await api.get("/internal/v1/routes"))[str(environment)]
         assert {u["instance_id"] for u in listed["upstreams"]} == {str(i) for i in placed}
+
+
+async def test_environments_roll_out_in_parallel_and_each_environment_in_order(region):
+    runner = await region.runner("r1", memory_mb=4096)
+    ingress = await region.ingress()
+    good = await region.app_server(200)
+    runner.addresses.update({"app:slow": good.address, "app:v2": good.address})
+    runner.held.add("app:slow")
+    busy, other = uuid4(), uuid4()
+
+    async with region.controller():
+        first = await region.request(region.rollout(busy, "app:slow"))
+        second = await region.request(region.rollout(busy, "app:v2"))
+        elsewhere = await region.request(region.rollout(other, "app:v2"))
+
+        # Another environment is not held up by the slow one...
+        assert (await region.events.finished(elsewhere.deployment_id)).success
+        # ...but the same environment's next rollout waits for the one before it.
+        assert region.events.of(RolloutProgressed, second.deployment_id) == []
+
+        runner.held.clear()
+        assert (await region.events.finished(first.deployment_id)).success
+        assert (await region.events.finished(second.deployment_id)).success
+        kinds = [(type(m).__name__, m.deployment_id) for m in region.events.messages
+                 if hasattr(m, "deployment_id") and not isinstance(m, DeploymentLogAppended)]
+        assert kinds.index(("RolloutFinished", first.deployment_id)) < kinds.index(
+            ("RolloutProgressed", second.deployment_id))
+        route = ingress.routes[busy]
+        second_instances = {i.instance_id for i in runner.latest.instances if i.release_id == second.release_id}
+        assert {u.instance_id for u in route.upstreams} == second_instances

@@ -31,17 +31,21 @@ def docker_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
 
 
+REQUIRED = (("dockerd", "docker.io"), ("mmdebstrap", "mmdebstrap"), ("git", "git"))
+HELPFUL = (("jq", "jq"),)  # used by the README's curl walkthrough
+
+
 def ensure(state_dir: Path, say) -> None:
     root = os.geteuid() == 0
-    missing = [pkg for cmd, pkg in (("dockerd", "docker.io"), ("mmdebstrap", "mmdebstrap"), ("git", "git"))
-               if shutil.which(cmd) is None]
-    if missing:
-        if root and _is_debian():
-            _apt_install(missing, say)
-        elif not (missing == ["docker.io"] and docker_answers()):
-            raise MissingPrerequisite(
-                f"missing: {', '.join(missing)}. Install them (Debian/Ubuntu: sudo apt-get install {' '.join(missing)})"
-                " and run `regio up` again.")
+    missing = [pkg for cmd, pkg in REQUIRED if shutil.which(cmd) is None]
+    if root and _is_debian():
+        wanted = missing + [pkg for cmd, pkg in HELPFUL if shutil.which(cmd) is None]
+        if wanted:
+            _apt_install(wanted, say)
+    elif missing and not (missing == ["docker.io"] and docker_answers()):
+        raise MissingPrerequisite(
+            f"missing: {', '.join(missing)}. Install them (Debian/Ubuntu: sudo apt-get install {' '.join(missing)})"
+            " and run `regio up` again.")
     if docker_answers():
         return
     if not root:

@@ -16,7 +16,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await controller.start()
+        try:
+            await controller.start()
+        except BaseException:
+            await controller.stop()  # whatever had started
+            raise
         try:
             yield
         finally:

@@ -58,7 +58,8 @@ async def wait_until_running(ctx: RolloutContext, instance: Instance) -> str:
 
 async def sanity_test(ctx: RolloutContext, instance: Instance, release: Release, timeout: float) -> Passed:
     address = await wait_until_running(ctx, instance)
-    url = f"http://{address}{release.health_check_path}"
+    path = release.health_check_path if release.health_check_path.startswith("/") else f"/{release.health_check_path}"
+    url = f"http://{address}{path}"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last = "no answer"
@@ -79,4 +80,4 @@ async def sanity_test(ctx: RolloutContext, instance: Instance, release: Release,
             last = f"HTTP {response.status_code}"
         await asyncio.sleep(min(RETRY_SECONDS, max(0.0, deadline - loop.time())))
     raise RolloutFailed(f"sanity test failed: instance {instance.id} on runner {instance.runner} did not answer "
-                        f"GET {release.health_check_path} within {timeout:g}s (last: {last})")
+                        f"GET {path} within {timeout:g}s (last: {last})")

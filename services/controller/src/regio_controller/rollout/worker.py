@@ -31,9 +31,17 @@ class RolloutWorker:
         try:
             while True:
                 self._wake.clear()
-                await self.start_due()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                    await self.start_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Running rollouts go on; only the search for new ones failed.
+                    log.exception("looking for due rollouts failed; retrying")
+                try:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:

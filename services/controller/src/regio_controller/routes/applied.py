@@ -40,11 +40,8 @@ class AppliedRoutes:
             remaining = deadline - utcnow().timestamp()
             if remaining <= 0:
                 return False
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda: self._applied[environment_id] >= revision),
-                        min(remaining, recheck_seconds),
-                    )
-                except TimeoutError:
-                    pass
+            try:
+                async with asyncio.timeout(min(remaining, recheck_seconds)), self._changed:
+                    await self._changed.wait_for(lambda: self._applied[environment_id] >= revision)
+            except TimeoutError:
+                pass

@@ -1,5 +1,6 @@
 """Watches the region's runner-state bucket: every heartbeat refreshes the runner's row,
 feeds the registry, and moves the instances it reports forward in the database."""
+import asyncio
 import logging
 from datetime import datetime
 
@@ -40,8 +41,20 @@ class HeartbeatWatcher:
     async def run(self) -> None:
         bucket = await self.js.key_value(runner_state_bucket(self.region))
         watcher = await bucket.watchall()
+        # Runners heartbeat every few seconds: a watch silent for this long while runners
+        # are known has broken, and is restarted (by raising to the supervisor).
+        stall_seconds = max(10.0, 3 * self.registry.lost_after.total_seconds())
         try:
-            async for entry in watcher:
+            while True:
+                try:
+                    async with asyncio.timeout(stall_seconds):
+                        entry = await anext(watcher)
+                except TimeoutError:
+                    if self.registry.known():
+                        raise RuntimeError(f"no heartbeat for {stall_seconds:g}s: restarting the watch")
+                    continue
+                except StopAsyncIteration:
+                    raise RuntimeError("heartbeat watch stopped")
                 if entry is None:  # end of the values already stored
                     continue
                 if entry.operation in _DELETED:
@@ -62,10 +75,16 @@ class HeartbeatWatcher:
     async def observe(self, heartbeat: RunnerHeartbeat, seen_at: datetime) -> None:
         changed = self.registry.record(heartbeat, seen_at)
         fresh = utcnow() - seen_at <= self.registry.lost_after
-        async with self.sessions() as session, session.begin():
-            await repository.upsert_runner(session, heartbeat, seen_at,
-                                           RunnerState.READY if fresh else RunnerState.LOST)
-            for instance in changed:
-                target = observed_state(instance)
-                if target is not None:
-                    await repository.observe_instance(session, instance.instance_id, target, instance.address)
+        try:
+            async with self.sessions() as session, session.begin():
+                await repository.upsert_runner(session, heartbeat, seen_at,
+                                               RunnerState.READY if fresh else RunnerState.LOST)
+                for instance in changed:
+                    target = observed_state(instance)
+                    if target is not None:
+                        await repository.observe_instance(session, instance.instance_id, target,
+                                                          instance.address)
+        except Exception:
+            # Not stored: forgetting the runner makes its next heartbeat count as all new.
+            self.registry.forget(heartbeat.runner)
+            raise

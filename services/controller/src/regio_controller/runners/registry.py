@@ -43,6 +43,9 @@ class RunnerRegistry:
                     del self._instances[instance.instance_id]
         self._notify()
 
+    def known(self) -> bool:
+        return bool(self._heartbeats)
+
     def observed(self, instance_id: UUID) -> ObservedInstance | None:
         found = self._instances.get(instance_id)
         return found[1] if found else None
@@ -55,7 +58,8 @@ class RunnerRegistry:
         """Returns at the next heartbeat, or after ``timeout`` seconds."""
         changed = self._changed
         try:
-            await asyncio.wait_for(changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await changed.wait()
         except TimeoutError:
             pass
 

@@ -2,7 +2,6 @@
 import logging
 
 from pydantic import ValidationError
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import Message, RoutesApplied, RoutesChanged
