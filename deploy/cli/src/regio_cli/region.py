@@ -122,6 +122,7 @@ class Region:
         self.layout.save()
         self.postgres.ensure_initialized()
         self._start(self.postgres.process(), timeout=60)
+        self.postgres.wait_ready()
         self._start(self.nats, timeout=30)
         self._start(self.caddy, timeout=30)
         database.provision(self.postgres, self.secrets["database_passwords"])

@@ -30,10 +30,14 @@ def run(metadata: MetaData, schema: str) -> None:
     async def online() -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool)
         async with engine.connect() as conn:
-            # The schema exists already (created with the role); be explicit for a bare database.
-            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-            await conn.commit()
+            # `regio up` creates the schema with the role that owns it; a bare test database
+            # needs it made here. Asking first: CREATE needs a privilege service roles lack.
+            exists = await conn.scalar(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema})
+            if not exists:
+                await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            await conn.commit()  # else alembic runs inside this transaction and nothing commits it
             await conn.run_sync(do_run)
+            await conn.commit()
         await engine.dispose()
 
     if context.is_offline_mode():

@@ -44,6 +44,10 @@ class ManagedProcess:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     user: str | None = None  # run as this system user (PostgreSQL refuses to run as root)
+    # How to ask it to stop. PostgreSQL wants SIGINT ("fast shutdown") sent to the
+    # postmaster alone: signalling its whole group kills backends under it mid-shutdown.
+    stop_signal: int = signal.SIGTERM
+    signal_group: bool = True
 
     @property
     def pid_path(self) -> Path:
@@ -103,13 +107,16 @@ class ManagedProcess:
         self.pid_path.write_text(f"{proc.pid}\n")
         return True
 
-    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> bool:
+    def stop(self, timeout: float = 15.0) -> bool:
         pid = self.pid()
         if pid is None:
             self.pid_path.unlink(missing_ok=True)
             return False
         try:
-            os.killpg(pid, sig)
+            if self.signal_group:
+                os.killpg(pid, self.stop_signal)
+            else:
+                os.kill(pid, self.stop_signal)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + timeout

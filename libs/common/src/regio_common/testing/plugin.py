@@ -49,6 +49,7 @@ def postgres_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
     process = cluster.process()
     process.start()
     wait_for_port(cluster.port, 30, process=process)
+    cluster.wait_ready()
     yield cluster
     process.stop()
 
