@@ -48,7 +48,7 @@ def up(state_dir: StateDir = None,
     except PortTaken as e:
         say(f"{e}; stop that program or choose other ports in {layout.file}")
         raise typer.Exit(3)
-    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as e:
+    except (RuntimeError, TimeoutError, PermissionError, subprocess.CalledProcessError) as e:
         say(f"failed: {e}")
         raise typer.Exit(1)
     say(f"region {layout.region!r} is up in {time.monotonic() - started:.1f}s; `source {layout.state_dir / 'env'}`")

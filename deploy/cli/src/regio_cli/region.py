@@ -13,7 +13,7 @@ import httpx
 
 from regio_common import bus
 from regio_common.layout import Layout
-from regio_common.processes import ManagedProcess, wait_for_port
+from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
 from regio_common.servers import PostgresCluster, caddy_process, nats_process
 
 from . import database, secrets_store
@@ -120,6 +120,7 @@ class Region:
 
     def up(self) -> None:
         self.layout.save()
+        self._check_ports()
         self.postgres.ensure_initialized()
         self._start(self.postgres.process(), timeout=60)
         self.postgres.wait_ready()
@@ -141,6 +142,14 @@ class Region:
         for server in reversed(self.servers()):
             if server.stop():
                 self.say(f"stopped {server.name}")
+
+    def _check_ports(self) -> None:
+        """Before starting anything: every port we need is ours already or free."""
+        for process in [*self.servers(), *(self.process(s) for s in self.services())]:
+            if not process.running() and port_open(process.port):
+                raise PortTaken(process.name, process.port)
+        if not self.caddy.running() and port_open(self.layout.ports.ingress_http):
+            raise PortTaken("ingress (caddy)", self.layout.ports.ingress_http)
 
     def _start(self, process: ManagedProcess, timeout: float) -> None:
         if process.start():

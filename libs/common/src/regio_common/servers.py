@@ -7,6 +7,7 @@ import os
 import pwd
 import secrets
 import signal
+import stat
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,18 @@ def ensure_service_user() -> str | None:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
                        check=True)
     return SERVICE_USER
+
+
+def check_reachable(path: Path, user: str | None) -> None:
+    """Fail clearly when ``user`` cannot reach ``path`` (a 0700 parent owned by root)."""
+    if user is None:
+        return
+    uid = pwd.getpwnam(user).pw_uid
+    for parent in path.resolve().parents:
+        st = parent.stat()
+        if st.st_uid != uid and not st.st_mode & stat.S_IXOTH:
+            raise PermissionError(f"{parent} is not reachable by the {user!r} user that runs PostgreSQL; "
+                                  f"use a state directory under a readable path or chmod o+x {parent}")
 
 
 def _chown_tree(path: Path, user: str | None) -> None:
@@ -98,6 +111,7 @@ class PostgresCluster:
         user = ensure_service_user()
         if (self.data_dir / "PG_VERSION").exists():
             return
+        check_reachable(self.data_dir.parent, user)
         self.password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.password_file.exists():
             self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
