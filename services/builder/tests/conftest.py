@@ -16,7 +16,6 @@ from regio_common import bus
 from regio_common.messages import (BuildFinished, BuildRequested, BuildStarted, DeploymentLogAppended, Message,
                                    decode)
 from regio_builder.main import create_app
-from regio_builder.messaging.subscribers import durable_name
 from regio_builder.settings import Settings
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
@@ -219,7 +218,7 @@ async def start_builder(settings, js, region):
 
     yield start
     try:
-        await js.delete_consumer(bus.COMMANDS.name, durable_name(region))
+        await js.delete_consumer(bus.COMMANDS.name, f"{region}_builder")
     except Exception:  # never started
         pass
 

@@ -72,9 +72,13 @@ class Runtime:
             raise RuntimeError("NATS not connected")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        pending = set(self._tasks)
+        while pending:
+            # Cancel again until done: on Python 3.11 asyncio.wait_for (used inside nats-py's
+            # fetch) swallows a cancellation that races with an arriving message.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1)
         self._tasks.clear()
         if self.nc is not None:
             await self.nc.drain()

@@ -3,7 +3,6 @@
 The docker SDK blocks, so its output is read in a thread and handed to the event loop
 through a queue; the event loop never waits on the Engine."""
 import asyncio
-import logging
 import socket
 import threading
 from collections.abc import Callable
@@ -15,8 +14,6 @@ from docker.errors import DockerException, NotFound
 from requests import RequestException
 
 from ..domain.errors import BuildTimedOut, DockerBuildFailed
-
-log = logging.getLogger(__name__)
 
 API_TIMEOUT = 60  # seconds, for short Engine calls (inspect, ping)
 

@@ -1,6 +1,8 @@
 """Fetch the head of one branch with git: a shallow clone, nothing else of the history."""
 import asyncio
+import contextlib
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -35,6 +37,8 @@ async def _git(args: list[str], cwd: Path | None, timeout: float, on_line: Calla
     process = await asyncio.create_subprocess_exec(
         "git", *args, cwd=cwd, env=_environment(),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        # A group of its own: git runs helpers (git-remote-http) that must die with it.
+        start_new_session=True,
     )
     lines: list[str] = []
     try:
@@ -45,9 +49,9 @@ async def _git(args: list[str], cwd: Path | None, timeout: float, on_line: Calla
                 on_line(line)
             await process.wait()
     except BaseException:  # a timeout, or the build being cancelled: leave no git behind
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
         raise
     return process.returncode, lines
 

@@ -15,10 +15,7 @@ from ..services import builds
 log = logging.getLogger(__name__)
 
 
-def durable_name(region: str) -> str:
-    # One durable per region: logical regions sharing a NATS each need their own
-    # consumer on the work queue, and filters of one stream's consumers must not overlap.
-    return f"builder-{region}"
+DURABLE = "builder"  # the Runtime prefixes it with the region
 
 
 def build_requested_handler(on_queued: Callable[[], None]) -> Handler:
@@ -40,5 +37,5 @@ def build_requested_handler(on_queued: Callable[[], None]) -> Handler:
 
 def subscribe(runtime: Runtime, on_queued: Callable[[], None]) -> None:
     region = runtime.settings.region
-    runtime.subscribe(bus.COMMANDS.name, durable_name(region), subject_for(BuildRequested, region),
+    runtime.subscribe(bus.COMMANDS.name, DURABLE, subject_for(BuildRequested, region),
                       build_requested_handler(on_queued))

@@ -1,6 +1,5 @@
 """One build from start to end: clone the branch, reuse or build the image."""
 import asyncio
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,8 +15,6 @@ from ..domain.states import BuildMode
 from ..settings import Settings
 from . import builds
 from .builds import Outcome
-
-log = logging.getLogger(__name__)
 
 IMAGE_REPOSITORY = "regio-app"
 

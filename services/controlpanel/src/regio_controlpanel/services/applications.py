@@ -15,7 +15,7 @@ from .crypto import Vault
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-GIT_URL = re.compile(r"^(file|https?|git|ssh)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
+GIT_URL = re.compile(r"^(file|https?|git)://\S+$")  # what the builder clones
 
 
 async def organisation_for(session: AsyncSession, caller: Caller, organisation_id: UUID, field: str = "organisation") -> Organisation:
@@ -46,7 +46,7 @@ async def get_environment(session: AsyncSession, caller: Caller, environment_id:
 async def create_repository(session: AsyncSession, caller: Caller, organisation_id: UUID, url: str) -> Repository:
     await organisation_for(session, caller, organisation_id)
     if not GIT_URL.match(url.strip()):
-        raise ApiError("Enter a git URL (file://, http(s)://, git:// or ssh).", "url")
+        raise ApiError("Enter a git URL: file://, http://, https:// or git://.", "url")
     repo = Repository(organisation_id=organisation_id, url=url.strip())
     session.add(repo)
     await session.flush()
