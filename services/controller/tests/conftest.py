@@ -23,6 +23,7 @@ from regio_common.messages import (Message, RolloutFinished, RolloutRequested, R
                                    decode, subject_for)
 from regio_common.runners import ContainerState, ObservedInstance, RunnerDesired, RunnerHeartbeat
 from regio_controller.main import create_app
+from regio_controller.rollout.worker import cancel_all
 from regio_controller.messaging.consumers import rollouts_consumer, routes_applied_consumer
 from regio_controller.settings import Settings
 
@@ -137,9 +138,7 @@ class RunnerAgentDouble:
         return self
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         await self._watcher.stop()
 
     async def _watch(self, watcher) -> None:
@@ -297,29 +296,10 @@ async def region(nats_url, migrated_database) -> AsyncIterator[Region]:
     await bus.ensure_streams(js)
     await bus.ensure_buckets(js, name)
     region = Region(name, database_url, nats_url, nc, js)
-    import io, sys  # DEBUG-WATCHDOG
-    async def _watchdog():  # DEBUG-WATCHDOG
-        await asyncio.sleep(40)  # DEBUG-WATCHDOG
-        out = io.StringIO()  # DEBUG-WATCHDOG
-        for t in asyncio.all_tasks():  # DEBUG-WATCHDOG
-            print("TASK", t.get_name(), file=out)  # DEBUG-WATCHDOG
-            c = t.get_coro()  # DEBUG-WATCHDOG
-            while c is not None:  # DEBUG-WATCHDOG
-                f = getattr(c, "cr_frame", None) or getattr(c, "ag_frame", None) or getattr(c, "gi_frame", None)  # DEBUG-WATCHDOG
-                if f is not None: print("   ", f.f_code.co_filename, f.f_lineno, f.f_code.co_name, file=out)  # DEBUG-WATCHDOG
-                c = getattr(c, "cr_await", None) or getattr(c, "ag_await", None) or getattr(c, "gi_yieldfrom", None)  # DEBUG-WATCHDOG
-        import asyncpg  # DEBUG-WATCHDOG
-        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))  # DEBUG-WATCHDOG
-        for r in await conn.fetch("select pid, state, wait_event_type, wait_event, xact_start, left(query, 200) q from pg_stat_activity where datname = current_database()"):  # DEBUG-WATCHDOG
-            print("PG", dict(r), file=out)  # DEBUG-WATCHDOG
-        await conn.close()  # DEBUG-WATCHDOG
-        open(f"/tmp/ctrl_tasks_{name}.txt", "w").write(out.getvalue())  # DEBUG-WATCHDOG
-    _wd = asyncio.create_task(_watchdog())  # DEBUG-WATCHDOG
     events = await nc.subscribe(f"region.{name}.events.>", cb=region.events.on_message)
     try:
         yield region
     finally:
-        _wd.cancel()  # DEBUG-WATCHDOG
         await region.close()
         await events.unsubscribe()
         for bucket in (bus.runner_desired_bucket(name), bus.runner_state_bucket(name)):

@@ -2,6 +2,7 @@
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from regio_common.app import add_platform_routes
 from regio_common.bus import EVENTS
@@ -9,11 +10,16 @@ from regio_common.runtime import Runtime
 
 from .api import errors
 from .api.routes import applications, deployments, environments, iam, regions
-from .db.models import inbox, outbox
+from .db.models import Region, inbox, outbox
 from .messaging import handlers
 from .services.crypto import Vault
 from .services.deployments import Deployments
 from .settings import Settings
+
+
+async def known_regions(runtime: Runtime) -> list[str]:
+    async with runtime.sessions() as session:
+        return list((await session.execute(select(Region.slug))).scalars())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,7 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await runtime.start()
-        runtime.subscribe(EVENTS.name, handlers.DURABLE, handlers.SUBJECT, handlers.dispatcher(deployments_service))
+        handle = handlers.dispatcher(deployments_service)
+        # One consumer per region this control panel serves. A region added later is
+        # picked up at the next start (noted: live region registration is future work).
+        for region in {settings.region, *await known_regions(runtime)}:
+            runtime.subscribe(EVENTS.name, handlers.durable(region), handlers.subject(region), handle)
         yield
         await runtime.stop()
 

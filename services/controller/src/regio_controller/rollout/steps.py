@@ -78,14 +78,13 @@ class SanityTests:
                          for i in instances]
         except* RolloutFailed as failed:
             raise failed.exceptions[0]  # the first failure; the other tests were cancelled
+        passed = [test.result() for test in tests]
         async with ctx.sessions() as session, session.begin():
-            for test in tests:
-                passed = test.result()
-                await repository.move_instances(session, [passed.instance.id], InstanceState.RUNNING,
-                                                address=passed.address)
+            for p in passed:
+                await repository.move_instances(session, [p.instance.id], InstanceState.RUNNING, address=p.address)
             await ctx.log(session, rollout.deployment_id,
-                          *(f"Sanity tests: instance {t.result().instance.id} at {t.result().address} answered "
-                            f"HTTP {t.result().status} to GET {release.health_check_path}" for t in tests))
+                          *(f"Sanity tests: instance {p.instance.id} at {p.address} answered HTTP {p.status}"
+                            for p in passed))
 
 
 class Finalizing:

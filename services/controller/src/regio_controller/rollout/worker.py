@@ -14,6 +14,16 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = (1, 2, 5, 10)
 
 
+async def cancel_all(tasks) -> None:
+    """Cancels until every task has ended: on Python 3.11 asyncio.wait_for (inside nats-py
+    and elsewhere) can swallow a cancellation that races with a result."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+
+
 class RolloutWorker:
     def __init__(self, ctx: RolloutContext, poll_seconds: float, max_attempts: int = 5):
         self.ctx = ctx
@@ -45,10 +55,7 @@ class RolloutWorker:
                 except TimeoutError:
                     pass
         finally:
-            tasks = list(self._running.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(self._running.values())
 
     async def start_due(self) -> None:
         async with self.ctx.sessions() as session:

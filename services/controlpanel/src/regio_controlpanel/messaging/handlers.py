@@ -1,4 +1,4 @@
-"""The control panel reads every region's events through one ordered consumer, so a
+"""The control panel reads each region's events through one ordered consumer, so a
 deployment's log lines, its build result and its rollout result are applied in the
 order they were published."""
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,8 +14,14 @@ from regio_common.messages import (
 
 from ..services.deployments import Deployments
 
-SUBJECT = "region.*.events.>"
-DURABLE = "controlpanel-events"
+
+
+def subject(region: str) -> str:
+    return f"region.{region}.events.>"
+
+
+def durable(region: str) -> str:
+    return f"controlpanel-events-{region}"
 
 
 def dispatcher(deployments: Deployments):

@@ -57,7 +57,9 @@ class Deployments:
     # --- advanced by events --------------------------------------------------------
 
     async def on_log(self, session: AsyncSession, message: DeploymentLogAppended) -> None:
-        if message.lines:
+        # Lines of a deployment this control panel does not know (deleted since) are dropped:
+        # retrying them would hold up every later event of the region.
+        if message.lines and await session.get(Deployment, message.deployment_id) is not None:
             session.add(DeploymentLogChunk(deployment_id=message.deployment_id, text="\n".join(message.lines) + "\n"))
 
     async def on_build_started(self, session: AsyncSession, message: BuildStarted) -> None:
