@@ -81,6 +81,8 @@ class Runtime:
             _, pending = await asyncio.wait(pending, timeout=1)
         self._tasks.clear()
         if self.nc is not None:
-            await self.nc.drain()
+            # close, not drain: consumers are stopped already and unacked messages come
+            # back to the next run; drain waits out pending pulls (up to 30 s).
+            await self.nc.close()
         if self.engine is not None:
             await self.engine.dispose()

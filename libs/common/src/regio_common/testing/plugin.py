@@ -1,8 +1,9 @@
 """pytest fixtures for the real servers: PostgreSQL and NATS with JetStream.
 
-A running region's servers (found through ``.regio/region.json``) are reused for
-speed; with none running, the fixtures start their own on free ports under a
-temporary directory and stop them at the end of the session."""
+A running region's PostgreSQL (found through ``.regio/region.json``) is reused for
+speed, each test module getting its own database; with none running, the fixture
+starts its own on a free port under a temporary directory and stops it at the end
+of the session. NATS is always the session's own."""
 import os
 import socket
 import subprocess
@@ -56,10 +57,8 @@ def postgres_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
 
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory) -> Iterator[str]:
-    layout = _running_region()
-    if layout is not None and nats_process(layout.state_dir, layout.ports.nats).running():
-        yield f"nats://127.0.0.1:{layout.ports.nats}"
-        return
+    """Always a NATS server of the test session's own: it starts in a blink, and the
+    consumers tests create never pile up in a running region's server."""
     state = tmp_path_factory.mktemp("nats")
     process: ManagedProcess = nats_process(state, free_port())
     process.start()
