@@ -202,7 +202,7 @@ async def test_a_redelivered_request_does_not_build_twice(builder, publish, buil
     assert len(events.of(BuildFinished, request.deployment_id)) == 1
     assert sum(line.startswith("Step 1/") for line in events.log(request.deployment_id)) == 1
     # Every copy was acknowledged: nothing is left on the work queue.
-    info = await js.consumer_info("REGIO_COMMANDS", f"{region}_builder")
+    info = await js.consumer_info("REGIO_COMMANDS", f"builder-{region}")
     assert info.num_pending == 0 and info.num_ack_pending == 0
 
 

@@ -32,6 +32,12 @@ EVENTS = StreamConfig(
 STREAMS = (COMMANDS, EVENTS)
 
 
+def durable_name(consumer: str, region: str) -> str:
+    """A durable consumer's name: what consumes, and for which region. Renaming one leaves
+    the old durable on the server, which a work-queue stream then refuses to share with."""
+    return f"{consumer}-{region}"
+
+
 def runner_desired_bucket(region: str) -> str:
     """Key = runner name, value = every instance the controller wants on that runner."""
     return f"{region}-runner-desired"

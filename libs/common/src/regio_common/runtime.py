@@ -43,9 +43,8 @@ class Runtime:
         self.spawn("outbox-relay", OutboxRelay(self.outbox, self.sessions, self.js).run)
 
     def subscribe(self, stream: str, durable: str, subject: str, handler: Handler, **kwargs) -> None:
-        # Durable names carry the region: two regions (or a test region beside a running
-        # one) on one NATS never share, or reconfigure, each other's consumers.
-        durable = f"{self.settings.region}_{durable}"
+        # ``durable`` must name the region (see bus.durable_name): a durable keeps the filter
+        # it was made with, so two regions on one NATS must never share one.
         subscriber = Subscriber(self.js, self.sessions, self.inbox, stream=stream, durable=durable,
                                 subject=subject, handler=handler, **kwargs)
         self.spawn(f"consumer {durable}", subscriber.run)

@@ -5,7 +5,7 @@ from fastapi import FastAPI
 
 from regio_common import db
 from regio_common.app import add_platform_routes
-from regio_common.bus import EVENTS
+from regio_common.bus import EVENTS, durable_name
 from regio_common.messages import RoutesChanged, subject_for
 from regio_common.runtime import Runtime
 
@@ -14,7 +14,7 @@ from .caddy.admin import CaddyAdmin
 from .caddy.config import ProxySettings
 from .controller import ControllerClient
 from .db.models import inbox, outbox
-from .messaging.routes_changed import durable_name, routes_changed_handler
+from .messaging.routes_changed import CONSUMER, routes_changed_handler
 from .settings import Settings
 from .sync import CaddyLoader, Resync
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         app.state.loader = loader
         runtime.spawn("caddy loader", loader.run)
-        runtime.subscribe(EVENTS.name, durable_name(settings.region), subject_for(RoutesChanged, settings.region),
+        runtime.subscribe(EVENTS.name, durable_name(CONSUMER, settings.region), subject_for(RoutesChanged, settings.region),
                           routes_changed_handler(loader, runtime.outbox))
         runtime.spawn("route resync",
                       Resync(runtime.sessions, controller, caddy, loader, settings.resync_seconds).run)

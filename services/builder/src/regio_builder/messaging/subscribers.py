@@ -15,7 +15,7 @@ from ..services import builds
 log = logging.getLogger(__name__)
 
 
-DURABLE = "builder"  # the Runtime prefixes it with the region
+CONSUMER = "builder"
 
 
 def build_requested_handler(on_queued: Callable[[], None]) -> Handler:
@@ -37,5 +37,5 @@ def build_requested_handler(on_queued: Callable[[], None]) -> Handler:
 
 def subscribe(runtime: Runtime, on_queued: Callable[[], None]) -> None:
     region = runtime.settings.region
-    runtime.subscribe(bus.COMMANDS.name, DURABLE, subject_for(BuildRequested, region),
+    runtime.subscribe(bus.COMMANDS.name, bus.durable_name(CONSUMER, region), subject_for(BuildRequested, region),
                       build_requested_handler(on_queued))

@@ -1,11 +1,10 @@
-"""Durable consumer names. The streams hold every region's subjects, and a durable
-consumer keeps the filter it was created with, so each region's controller needs
-consumers of its own: the region is part of the name."""
+"""Durable consumer names of the controller, one set per region (bus.durable_name)."""
+from regio_common.bus import durable_name
 
 
 def rollouts_consumer(region: str) -> str:
-    return f"controller-{region}"
+    return durable_name("controller", region)
 
 
 def routes_applied_consumer(region: str) -> str:
-    return f"controller-routes-applied-{region}"
+    return durable_name("controller-routes-applied", region)

@@ -3,6 +3,8 @@ deployment's log lines, its build result and its rollout result are applied in t
 order they were published."""
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from regio_common.bus import durable_name
+
 from regio_common.messages import (
     BuildFinished,
     BuildStarted,
@@ -21,7 +23,7 @@ def subject(region: str) -> str:
 
 
 def durable(region: str) -> str:
-    return f"controlpanel-events-{region}"
+    return durable_name("controlpanel-events", region)
 
 
 def dispatcher(deployments: Deployments):

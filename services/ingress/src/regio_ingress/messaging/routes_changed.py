@@ -14,12 +14,7 @@ from ..sync import CaddyLoader
 
 log = logging.getLogger(__name__)
 
-DURABLE = "ingress-routes"
-
-
-def durable_name(region: str) -> str:
-    # One consumer per logical region: several regions may share one NATS.
-    return f"{DURABLE}-{region}"
+CONSUMER = "ingress-routes"
 
 
 def routes_changed_handler(loader: CaddyLoader, outbox: Outbox) -> Handler:
