@@ -16,6 +16,8 @@ from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
 from regio_common.servers import PostgresCluster, caddy_process, nats_process
 
+from regio_runner.settings import host_memory_mb
+
 from . import database, secrets_store
 
 CHECKOUT = Path(__file__).resolve().parents[4]
@@ -82,11 +84,14 @@ class Region:
                 "CONTROLLER_URL": self.url_of("controller"),
             }),
         ]
+        # Runner agents sharing this host's engine share its memory too.
+        memory_each = host_memory_mb() // self.layout.runners
         for i in range(self.layout.runners):
             services.append(Service(f"runner-agent-{i + 1}", "regio_runner", "runner", p.runner_agent_first + i, {
                 **shared_key,
                 "NAME": f"runner-{i + 1}",
                 "ADDRESS": "127.0.0.1",
+                "MEMORY_MB": str(memory_each),
             }))
         return services
 
