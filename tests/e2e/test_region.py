@@ -62,3 +62,20 @@ def test_a_killed_service_loses_no_queued_deployment(region, git_repo):
         deployment = wait_for_deployment(client, response.json()["uuid"])
         assert deployment["success"] is True
         assert get_page(region, f"{app['slug']}-stage.{region.domain}").status_code == 200
+
+
+def test_down_then_up_finds_the_same_applications_serving(region, git_repo):
+    repo = git_repo("hello")
+    with region.client() as client:
+        app = create_application(client, region, repo.url)
+        response = client.post("/apps/v3/deployments/", json={"environment": app["test_status"]["uuid"]})
+        assert wait_for_deployment(client, response.json()["uuid"])["success"] is True
+    host = f"{app['slug']}-stage.{region.domain}"
+    assert subprocess.run([REGIO, "down"], capture_output=True, timeout=300).returncode == 0
+    assert subprocess.run([REGIO, "status"], capture_output=True, timeout=60).returncode != 0
+    result = subprocess.run([REGIO, "up"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with region.client() as client:
+        assert client.get(f"/apps/v3/applications/{app['uuid']}/").json()["slug"] == app["slug"]
+    page = get_page(region, host)
+    assert page.status_code == 200 and "hello" in page.text
