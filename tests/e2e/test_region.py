@@ -1,6 +1,5 @@
 """The region as an operator runs it: `regio up` is idempotent, refuses a taken port by
 name, and a killed service loses no queued deployment."""
-import json
 import os
 import signal
 import socket

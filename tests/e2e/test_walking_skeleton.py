@@ -4,7 +4,6 @@ import time
 import uuid
 
 import httpx
-import pytest
 
 DEPLOY_TIMEOUT = 300
 

@@ -12,11 +12,17 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from regio_common import bus
-from regio_common.messages import (BuildFinished, BuildRequested, BuildStarted, DeploymentLogAppended, Message,
-                                   decode)
 from regio_builder.main import create_app
 from regio_builder.settings import Settings
+from regio_common import bus
+from regio_common.messages import (
+    BuildFinished,
+    BuildRequested,
+    BuildStarted,
+    DeploymentLogAppended,
+    Message,
+    decode,
+)
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
 SERVICE_TOKEN = "builder-test-token"

@@ -19,12 +19,27 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from regio_common import bus
-from regio_common.messages import (Message, RolloutFinished, RolloutRequested, RoutesApplied, RoutesChanged,
-                                   decode, subject_for)
-from regio_common.runners import ContainerState, ObservedInstance, RunnerDesired, RunnerHeartbeat
+from regio_common.messages import (
+    Message,
+    RolloutFinished,
+    RolloutRequested,
+    RoutesApplied,
+    RoutesChanged,
+    decode,
+    subject_for,
+)
+from regio_common.runners import (
+    ContainerState,
+    ObservedInstance,
+    RunnerDesired,
+    RunnerHeartbeat,
+)
 from regio_controller.main import create_app
+from regio_controller.messaging.consumers import (
+    rollouts_consumer,
+    routes_applied_consumer,
+)
 from regio_controller.rollout.worker import cancel_all
-from regio_controller.messaging.consumers import rollouts_consumer, routes_applied_consumer
 from regio_controller.settings import Settings
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"

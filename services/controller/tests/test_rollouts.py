@@ -2,7 +2,11 @@
 ingress played by their test doubles (see conftest.py)."""
 from uuid import uuid4
 
-from regio_common.messages import DeploymentLogAppended, RolloutProgressed, RoutesChanged
+from regio_common.messages import (
+    DeploymentLogAppended,
+    RolloutProgressed,
+    RoutesChanged,
+)
 
 from .conftest import eventually, eventually_async
 

@@ -18,7 +18,13 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 
 from regio_common import bus, db
-from regio_common.messages import RoutesApplied, RoutesChanged, Upstream, decode, subject_for
+from regio_common.messages import (
+    RoutesApplied,
+    RoutesChanged,
+    Upstream,
+    decode,
+    subject_for,
+)
 from regio_common.processes import ManagedProcess, wait_for_port
 from regio_common.servers import caddy_process
 from regio_common.testing.plugin import free_port

@@ -15,7 +15,6 @@ from regio_common import bus
 from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
 from regio_common.servers import PostgresCluster, caddy_process, nats_process
-
 from regio_runner.settings import host_memory_mb
 
 from . import database, secrets_store

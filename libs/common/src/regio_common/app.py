@@ -1,11 +1,14 @@
-"""The parts every service's FastAPI app has: health, readiness, metrics, request ids."""
+"""The parts every service's FastAPI app has: health, readiness, metrics, request ids,
+and the request's database transaction."""
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 REQUESTS = Counter("regio_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"])
 LATENCY = Histogram("regio_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
@@ -48,3 +51,13 @@ def add_platform_routes(app: FastAPI, service: str, checks: dict[str, ReadinessC
         REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
         response.headers["X-Request-Id"] = request_id
         return response
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the handler returns, rolled back if it
+    raises. Expects the service's Runtime at ``app.state.runtime``."""
+    async with request.app.state.runtime.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(request_session)]

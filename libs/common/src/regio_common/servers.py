@@ -6,9 +6,9 @@ import importlib.util
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import stat
-import shutil
 import subprocess
 import sys
 import time

@@ -28,6 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Regio controller", lifespan=lifespan)
     app.state.controller = controller
+    app.state.settings = controller.settings
+    app.state.runtime = controller.runtime
     app.include_router(internal_router)
     add_platform_routes(app, "controller", {"db": controller.database_ready, "nats": controller.nats_ready})
     return app

@@ -6,11 +6,12 @@ from uuid import UUID
 import httpx
 from pydantic import ValidationError
 
+from regio_common.service_auth import SERVICE_TOKEN_HEADER
+
 from .routes import Route
 
 log = logging.getLogger(__name__)
 
-SERVICE_TOKEN_HEADER = "X-Regio-Service-Token"
 
 
 class ControllerUnavailable(Exception):

@@ -18,7 +18,13 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from regio_common import bus
-from regio_common.runners import ContainerState, DesiredInstance, ObservedInstance, RunnerDesired, RunnerHeartbeat
+from regio_common.runners import (
+    ContainerState,
+    DesiredInstance,
+    ObservedInstance,
+    RunnerDesired,
+    RunnerHeartbeat,
+)
 from regio_common.sealing import open_sealed
 
 from .db import repository

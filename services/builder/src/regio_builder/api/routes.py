@@ -3,8 +3,10 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from regio_common.app import SessionDep
+from regio_common.service_auth import ServiceAuth
+
 from ..services import builds
-from .dependencies import ServiceAuth, SessionDep
 from .schemas import BuildOut
 
 router = APIRouter(prefix="/internal/v1", dependencies=[ServiceAuth], tags=["internal"])

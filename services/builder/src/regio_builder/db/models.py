@@ -1,7 +1,20 @@
 """The builder schema: one row per deployment's build, with its log and image, and the
 messaging tables."""
-from sqlalchemy import (Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, Uuid,
-                        false, func, text)
+from sqlalchemy import (
+                        Boolean,
+                        Column,
+                        DateTime,
+                        Index,
+                        Integer,
+                        MetaData,
+                        String,
+                        Table,
+                        Text,
+                        Uuid,
+                        false,
+                        func,
+                        text,
+)
 
 from regio_common.runtime import messaging_tables
 

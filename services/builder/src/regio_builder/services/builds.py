@@ -7,7 +7,13 @@ from uuid import UUID, uuid4
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from regio_common.messages import BuildFinished, BuildRequested, BuildStarted, DeploymentLogAppended, utcnow
+from regio_common.messages import (
+    BuildFinished,
+    BuildRequested,
+    BuildStarted,
+    DeploymentLogAppended,
+    utcnow,
+)
 from regio_common.outbox import Outbox
 
 from ..db import repository

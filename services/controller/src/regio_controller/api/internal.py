@@ -4,11 +4,13 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from regio_common.app import SessionDep
+from regio_common.service_auth import ServiceAuth
+
 from ..db import repository
 from ..routes.table import Route, upstreams_of
-from .dependencies import ServiceCaller, SessionDep
 
-router = APIRouter(prefix="/internal/v1", dependencies=[ServiceCaller], tags=["internal"])
+router = APIRouter(prefix="/internal/v1", dependencies=[ServiceAuth], tags=["internal"])
 
 
 class RunnerView(BaseModel):

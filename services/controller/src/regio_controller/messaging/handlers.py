@@ -7,7 +7,12 @@ from collections.abc import Callable
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from regio_common.messages import DeploymentLogAppended, Message, RolloutRequested, RoutesApplied
+from regio_common.messages import (
+    DeploymentLogAppended,
+    Message,
+    RolloutRequested,
+    RoutesApplied,
+)
 from regio_common.outbox import Outbox
 from regio_common.subscriber import Handler
 

@@ -7,7 +7,12 @@ from regio_common.messages import RolloutFinished, RolloutProgressed, utcnow
 from ..db import repository
 from ..db.models import Release, Rollout
 from ..domain.errors import RolloutFailed
-from ..domain.states import ACTIVE_STATES, UNFINISHED_ROLLOUT_STATES, InstanceState, RolloutState
+from ..domain.states import (
+    ACTIVE_STATES,
+    UNFINISHED_ROLLOUT_STATES,
+    InstanceState,
+    RolloutState,
+)
 from ..routes.table import routes_changed
 from .context import RolloutContext
 from .steps import Step, steps_from

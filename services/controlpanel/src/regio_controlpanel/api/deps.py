@@ -1,22 +1,13 @@
 """Request dependencies: the request's transaction, the caller, and the caller's organisations."""
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+
+from regio_common.app import SessionDep
 
 from ..domain.errors import NotAuthenticated
 from ..services import tokens
 from ..services.access import Caller
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed when the handler returns, rolled back if it raises."""
-    async with request.app.state.runtime.sessions() as session, session.begin():
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 async def get_caller(request: Request, session: SessionDep) -> Caller:

@@ -4,7 +4,6 @@ order they were published."""
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.bus import durable_name
-
 from regio_common.messages import (
     BuildFinished,
     BuildStarted,
@@ -15,7 +14,6 @@ from regio_common.messages import (
 )
 
 from ..services.deployments import Deployments
-
 
 
 def subject(region: str) -> str:

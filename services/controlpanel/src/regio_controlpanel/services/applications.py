@@ -7,10 +7,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .access import Caller
-from ..db.models import Application, Environment, EnvironmentVariable, Organisation, PlanGroup, Region, Repository
+from ..db.models import (
+    Application,
+    Environment,
+    EnvironmentVariable,
+    Organisation,
+    PlanGroup,
+    Region,
+    Repository,
+)
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
+from .access import Caller
 from .crypto import Vault
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

@@ -16,7 +16,15 @@ from regio_common.messages import (
 )
 from regio_common.outbox import Outbox
 
-from ..db.models import Application, Deployment, DeploymentLogChunk, Environment, Region, Release, Repository
+from ..db.models import (
+    Application,
+    Deployment,
+    DeploymentLogChunk,
+    Environment,
+    Region,
+    Release,
+    Repository,
+)
 from ..domain import deployments as lifecycle
 from ..domain.deployments import Status
 from ..domain.environments import default_domain, release_environment, release_port

@@ -1,11 +1,13 @@
 """GET /internal/v1/routes: the route table this ingress holds, and which revision Caddy carries."""
 from fastapi import APIRouter
 
+from regio_common.app import SessionDep
+from regio_common.service_auth import ServiceAuth
+
 from ..routes import Route
 from ..routes.repository import RouteRepository
-from .dependencies import ServiceDep, SessionDep
 
-router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[ServiceDep])
+router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[ServiceAuth])
 
 
 class HeldRoute(Route):

@@ -1,6 +1,17 @@
 """The ingress schema: the route table Caddy is configured from, the configs loaded
 into Caddy, and the messaging tables."""
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Integer, MetaData, String, Table, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from regio_common.runtime import messaging_tables

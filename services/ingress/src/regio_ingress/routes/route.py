@@ -6,7 +6,6 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from regio_common.messages import RoutesChanged, Upstream
 
-
 # A DNS name, optionally with one leading wildcard label. Anything else is refused: Caddy
 # would read `{…}` in a host matcher as a placeholder, able to match every request.
 HOST_NAME = re.compile(r"(\*\.)?([a-z0-9_-]+\.)*[a-z0-9_-]+")

@@ -2,8 +2,9 @@
 from fastapi import APIRouter, HTTPException, status
 
 from regio_common.runners import RunnerHeartbeat
+from regio_common.service_auth import ServiceAuth
 
-from .dependencies import AgentDep, ServiceAuth
+from .dependencies import AgentDep
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[ServiceAuth])
 

@@ -2,8 +2,8 @@ import os
 
 from alembic import context
 
-from regio_common import migrations
 from regio_builder.db.models import SCHEMA, metadata
+from regio_common import migrations
 
 url = os.environ.get("REGIO_BUILDER_DATABASE_URL")
 if url:

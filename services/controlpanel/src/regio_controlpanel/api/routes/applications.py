@@ -11,7 +11,13 @@ from ...services import applications as service
 from ..deps import CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
-from ..schemas import ApplicationIn, ApplicationOut, EnvironmentStatus, RepositoryIn, RepositoryOut
+from ..schemas import (
+    ApplicationIn,
+    ApplicationOut,
+    EnvironmentStatus,
+    RepositoryIn,
+    RepositoryOut,
+)
 
 router = Router(prefix="/apps/v3", tags=["applications"])
 

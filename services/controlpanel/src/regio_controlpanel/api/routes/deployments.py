@@ -5,13 +5,24 @@ from fastapi import Depends, Query, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ...db.models import Application, Deployment, DeploymentLogChunk, Environment, Release
+from ...db.models import (
+    Application,
+    Deployment,
+    DeploymentLogChunk,
+    Environment,
+    Release,
+)
 from ...domain.errors import NotFound
 from ...services.access import Caller
 from ..deps import CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
-from ..schemas import DeploymentEnvironmentVariables, DeploymentIn, DeploymentLog, DeploymentOut
+from ..schemas import (
+    DeploymentEnvironmentVariables,
+    DeploymentIn,
+    DeploymentLog,
+    DeploymentOut,
+)
 
 router = Router(prefix="/apps/v3", tags=["deployments"])
 

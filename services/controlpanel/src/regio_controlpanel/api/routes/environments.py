@@ -5,12 +5,23 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ...db.models import Application, Deployment, Environment, EnvironmentVariable, Region
+from ...db.models import (
+    Application,
+    Deployment,
+    Environment,
+    EnvironmentVariable,
+    Region,
+)
 from ...services import applications as service
 from ..deps import CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
-from ..schemas import DeploymentRef, EnvironmentOut, EnvironmentVariableIn, EnvironmentVariableOut
+from ..schemas import (
+    DeploymentRef,
+    EnvironmentOut,
+    EnvironmentVariableIn,
+    EnvironmentVariableOut,
+)
 from .applications import site_url
 
 router = Router(prefix="/apps/v3", tags=["environments"])

@@ -5,8 +5,8 @@ Revision ID: 59c5ccbf9698
 Revises: 
 Create Date: 2026-11-26 12:03:57.394068
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '59c5ccbf9698'
