@@ -10,7 +10,7 @@ from sqlalchemy import select
 from regio_common import bus, db
 from regio_common.runners import ContainerState
 from regio_runner.db.models import ManagedContainer
-from regio_runner.docker_engine import LABEL_RUNNER, container_name
+from regio_runner.docker_engine import LABEL_RUNNER, LABEL_SCOPE, container_name
 
 
 def observed(heartbeat, instance_id, state=ContainerState.RUNNING):
@@ -199,8 +199,11 @@ async def test_containers_of_other_runners_are_left_alone(
     foreign = docker_client.containers.run(app_image, detach=True, labels=labels, environment={"PORT": "8000"},
                                            name=f"regio-{labels['regio.instance']}")
     # A container labelled for this runner that the controller does not want.
-    stray_labels = {**labels, LABEL_RUNNER: runner_name, "regio.instance": str(uuid4())}
+    stray_labels = {**labels, LABEL_RUNNER: runner_name, LABEL_SCOPE: "", "regio.instance": str(uuid4())}
     stray = docker_client.containers.run(app_image, detach=True, labels=stray_labels, environment={"PORT": "8000"})
+    # A runner of the same name in another region installation on this engine.
+    twin_labels = {**stray_labels, LABEL_SCOPE: "another-installation", "regio.instance": str(uuid4())}
+    twin = docker_client.containers.run(app_image, detach=True, labels=twin_labels, environment={"PORT": "8000"})
 
     async with start_agent(runner_name):
         # Until the controller has written this runner's desired state, nothing is touched.
@@ -218,6 +221,9 @@ async def test_containers_of_other_runners_are_left_alone(
     foreign.reload()
     assert foreign.status == "running"
     assert foreign.labels[LABEL_RUNNER] == other
+    twin.reload()
+    assert twin.status == "running"
+    twin.remove(force=True)
 
 
 async def test_a_slow_stop_does_not_hold_up_heartbeats_or_other_instances(

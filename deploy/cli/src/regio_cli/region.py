@@ -91,6 +91,7 @@ class Region:
                 "NAME": f"runner-{i + 1}",
                 "ADDRESS": "127.0.0.1",
                 "MEMORY_MB": str(memory_each),
+                "SCOPE": self.secrets["installation"],
             }))
         return services
 

@@ -11,9 +11,14 @@ ROLES = ("controlpanel", "builder", "controller", "ingress", "runner")
 def load_or_create(state_dir: Path) -> dict:
     path = state_dir / "secrets" / "region.json"
     if path.exists():
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
+        if "installation" not in data:  # regions made before it was added
+            data["installation"] = secrets.token_hex(8)
+            path.write_text(json.dumps(data, indent=2) + "\n")
+        return data
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {
+        "installation": secrets.token_hex(8),  # tells this region's containers from another's on one engine
         "service_token": secrets.token_urlsafe(32),
         # Seals release environments between the control panel and runner agents.
         "region_key": new_key(),

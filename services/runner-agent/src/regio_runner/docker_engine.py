@@ -15,6 +15,9 @@ from regio_common.runners import ContainerState, DesiredInstance
 log = logging.getLogger(__name__)
 
 LABEL_RUNNER = "regio.runner"
+# Which region installation the runner belongs to: two local regions sharing one engine
+# (a developer's and a test run's) both have a "runner-1", and must not touch each other's.
+LABEL_SCOPE = "regio.scope"
 LABEL_INSTANCE = "regio.instance"
 LABEL_ENVIRONMENT = "regio.environment"
 LABEL_RELEASE = "regio.release"
@@ -112,8 +115,9 @@ def _published_port(attrs: dict, port: str | None) -> int | None:
 
 
 class DockerEngine:
-    def __init__(self, runner: str, address: str, network: str, docker_host: str | None = None):
+    def __init__(self, runner: str, address: str, network: str, docker_host: str | None = None, scope: str = ""):
         self.runner = runner
+        self.scope = scope
         self.address = address
         self.network = network
         self.client = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
@@ -138,7 +142,7 @@ class DockerEngine:
 
     def list(self) -> list[Container]:
         """Every container labelled for this runner, running or not."""
-        summaries = self.client.api.containers(all=True, filters={"label": f"{LABEL_RUNNER}={self.runner}"})
+        summaries = self.client.api.containers(all=True, filters={"label": [f"{LABEL_RUNNER}={self.runner}", f"{LABEL_SCOPE}={self.scope}"]})
         containers = []
         for summary in summaries:
             container = self.inspect(summary["Id"])
@@ -164,6 +168,7 @@ class DockerEngine:
             environment=env,
             labels={
                 LABEL_RUNNER: self.runner,
+                LABEL_SCOPE: self.scope,
                 LABEL_INSTANCE: str(instance.instance_id),
                 LABEL_ENVIRONMENT: str(instance.environment_id),
                 LABEL_RELEASE: str(instance.release_id),

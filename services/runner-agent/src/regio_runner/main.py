@@ -23,7 +23,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runtime = Runtime(SERVICE, settings, outbox, inbox)
-        engine = DockerEngine(settings.name, settings.address, settings.network, settings.docker_host)
+        engine = DockerEngine(settings.name, settings.address, settings.network, settings.docker_host,
+                              settings.scope)
         try:
             await runtime.start()
             agent = Agent(settings, engine, runtime.js, runtime.sessions)

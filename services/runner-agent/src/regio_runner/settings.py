@@ -16,6 +16,7 @@ class Settings(ServiceSettings):
                            description="Memory this runner offers to instances (default: the host's, less a reserve).")
     cpus: float = Field(default_factory=lambda: float(os.cpu_count() or 1),
                         description="CPUs this runner offers to instances (default: the host's).")
+    scope: str = Field("", description="Identity of the region installation; labels its containers.")
     labels: dict[str, str] = Field(default_factory=dict, description="Placement labels, e.g. {\"zone\": \"a\"}.")
     region_key: str = Field("", description="Fernet key that opens the sealed release environments.")
     docker_host: str | None = Field(None, description="Docker Engine URL; unset means DOCKER_HOST or the local socket.")
