@@ -98,7 +98,7 @@ def docker_api():
 def remove_built_images(application_id, docker_api):
     """Images the builder made for this test's application are removed afterwards."""
     yield
-    for image in docker_api.images(filters={"label": f"regio.application={application_id}"}):
+    for image in docker_api.images(name=f"regio-app/{application_id}"):
         docker_api.remove_image(image["Id"], force=True)
 
 

@@ -92,7 +92,7 @@ class DockerEngine:
 
         await asyncio.to_thread(ping)
 
-    async def build(self, context: Path, tag: str, labels: dict[str, str], on_line: Callable[[str], None],
+    async def build(self, context: Path, tag: str, on_line: Callable[[str], None],
                     timeout: float) -> Image:
         """Build ``context`` (its Dockerfile at the root) as ``tag``; every output line goes to
         ``on_line`` as the Engine produces it. No build args: nothing of an environment's
@@ -114,7 +114,7 @@ class DockerEngine:
                     api.hooks["response"].append(lambda response, *args, **kwargs: responses.append(response))
                     # The layer cache is kept on purpose (no nocache): unchanged steps are not rebuilt.
                     for chunk in api.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False,
-                                           decode=True, labels=labels):
+                                           decode=True):
                         if stop.is_set():
                             break
                         hand_over(chunk)

@@ -69,9 +69,10 @@ class BuildPipeline:
     async def _build(self, build: Row, commit: str, checkout: Path, build_log: BuildLog) -> Outcome:
         tag = image_tag(build.application_id, commit)
         build_log.write(f"Building image {tag}")
+        # The tag names the application and commit. No build labels: the classic builder
+        # runs a container per LABEL step, which cost ~0.6 s of every deployment.
         image = await self.docker.build(
             checkout, tag,
-            labels={"regio.application": str(build.application_id), "regio.commit": commit},
             on_line=build_log.write,
             timeout=self.settings.build_timeout_seconds,
         )
