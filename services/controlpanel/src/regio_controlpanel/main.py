@@ -16,6 +16,8 @@ from .services.crypto import Vault
 from .services.deployments import Deployments
 from .settings import Settings
 
+PUBLIC_ROUTERS = tuple(m.router for m in (iam, regions, applications, environments, deployments))
+
 
 async def known_regions(runtime: Runtime) -> list[str]:
     async with runtime.sessions() as session:
@@ -47,6 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.deployments = deployments_service
     errors.install(app)
     add_platform_routes(app, "controlpanel", {"platform": runtime.ready})
-    for module in (iam, regions, applications, environments, deployments):
-        app.include_router(module.router)
+    for router in PUBLIC_ROUTERS:
+        app.include_router(router)
     return app
