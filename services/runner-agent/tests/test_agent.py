@@ -251,7 +251,9 @@ async def test_a_slow_stop_does_not_hold_up_heartbeats_or_other_instances(
         assert len(while_draining) >= 4
         assert any(observed(h, fresh.instance_id) for h in while_draining)
         gaps = [(b.sent_at - a.sent_at).total_seconds() for a, b in zip(heartbeats, heartbeats[1:])]
-        assert max(gaps) < 1.5
+        # A heartbeat held up by the stop would leave a gap of the whole 5 s grace period;
+        # the bound leaves room for a loaded machine (the interval is 0.5 s).
+        assert max(gaps) < 3.0
 
         async def drained():
             heartbeat = await region.heartbeat(runner_name)
