@@ -9,8 +9,7 @@ from pathlib import Path
 
 from regio_cli.region import CHECKOUT
 from regio_common.layout import Layout, Ports, default_state_dir
-
-from .test_walking_skeleton import create_application, get_page, wait_for_deployment
+from tests.e2e.test_walking_skeleton import create_application, get_page, wait_for_deployment
 
 REGIO = str(CHECKOUT / "regio")
 

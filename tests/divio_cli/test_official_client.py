@@ -1,0 +1,85 @@
+"""The official `divio` client (divio-cli 4.0.5) against a running region, configured
+as DIVIO_API.md says: DIVIO_ZONE, a netrc entry with the API token, offline settings.
+Each assertion reads what the command printed, not only its exit code."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import APPS, GitRepo
+from tests.e2e.test_walking_skeleton import create_application
+
+DIVIO = shutil.which("divio", path=str(Path(sys.executable).parent))
+pytestmark = pytest.mark.skipif(DIVIO is None, reason="divio-cli is not installed (requirements-dev.txt)")
+
+
+@pytest.fixture(scope="module")
+def divio(region, tmp_path_factory):
+    home = tmp_path_factory.mktemp("divio-home")
+    (home / ".netrc").write_text(f"machine 127.0.0.1\n\tlogin admin@regio.localhost\n\tpassword {region.token}\n")
+    (home / ".netrc").chmod(0o600)
+    (home / ".config" / "divio").mkdir(parents=True)
+    (home / ".config" / "divio" / "config.json").write_text(
+        json.dumps({"update_check_timestamp": 99999999999, "sentry-dsn": ""}))
+    env = {"HOME": str(home), "DIVIO_ZONE": region.api_url, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([DIVIO, *args], env=env, capture_output=True, text=True, timeout=300)
+        if check:
+            assert result.returncode == 0, f"divio {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def application(region, tmp_path_factory):
+
+    work = tmp_path_factory.mktemp("repo") / "hello"
+    shutil.copytree(APPS / "hello", work)
+    repo = GitRepo(work)
+    repo.git("init", "-q", "-b", "main")
+    repo.commit("first version")
+    with region.client() as client:
+        app = create_application(client, region, repo.url)
+        client.post("/apps/v3/environment-variables/", json={
+            "environment": app["test_status"]["uuid"], "name": "GREETING", "value": "Hello divio"})
+    return app
+
+
+def test_login_organisations_and_regions(divio, region):
+    assert "Login" in divio("doctor", "-c", "login").stdout
+    assert "Default organisation" in divio("organisations", "list").stdout
+    assert region.region in divio("regions", "list").stdout
+
+
+def test_deploy_and_read_it_back(divio, application, region):
+    remote = ["--remote-id", application["uuid"]]
+    assert application["slug"] in divio("app", "list").stdout
+
+    deployed = divio("app", "deploy", "test", *remote)
+    assert "Deploying test environment" in deployed.stdout
+
+    log = divio("app", "deploy-log", "test", *remote).stdout
+    assert "COPY app.py /app/app.py" in log and "Deployment succeeded" in log
+    deployments = divio("app", "deployments", "list", *remote).stdout
+    assert "success" in deployments and "True" in deployments
+    variables = divio("app", "environment-variables", "list", *remote).stdout
+    assert "GREETING" in variables and "Hello divio" in variables
+
+
+def test_a_failed_deployment_makes_the_client_fail(divio, region, tmp_path):
+
+    work = tmp_path / "broken"
+    shutil.copytree(APPS / "hello", work)
+    (work / "Dockerfile").write_text("FROM regio/python:3.11\nRUN exit 3\n")
+    repo = GitRepo(work)
+    repo.git("init", "-q", "-b", "main")
+    repo.commit("broken")
+    with region.client() as client:
+        app = create_application(client, region, repo.url)
+    result = divio("app", "deploy", "test", "--remote-id", app["uuid"], check=False)
+    assert result.returncode != 0
