@@ -50,10 +50,10 @@ async def test_bad_input_names_the_field_and_the_reason(api, seeded):
     assert response.status_code == 400 and "non_field_errors" in response.json()
 
 
-async def test_a_duplicate_slug_is_refused(api, application, seeded):
+async def test_a_duplicate_slug_is_a_conflict_naming_the_field(api, application, seeded):
     response = await api.post("/apps/v3/applications/", json={
         "name": "Again", "slug": application["slug"], "organisation": seeded["organisation"]})
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {"slug": ["An application with this slug already exists."]}
 
 

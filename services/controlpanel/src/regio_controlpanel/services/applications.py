@@ -75,7 +75,7 @@ async def create_application(session: AsyncSession, caller: Caller, vault: Vault
     if plan_group_id is not None and await session.get(PlanGroup, plan_group_id) is None:
         raise ApiError("Plan group not found.", "plan_group")
     if (await session.execute(select(Application.id).where(Application.slug == slug))).first():
-        raise ApiError("An application with this slug already exists.", "slug")
+        raise Conflict("An application with this slug already exists.", "slug")
     app = Application(name=name, slug=slug, organisation_id=organisation_id, region_id=region.id,
                       repository_id=repository_id, plan_group_id=plan_group_id)
     session.add(app)
