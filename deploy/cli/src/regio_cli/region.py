@@ -137,8 +137,8 @@ class Region:
         for service in self.services():
             self._start(self.process(service), timeout=30)
         self._wait_ready()
-        token = self._seed()
-        self._write_env(token)
+        self._seed()
+        self._write_env()
 
     def down(self) -> None:
         for service in reversed(self.services()):
@@ -204,7 +204,7 @@ class Region:
             logs = ", ".join(str(self.state_dir / "logs" / f"{n}.log") for n in pending)
             raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(pending)}; see {logs}")
 
-    def _seed(self) -> str:
+    def _seed(self) -> None:
         """First start: the default region, a plan, an admin, an organisation and an API token."""
         token_file = self.state_dir / "secrets" / "admin-token"
         service = next(s for s in self.services() if s.name == "controlpanel")
@@ -218,7 +218,6 @@ class Region:
         if seeded.get("token"):  # shown once, at creation
             token_file.write_text(seeded["token"] + "\n")
             token_file.chmod(0o600)
-        return token_file.read_text().strip() if token_file.exists() else ""
 
     def env_lines(self) -> list[str]:
         token_file = self.state_dir / "secrets" / "admin-token"
@@ -230,7 +229,7 @@ class Region:
             f"export REGIO_REGION_DOMAIN={self.layout.region_domain}",
         ]
 
-    def _write_env(self, token: str) -> None:
+    def _write_env(self) -> None:
         path = self.state_dir / "env"
         path.write_text("\n".join(self.env_lines()) + "\n")
         path.chmod(0o600)
