@@ -97,3 +97,10 @@ async def test_pagination(api, seeded):
     assert len(first["results"]) == 2 and first["next"] and first["previous"] is None
     second = (await api.get(first["next"])).json()
     assert second["previous"] and {r["uuid"] for r in second["results"]}.isdisjoint({r["uuid"] for r in first["results"]})
+
+
+async def test_values_the_database_cannot_take_are_a_400_not_a_500(api):
+    response = await api.get("/apps/v3/environments/", params={"slug": "\x00J"})
+    assert response.status_code == 400 and "non_field_errors" in response.json()
+    response = await api.get("/iam/v3/organisations/", params={"page": 10**20})
+    assert response.status_code == 400 and "page" in response.json()

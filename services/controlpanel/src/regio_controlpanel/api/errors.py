@@ -3,6 +3,7 @@ or ``{"detail": "…"}``, never a 500 for bad input."""
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from ..domain.errors import ApiError
@@ -30,6 +31,16 @@ def install(app: FastAPI) -> None:
                 message = "This field is required."
             body.setdefault(_field(tuple(error["loc"])), []).append(message)
         return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(DBAPIError)
+    async def data_exception(request: Request, exc: DBAPIError) -> JSONResponse:
+        # SQLSTATE class 22 ("data exception": a NUL character, a number out of range …)
+        # is bad input that got past validation: the caller's mistake, not a server error.
+        if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+            return JSONResponse({"non_field_errors": ["A value in the request cannot be stored or compared: "
+                                                      "remove NUL characters and out-of-range numbers."]},
+                                status_code=400)
+        raise exc
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

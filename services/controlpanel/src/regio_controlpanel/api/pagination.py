@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 1000
+MAX_PAGE = 1_000_000  # keeps the offset inside what PostgreSQL accepts
 
 
 class Page(BaseModel, Generic[T]):
@@ -19,7 +20,7 @@ class Page(BaseModel, Generic[T]):
 
 
 class PageParams:
-    def __init__(self, page: Annotated[int, Query(ge=1)] = 1,
+    def __init__(self, page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
                  page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20):
         self.page = page
         self.page_size = page_size
