@@ -104,3 +104,9 @@ async def test_values_the_database_cannot_take_are_a_400_not_a_500(api):
     assert response.status_code == 400 and "non_field_errors" in response.json()
     response = await api.get("/iam/v3/organisations/", params={"page": 10**20})
     assert response.status_code == 400 and "page" in response.json()
+
+
+async def test_an_unknown_field_is_named(api, seeded):
+    response = await api.post("/apps/v3/repositories/", json={
+        "organisation": seeded["organisation"], "url": "git://example.test/r.git", "colour": "blue"})
+    assert response.status_code == 400 and response.json() == {"colour": ["Unknown field."]}

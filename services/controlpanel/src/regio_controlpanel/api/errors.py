@@ -29,6 +29,8 @@ def install(app: FastAPI) -> None:
                 continue
             if error["type"] == "missing":
                 message = "This field is required."
+            elif error["type"] == "extra_forbidden":
+                message = "Unknown field."
             body.setdefault(_field(tuple(error["loc"])), []).append(message)
         return JSONResponse(body, status_code=400)
 

@@ -5,6 +5,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Input(BaseModel):
+    """A request body: a field we do not know is an error naming it, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Me(BaseModel):
     uuid: UUID
     email: str
@@ -36,7 +42,7 @@ class PlanGroupOut(BaseModel):
     memory_mb: int
 
 
-class RepositoryIn(BaseModel):
+class RepositoryIn(Input):
     organisation: UUID
     url: str = Field(min_length=1, max_length=2000)
 
@@ -56,9 +62,7 @@ class EnvironmentStatus(BaseModel):
     deployed: bool
 
 
-class ApplicationIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # the divio client sends fields we do not use yet
-
+class ApplicationIn(Input):
     name: str = Field(min_length=1, max_length=200)
     slug: str = Field(min_length=1, max_length=63)
     organisation: UUID
@@ -66,6 +70,9 @@ class ApplicationIn(BaseModel):
     repository: UUID | None = None
     branch: str = Field("main", min_length=1, max_length=255)
     plan_group: UUID | None = None
+    # The divio client sends these; accepted, not used yet (release commands: issue 4).
+    app_template: str | None = None
+    release_commands: list | None = None
 
 
 class ApplicationOut(BaseModel):
@@ -107,7 +114,7 @@ class EnvironmentOut(BaseModel):
     created_at: datetime
 
 
-class EnvironmentVariableIn(BaseModel):
+class EnvironmentVariableIn(Input):
     environment: UUID
     name: str = Field(min_length=1, max_length=255)
     value: str = Field(max_length=64 * 1024)
@@ -123,9 +130,7 @@ class EnvironmentVariableOut(BaseModel):
     created_at: datetime
 
 
-class DeploymentIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class DeploymentIn(Input):
     environment: UUID
     build_mode: str = "AUTO"
 
