@@ -110,3 +110,22 @@ async def test_an_unknown_field_is_named(api, seeded):
     response = await api.post("/apps/v3/repositories/", json={
         "organisation": seeded["organisation"], "url": "git://example.test/r.git", "colour": "blue"})
     assert response.status_code == 400 and response.json() == {"colour": ["Unknown field."]}
+
+
+async def test_a_token_is_shown_once_listed_without_its_secret_and_revoked_at_once(api):
+    created = await api.post("/iam/v3/tokens/", json={"name": "ci"})
+    assert created.status_code == 201
+    secret = created.json()["token"]
+    headers = {"Authorization": f"Token {secret}"}
+    assert (await api.get("/iam/v3/me/", headers=headers)).status_code == 200
+    listed = (await api.get("/iam/v3/tokens/")).json()["results"]
+    mine = next(t for t in listed if t["uuid"] == created.json()["uuid"])
+    assert "token" not in mine and mine["last_used_at"] is not None
+    revoked = await api.delete(f"/iam/v3/tokens/{mine['uuid']}/")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert (await api.get("/iam/v3/me/", headers=headers)).status_code == 401
+
+
+async def test_another_users_token_cannot_be_revoked(api, stranger):
+    created = (await api.post("/iam/v3/tokens/", json={"name": "mine"})).json()
+    assert (await stranger.delete(f"/iam/v3/tokens/{created['uuid']}/")).status_code == 404

@@ -9,14 +9,14 @@ from regio_common.bus import EVENTS
 from regio_common.runtime import Runtime
 
 from .api import errors
-from .api.routes import applications, deployments, environments, iam, regions
+from .api.routes import applications, deployments, environments, iam, regions, tokens
 from .db.models import Region, inbox, outbox
 from .messaging import handlers
 from .services.crypto import Vault
 from .services.deployments import Deployments
 from .settings import Settings
 
-PUBLIC_ROUTERS = tuple(m.router for m in (iam, regions, applications, environments, deployments))
+PUBLIC_ROUTERS = tuple(m.router for m in (iam, tokens, regions, applications, environments, deployments))
 
 
 async def known_regions(runtime: Runtime) -> list[str]:

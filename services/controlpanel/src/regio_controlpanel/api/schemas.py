@@ -162,3 +162,19 @@ class DeploymentLog(BaseModel):
 class DeploymentEnvironmentVariables(BaseModel):
     environment: UUID
     environment_variables: dict[str, str]
+
+
+class TokenIn(Input):
+    name: str = Field("", max_length=200)
+
+
+class TokenOut(BaseModel):
+    uuid: UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewToken(TokenOut):
+    token: str = Field(description="The token itself: shown once, never again.")

@@ -19,11 +19,17 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create(session: AsyncSession, user: User, name: str = "") -> str:
-    token = PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, name=name, token_hash=hash_token(token)))
+async def issue(session: AsyncSession, user: User, name: str = "") -> tuple[ApiToken, str]:
+    """A new token and its secret; only the hash is kept, so the secret is shown this once."""
+    secret = PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=name, token_hash=hash_token(secret))
+    session.add(token)
     await session.flush()
-    return token
+    return token, secret
+
+
+async def create(session: AsyncSession, user: User, name: str = "") -> str:
+    return (await issue(session, user, name))[1]
 
 
 async def authenticate(session: AsyncSession, token: str) -> tuple[User, dict[UUID, str]] | None:
@@ -40,3 +46,13 @@ async def authenticate(session: AsyncSession, token: str) -> tuple[User, dict[UU
     roles = (await session.execute(
         select(Membership.organisation_id, Membership.role).where(Membership.user_id == user.id))).all()
     return user, {org: role for org, role in roles}
+
+
+async def revoke(session: AsyncSession, user: User, token_id: UUID) -> ApiToken | None:
+    """Revoked at once: the next request with it is refused."""
+    token = await session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        return None
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    return token
