@@ -65,10 +65,17 @@ class Runtime:
 
         self._tasks.append(asyncio.create_task(supervise(), name=name))
 
-    async def ready(self) -> None:
-        await db.ping(self.engine)
-        if not self.nc.is_connected:
-            raise RuntimeError("NATS not connected")
+    def readiness_checks(self) -> dict:
+        """The checks every service's /readyz runs; a service adds its own (docker, caddy)."""
+
+        async def database() -> None:
+            await db.ping(self.engine)
+
+        async def nats() -> None:
+            if self.nc is None or not self.nc.is_connected:
+                raise RuntimeError("NATS not connected")
+
+        return {"db": database, "nats": nats}
 
     async def stop(self) -> None:
         pending = set(self._tasks)

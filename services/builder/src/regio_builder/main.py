@@ -5,7 +5,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from regio_common import db
 from regio_common.app import add_platform_routes
 from regio_common.runtime import Runtime
 
@@ -47,13 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def not_found(_request: Request, error: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=error.status_code)
 
-    async def nats_ready() -> None:
-        if runtime.nc is None or not runtime.nc.is_connected:
-            raise RuntimeError("NATS not connected")
-
-    add_platform_routes(app, "builder", {
-        "db": lambda: db.ping(runtime.engine),
-        "nats": nats_ready,
-        "docker": docker.ping,
-    })
+    add_platform_routes(app, "builder", {**runtime.readiness_checks(), "docker": docker.ping})
     return app

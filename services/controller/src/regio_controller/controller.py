@@ -3,7 +3,6 @@ from datetime import timedelta
 
 import httpx
 
-from regio_common import db
 from regio_common.bus import COMMANDS, EVENTS, ensure_buckets
 from regio_common.messages import RolloutRequested, RoutesApplied, subject_for
 from regio_common.runtime import Runtime
@@ -57,9 +56,3 @@ class Controller:
         if self.http is not None:
             await self.http.aclose()
 
-    async def database_ready(self) -> None:
-        await db.ping(self.runtime.engine)
-
-    async def nats_ready(self) -> None:
-        if self.runtime.nc is None or not self.runtime.nc.is_connected:
-            raise RuntimeError("NATS not connected")

@@ -31,5 +31,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = controller.settings
     app.state.runtime = controller.runtime
     app.include_router(internal_router)
-    add_platform_routes(app, "controller", {"db": controller.database_ready, "nats": controller.nats_ready})
+    add_platform_routes(app, "controller", controller.runtime.readiness_checks())
     return app

@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vault = vault
     app.state.deployments = deployments_service
     errors.install(app)
-    add_platform_routes(app, "controlpanel", {"platform": runtime.ready})
+    add_platform_routes(app, "controlpanel", runtime.readiness_checks())
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
     return app

@@ -3,7 +3,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from regio_common import db
 from regio_common.app import add_platform_routes
 from regio_common.bus import EVENTS, durable_name
 from regio_common.messages import RoutesChanged, subject_for
@@ -29,10 +28,10 @@ def proxy_settings(settings: Settings) -> ProxySettings:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    runtime = Runtime(SERVICE, settings, outbox, inbox)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        runtime = Runtime(SERVICE, settings, outbox, inbox)
         caddy = CaddyAdmin(settings.caddy_admin_url)
         controller = ControllerClient(settings.controller_url, settings.service_token)
         await runtime.start()
@@ -55,15 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(router)
 
-    async def database() -> None:
-        await db.ping(app.state.runtime.engine)
-
-    async def nats() -> None:
-        if not app.state.runtime.nc.is_connected:
-            raise RuntimeError("NATS not connected")
-
     async def caddy() -> None:
         await app.state.loader.ready()
 
-    add_platform_routes(app, SERVICE, {"db": database, "nats": nats, "caddy": caddy})
+    add_platform_routes(app, SERVICE, {**runtime.readiness_checks(), "caddy": caddy})
     return app

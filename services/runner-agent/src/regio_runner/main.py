@@ -4,7 +4,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from regio_common import db
 from regio_common.app import add_platform_routes
 from regio_common.runtime import Runtime
 
@@ -19,10 +18,10 @@ SERVICE = "runner-agent"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    runtime = Runtime(SERVICE, settings, outbox, inbox)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        runtime = Runtime(SERVICE, settings, outbox, inbox)
         engine = DockerEngine(settings.name, settings.address, settings.network, settings.docker_host,
                               settings.scope)
         try:
@@ -43,15 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(router)
 
-    async def database() -> None:
-        await db.ping(app.state.runtime.engine)
-
-    async def nats() -> None:
-        if not app.state.runtime.nc.is_connected:
-            raise RuntimeError("NATS not connected")
-
     async def docker() -> None:
         await asyncio.to_thread(app.state.engine.ping)
 
-    add_platform_routes(app, SERVICE, {"db": database, "nats": nats, "docker": docker})
+    add_platform_routes(app, SERVICE, {**runtime.readiness_checks(), "docker": docker})
     return app
