@@ -68,6 +68,34 @@ async def stranger(app, settings):
 
 
 @pytest.fixture
+async def member(app, api, settings, seeded):
+    """``await member(role, applications=[], environments=[])``: a new user added to the seeded
+    organisation through the API, and a client acting as them."""
+    engine = make_engine(settings.database_url)
+    clients = []
+
+    async def make(role: str, applications: list[str] = (), environments: list[str] = ()) -> httpx.AsyncClient:
+        email = f"{role}-{uuid.uuid4().hex[:6]}@example.test"
+        response = await api.post("/iam/v3/memberships/", json={
+            "organisation": seeded["organisation"], "email": email, "role": role,
+            "scopes": {"applications": list(applications), "environments": list(environments)}})
+        assert response.status_code == 201, response.text
+        async with make_sessionmaker(engine)() as session, session.begin():
+            user = await session.get(User, uuid.UUID(response.json()["user"]))
+            token = await tokens.create(session, user)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test",
+                                   headers={"Authorization": f"Token {token}"})
+        client.membership = response.json()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+    await engine.dispose()
+
+
+@pytest.fixture
 async def application(api, seeded):
     """A fresh application with a repository, in the seeded organisation."""
     repo = (await api.post("/apps/v3/repositories/", json={"organisation": seeded["organisation"],

@@ -60,4 +60,6 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(request_session)]
+# Function scope: the transaction commits before the response is sent, so a client that
+# got a 201 finds the object on its next request, and a failing commit is an error response.
+SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]

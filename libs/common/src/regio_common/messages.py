@@ -102,6 +102,29 @@ class RolloutRequested(Message):
     sanity_timeout_seconds: float = 60.0
 
 
+@register
+class EnvironmentHostsChanged(Message):
+    """Control panel → controller: the environment's domains changed; route them to what
+    runs now, without a deployment."""
+
+    kind = "environment.hosts-changed"
+    topic = "commands.environments"
+
+    environment_id: UUID
+    hosts: list[str]
+
+
+@register
+class EnvironmentRetired(Message):
+    """Control panel → controller: the environment (or its application) was deleted. Stop
+    its instances, drop its routes, forget its workload; a rollout still running fails."""
+
+    kind = "environment.retired"
+    topic = "commands.environments"
+
+    environment_id: UUID
+
+
 # --- events --------------------------------------------------------------------
 
 

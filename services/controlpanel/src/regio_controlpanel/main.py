@@ -9,14 +9,16 @@ from regio_common.bus import EVENTS
 from regio_common.runtime import Runtime
 
 from .api import errors
-from .api.routes import applications, deployments, environments, iam, regions, tokens
+from .api.routes import applications, deployments, domains, environments, iam, regions, services, tokens, variables
+from .api.routing import operation_id
 from .db.models import Region, inbox, outbox
 from .messaging import handlers
 from .services.crypto import Vault
 from .services.deployments import Deployments
 from .settings import Settings
 
-PUBLIC_ROUTERS = tuple(m.router for m in (iam, tokens, regions, applications, environments, deployments))
+PUBLIC_ROUTERS = tuple(m.router for m in (
+    iam, tokens, regions, applications, environments, variables, domains, deployments, services))
 
 
 async def known_regions(runtime: Runtime) -> list[str]:
@@ -42,12 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.stop()
 
     app = FastAPI(title="Regio Control Panel API", version="3", lifespan=lifespan,
-                  description="Divio v3 compatible API of a Regio region.")
+                  description="Divio v3 compatible API of a Regio region.", generate_unique_id_function=operation_id)
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.vault = vault
     app.state.deployments = deployments_service
     errors.install(app)
+    errors.document_errors(app)
     add_platform_routes(app, "controlpanel", runtime.readiness_checks())
     for router in PUBLIC_ROUTERS:
         app.include_router(router)

@@ -1,5 +1,5 @@
-"""First start of a region: the default public region, a plan, an admin user, an
-organisation and an API token. Idempotent; prints JSON with the token only when
+"""First start of a region: the default public region and the services it offers, a plan,
+an admin user, an organisation and an API token. Idempotent; prints JSON with the token only when
 it was created now (tokens are shown once)."""
 import argparse
 import asyncio
@@ -11,7 +11,7 @@ from sqlalchemy import select
 from regio_common.db import make_engine, make_sessionmaker
 
 from .db.models import Membership, Organisation, PhysicalRegion, PlanGroup, Region, User
-from .services import tokens
+from .services import catalogue, tokens
 from .settings import Settings
 
 
@@ -30,6 +30,8 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str) ->
                 region = Region(slug=region_slug, name=f"Local ({region_slug})", domain=domain,
                                 physical_region_id=physical.id, is_default=not default_exists)
                 session.add(region)
+                await session.flush()
+            await catalogue.ensure_offered(session, region.id)
             if not (await session.execute(select(PlanGroup.id))).first():
                 session.add(PlanGroup(name="Developer", max_instances=1, memory_mb=512))
                 session.add(PlanGroup(name="Business", max_instances=4, memory_mb=2048))

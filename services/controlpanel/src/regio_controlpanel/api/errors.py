@@ -3,10 +3,46 @@ or ``{"detail": "…"}``, never a 500 for bad input."""
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, RootModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from ..domain.errors import ApiError
+
+
+class FieldErrors(RootModel[dict[str, list[str]]]):
+    """``{"<field>": ["…"]}``, or ``{"non_field_errors": ["…"]}`` for the request as a whole."""
+
+
+class Detail(BaseModel):
+    detail: str
+
+
+ERROR_RESPONSES = {
+    400: {"model": FieldErrors, "description": "Bad input: each field named with its reasons."},
+    401: {"model": Detail, "description": "No valid API token."},
+    403: {"model": Detail, "description": "The caller's role does not allow this."},
+    404: {"model": Detail, "description": "Not found, or not visible to the caller."},
+}
+CONFLICT_RESPONSE = {409: {"model": FieldErrors, "description": "Conflicts with an existing object."}}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Validation errors leave as 400 (above), never FastAPI's 422: drop what it documents for them."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _field(loc: tuple) -> str:

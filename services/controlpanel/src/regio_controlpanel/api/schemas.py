@@ -1,5 +1,6 @@
 """Request and response bodies of the public API, with Divio's field names."""
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,16 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Update(Input):
+    """A PATCH body: only the fields sent change."""
+
+    def sent(self) -> dict:
+        return self.model_dump(exclude_unset=True)
+
+
+Role = Literal["owner", "admin", "member", "billing"]
+
+
 class Me(BaseModel):
     uuid: UUID
     email: str
@@ -18,9 +29,62 @@ class Me(BaseModel):
     last_name: str
 
 
+class OrganisationIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class OrganisationUpdate(Update):
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
 class OrganisationOut(BaseModel):
     uuid: UUID
     name: str
+    created_at: datetime
+    role: str | None = Field(None, description="The caller's role in the organisation.")
+
+
+class Scopes(BaseModel):
+    """Narrows a membership to these applications (all their environments) and environments.
+    Both empty: the whole organisation."""
+
+    applications: list[UUID] = Field(default_factory=list)
+    environments: list[UUID] = Field(default_factory=list)
+
+
+class MembershipIn(Input):
+    organisation: UUID
+    email: str = Field(min_length=3, max_length=254)
+    role: Role = "member"
+    scopes: Scopes = Field(default_factory=Scopes)
+
+
+class MembershipUpdate(Update):
+    role: Role | None = None
+    scopes: Scopes | None = None
+
+
+class MembershipOut(BaseModel):
+    uuid: UUID
+    organisation: UUID
+    user: UUID
+    email: str
+    role: str
+    scopes: Scopes
+    created_at: datetime
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    organisation: UUID | None
+    actor: UUID | None
+    actor_email: str
+    action: str
+    target_type: str
+    target: UUID | None
+    summary: str
+    changes: dict
+    request_id: str | None
     created_at: datetime
 
 
@@ -62,6 +126,13 @@ class EnvironmentStatus(BaseModel):
     deployed: bool
 
 
+class ReleaseCommand(Input):
+    """Run in order in a one-off container of each new release, before traffic moves."""
+
+    label: str = Field(min_length=1, max_length=200)
+    command: str = Field(min_length=1, max_length=4000)
+
+
 class ApplicationIn(Input):
     name: str = Field(min_length=1, max_length=200)
     slug: str = Field(min_length=1, max_length=63)
@@ -70,9 +141,16 @@ class ApplicationIn(Input):
     repository: UUID | None = None
     branch: str = Field("main", min_length=1, max_length=255)
     plan_group: UUID | None = None
-    # The divio client sends these; accepted, not used yet (release commands: issue 4).
+    release_commands: list[ReleaseCommand] = Field(default_factory=list)
+    # The divio client sends this; templates are not offered, so it is accepted and ignored.
     app_template: str | None = None
-    release_commands: list | None = None
+
+
+class ApplicationUpdate(Update):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    repository: UUID | None = None
+    plan_group: UUID | None = None
+    release_commands: list[ReleaseCommand] | None = None
 
 
 class ApplicationOut(BaseModel):
@@ -86,6 +164,7 @@ class ApplicationOut(BaseModel):
     region: UUID
     repository: UUID | None
     plan_group: UUID | None
+    release_commands: list[ReleaseCommand]
     created_at: datetime
     environments: list[EnvironmentStatus]
 
@@ -114,11 +193,31 @@ class EnvironmentOut(BaseModel):
     created_at: datetime
 
 
+class EnvironmentIn(Input):
+    """A custom environment, copied from ``copy_from`` (default: the application's test)."""
+
+    application: UUID
+    slug: str = Field(min_length=1, max_length=63)
+    branch: str | None = Field(None, min_length=1, max_length=255)
+    copy_from: UUID | None = None
+
+
+class EnvironmentUpdate(Update):
+    branch: str | None = Field(None, min_length=1, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    health_check_path: str | None = Field(None, min_length=1, max_length=255, pattern=r"^/")
+
+
 class EnvironmentVariableIn(Input):
     environment: UUID
     name: str = Field(min_length=1, max_length=255)
     value: str = Field(max_length=64 * 1024)
     is_sensitive: bool = False
+
+
+class EnvironmentVariableUpdate(Update):
+    value: str | None = Field(None, max_length=64 * 1024)
+    is_sensitive: bool | None = None
 
 
 class EnvironmentVariableOut(BaseModel):
@@ -127,6 +226,28 @@ class EnvironmentVariableOut(BaseModel):
     name: str
     value: str | None  # null for sensitive variables: never sent back
     is_sensitive: bool
+    created_at: datetime
+
+
+DomainKind = Literal["PRIMARY", "ALIAS", "REDIRECT"]
+
+
+class DomainIn(Input):
+    environment: UUID
+    domain: str = Field(min_length=1, max_length=253)
+    kind: DomainKind = "ALIAS"
+
+
+class DomainUpdate(Update):
+    kind: DomainKind | None = None
+
+
+class DomainOut(BaseModel):
+    uuid: UUID
+    environment: UUID
+    domain: str
+    kind: str
+    is_primary: bool
     created_at: datetime
 
 

@@ -6,14 +6,17 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -42,6 +45,7 @@ class User(Base):
     first_name: Mapped[str] = mapped_column(String(150), default="")
     last_name: Mapped[str] = mapped_column(String(150), default="")
     is_staff: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # for the web frontend; API callers use tokens
     created_at: Mapped[datetime] = _created()
 
 
@@ -60,6 +64,18 @@ class Membership(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(20))  # owner, admin, member, billing
     created_at: Mapped[datetime] = _created()
+
+
+class MembershipScope(Base):
+    """Narrows a membership to one application (all its environments) or one environment.
+    A membership with no scopes covers the whole organisation."""
+
+    __tablename__ = "membership_scopes"
+    __table_args__ = (CheckConstraint("(application_id IS NULL) <> (environment_id IS NULL)", name="one_target"),)
+    id: Mapped[uuid.UUID] = _id()
+    membership_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("memberships.id", ondelete="CASCADE"), index=True)
+    application_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"))
+    environment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
 
 
 class ApiToken(Base):
@@ -119,6 +135,7 @@ class Application(Base):
     region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("regions.id"))
     repository_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("repositories.id", ondelete="SET NULL"))
     plan_group_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plan_groups.id"))
+    release_commands: Mapped[list] = mapped_column(JSON, default=list)  # [{"label", "command"}], run in order
     created_at: Mapped[datetime] = _created()
 
 
@@ -187,6 +204,70 @@ class DeploymentLogChunk(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     deployment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
     text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class Domain(Base):
+    """A custom domain of an environment. Unique in the whole platform: one host, one environment."""
+
+    __tablename__ = "domains"
+    __table_args__ = (Index("one_primary_domain", "environment_id", unique=True,
+                            postgresql_where=text("kind = 'PRIMARY'")),)
+    id: Mapped[uuid.UUID] = _id()
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # PRIMARY, ALIAS, REDIRECT
+    created_at: Mapped[datetime] = _created()
+
+
+class Service(Base):
+    """A service a region offers (or a dedicated one an organisation owns there)."""
+
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("region_id", "identifier"),)
+    id: Mapped[uuid.UUID] = _id()
+    region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("regions.id", ondelete="CASCADE"))
+    organisation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))  # DATABASE, STORAGE
+    identifier: Mapped[str] = mapped_column(String(100))  # e.g. postgres-18, s3
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = _created()
+
+
+class ServiceInstance(Base):
+    __tablename__ = "service_instances"
+    # DEFAULT database and DEFAULT storage side by side: the prefix is unique per type.
+    __table_args__ = (UniqueConstraint("environment_id", "type", "prefix"),)
+    id: Mapped[uuid.UUID] = _id()
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+    service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
+    type: Mapped[str] = mapped_column(String(16))  # the service's, kept here for the uniqueness rule
+    prefix: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))  # NEW, PROVISIONING, PROVISIONED, ATTACHED, DETACHED, REMOVED
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)  # filled when provisioned
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+
+
+class AuditEvent(Base):
+    """Who changed what, when. Kept when the object, the user or the organisation is gone,
+    so it holds ids and the actor's email rather than foreign keys."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_organisation", "organisation_id", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[uuid.UUID | None]
+    actor_id: Mapped[uuid.UUID | None]
+    actor_email: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. application.create
+    target_type: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[uuid.UUID | None]
+    summary: Mapped[str] = mapped_column(Text)
+    changes: Mapped[dict] = mapped_column(JSON, default=dict)  # field → new value; secrets never
+    request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created()
 
 

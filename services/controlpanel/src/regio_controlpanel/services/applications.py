@@ -1,4 +1,4 @@
-"""Use cases for repositories, applications, environments and their variables."""
+"""Use cases for repositories and applications."""
 import re
 import secrets
 from uuid import UUID
@@ -7,54 +7,38 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db.models import (
-    Application,
-    Environment,
-    EnvironmentVariable,
-    Organisation,
-    PlanGroup,
-    Region,
-    Repository,
-)
+from regio_common.messages import EnvironmentRetired
+from regio_common.outbox import Outbox
+
+from ..db.models import Application, Environment, PlanGroup, Region, Repository
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
-from .access import Caller
+from .access import Action, Caller
 from .crypto import Vault
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-GIT_URL = re.compile(r"^(file|https?|git)://\S+$")  # what the builder clones
+SLUG_RULE = "Use lowercase letters, digits and hyphens, starting and ending with a letter or digit (at most 63)."
+GIT_URL = re.compile(r"^(file|https?|git|ssh)://\S+$")  # what the builder clones
 
 
-async def organisation_for(session: AsyncSession, caller: Caller, organisation_id: UUID, field: str = "organisation") -> Organisation:
-    org = await session.get(Organisation, organisation_id) if caller.can_see(organisation_id) else None
-    if org is None:
-        raise ApiError("Organisation not found.", field)
-    return org
+def check_slug(slug: str, field: str = "slug") -> None:
+    if not SLUG.match(slug):
+        raise ApiError(SLUG_RULE, field)
 
 
-async def get_application(session: AsyncSession, caller: Caller, application_id: UUID) -> Application:
-    app = await session.get(Application, application_id)
-    if app is None or not caller.can_see(app.organisation_id):
-        raise NotFound()
-    return app
-
-
-async def get_environment(session: AsyncSession, caller: Caller, environment_id: UUID, field: str | None = None) -> tuple[Environment, Application]:
-    row = (await session.execute(
-        select(Environment, Application).join(Application, Application.id == Environment.application_id)
-        .where(Environment.id == environment_id))).first()
-    if row is None or not caller.can_see(row[1].organisation_id):
-        if field:
-            raise ApiError("Environment not found.", field)
-        raise NotFound()
-    return row[0], row[1]
+async def repository(session: AsyncSession, caller: Caller, repository_id: UUID, action: Action,
+                     field: str | None = None) -> Repository:
+    repo = await session.get(Repository, repository_id)
+    if repo is None or not caller.can_see(repo.organisation_id):
+        raise ApiError("Repository not found.", field) if field else NotFound()
+    caller.require_organisation(repo.organisation_id, action, field)
+    return repo
 
 
 async def create_repository(session: AsyncSession, caller: Caller, organisation_id: UUID, url: str) -> Repository:
-    await organisation_for(session, caller, organisation_id)
+    caller.require_organisation(organisation_id, Action.MANAGE, "organisation")
     if not GIT_URL.match(url.strip()):
-        raise ApiError("Enter a git URL: file://, http://, https:// or git://.", "url")
+        raise ApiError("Enter a git URL: file://, http://, https://, git:// or ssh://.", "url")
     repo = Repository(organisation_id=organisation_id, url=url.strip())
     session.add(repo)
     await session.flush()
@@ -63,21 +47,16 @@ async def create_repository(session: AsyncSession, caller: Caller, organisation_
 
 async def create_application(session: AsyncSession, caller: Caller, vault: Vault, *, name: str, slug: str,
                              organisation_id: UUID, region_id: UUID | None, repository_id: UUID | None,
-                             branch: str, plan_group_id: UUID | None) -> Application:
-    await organisation_for(session, caller, organisation_id)
-    if not SLUG.match(slug):
-        raise ApiError("Use lowercase letters, digits and hyphens (at most 63).", "slug")
+                             branch: str, plan_group_id: UUID | None, release_commands: list[dict]) -> Application:
+    caller.require_organisation(organisation_id, Action.MANAGE, "organisation")
+    check_slug(slug)
     region = await _region(session, caller, region_id)
-    if repository_id is not None:
-        repo = await session.get(Repository, repository_id)
-        if repo is None or repo.organisation_id != organisation_id:
-            raise ApiError("Repository not found in this organisation.", "repository")
-    if plan_group_id is not None and await session.get(PlanGroup, plan_group_id) is None:
-        raise ApiError("Plan group not found.", "plan_group")
+    await _check_repository(session, repository_id, organisation_id)
+    await _check_plan_group(session, plan_group_id)
     if (await session.execute(select(Application.id).where(Application.slug == slug))).first():
         raise Conflict("An application with this slug already exists.", "slug")
     app = Application(name=name, slug=slug, organisation_id=organisation_id, region_id=region.id,
-                      repository_id=repository_id, plan_group_id=plan_group_id)
+                      repository_id=repository_id, plan_group_id=plan_group_id, release_commands=release_commands)
     session.add(app)
     try:
         await session.flush()
@@ -90,6 +69,48 @@ async def create_application(session: AsyncSession, caller: Caller, vault: Vault
     return app
 
 
+async def update_application(session: AsyncSession, app: Application, changes: dict) -> dict:
+    """Applies the given fields; returns what actually changed. The slug is fixed: it is part
+    of every default domain and of the images' names."""
+    if "repository" in changes:
+        await _check_repository(session, changes["repository"], app.organisation_id)
+    if "plan_group" in changes:
+        await _check_plan_group(session, changes["plan_group"])
+    columns = {"name": "name", "repository": "repository_id", "plan_group": "plan_group_id",
+               "release_commands": "release_commands"}
+    changed = {}
+    for field, value in changes.items():
+        if getattr(app, columns[field]) != value:
+            setattr(app, columns[field], value)
+            changed[field] = value
+    await session.flush()
+    return changed
+
+
+async def delete_application(session: AsyncSession, outbox: Outbox, app: Application) -> None:
+    """Its environments are retired first (the controller stops their containers and routes),
+    in the same transaction that deletes the rows."""
+    region = await session.get(Region, app.region_id)
+    envs = (await session.execute(select(Environment).where(Environment.application_id == app.id))).scalars()
+    for env in envs:
+        await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
+    await session.delete(app)
+    await session.flush()
+
+
+async def _check_repository(session: AsyncSession, repository_id: UUID | None, organisation_id: UUID) -> None:
+    if repository_id is None:
+        return
+    repo = await session.get(Repository, repository_id)
+    if repo is None or repo.organisation_id != organisation_id:
+        raise ApiError("Repository not found in this organisation.", "repository")
+
+
+async def _check_plan_group(session: AsyncSession, plan_group_id: UUID | None) -> None:
+    if plan_group_id is not None and await session.get(PlanGroup, plan_group_id) is None:
+        raise ApiError("Plan group not found.", "plan_group")
+
+
 async def _region(session: AsyncSession, caller: Caller, region_id: UUID | None) -> Region:
     if region_id is None:
         region = (await session.execute(select(Region).where(Region.is_default))).scalars().first()
@@ -98,31 +119,3 @@ async def _region(session: AsyncSession, caller: Caller, region_id: UUID | None)
     if region is None or (region.organisation_id is not None and not caller.can_see(region.organisation_id)):
         raise ApiError("Region not found.", "region")
     return region
-
-
-async def set_variable(session: AsyncSession, caller: Caller, vault: Vault, *, environment_id: UUID, name: str,
-                       value: str, is_sensitive: bool) -> EnvironmentVariable:
-    await get_environment(session, caller, environment_id, field="environment")
-    if not VARIABLE_NAME.match(name):
-        raise ApiError("Use letters, digits and underscores, not starting with a digit.", "name")
-    existing = (await session.execute(select(EnvironmentVariable).where(
-        EnvironmentVariable.environment_id == environment_id, EnvironmentVariable.name == name))).scalar_one_or_none()
-    if existing is not None:
-        raise Conflict(f"Variable {name} already exists in this environment; update it instead.", "name")
-    variable = EnvironmentVariable(environment_id=environment_id, name=name, is_sensitive=is_sensitive,
-                                   value=None if is_sensitive else value,
-                                   value_encrypted=vault.encrypt(value) if is_sensitive else None)
-    session.add(variable)
-    await session.flush()
-    return variable
-
-
-async def variables_of(session: AsyncSession, vault: Vault, environment_id: UUID) -> dict[str, str]:
-    rows = (await session.execute(select(EnvironmentVariable).where(
-        EnvironmentVariable.environment_id == environment_id))).scalars()
-    return {v.name: vault.decrypt(v.value_encrypted) if v.is_sensitive else (v.value or "") for v in rows}
-
-
-async def sensitive_names(session: AsyncSession, environment_id: UUID) -> set[str]:
-    return set((await session.execute(select(EnvironmentVariable.name).where(
-        EnvironmentVariable.environment_id == environment_id, EnvironmentVariable.is_sensitive))).scalars())

@@ -27,11 +27,13 @@ from ..db.models import (
 )
 from ..domain import deployments as lifecycle
 from ..domain.deployments import Status
-from ..domain.environments import default_domain, release_environment, release_port
+from ..domain.environments import release_environment, release_port
 from ..domain.errors import ApiError
-from .access import Caller
-from .applications import get_environment, sensitive_names, variables_of
+from . import lookups
+from .access import Action, Caller
 from .crypto import Vault
+from .domains import hosts_of
+from .variables import sensitive_names, variables_of
 
 BUILD_MODES = ("AUTO", "FORCE", "ADOPT")
 
@@ -44,7 +46,8 @@ class Deployments:
     # --- requested through the API ----------------------------------------------
 
     async def request(self, session: AsyncSession, caller: Caller, environment_id: UUID, build_mode: str) -> Deployment:
-        environment, app = await get_environment(session, caller, environment_id, field="environment")
+        environment, app = await lookups.environment(session, caller, environment_id, Action.OPERATE,
+                                                     field="environment")
         if build_mode not in BUILD_MODES:
             raise ApiError(f"Choose one of {', '.join(BUILD_MODES)}.", "build_mode")
         repository = await session.get(Repository, app.repository_id) if app.repository_id else None
@@ -88,10 +91,11 @@ class Deployments:
         app = await session.get(Application, environment.application_id)
         region = await session.get(Region, app.region_id)
         port = release_port(environment.port, message.exposed_port)
-        domain = default_domain(app.slug, environment.slug, region.domain)
+        hosts = await hosts_of(session, environment, app, region)
         env = release_environment(
             await variables_of(session, self.vault, environment.id),
-            domain=domain, aliases=[], redirects=[], stage=environment.slug, branch=environment.branch,
+            domain=hosts.primary, aliases=hosts.aliases, redirects=hosts.redirects, stage=environment.slug,
+            branch=environment.branch,
             secret_key=self.vault.decrypt(environment.secret_key_encrypted), port=port,
         )
         release = Release(environment_id=environment.id, image=message.image, commit=message.commit, port=port,
@@ -106,7 +110,7 @@ class Deployments:
         await self.outbox.add(session, RolloutRequested(
             deployment_id=deployment.id, application_id=app.id, environment_id=environment.id,
             release_id=release.id, image=message.image, port=port, sealed_env=self.vault.seal_for_runners(env),
-            instances=environment.instances, memory_mb=environment.memory_mb, hosts=[domain],
+            instances=environment.instances, memory_mb=environment.memory_mb, hosts=hosts.served,
             health_check_path=environment.health_check_path,
         ), region=region.slug)
 

@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import utcnow
 
-from ..db.models import ApiToken, Membership, User
+from ..db.models import ApiToken, User
+from .access import Grant, load_grants
 
 PREFIX = "regio_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # avoid a write on every request
@@ -32,7 +33,7 @@ async def create(session: AsyncSession, user: User, name: str = "") -> str:
     return (await issue(session, user, name))[1]
 
 
-async def authenticate(session: AsyncSession, token: str) -> tuple[User, dict[UUID, str]] | None:
+async def authenticate(session: AsyncSession, token: str) -> tuple[User, dict[UUID, Grant]] | None:
     row = (await session.execute(
         select(ApiToken, User).join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
@@ -43,9 +44,7 @@ async def authenticate(session: AsyncSession, token: str) -> tuple[User, dict[UU
     now = utcnow()
     if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
         await session.execute(update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now))
-    roles = (await session.execute(
-        select(Membership.organisation_id, Membership.role).where(Membership.user_id == user.id))).all()
-    return user, {org: role for org, role in roles}
+    return user, await load_grants(session, user.id)
 
 
 async def revoke(session: AsyncSession, user: User, token_id: UUID) -> ApiToken | None:

@@ -1,20 +1,24 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...db.models import Application, Environment, Region, Repository
 from ...domain.environments import default_domain
 from ...services import applications as service
-from ..deps import CallerDep, SessionDep
+from ...services import lookups
+from ...services.access import Action, Caller
+from ..deps import AuditDep, CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
 from ..schemas import (
     ApplicationIn,
     ApplicationOut,
+    ApplicationUpdate,
     EnvironmentStatus,
+    ReleaseCommand,
     RepositoryIn,
     RepositoryOut,
 )
@@ -28,61 +32,105 @@ def site_url(request: Request, app: Application, env: Environment, region: Regio
     return f"http://{default_domain(app.slug, env.slug, region.domain)}{suffix}/"
 
 
-async def application_out(session: AsyncSession, request: Request, app: Application) -> ApplicationOut:
+async def application_out(session: AsyncSession, request: Request, caller: Caller, app: Application) -> ApplicationOut:
+    # A caller scoped to some environments sees only those.
+    caller_filter = caller.visible_environments()
     region = await session.get(Region, app.region_id)
-    envs = (await session.execute(select(Environment).where(Environment.application_id == app.id)
+    envs = (await session.execute(select(Environment).join(Application, Application.id == Environment.application_id)
+                                  .where(Environment.application_id == app.id, caller_filter)
                                   .order_by(Environment.created_at))).scalars().all()
     statuses = [EnvironmentStatus(uuid=e.id, slug=e.slug, branch=e.branch, site_url=site_url(request, app, e, region),
                                   deployed=False) for e in envs]
     out = ApplicationOut(uuid=app.id, name=app.name, slug=app.slug, organisation=app.organisation_id,
                          region=app.region_id, repository=app.repository_id, plan_group=app.plan_group_id,
-                         created_at=app.created_at, environments=statuses)
+                         release_commands=[ReleaseCommand(**c) for c in app.release_commands], created_at=app.created_at, environments=statuses)
     for status in statuses:
         setattr(out, f"{status.slug}_status", status.model_dump(mode="json"))
     return out
 
 
 @router.post("/repositories/", response_model=RepositoryOut, status_code=201)
-async def create_repository(body: RepositoryIn, session: SessionDep, caller: CallerDep) -> RepositoryOut:
+async def create_repository(body: RepositoryIn, session: SessionDep, caller: CallerDep, audit: AuditDep) -> RepositoryOut:
     repo = await service.create_repository(session, caller, body.organisation, body.url)
+    audit.record(repo.organisation_id, "repository.create", "repository", repo.id, f"Repository {repo.url} added",
+                 {"url": repo.url})
+    return repository_out(repo)
+
+
+def repository_out(repo: Repository) -> RepositoryOut:
     return RepositoryOut(uuid=repo.id, organisation=repo.organisation_id, url=repo.url, created_at=repo.created_at)
 
 
 @router.get("/repositories/", response_model=Page[RepositoryOut])
 async def list_repositories(request: Request, session: SessionDep, caller: CallerDep,
                             params: Annotated[PageParams, Depends()]) -> dict:
-    query = select(Repository).where(Repository.organisation_id.in_(caller.organisations)).order_by(Repository.created_at.desc())
+    whole = [org for org, grant in caller.grants.items() if grant.allows(Action.VIEW) and not grant.scoped]
+    query = select(Repository).where(Repository.organisation_id.in_(whole)).order_by(Repository.created_at.desc())
 
     async def serialize(rows):
-        return [RepositoryOut(uuid=r.id, organisation=r.organisation_id, url=r.url, created_at=r.created_at) for r in rows]
+        return [repository_out(r) for r in rows]
 
     return await paginate(session, query, request, params, serialize)
 
 
+@router.get("/repositories/{uuid}/", response_model=RepositoryOut)
+async def get_repository(uuid: UUID, session: SessionDep, caller: CallerDep) -> RepositoryOut:
+    return repository_out(await service.repository(session, caller, uuid, Action.VIEW))
+
+
 @router.post("/applications/", response_model=ApplicationOut, status_code=201)
-async def create_application(body: ApplicationIn, request: Request, session: SessionDep, caller: CallerDep) -> ApplicationOut:
+async def create_application(body: ApplicationIn, request: Request, session: SessionDep, caller: CallerDep,
+                             audit: AuditDep) -> ApplicationOut:
     app = await service.create_application(
         session, caller, request.app.state.vault, name=body.name, slug=body.slug, organisation_id=body.organisation,
-        region_id=body.region, repository_id=body.repository, branch=body.branch, plan_group_id=body.plan_group)
-    return await application_out(session, request, app)
+        region_id=body.region, repository_id=body.repository, branch=body.branch, plan_group_id=body.plan_group,
+        release_commands=[c.model_dump() for c in body.release_commands])
+    audit.record(app.organisation_id, "application.create", "application", app.id,
+                 f"Application {app.slug} created", {"name": app.name, "slug": app.slug, "region": app.region_id})
+    return await application_out(session, request, caller, app)
 
 
 @router.get("/applications/", response_model=Page[ApplicationOut])
 async def list_applications(request: Request, session: SessionDep, caller: CallerDep,
                             params: Annotated[PageParams, Depends()],
                             slug: str | None = None, organisation: UUID | None = None) -> dict:
-    query = select(Application).where(Application.organisation_id.in_(caller.organisations))
+    query = select(Application).where(caller.visible_applications())
     if slug is not None:
         query = query.where(Application.slug == slug)
     if organisation is not None:
         query = query.where(Application.organisation_id == organisation)
 
     async def serialize(rows):
-        return [await application_out(session, request, a) for a in rows]
+        return [await application_out(session, request, caller, a) for a in rows]
 
     return await paginate(session, query.order_by(Application.created_at.desc()), request, params, serialize)
 
 
 @router.get("/applications/{uuid}/", response_model=ApplicationOut)
 async def get_application(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep) -> ApplicationOut:
-    return await application_out(session, request, await service.get_application(session, caller, uuid))
+    return await application_out(session, request, caller, await lookups.application(session, caller, uuid, Action.VIEW))
+
+
+@router.patch("/applications/{uuid}/", response_model=ApplicationOut)
+async def update_application(uuid: UUID, body: ApplicationUpdate, request: Request, session: SessionDep,
+                             caller: CallerDep, audit: AuditDep) -> ApplicationOut:
+    app = await lookups.application(session, caller, uuid, Action.MANAGE)
+    changes = body.sent()
+    if "release_commands" in changes:
+        changes["release_commands"] = changes["release_commands"] or []
+    changed = await service.update_application(session, app, changes)
+    audit.record(app.organisation_id, "application.update", "application", app.id,
+                 f"Application {app.slug} changed: {', '.join(changed) or 'nothing'}", changed)
+    return await application_out(session, request, caller, app)
+
+
+@router.delete("/applications/{uuid}/", status_code=204, response_class=Response)
+async def delete_application(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep,
+                             audit: AuditDep) -> Response:
+    """Stops its containers and routes, and deletes it with its environments, variables,
+    domains and deployments."""
+    app = await lookups.application(session, caller, uuid, Action.MANAGE)
+    audit.record(app.organisation_id, "application.delete", "application", app.id,
+                 f"Application {app.slug} deleted", {"slug": app.slug})
+    await service.delete_application(session, request.app.state.runtime.outbox, app)
+    return Response(status_code=204)

@@ -13,8 +13,8 @@ from ...db.models import (
     Release,
 )
 from ...domain.errors import NotFound
-from ...services.access import Caller
-from ..deps import CallerDep, SessionDep
+from ...services.access import Action, Caller
+from ..deps import AuditDep, CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
 from ..schemas import (
@@ -38,18 +38,24 @@ async def deployment_out(session: AsyncSession, d: Deployment, application_id: U
 
 async def visible_deployment(session: AsyncSession, caller: Caller, uuid: UUID) -> tuple[Deployment, Application]:
     row = (await session.execute(
-        select(Deployment, Application).join(Environment, Environment.id == Deployment.environment_id)
+        select(Deployment, Application, Environment).join(Environment, Environment.id == Deployment.environment_id)
         .join(Application, Application.id == Environment.application_id).where(Deployment.id == uuid))).first()
-    if row is None or not caller.can_see(row[1].organisation_id):
+    if row is None:
         raise NotFound()
+    caller.require_environment(row[2], row[1], Action.VIEW)
     return row[0], row[1]
 
 
 @router.post("/deployments/", response_model=DeploymentOut, status_code=201)
-async def create_deployment(body: DeploymentIn, request: Request, session: SessionDep, caller: CallerDep) -> DeploymentOut:
+async def create_deployment(body: DeploymentIn, request: Request, session: SessionDep, caller: CallerDep,
+                            audit: AuditDep) -> DeploymentOut:
     deployment = await request.app.state.deployments.request(session, caller, body.environment, body.build_mode)
     env = await session.get(Environment, deployment.environment_id)
-    return await deployment_out(session, deployment, env.application_id)
+    app = await session.get(Application, env.application_id)
+    audit.record(app.organisation_id, "deployment.create", "deployment", deployment.id,
+                 f"Deployment of {app.slug}/{env.slug} requested ({deployment.build_mode})",
+                 {"environment": env.id, "build_mode": deployment.build_mode})
+    return await deployment_out(session, deployment, app.id)
 
 
 @router.get("/deployments/", response_model=Page[DeploymentOut])
@@ -58,7 +64,7 @@ async def list_deployments(request: Request, session: SessionDep, caller: Caller
                            environment: UUID | None = None) -> dict:
     query = (select(Deployment).join(Environment, Environment.id == Deployment.environment_id)
              .join(Application, Application.id == Environment.application_id)
-             .where(Application.organisation_id.in_(caller.organisations)))
+             .where(caller.visible_environments()))
     if application is not None:
         query = query.where(Environment.application_id == application)
     if environment is not None:

@@ -1,27 +1,19 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ...db.models import (
-    Application,
-    Deployment,
-    Environment,
-    EnvironmentVariable,
-    Region,
-)
-from ...services import applications as service
-from ..deps import CallerDep, SessionDep
+from ...db.models import Application, Deployment, Environment, Region
+from ...domain.errors import ApiError
+from ...services import environments as service
+from ...services import lookups
+from ...services.access import Action
+from ..deps import AuditDep, CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
-from ..schemas import (
-    DeploymentRef,
-    EnvironmentOut,
-    EnvironmentVariableIn,
-    EnvironmentVariableOut,
-)
+from ..schemas import DeploymentRef, EnvironmentIn, EnvironmentOut, EnvironmentUpdate
 from .applications import site_url
 
 router = Router(prefix="/apps/v3", tags=["environments"])
@@ -48,7 +40,7 @@ async def list_environments(request: Request, session: SessionDep, caller: Calle
                             params: Annotated[PageParams, Depends()],
                             application: UUID | None = None, slug: str | None = None) -> dict:
     query = (select(Environment).join(Application, Application.id == Environment.application_id)
-             .where(Application.organisation_id.in_(caller.organisations)))
+             .where(caller.visible_environments()))
     if application is not None:
         query = query.where(Environment.application_id == application)
     if slug is not None:
@@ -60,42 +52,48 @@ async def list_environments(request: Request, session: SessionDep, caller: Calle
     return await paginate(session, query.order_by(Environment.created_at), request, params, serialize)
 
 
-@router.get("/environments/{uuid}/", response_model=EnvironmentOut)
-async def get_environment(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep) -> EnvironmentOut:
-    env, app = await service.get_environment(session, caller, uuid)
+@router.post("/environments/", response_model=EnvironmentOut, status_code=201)
+async def create_environment(body: EnvironmentIn, request: Request, session: SessionDep, caller: CallerDep,
+                             audit: AuditDep) -> EnvironmentOut:
+    app = await lookups.application(session, caller, body.application, Action.MANAGE, field="application")
+    if body.copy_from is not None:
+        source, source_app = await lookups.environment(session, caller, body.copy_from, Action.VIEW, field="copy_from")
+        if source_app.id != app.id:
+            raise ApiError("Copy from an environment of the same application.", "copy_from")
+    else:
+        source = (await session.execute(select(Environment).where(
+            Environment.application_id == app.id, Environment.slug == "test"))).scalar_one()
+    env = await service.create_environment(session, request.app.state.vault, app, source, slug=body.slug,
+                                           branch=body.branch)
+    audit.record(app.organisation_id, "environment.create", "environment", env.id,
+                 f"Environment {env.slug} of {app.slug} created from {source.slug}",
+                 {"slug": env.slug, "branch": env.branch, "copy_from": source.id})
     return await environment_out(session, request, env, app)
 
 
-def variable_out(v: EnvironmentVariable) -> EnvironmentVariableOut:
-    return EnvironmentVariableOut(uuid=v.id, environment=v.environment_id, name=v.name,
-                                  value=None if v.is_sensitive else v.value, is_sensitive=v.is_sensitive,
-                                  created_at=v.created_at)
+@router.get("/environments/{uuid}/", response_model=EnvironmentOut)
+async def get_environment(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep) -> EnvironmentOut:
+    env, app = await lookups.environment(session, caller, uuid, Action.VIEW)
+    return await environment_out(session, request, env, app)
 
 
-@router.post("/environment-variables/", response_model=EnvironmentVariableOut, status_code=201)
-async def create_variable(body: EnvironmentVariableIn, request: Request, session: SessionDep,
-                          caller: CallerDep) -> EnvironmentVariableOut:
-    variable = await service.set_variable(session, caller, request.app.state.vault, environment_id=body.environment,
-                                          name=body.name, value=body.value, is_sensitive=body.is_sensitive)
-    return variable_out(variable)
+@router.patch("/environments/{uuid}/", response_model=EnvironmentOut)
+async def update_environment(uuid: UUID, body: EnvironmentUpdate, request: Request, session: SessionDep,
+                             caller: CallerDep, audit: AuditDep) -> EnvironmentOut:
+    """Branch, port and health-check path; they take effect at the next deployment."""
+    env, app = await lookups.environment(session, caller, uuid, Action.MANAGE)
+    changed = service.update_environment(env, body.sent())
+    audit.record(app.organisation_id, "environment.update", "environment", env.id,
+                 f"Environment {env.slug} of {app.slug} changed: {', '.join(changed) or 'nothing'}", changed)
+    return await environment_out(session, request, env, app)
 
 
-@router.get("/environment-variables/", response_model=Page[EnvironmentVariableOut])
-async def list_variables(request: Request, session: SessionDep, caller: CallerDep,
-                         params: Annotated[PageParams, Depends()], environment: UUID | None = None,
-                         application: UUID | None = None, name: str | None = None) -> dict:
-    query = (select(EnvironmentVariable)
-             .join(Environment, Environment.id == EnvironmentVariable.environment_id)
-             .join(Application, Application.id == Environment.application_id)
-             .where(Application.organisation_id.in_(caller.organisations)))
-    if environment is not None:
-        query = query.where(EnvironmentVariable.environment_id == environment)
-    if application is not None:
-        query = query.where(Environment.application_id == application)
-    if name is not None:
-        query = query.where(EnvironmentVariable.name == name)
-
-    async def serialize(rows):
-        return [variable_out(v) for v in rows]
-
-    return await paginate(session, query.order_by(EnvironmentVariable.name), request, params, serialize)
+@router.delete("/environments/{uuid}/", status_code=204, response_class=Response)
+async def delete_environment(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep,
+                             audit: AuditDep) -> Response:
+    """A custom environment only; its containers and routes stop."""
+    env, app = await lookups.environment(session, caller, uuid, Action.MANAGE)
+    audit.record(app.organisation_id, "environment.delete", "environment", env.id,
+                 f"Environment {env.slug} of {app.slug} deleted", {"slug": env.slug})
+    await service.delete_environment(session, request.app.state.runtime.outbox, env, app)
+    return Response(status_code=204)

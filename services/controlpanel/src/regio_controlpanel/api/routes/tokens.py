@@ -8,7 +8,7 @@ from sqlalchemy import select
 from ...db.models import ApiToken
 from ...domain.errors import NotFound
 from ...services import tokens
-from ..deps import CallerDep, SessionDep
+from ..deps import AuditDep, CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
 from ..schemas import NewToken, TokenIn, TokenOut
@@ -22,8 +22,10 @@ def token_out(t: ApiToken) -> TokenOut:
 
 
 @router.post("/tokens/", response_model=NewToken, status_code=201)
-async def create_token(body: TokenIn, session: SessionDep, caller: CallerDep) -> NewToken:
+async def create_token(body: TokenIn, session: SessionDep, caller: CallerDep, audit: AuditDep) -> NewToken:
     created, secret = await tokens.issue(session, caller.user, body.name)
+    # A token is the user's, not an organisation's: its events carry no organisation.
+    audit.record(None, "token.create", "token", created.id, f"API token {created.name!r} created", {"name": created.name})
     return NewToken(**token_out(created).model_dump(), token=secret)
 
 
@@ -39,8 +41,9 @@ async def list_tokens(request: Request, session: SessionDep, caller: CallerDep,
 
 
 @router.delete("/tokens/{uuid}/", response_model=TokenOut)
-async def revoke_token(uuid: UUID, session: SessionDep, caller: CallerDep) -> TokenOut:
+async def revoke_token(uuid: UUID, session: SessionDep, caller: CallerDep, audit: AuditDep) -> TokenOut:
     token = await tokens.revoke(session, caller.user, uuid)
     if token is None:
         raise NotFound()
+    audit.record(None, "token.revoke", "token", token.id, f"API token {token.name!r} revoked", {})
     return token_out(token)

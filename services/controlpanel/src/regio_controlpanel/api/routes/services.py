@@ -1,0 +1,91 @@
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Query, Request
+
+from ...db.models import Service, ServiceInstance
+from ...domain.service_instances import State
+from ...services import lookups, service_instances
+from ...services.access import Action
+from ..deps import AuditDep, CallerDep, SessionDep
+from ..pagination import Page, PageParams, paginate
+from ..routing import Router
+from ..service_schemas import ServiceInstanceIn, ServiceInstanceOut, ServiceOut
+
+router = Router(prefix="/apps/v3", tags=["services"])
+
+NOT_PROVISIONED = ("Provisioning on the region's PostgreSQL and SeaweedFS is not built yet: "
+                   "service instances are recorded and stay NEW.")
+
+
+def service_out(s: Service) -> ServiceOut:
+    return ServiceOut(uuid=s.id, name=s.name, type=s.type, description=s.description, identifier=s.identifier,
+                      version=s.version, region=s.region_id)
+
+
+def instance_out(i: ServiceInstance, s: Service, status: str | None = None) -> ServiceInstanceOut:
+    return ServiceInstanceOut(uuid=i.id, prefix=i.prefix, type=s.type, service_status=status or i.state,
+                              region=s.region_id, service=s.id, environment=i.environment_id, created_at=i.created_at)
+
+
+WEBSITE = Query(description="An application (Divio's old name for it): only the services it may use.")
+
+
+@router.get("/services/", response_model=Page[ServiceOut])
+async def list_services(request: Request, session: SessionDep, caller: CallerDep,
+                        params: Annotated[PageParams, Depends()], region: UUID | None = None,
+                        website: Annotated[UUID | None, WEBSITE] = None) -> dict:
+    """The services of the regions the caller may use, and their organisations' dedicated ones."""
+    async def serialize(rows):
+        return [service_out(s) for s in rows]
+
+    query = service_instances.services_query(caller, region, website)
+    return await paginate(session, query, request, params, serialize)
+
+
+@router.get("/services/{uuid}/", response_model=ServiceOut)
+async def get_service(uuid: UUID, session: SessionDep, caller: CallerDep) -> ServiceOut:
+    return service_out(await service_instances.get_service(session, caller, uuid))
+
+
+@router.get("/service-instances/", response_model=Page[ServiceInstanceOut], description=NOT_PROVISIONED)
+async def list_service_instances(request: Request, session: SessionDep, caller: CallerDep,
+                                 params: Annotated[PageParams, Depends()], environment: UUID | None = None,
+                                 application: UUID | None = None) -> dict:
+    async def serialize(rows):
+        services = await service_instances.services_by_id(session, {i.service_id for i in rows})
+        return [instance_out(i, services[i.service_id]) for i in rows]
+
+    query = service_instances.instances_query(caller, environment, application)
+    return await paginate(session, query, request, params, serialize)
+
+
+@router.post("/service-instances/", response_model=ServiceInstanceOut, status_code=201, description=NOT_PROVISIONED)
+async def add_service_instance(body: ServiceInstanceIn, session: SessionDep, caller: CallerDep,
+                               audit: AuditDep) -> ServiceInstanceOut:
+    env, app = await lookups.environment(session, caller, body.environment, Action.OPERATE, field="environment")
+    instance, offered = await service_instances.add_instance(session, caller, env, app, service_id=body.service,
+                                                             region_id=body.region, prefix=body.prefix)
+    audit.record(app.organisation_id, "service_instance.create", "service_instance", instance.id,
+                 f"Added {offered.name} as {instance.prefix} to {app.slug} {env.slug}",
+                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    return instance_out(instance, offered)
+
+
+@router.get("/service-instances/{uuid}/", response_model=ServiceInstanceOut, description=NOT_PROVISIONED)
+async def get_service_instance(uuid: UUID, session: SessionDep, caller: CallerDep) -> ServiceInstanceOut:
+    instance, offered, _, _ = await service_instances.get_instance(session, caller, uuid, Action.VIEW)
+    return instance_out(instance, offered)
+
+
+@router.delete("/service-instances/{uuid}/", response_model=ServiceInstanceOut, description=(
+        "Removes a NEW service instance (it holds no data yet). Any other must be detached first: 409."))
+async def remove_service_instance(uuid: UUID, session: SessionDep, caller: CallerDep,
+                                  audit: AuditDep) -> ServiceInstanceOut:
+    instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
+    removed = instance_out(instance, offered, status=State.REMOVED)
+    await service_instances.remove_instance(session, instance)
+    audit.record(app.organisation_id, "service_instance.delete", "service_instance", instance.id,
+                 f"Removed {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
+                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    return removed

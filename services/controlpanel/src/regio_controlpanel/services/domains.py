@@ -1,0 +1,112 @@
+"""Custom domains of an environment: one primary, aliases served alongside it, and
+redirects to it. A domain belongs to one environment in the whole platform."""
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from regio_common.messages import EnvironmentHostsChanged
+from regio_common.outbox import Outbox
+
+from ..db.models import Application, Domain, Environment, Region
+from ..domain.environments import default_domain
+from ..domain.errors import ApiError, Conflict, NotFound
+from .access import Action, Caller
+
+HOSTNAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class Kind(StrEnum):
+    PRIMARY = "PRIMARY"
+    ALIAS = "ALIAS"
+    REDIRECT = "REDIRECT"
+
+
+@dataclass
+class Hosts:
+    """What a release is told (DOMAIN, DOMAIN_ALIASES, DOMAIN_REDIRECTS) and the ingress routes."""
+
+    primary: str
+    aliases: list[str] = field(default_factory=list)
+    redirects: list[str] = field(default_factory=list)
+
+    @property
+    def served(self) -> list[str]:
+        # Redirect domains are not routed yet: answering them with a 301 is the ingress's
+        # job (issue 6). Until then they are recorded and injected, not served.
+        return [self.primary, *self.aliases]
+
+
+async def hosts_of(session: AsyncSession, env: Environment, app: Application, region: Region) -> Hosts:
+    """The default domain stays served: as DOMAIN, or as an alias once a custom primary exists."""
+    default = default_domain(app.slug, env.slug, region.domain)
+    rows = (await session.execute(select(Domain).where(Domain.environment_id == env.id)
+                                  .order_by(Domain.created_at))).scalars().all()
+    primary = next((d.domain for d in rows if d.kind == Kind.PRIMARY), None)
+    aliases = [d.domain for d in rows if d.kind == Kind.ALIAS]
+    redirects = [d.domain for d in rows if d.kind == Kind.REDIRECT]
+    if primary is None:
+        return Hosts(default, aliases, redirects)
+    return Hosts(primary, [*aliases, default], redirects)
+
+
+async def get_domain(session: AsyncSession, caller: Caller, domain_id: UUID,
+                     action: Action) -> tuple[Domain, Environment, Application]:
+    row = (await session.execute(
+        select(Domain, Environment, Application).join(Environment, Environment.id == Domain.environment_id)
+        .join(Application, Application.id == Environment.application_id).where(Domain.id == domain_id))).first()
+    if row is None:
+        raise NotFound()
+    caller.require_environment(row[1], row[2], action)
+    return row[0], row[1], row[2]
+
+
+def normalise(name: str) -> str:
+    return name.strip().lower().removesuffix(".")
+
+
+async def add_domain(session: AsyncSession, env: Environment, name: str, kind: Kind) -> Domain:
+    name = normalise(name)
+    if not HOSTNAME.match(name):
+        raise ApiError("Enter a host name such as www.example.com (no scheme, port or path).", "domain")
+    region_domains = (await session.execute(select(Region.domain))).scalars()
+    if any(name == d or name.endswith("." + d) for d in region_domains):
+        raise ApiError("Names under a region's domain are its default domains; use a domain of your own.", "domain")
+    if (await session.execute(select(Domain.id).where(Domain.domain == name))).first():
+        raise Conflict("This domain already belongs to an environment.", "domain")
+    if kind == Kind.PRIMARY:
+        await _demote_primary(session, env.id)
+    domain = Domain(environment_id=env.id, domain=name, kind=kind)
+    session.add(domain)
+    try:
+        await session.flush()
+    except IntegrityError as e:  # added concurrently elsewhere
+        raise Conflict("This domain already belongs to an environment.", "domain") from e
+    return domain
+
+
+async def change_kind(session: AsyncSession, domain: Domain, kind: Kind) -> bool:
+    if domain.kind == kind:
+        return False
+    if kind == Kind.PRIMARY:
+        await _demote_primary(session, domain.environment_id)
+    domain.kind = kind
+    await session.flush()
+    return True
+
+
+async def announce(session: AsyncSession, outbox: Outbox, env: Environment, app: Application) -> None:
+    """The controller re-routes what runs now; the next release gets the new DOMAIN variables."""
+    region = await session.get(Region, app.region_id)
+    hosts = await hosts_of(session, env, app, region)
+    await outbox.add(session, EnvironmentHostsChanged(environment_id=env.id, hosts=hosts.served), region=region.slug)
+
+
+async def _demote_primary(session: AsyncSession, environment_id: UUID) -> None:
+    await session.execute(update(Domain).where(Domain.environment_id == environment_id, Domain.kind == Kind.PRIMARY)
+                          .values(kind=Kind.ALIAS))
+    await session.flush()

@@ -1,0 +1,63 @@
+"""Use cases for environments: the default test and live, and custom ones copied from another."""
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from regio_common.messages import EnvironmentRetired
+from regio_common.outbox import Outbox
+
+from ..db.models import Application, Environment, EnvironmentVariable, Region
+from ..domain.environments import DEFAULT_ENVIRONMENTS
+from ..domain.errors import ApiError, Conflict
+from .applications import check_slug
+from .crypto import Vault
+
+COPIED_SETTINGS = ("branch", "instances", "memory_mb", "port", "health_check_path")
+
+
+async def create_environment(session: AsyncSession, vault: Vault, app: Application, source: Environment, *,
+                             slug: str, branch: str | None) -> Environment:
+    """A custom environment takes the source's settings and variables (sensitive ones stay
+    encrypted as they are); it gets its own SECRET_KEY, and no domains or services."""
+    check_slug(slug)
+    if (await session.execute(select(Environment.id).where(
+            Environment.application_id == app.id, Environment.slug == slug))).first():
+        raise Conflict("This application already has an environment with this slug.", "slug")
+    env = Environment(application_id=app.id, slug=slug,
+                      secret_key_encrypted=vault.encrypt(secrets.token_urlsafe(48)),
+                      **{name: getattr(source, name) for name in COPIED_SETTINGS})
+    if branch is not None:
+        env.branch = branch
+    session.add(env)
+    try:
+        await session.flush()
+    except IntegrityError as e:
+        raise Conflict("This application already has an environment with this slug.", "slug") from e
+    variables = (await session.execute(select(EnvironmentVariable).where(
+        EnvironmentVariable.environment_id == source.id))).scalars()
+    for v in variables:
+        session.add(EnvironmentVariable(environment_id=env.id, name=v.name, value=v.value,
+                                        value_encrypted=v.value_encrypted, is_sensitive=v.is_sensitive))
+    await session.flush()
+    return env
+
+
+def update_environment(env: Environment, changes: dict) -> dict:
+    """Settings that take effect at the next deployment; returns what changed."""
+    changed = {}
+    for field, value in changes.items():
+        if getattr(env, field) != value:
+            setattr(env, field, value)
+            changed[field] = value
+    return changed
+
+
+async def delete_environment(session: AsyncSession, outbox: Outbox, env: Environment, app: Application) -> None:
+    if env.slug in DEFAULT_ENVIRONMENTS:
+        raise ApiError(f"The {env.slug} environment belongs to every application; delete the application instead.")
+    region = await session.get(Region, app.region_id)
+    await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
+    await session.delete(env)
+    await session.flush()

@@ -1,0 +1,117 @@
+"""The region's service catalogue and the service instances (databases, storage) that
+environments add from it.
+
+An instance is recorded here and stays NEW: provisioning it on the region's PostgreSQL
+or SeaweedFS, and attaching it to the environment, are not built yet."""
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..db.models import Application, Environment, Region, Service, ServiceInstance
+from ..domain.errors import ApiError, Conflict, NotFound
+from ..domain.service_instances import PREFIX, RemovalRefused, State, check_removable
+from .access import Action, Caller
+
+# --- the catalogue ---------------------------------------------------------------------
+
+
+def _visible_services(caller: Caller) -> ColumnElement[bool]:
+    """Over Service joined with Region: the public services of regions the caller may use,
+    and the dedicated services of the caller's organisations."""
+    orgs = caller.organisations
+    region_usable = or_(Region.organisation_id.is_(None), Region.organisation_id.in_(orgs))
+    return and_(region_usable, or_(Service.organisation_id.is_(None), Service.organisation_id.in_(orgs)))
+
+
+def services_query(caller: Caller, region_id: UUID | None = None, application_id: UUID | None = None) -> Select:
+    query = select(Service).join(Region, Region.id == Service.region_id).where(_visible_services(caller))
+    if region_id is not None:
+        query = query.where(Service.region_id == region_id)
+    if application_id is not None:
+        # What the application may use: its region's services, public or its organisation's own.
+        query = (query.join(Application, Application.id == application_id)
+                 .where(caller.visible_applications(), Service.region_id == Application.region_id,
+                        or_(Service.organisation_id.is_(None), Service.organisation_id == Application.organisation_id)))
+    # Regions in the order /regions/ lists them: the default one first.
+    return query.order_by(Region.is_default.desc(), Region.name, Region.id, Service.type, Service.name, Service.id)
+
+
+async def get_service(session: AsyncSession, caller: Caller, service_id: UUID, field: str | None = None) -> Service:
+    service = (await session.execute(
+        select(Service).join(Region, Region.id == Service.region_id)
+        .where(Service.id == service_id, _visible_services(caller)))).scalar_one_or_none()
+    if service is None:
+        raise ApiError("Service not found.", field) if field else NotFound()
+    return service
+
+
+# --- instances -------------------------------------------------------------------------
+
+
+def instances_query(caller: Caller, environment_id: UUID | None = None, application_id: UUID | None = None) -> Select:
+    query = (select(ServiceInstance).join(Environment, Environment.id == ServiceInstance.environment_id)
+             .join(Application, Application.id == Environment.application_id)
+             .where(caller.visible_environments()))
+    if environment_id is not None:
+        query = query.where(ServiceInstance.environment_id == environment_id)
+    if application_id is not None:
+        query = query.where(Environment.application_id == application_id)
+    return query.order_by(ServiceInstance.created_at, ServiceInstance.id)
+
+
+async def services_by_id(session: AsyncSession, ids: set[UUID]) -> dict[UUID, Service]:
+    rows = (await session.execute(select(Service).where(Service.id.in_(ids)))).scalars()
+    return {s.id: s for s in rows}
+
+
+async def get_instance(session: AsyncSession, caller: Caller, instance_id: UUID,
+                       action: Action) -> tuple[ServiceInstance, Service, Environment, Application]:
+    row = (await session.execute(
+        select(ServiceInstance, Service, Environment, Application)
+        .join(Service, Service.id == ServiceInstance.service_id)
+        .join(Environment, Environment.id == ServiceInstance.environment_id)
+        .join(Application, Application.id == Environment.application_id)
+        .where(ServiceInstance.id == instance_id))).first()
+    if row is None:
+        raise NotFound()
+    instance, service, env, app = row
+    caller.require_environment(env, app, action)
+    return instance, service, env, app
+
+
+async def add_instance(session: AsyncSession, caller: Caller, env: Environment, app: Application, *,
+                       service_id: UUID, region_id: UUID | None, prefix: str) -> tuple[ServiceInstance, Service]:
+    """Records the instance as NEW. The caller has checked they may operate the environment."""
+    if region_id is not None and region_id != app.region_id:
+        raise ApiError("The application runs in another region; its service instances are created there.", "region")
+    service = await get_service(session, caller, service_id, field="service")
+    if service.region_id != app.region_id or service.organisation_id not in (None, app.organisation_id):
+        raise ApiError("This service is not offered in the application's region.", "service")
+    if not PREFIX.match(prefix):
+        raise ApiError("Use uppercase letters, digits and underscores, starting with a letter (at most 63).", "prefix")
+    taken = (await session.execute(select(ServiceInstance.id).where(
+        ServiceInstance.environment_id == env.id, ServiceInstance.type == service.type,
+        ServiceInstance.prefix == prefix))).first()
+    if taken:
+        raise Conflict(f"This environment already has a {service.type.lower()} service with the prefix {prefix}.",
+                       "prefix")
+    instance = ServiceInstance(environment_id=env.id, service_id=service.id, type=service.type, prefix=prefix,
+                               state=State.NEW)
+    session.add(instance)
+    try:
+        await session.flush()
+    except IntegrityError as e:  # a concurrent add with the same prefix
+        raise Conflict(f"This environment already has a {service.type.lower()} service with the prefix {prefix}.",
+                       "prefix") from e
+    return instance, service
+
+
+async def remove_instance(session: AsyncSession, instance: ServiceInstance) -> None:
+    try:
+        check_removable(instance.state)
+    except RemovalRefused as e:
+        raise Conflict(str(e)) from e
+    await session.delete(instance)
+    await session.flush()

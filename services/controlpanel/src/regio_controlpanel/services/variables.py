@@ -1,0 +1,71 @@
+"""Environment variables: plain ones stored as they are, sensitive ones encrypted at rest
+and never sent back."""
+import re
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..db.models import Application, Environment, EnvironmentVariable
+from ..domain.errors import ApiError, Conflict, NotFound
+from .access import Action, Caller
+from .crypto import Vault
+
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+async def get_variable(session: AsyncSession, caller: Caller, variable_id: UUID,
+                       action: Action) -> tuple[EnvironmentVariable, Environment, Application]:
+    row = (await session.execute(
+        select(EnvironmentVariable, Environment, Application)
+        .join(Environment, Environment.id == EnvironmentVariable.environment_id)
+        .join(Application, Application.id == Environment.application_id)
+        .where(EnvironmentVariable.id == variable_id))).first()
+    if row is None:
+        raise NotFound()
+    caller.require_environment(row[1], row[2], action)
+    return row[0], row[1], row[2]
+
+
+async def create_variable(session: AsyncSession, vault: Vault, environment_id: UUID, *, name: str, value: str,
+                          is_sensitive: bool) -> EnvironmentVariable:
+    if not VARIABLE_NAME.match(name):
+        raise ApiError("Use letters, digits and underscores, not starting with a digit.", "name")
+    existing = (await session.execute(select(EnvironmentVariable.id).where(
+        EnvironmentVariable.environment_id == environment_id, EnvironmentVariable.name == name))).first()
+    if existing is not None:
+        raise Conflict(f"Variable {name} already exists in this environment; update it instead.", "name")
+    variable = EnvironmentVariable(environment_id=environment_id, name=name)
+    store_value(vault, variable, value, is_sensitive)
+    session.add(variable)
+    await session.flush()
+    return variable
+
+
+def store_value(vault: Vault, variable: EnvironmentVariable, value: str, is_sensitive: bool) -> None:
+    variable.is_sensitive = is_sensitive
+    variable.value = None if is_sensitive else value
+    variable.value_encrypted = vault.encrypt(value) if is_sensitive else None
+
+
+def update_variable(vault: Vault, variable: EnvironmentVariable, value: str | None, is_sensitive: bool | None) -> None:
+    """A sensitive variable stays sensitive: making it plain would send its secret back."""
+    if variable.is_sensitive and is_sensitive is False:
+        raise ApiError("A sensitive variable cannot be made plain; delete it and create it again.", "is_sensitive")
+    sensitive = variable.is_sensitive if is_sensitive is None else is_sensitive
+    if value is None:
+        if sensitive == variable.is_sensitive:
+            return
+        value = variable.value or ""  # plain → sensitive: encrypt the value it has
+    store_value(vault, variable, value, sensitive)
+
+
+async def variables_of(session: AsyncSession, vault: Vault, environment_id: UUID) -> dict[str, str]:
+    rows = (await session.execute(select(EnvironmentVariable).where(
+        EnvironmentVariable.environment_id == environment_id))).scalars()
+    return {v.name: vault.decrypt(v.value_encrypted) if v.is_sensitive else (v.value or "") for v in rows}
+
+
+async def sensitive_names(session: AsyncSession, environment_id: UUID) -> set[str]:
+    return set((await session.execute(select(EnvironmentVariable.name).where(
+        EnvironmentVariable.environment_id == environment_id, EnvironmentVariable.is_sensitive))).scalars())
