@@ -36,6 +36,7 @@ from regio_common.runners import (
 )
 from regio_controller.main import create_app
 from regio_controller.messaging.consumers import (
+    environments_consumer,
     rollouts_consumer,
     routes_applied_consumer,
 )
@@ -293,9 +294,24 @@ class Region:
 
     async def request(self, message: RolloutRequested) -> RolloutRequested:
         """Plays the control panel: sends the rollout command."""
+        return await self.send(message)
+
+    async def send(self, message: Message) -> Message:
+        """Plays the control panel: sends a command."""
         await self.js.publish(message.subject(self.name), message.model_dump_json().encode(),
                               headers=message.headers())
         return message
+
+    async def handled(self, durable: str) -> None:
+        """Waits until the command consumer ``durable`` has taken and acknowledged all that was sent."""
+        async def info():
+            try:
+                return await self.js.consumer_info(bus.COMMANDS.name, durable)
+            except NotFoundError:
+                return None  # the controller has not made it yet
+
+        await eventually_async(info, lambda i: i is not None and i.num_pending == 0 and i.num_ack_pending == 0,
+                               f"{durable} to acknowledge every command")
 
     async def close(self) -> None:
         for stop in reversed(self._stoppers):
@@ -320,6 +336,7 @@ async def region(nats_url, migrated_database) -> AsyncIterator[Region]:
         for bucket in (bus.runner_desired_bucket(name), bus.runner_state_bucket(name)):
             await js.delete_key_value(bucket)
         for stream, durable in ((bus.COMMANDS.name, rollouts_consumer(name)),
+                                (bus.COMMANDS.name, environments_consumer(name)),
                                 (bus.EVENTS.name, routes_applied_consumer(name))):
             try:
                 await js.delete_consumer(stream, durable)

@@ -4,6 +4,7 @@ from uuid import uuid4
 
 from sqlalchemy import func, select
 
+from regio_ingress.caddy.config import NOT_FOUND_BODY
 from regio_ingress.db.models import applied_configs, inbox
 
 
@@ -48,6 +49,28 @@ async def test_an_older_revision_does_not_replace_a_newer_one(ingress, instance,
         assert held["revision"] == 5
         assert held["upstreams"] == [{"instance_id": str(new.id), "address": new.address}]
         assert region_bus.applied.empty()
+
+
+async def test_an_emptied_route_stops_serving_its_hosts_and_is_reported_applied(ingress, instance, caddy,
+                                                                              region_bus):
+    # What the controller announces when an environment is deleted: no hosts, no upstreams.
+    retired, kept = uuid4(), uuid4()
+    shop, blog = instance("shop"), instance("blog")
+
+    async with ingress():
+        await region_bus.announce(retired, ["shop.example.com"], [shop], revision=3)
+        await region_bus.announce(kept, ["blog.example.com"], [blog], revision=1)
+        assert {(await region_bus.next_applied()).environment_id for _ in range(2)} == {retired, kept}
+        assert await caddy.answer_from("shop.example.com") == "shop"
+
+        await region_bus.announce(retired, [], [], revision=4)
+        applied = await region_bus.next_applied()
+
+        # The controller goes on once the hosts are gone: they must be gone from Caddy already.
+        assert (applied.environment_id, applied.revision) == (retired, 4)
+        response = await caddy.get("shop.example.com")
+        assert (response.status_code, response.text) == (404, NOT_FOUND_BODY)
+        assert await caddy.answer_from("blog.example.com") == "blog"
 
 
 async def test_a_route_with_a_bad_host_is_refused_without_holding_up_others(ingress, instance, caddy, region_bus):

@@ -4,12 +4,25 @@ from datetime import timedelta
 import httpx
 
 from regio_common.bus import COMMANDS, EVENTS, ensure_buckets
-from regio_common.messages import RolloutRequested, RoutesApplied, subject_for
+from regio_common.messages import (
+    EnvironmentRetired,
+    RolloutRequested,
+    RoutesApplied,
+    subject_for,
+)
 from regio_common.runtime import Runtime
 
 from .db.models import inbox, outbox
-from .messaging.consumers import rollouts_consumer, routes_applied_consumer
-from .messaging.handlers import on_rollout_requested, on_routes_applied
+from .messaging.consumers import (
+    environments_consumer,
+    rollouts_consumer,
+    routes_applied_consumer,
+)
+from .messaging.handlers import (
+    on_environment_command,
+    on_rollout_requested,
+    on_routes_applied,
+)
 from .reconcile import Reconciler
 from .rollout.context import RolloutContext
 from .rollout.worker import RolloutWorker
@@ -39,17 +52,21 @@ class Controller:
         ctx = RolloutContext(settings=settings, sessions=runtime.sessions, outbox=runtime.outbox,
                              registry=self.registry, desired=desired, applied=applied, http=self.http)
         self.worker = RolloutWorker(ctx, settings.rollout_poll_seconds)
+        reconciler = Reconciler(runtime.sessions, desired, self.registry.lost_after, settings.reconcile_seconds)
 
         runtime.subscribe(COMMANDS.name, rollouts_consumer(settings.region),
                           subject_for(RolloutRequested, settings.region),
                           on_rollout_requested(runtime.outbox, settings.sanity_timeout_seconds, self.worker.wake))
+        # EnvironmentHostsChanged shares the subject.
+        runtime.subscribe(COMMANDS.name, environments_consumer(settings.region),
+                          subject_for(EnvironmentRetired, settings.region),
+                          on_environment_command(runtime.outbox, self.worker.stop, reconciler.wake))
         runtime.subscribe(EVENTS.name, routes_applied_consumer(settings.region),
                           subject_for(RoutesApplied, settings.region), on_routes_applied(applied))
         runtime.spawn("heartbeats",
                       HeartbeatWatcher(runtime.js, runtime.sessions, self.registry, settings.region).run)
         runtime.spawn("rollouts", self.worker.run)
-        runtime.spawn("reconcile", Reconciler(runtime.sessions, desired, self.registry.lost_after,
-                                              settings.reconcile_seconds).run)
+        runtime.spawn("reconcile", reconciler.run)
 
     async def stop(self) -> None:
         await self.runtime.stop()

@@ -21,16 +21,27 @@ class Reconciler:
         self.desired = desired
         self.lost_after = lost_after
         self.period_seconds = period_seconds
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Reconcile now rather than at the next period."""
+        self._wake.set()
 
     async def run(self) -> None:
         while True:
+            self._wake.clear()
             try:
                 await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("reconcile failed; next try in %ss", self.period_seconds)
-            await asyncio.sleep(self.period_seconds)
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+                async with asyncio.timeout(self.period_seconds):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
 
     async def reconcile(self) -> None:
         async with self.sessions() as session, session.begin():

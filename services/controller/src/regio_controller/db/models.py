@@ -1,5 +1,5 @@
 """The controller schema: runners, releases, workloads (what each environment serves),
-instances (placements) and rollouts."""
+instances (placements), rollouts, and the environments retired for good."""
 from datetime import datetime
 from uuid import UUID
 
@@ -135,6 +135,16 @@ class Rollout(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  onupdate=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RetiredEnvironment(Base):
+    """An environment the control panel deleted. Kept after everything else of it is gone, so
+    a command that was sent before the deletion but arrives after it is refused."""
+
+    __tablename__ = "retired_environments"
+
+    environment_id: Mapped[UUID] = mapped_column(primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 outbox, inbox = messaging_tables(metadata)

@@ -3,7 +3,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,7 @@ from ..domain.states import (
     RunnerState,
     sources_of,
 )
-from .models import Instance, Release, Rollout, Runner, Workload
+from .models import Instance, Release, RetiredEnvironment, Rollout, Runner, Workload
 
 # --- runners -------------------------------------------------------------------------
 
@@ -146,6 +146,44 @@ async def record_rollout(session: AsyncSession, request: RolloutRequested, sanit
         .returning(Rollout.deployment_id)
     )
     return inserted.first() is not None
+
+
+async def lock_environment(session: AsyncSession, environment_id: UUID) -> None:
+    """Serialises the commands of one environment until the transaction ends. An advisory
+    lock, because a row lock cannot cover a workload that is not inserted yet; two
+    environments sharing a key only wait for each other."""
+    key = int.from_bytes(environment_id.bytes[:8], "big", signed=True)
+    await session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def is_retired(session: AsyncSession, environment_id: UUID) -> bool:
+    return await session.get(RetiredEnvironment, environment_id) is not None
+
+
+async def record_retirement(session: AsyncSession, environment_id: UUID) -> bool:
+    """Stores the environment's tombstone; False if it was retired before."""
+    inserted = await session.execute(
+        pg_insert(RetiredEnvironment)
+        .values(environment_id=environment_id)
+        .on_conflict_do_nothing()
+        .returning(RetiredEnvironment.environment_id)
+    )
+    return inserted.first() is not None
+
+
+async def forget_environment(session: AsyncSession, environment_id: UUID) -> None:
+    """Deletes everything the controller holds of the environment but its tombstone."""
+    for model in (Workload, Instance, Rollout, Release):  # the ones referring to releases first
+        await session.execute(delete(model).where(model.environment_id == environment_id))
+
+
+async def lock_unfinished_rollouts(session: AsyncSession, environment_id: UUID) -> list[Rollout]:
+    return list(await session.scalars(
+        select(Rollout)
+        .where(Rollout.environment_id == environment_id, Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
+        .order_by(Rollout.created_at, Rollout.deployment_id)
+        .with_for_update()
+    ))
 
 
 async def due_rollouts(session: AsyncSession) -> list[Rollout]:

@@ -4,3 +4,7 @@ class RolloutFailed(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class RolloutEnded(Exception):
+    """The rollout was ended from outside while it ran (its environment was retired): stop, change nothing."""

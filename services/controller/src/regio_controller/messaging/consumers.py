@@ -8,3 +8,7 @@ def rollouts_consumer(region: str) -> str:
 
 def routes_applied_consumer(region: str) -> str:
     return durable_name("controller-routes-applied", region)
+
+
+def environments_consumer(region: str) -> str:
+    return durable_name("controller-environments", region)

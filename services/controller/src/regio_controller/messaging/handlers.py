@@ -1,14 +1,17 @@
 """Handlers of the messages the controller consumes. Each runs in the subscriber's
-transaction (idempotent through the inbox) and only records; the work happens in
-the rollout worker, so a slow rollout never holds a message."""
+transaction (idempotent through the inbox) and changes only the database; the work
+that takes time happens in the rollout worker, so a slow rollout never holds a message."""
 import logging
 from collections.abc import Callable
+from uuid import UUID
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import (
     DeploymentLogAppended,
+    EnvironmentHostsChanged,
+    EnvironmentRetired,
     Message,
     RolloutRequested,
     RoutesApplied,
@@ -17,15 +20,27 @@ from regio_common.outbox import Outbox
 from regio_common.subscriber import Handler
 
 from ..db import repository
+from ..environments.hosts import change_hosts
+from ..environments.retirement import refuse_rollout, retire
 from ..routes.applied import AppliedRoutes
 
 log = logging.getLogger(__name__)
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Runs ``callback`` once the handler's transaction is committed (not if it rolls back)."""
+    event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
 
 
 def on_rollout_requested(outbox: Outbox, default_sanity_timeout: float, wake_worker: Callable[[], None]) -> Handler:
     async def handle(session: AsyncSession, message: Message) -> None:
         if not isinstance(message, RolloutRequested):
             log.warning("ignoring %s on the rollouts subject", message.kind)
+            return
+        await repository.lock_environment(session, message.environment_id)
+        if await repository.is_retired(session, message.environment_id):
+            # Requested before the environment was deleted, handled after: it must not bring it back.
+            await refuse_rollout(session, outbox, message.deployment_id, message.environment_id)
             return
         timeout = message.sanity_timeout_seconds if message.sanity_timeout_seconds > 0 else default_sanity_timeout
         if await repository.record_rollout(session, message, timeout):
@@ -34,7 +49,23 @@ def on_rollout_requested(outbox: Outbox, default_sanity_timeout: float, wake_wor
                 lines=[f"Rollout of release {message.release_id} queued: {message.instances} instance(s) "
                        f"of {message.memory_mb} MB"]))
         # The worker reads the rollout from the database: wake it once the row is committed.
-        event.listen(session.sync_session, "after_commit", lambda _session: wake_worker(), once=True)
+        after_commit(session, wake_worker)
+
+    return handle
+
+
+def on_environment_command(outbox: Outbox, stop_rollout: Callable[[UUID], None],
+                           reconcile_runners: Callable[[], None]) -> Handler:
+    async def handle(session: AsyncSession, message: Message) -> None:
+        if isinstance(message, EnvironmentRetired):
+            if await retire(session, outbox, message.environment_id):
+                # Once committed: the rollout task stops now rather than at its next step, and
+                # every runner's desired state is rewritten without the environment's instances.
+                after_commit(session, lambda: (stop_rollout(message.environment_id), reconcile_runners()))
+        elif isinstance(message, EnvironmentHostsChanged):
+            await change_hosts(session, outbox, message.environment_id, message.hosts)
+        else:
+            log.warning("ignoring %s on the environments subject", message.kind)
 
     return handle
 

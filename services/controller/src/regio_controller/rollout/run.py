@@ -6,7 +6,7 @@ from regio_common.messages import RolloutFinished, RolloutProgressed, utcnow
 
 from ..db import repository
 from ..db.models import Release, Rollout
-from ..domain.errors import RolloutFailed
+from ..domain.errors import RolloutEnded, RolloutFailed
 from ..domain.states import (
     ACTIVE_STATES,
     UNFINISHED_ROLLOUT_STATES,
@@ -15,14 +15,16 @@ from ..domain.states import (
 )
 from ..routes.table import routes_changed
 from .context import RolloutContext
+from .guard import lock_unfinished
 from .steps import Step, steps_from
 
 log = logging.getLogger(__name__)
 
 
 async def run_rollout(ctx: RolloutContext, deployment_id: UUID) -> None:
-    """Runs the rollout's remaining steps. A step's RolloutFailed ends it failed; any other
-    exception leaves it running in the database, for the worker to resume."""
+    """Runs the rollout's remaining steps. A step's RolloutFailed ends it failed; RolloutEnded
+    (it was ended from outside) stops it as it is; any other exception leaves it running
+    in the database, for the worker to resume."""
     async with ctx.sessions() as session:
         rollout = await repository.get_rollout(session, deployment_id)
         if rollout is None or rollout.state not in UNFINISHED_ROLLOUT_STATES:
@@ -33,16 +35,17 @@ async def run_rollout(ctx: RolloutContext, deployment_id: UUID) -> None:
             if rollout.step != step.name:
                 await _announce(ctx, rollout, step)
             await step.run(ctx, rollout, release)
+        await _succeed(ctx, rollout, release)
     except RolloutFailed as e:
         log.info("rollout %s failed: %s", deployment_id, e.reason)
         await fail_rollout(ctx, deployment_id, e.reason)
-        return
-    await _succeed(ctx, rollout, release)
+    except RolloutEnded:
+        log.info("rollout %s was ended while it ran (its environment was retired)", deployment_id)
 
 
 async def _announce(ctx: RolloutContext, rollout: Rollout, step: Step) -> None:
     async with ctx.sessions() as session, session.begin():
-        stored = await repository.get_rollout(session, rollout.deployment_id, lock=True)
+        stored = await lock_unfinished(session, rollout.deployment_id)
         stored.state = RolloutState.RUNNING
         stored.step = step.name
         await ctx.outbox.add(session, RolloutProgressed(deployment_id=rollout.deployment_id, step=step.name,
@@ -53,7 +56,7 @@ async def _announce(ctx: RolloutContext, rollout: Rollout, step: Step) -> None:
 
 async def _succeed(ctx: RolloutContext, rollout: Rollout, release: Release) -> None:
     async with ctx.sessions() as session, session.begin():
-        stored = await repository.get_rollout(session, rollout.deployment_id, lock=True)
+        stored = await lock_unfinished(session, rollout.deployment_id)
         stored.state = RolloutState.SUCCEEDED
         stored.finished_at = utcnow()
         await ctx.log(session, rollout.deployment_id,

@@ -14,6 +14,7 @@ from ..domain.states import InstanceState
 from ..routes.table import routes_changed
 from ..scheduler.placement import NoCapacity, RunnerCapacity, place
 from .context import RolloutContext
+from .guard import lock_unfinished
 from .sanity import sanity_test
 
 
@@ -34,6 +35,7 @@ class Scaling:
 
     async def run(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> None:
         async with ctx.sessions() as session, session.begin():
+            await lock_unfinished(session, rollout.deployment_id)
             # Instances placed before a restart are kept: only the missing ones are placed.
             existing = await repository.deployment_instances(session, rollout.deployment_id)
             missing = rollout.instances - len(existing)
@@ -80,6 +82,7 @@ class SanityTests:
             raise failed.exceptions[0]  # the first failure; the other tests were cancelled
         passed = [test.result() for test in tests]
         async with ctx.sessions() as session, session.begin():
+            await lock_unfinished(session, rollout.deployment_id)
             for p in passed:
                 await repository.move_instances(session, [p.instance.id], InstanceState.RUNNING, address=p.address)
             await ctx.log(session, rollout.deployment_id,
@@ -104,7 +107,7 @@ class Finalizing:
 
     async def _route_to_new(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> int:
         async with ctx.sessions() as session, session.begin():
-            stored = await repository.get_rollout(session, rollout.deployment_id, lock=True)
+            stored = await lock_unfinished(session, rollout.deployment_id)
             if stored.route_revision is not None:
                 return stored.route_revision  # routed before a restart
             new = await repository.deployment_instances(session, rollout.deployment_id,
@@ -117,7 +120,7 @@ class Finalizing:
             stored.previous_deployment_id = workload.current_deployment_id
             workload.current_release_id = release.id
             workload.current_deployment_id = rollout.deployment_id
-            workload.hosts = list(rollout.hosts)
+            workload.hosts = list(stored.hosts)  # changed hosts reach the stored row, not ``rollout``
             workload.route_revision += 1
             stored.route_revision = workload.route_revision
             await ctx.outbox.add(session, routes_changed(rollout.environment_id, workload.hosts, healthy,

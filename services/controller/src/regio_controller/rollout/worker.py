@@ -37,6 +37,13 @@ class RolloutWorker:
         """Look for due rollouts now rather than at the next poll."""
         self._wake.set()
 
+    def stop(self, environment_id: UUID) -> None:
+        """Stops the environment's running rollout now: it was ended from outside (the environment
+        was retired). A cancellation lost in a race is caught by the rollout's next step."""
+        task = self._running.get(environment_id)
+        if task is not None:
+            task.cancel()
+
     async def run(self) -> None:
         try:
             while True:

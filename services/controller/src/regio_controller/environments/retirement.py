@@ -1,0 +1,42 @@
+"""Retiring an environment the control panel deleted: its unfinished rollouts fail, its
+instances leave the runners' desired state, its hosts leave the ingress, and the
+controller forgets it but for a tombstone that refuses commands arriving late."""
+import logging
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from regio_common.messages import DeploymentLogAppended, RolloutFinished
+from regio_common.outbox import Outbox
+
+from ..db import repository
+from ..routes.table import routes_changed
+
+log = logging.getLogger(__name__)
+
+RETIRED = "the environment was deleted"
+
+
+async def retire(session: AsyncSession, outbox: Outbox, environment_id: UUID) -> bool:
+    """Retires the environment in the caller's transaction; False if it was retired before.
+    The runners' desired state is rewritten from the database after the commit."""
+    await repository.lock_environment(session, environment_id)
+    if not await repository.record_retirement(session, environment_id):
+        return False
+    # Locking the rollouts waits for a step that is changing one: it then finds it ended.
+    for rollout in await repository.lock_unfinished_rollouts(session, environment_id):
+        await refuse_rollout(session, outbox, rollout.deployment_id, environment_id)
+    workload = await repository.lock_workload(session, environment_id)
+    if workload is not None and workload.route_revision > 0:
+        # The route the ingress holds, emptied: it stops serving the hosts.
+        await outbox.add(session, routes_changed(environment_id, [], [], workload.route_revision + 1))
+    await repository.forget_environment(session, environment_id)
+    log.info("environment %s retired", environment_id)
+    return True
+
+
+async def refuse_rollout(session: AsyncSession, outbox: Outbox, deployment_id: UUID, environment_id: UUID) -> None:
+    """Ends the deployment failed because its environment is gone."""
+    await outbox.add(session, DeploymentLogAppended(deployment_id=deployment_id, lines=[f"Deployment failed: {RETIRED}"]))
+    await outbox.add(session, RolloutFinished(deployment_id=deployment_id, environment_id=environment_id,
+                                              success=False, error=RETIRED))
