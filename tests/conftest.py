@@ -5,7 +5,7 @@ started here exactly as `regio up` starts it, and stopped at the end."""
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,9 +26,17 @@ class RunningRegion:
     domain: str
     organisation: str
     region: str
+    applications: list[str] = field(default_factory=list)  # made by tests, deleted at the end
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Token {self.token}"}, timeout=30)
+
+    def delete_applications(self) -> None:
+        """Deleting an application stops its containers and routes: the region is left as found."""
+        with self.client() as client:
+            for app_id in self.applications:
+                response = client.delete(f"/apps/v3/applications/{app_id}/")
+                assert response.status_code in (204, 404), response.text
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +53,10 @@ def region() -> RunningRegion:
     with httpx.Client(base_url=env["REGIO_API_URL"], headers={"Authorization": f"Token {env['REGIO_TOKEN']}"}) as c:
         org = c.get("/iam/v3/organisations/").json()["results"][0]["uuid"]
         region_id = c.get("/apps/v3/regions/").json()["results"][0]["uuid"]
-    yield RunningRegion(env["REGIO_API_URL"], env["REGIO_TOKEN"], env["REGIO_INGRESS_URL"],
-                        env["REGIO_REGION_DOMAIN"], org, region_id)
+    running = RunningRegion(env["REGIO_API_URL"], env["REGIO_TOKEN"], env["REGIO_INGRESS_URL"],
+                            env["REGIO_REGION_DOMAIN"], org, region_id)
+    yield running
+    running.delete_applications()
     if started_here:
         reg.down()
 

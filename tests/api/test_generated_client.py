@@ -73,6 +73,7 @@ def test_the_generated_client_deploys_an_app_with_a_variable(region, git_repo, r
         app = parsed(create_application.sync_detailed(client=client, body=ApplicationIn(
             name="Hello", slug=f"gen-{uuid.uuid4().hex[:6]}", organisation=organisation,
             region=UUID(region.region), repository=repository.uuid, branch="main")), ApplicationOut)
+        region.applications.append(str(app.uuid))
         test = next(e for e in app.environments if e.slug == "test")
 
         variable = parsed(create_variable.sync_detailed(client=client, body=EnvironmentVariableIn(

@@ -32,6 +32,7 @@ def create_application(client, region, repo_url: str, branch: str = "main") -> d
         "name": "Hello", "slug": f"hello-{uuid.uuid4().hex[:6]}", "organisation": region.organisation,
         "region": region.region, "repository": repo.json()["uuid"], "branch": branch})
     assert app.status_code == 201, app.text
+    region.applications.append(app.json()["uuid"])
     return app.json()
 
 

@@ -82,4 +82,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # e.g. a body that is not UTF-8: the request as a whole is bad
+            return JSONResponse({"non_field_errors": [str(exc.detail)]}, status_code=400, headers=exc.headers)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

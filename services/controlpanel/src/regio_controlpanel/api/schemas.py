@@ -13,7 +13,8 @@ class Input(BaseModel):
 
 
 class Update(Input):
-    """A PATCH body: only the fields sent change."""
+    """A PATCH body: only the fields sent change. A field that cannot be empty is typed
+    without null and defaults to an unvalidated None, so an explicit null is a 400."""
 
     def sent(self) -> dict:
         return self.model_dump(exclude_unset=True)
@@ -34,7 +35,7 @@ class OrganisationIn(Input):
 
 
 class OrganisationUpdate(Update):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str = Field(None, min_length=1, max_length=200)
 
 
 class OrganisationOut(BaseModel):
@@ -60,8 +61,8 @@ class MembershipIn(Input):
 
 
 class MembershipUpdate(Update):
-    role: Role | None = None
-    scopes: Scopes | None = None
+    role: Role = None
+    scopes: Scopes = None
 
 
 class MembershipOut(BaseModel):
@@ -147,10 +148,10 @@ class ApplicationIn(Input):
 
 
 class ApplicationUpdate(Update):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    repository: UUID | None = None
-    plan_group: UUID | None = None
-    release_commands: list[ReleaseCommand] | None = None
+    name: str = Field(None, min_length=1, max_length=200)
+    repository: UUID | None = Field(None, description="null: no repository")
+    plan_group: UUID | None = Field(None, description="null: no plan group")
+    release_commands: list[ReleaseCommand] = None
 
 
 class ApplicationOut(BaseModel):
@@ -203,9 +204,9 @@ class EnvironmentIn(Input):
 
 
 class EnvironmentUpdate(Update):
-    branch: str | None = Field(None, min_length=1, max_length=255)
-    port: int | None = Field(None, ge=1, le=65535)
-    health_check_path: str | None = Field(None, min_length=1, max_length=255, pattern=r"^/")
+    branch: str = Field(None, min_length=1, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535, description="null: the image's EXPOSEd port, else 80")
+    health_check_path: str = Field(None, min_length=1, max_length=255, pattern=r"^/")
 
 
 class EnvironmentVariableIn(Input):
@@ -216,8 +217,8 @@ class EnvironmentVariableIn(Input):
 
 
 class EnvironmentVariableUpdate(Update):
-    value: str | None = Field(None, max_length=64 * 1024)
-    is_sensitive: bool | None = None
+    value: str = Field(None, max_length=64 * 1024)
+    is_sensitive: bool = None
 
 
 class EnvironmentVariableOut(BaseModel):
@@ -239,7 +240,7 @@ class DomainIn(Input):
 
 
 class DomainUpdate(Update):
-    kind: DomainKind | None = None
+    kind: DomainKind = None
 
 
 class DomainOut(BaseModel):

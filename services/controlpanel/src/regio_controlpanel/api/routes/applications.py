@@ -115,10 +115,7 @@ async def get_application(uuid: UUID, request: Request, session: SessionDep, cal
 async def update_application(uuid: UUID, body: ApplicationUpdate, request: Request, session: SessionDep,
                              caller: CallerDep, audit: AuditDep) -> ApplicationOut:
     app = await lookups.application(session, caller, uuid, Action.MANAGE)
-    changes = body.sent()
-    if "release_commands" in changes:
-        changes["release_commands"] = changes["release_commands"] or []
-    changed = await service.update_application(session, app, changes)
+    changed = await service.update_application(session, app, body.sent())
     audit.record(app.organisation_id, "application.update", "application", app.id,
                  f"Application {app.slug} changed: {', '.join(changed) or 'nothing'}", changed)
     return await application_out(session, request, caller, app)
