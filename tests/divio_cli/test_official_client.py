@@ -5,8 +5,11 @@ import json
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import APPS, GitRepo
@@ -67,8 +70,43 @@ def test_deploy_and_read_it_back(divio, application, region):
     assert "COPY app.py /app/app.py" in log and "Deployment succeeded" in log
     deployments = divio("app", "deployments", "list", *remote).stdout
     assert "success" in deployments and "True" in deployments
+    with region.client() as client:
+        [latest] = client.get("/apps/v3/deployments/", params={"application": application["uuid"]}).json()["results"]
+    one = divio("app", "deployments", "get", latest["uuid"], *remote).stdout
+    assert latest["uuid"] in one and "GREETING" in one and "success" in one
+
     variables = divio("app", "environment-variables", "list", *remote).stdout
     assert "GREETING" in variables and "Hello divio" in variables
+    variable = divio("app", "environment-variables", "get", "GREETING", *remote).stdout
+    assert "Hello divio" in variable and "Environment: test" in variable
+
+
+def test_runtime_logs_show_the_applications_output(divio, application, region):
+    """`divio app logs` prints what the containers wrote: here the sample app's access log line."""
+    remote = ["--remote-id", application["uuid"]]
+    if "Deploying" not in divio("app", "deploy", "test", *remote).stdout:
+        pytest.fail("deploy printed nothing")
+    marker = f"/divio-logs-{uuid.uuid4().hex[:8]}"
+    host = f"{application['slug']}-stage.{region.domain}"
+    assert httpx.get(f"{region.ingress_url}{marker}", headers={"Host": host}, timeout=10).status_code == 200
+    deadline = time.monotonic() + 30
+    while marker not in (logs := divio("app", "logs", "test", *remote).stdout):
+        assert time.monotonic() < deadline, f"the request never reached the logs:\n{logs}"
+        time.sleep(1)
+    assert f"GET {marker}" in logs
+
+
+def test_services_and_service_instances(divio, application, region):
+    services = divio("services", "list", "-r", region.region).stdout
+    assert "PostgreSQL 18" in services and "DATABASE" in services and "STORAGE" in services
+    with region.client() as client:
+        postgres = next(s for s in client.get("/apps/v3/services/", params={"region": region.region}).json()["results"]
+                        if s["type"] == "DATABASE")
+    remote = ["--remote-id", application["uuid"]]
+    divio("app", "service-instances", "add", "test", "-p", "DEFAULT", "-r", region.region, "-s", postgres["uuid"],
+          *remote)
+    listed = divio("app", "service-instances", "list", "test", *remote).stdout
+    assert "DEFAULT" in listed and "DATABASE" in listed and "NEW" in listed
 
 
 def test_a_failed_deployment_makes_the_client_fail(divio, region, tmp_path):

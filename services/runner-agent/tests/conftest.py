@@ -30,17 +30,23 @@ APP_PORT = 8000
 SERVICE_TOKEN = "runner-test-token"
 
 # A tiny application: answers every GET with the value of GREETING from its environment.
+# It says on stdout and stderr that it starts, prints each path asked for, and /oom
+# takes more memory than any test instance may have.
 APP_SERVER = """
-import http.server, os
+import http.server, os, sys
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/oom":
+            hog = b"x" * 1024 ** 3
         body = os.environ.get("GREETING", "").encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *args):
-        pass
+        print(self.path, flush=True)
+print("starting", flush=True)
+print("no problems so far", file=sys.stderr, flush=True)
 http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), Handler).serve_forever()
 """
 

@@ -35,7 +35,18 @@ EVENTS = StreamConfig(
     discard=DiscardPolicy.OLD,
     duplicate_window=120.0,
 )
-STREAMS = (COMMANDS, EVENTS)
+# Runtime logs: one subject per environment (see runtime_logs). Limits, not acks, decide
+# what is kept: the newest lines of each environment, for a week at most.
+LOGS = StreamConfig(
+    name="REGIO_LOGS",
+    subjects=["region.*.logs.>"],
+    retention=RetentionPolicy.LIMITS,
+    storage=StorageType.FILE,
+    max_msgs_per_subject=5000,
+    max_age=7 * DAY,
+    discard=DiscardPolicy.OLD,
+)
+STREAMS = (COMMANDS, EVENTS, LOGS)
 
 
 def durable_name(consumer: str, region: str) -> str:

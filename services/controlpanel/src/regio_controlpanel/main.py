@@ -9,7 +9,18 @@ from regio_common.bus import EVENTS
 from regio_common.runtime import Runtime
 
 from .api import errors
-from .api.routes import applications, deployments, domains, environments, iam, regions, services, tokens, variables
+from .api.routes import (
+    applications,
+    deployments,
+    domains,
+    environments,
+    iam,
+    logs,
+    regions,
+    services,
+    tokens,
+    variables,
+)
 from .api.routing import operation_id
 from .db.models import Region, inbox, outbox
 from .messaging import handlers
@@ -18,7 +29,7 @@ from .services.deployments import Deployments
 from .settings import Settings
 
 PUBLIC_ROUTERS = tuple(m.router for m in (
-    iam, tokens, regions, applications, environments, variables, domains, deployments, services))
+    iam, tokens, regions, applications, environments, variables, domains, deployments, services, logs))
 
 
 async def known_regions(runtime: Runtime) -> list[str]:

@@ -30,6 +30,7 @@ from regio_common.sealing import open_sealed
 from .db import repository
 from .db.repository import ContainerRecord
 from .docker_engine import Container, DockerEngine
+from .log_shipper import LogShipper
 from .reconcile import Action, Remove, Run, Start, plan
 from .settings import Settings
 
@@ -38,9 +39,10 @@ log = logging.getLogger(__name__)
 
 class Agent:
     def __init__(self, settings: Settings, engine: DockerEngine, js: JetStreamContext,
-                 sessions: async_sessionmaker[AsyncSession]):
+                 sessions: async_sessionmaker[AsyncSession], shipper: LogShipper):
         self.settings = settings
         self.engine = engine
+        self.shipper = shipper
         self.js = js
         self.sessions = sessions
         self.heartbeat: RunnerHeartbeat | None = None  # the last one sent: what /internal/v1/instances serves
@@ -130,6 +132,7 @@ class Agent:
         )
         for action in actions:
             self._dispatch(action, now)
+        self.shipper.observe(observed)
         self._forget_gone(desired, observed)
         instances = [self._observed(c) for c in observed]
         instances = [i for i in instances if i is not None]
@@ -244,6 +247,7 @@ class Agent:
                 log.info("%s instance %s (container %s)", "restarted" if action.restart else "started",
                          action.key, action.container_id[:12])
             elif isinstance(action, Remove):
+                self.shipper.stopping(action.container_id)
                 await asyncio.to_thread(self.engine.stop_and_remove, action.container_id,
                                         self.settings.stop_grace_seconds)
                 log.info("stopped and removed container %s (instance %s)", action.container_id[:12],

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import docker
 from docker.errors import APIError, NotFound
+from docker.types import CancellableStream
 
 from regio_common.runners import ContainerState, DesiredInstance
 
@@ -36,6 +37,9 @@ _STATES = {
 }
 
 PIDS_LIMIT = 1024  # a fork bomb in one application must not take the runner down
+# Each followed output stream holds a connection to the engine for as long as its container
+# runs; the pool keeps that many for reuse rather than discarding them as surplus.
+MAX_POOL_SIZE = 256
 
 
 def container_name(instance_id: UUID) -> str:
@@ -68,6 +72,8 @@ class Container:
     exit_code: int | None
     started_at: datetime | None
     host_port: int | None  # the published port of the application's port, while it is published
+    finished_at: datetime | None = None  # when its last run ended
+    oom_killed: bool = False  # its last run was killed for using more memory than its limit
 
     @property
     def instance_id(self) -> UUID | None:
@@ -101,6 +107,8 @@ class Container:
             exit_code=state.get("ExitCode") if status == ContainerState.EXITED else None,
             started_at=_timestamp(state.get("StartedAt")),
             host_port=_published_port(attrs, labels.get(LABEL_PORT)),
+            finished_at=_timestamp(state.get("FinishedAt")),
+            oom_killed=bool(state.get("OOMKilled")),
         )
 
 
@@ -120,7 +128,8 @@ class DockerEngine:
         self.scope = scope
         self.address = address
         self.network = network
-        self.client = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+        self.client = (docker.DockerClient(base_url=docker_host, max_pool_size=MAX_POOL_SIZE) if docker_host
+                       else docker.from_env(max_pool_size=MAX_POOL_SIZE))
 
     def close(self) -> None:
         self.client.close()
@@ -185,6 +194,14 @@ class DockerEngine:
             restart_policy={"Name": "no"},
         )
         return container.id
+
+    def output(self, container_id: str, since: datetime | None, tail: int) -> CancellableStream:
+        """Follow a container's output, stdout and stderr as Docker recorded them: each item is
+        one line (or part of a long one) prefixed with its RFC 3339 timestamp. It ends when
+        the container stops; ``close()`` ends it sooner. ``since`` is whole seconds, so
+        lines of that second come again."""
+        return self.client.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True,
+                                    timestamps=True, tail=tail, since=int(since.timestamp()) if since else None)
 
     def start(self, container_id: str) -> None:
         self.client.api.start(container_id)

@@ -11,6 +11,7 @@ from .agent import Agent
 from .api.routes import router
 from .db.models import inbox, outbox
 from .docker_engine import DockerEngine
+from .log_shipper import LogShipper
 from .settings import Settings
 
 SERVICE = "runner-agent"
@@ -24,9 +25,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         engine = DockerEngine(settings.name, settings.address, settings.network, settings.docker_host,
                               settings.scope)
+        shipper: LogShipper | None = None
         try:
             await runtime.start()
-            agent = Agent(settings, engine, runtime.js, runtime.sessions)
+            shipper = LogShipper(engine, runtime.nc, settings.region, settings.name)
+            agent = Agent(settings, engine, runtime.js, runtime.sessions, shipper)
             await agent.prepare()
             app.state.runtime = runtime
             app.state.engine = engine
@@ -35,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.spawn("reconcile", agent.run)
             yield
         finally:
+            if shipper is not None:
+                await shipper.stop()  # while NATS is still connected, to say so in the logs
             await runtime.stop()
             engine.close()
 

@@ -1,0 +1,81 @@
+"""Runtime logs: what an environment's containers print, and what the platform says about them.
+
+Runner agents publish one message per line to ``region.<region>.logs.<environment>``;
+the REGIO_LOGS stream keeps the newest lines of each environment (see ``bus.LOGS``) and
+the control panel reads them back for the API. A line's place is its stream sequence."""
+from datetime import datetime
+from typing import NamedTuple
+from uuid import UUID
+
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from .bus import LOGS
+
+WEB = "web"  # an application container's own output
+PLATFORM = "platform"  # what the platform says about the environment's instances
+
+FETCH_BATCH = 500
+FETCH_TIMEOUT = 2.0  # only waited when lines vanish while being read (aged out)
+
+
+class LogLine(BaseModel):
+    timestamp: datetime  # when the line was written, not when it was published
+    service: str
+    instance: UUID | None = None  # None: about the environment as a whole, e.g. its runner agent
+    message: str
+
+
+class StoredLine(NamedTuple):
+    sequence: int  # the stream sequence: where a reader continues from
+    line: LogLine
+
+
+def subject(region: str, environment_id: UUID) -> str:
+    return f"region.{region}.logs.{environment_id}"
+
+
+async def read(js: JetStreamContext, subject: str, after: int = 0, limit: int | None = None) -> list[StoredLine]:
+    """The lines on ``subject`` after stream sequence ``after``, oldest first: the first
+    ``limit`` of them, or every one stored now. A reader of its own on the server, removed
+    when done; the subject's per-subject limit bounds how much it reads."""
+    try:
+        last = (await js.get_last_msg(LOGS.name, subject)).seq
+    except NotFoundError:
+        return []
+    if last <= after:
+        return []
+    consumer = await js.add_consumer(LOGS.name, ConsumerConfig(
+        filter_subject=subject,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=after + 1,
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+        inactive_threshold=30.0,  # the server removes it if this reader dies before deleting it
+    ))
+    sub = await js.pull_subscribe_bind(consumer=consumer.name, stream=LOGS.name)
+    lines: list[StoredLine] = []
+    try:
+        while limit is None or len(lines) < limit:
+            want = FETCH_BATCH if limit is None else min(FETCH_BATCH, limit - len(lines))
+            try:
+                messages = await sub.fetch(want, timeout=FETCH_TIMEOUT)
+            except TimeoutError:  # nats-py raises asyncio's, or its own subclass of it
+                break
+            for message in messages:
+                try:
+                    line = LogLine.model_validate_json(message.data)
+                except ValidationError:
+                    continue  # not a log line: nothing a reader could show
+                lines.append(StoredLine(message.metadata.sequence.stream, line))
+            if not messages or messages[-1].metadata.sequence.stream >= last:
+                break
+    finally:
+        await sub.unsubscribe()
+        try:
+            await js.delete_consumer(LOGS.name, consumer.name)
+        except NotFoundError:
+            pass
+    return lines
