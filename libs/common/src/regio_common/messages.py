@@ -79,6 +79,13 @@ class BuildRequested(Message):
     build_mode: str = "AUTO"  # AUTO reuses an image built from the same commit; FORCE rebuilds
 
 
+class ReleaseCommand(BaseModel):
+    """One command of an application's release commands, run in order before traffic moves."""
+
+    label: str
+    command: str
+
+
 @register
 class RolloutRequested(Message):
     """Control panel → controller: run a release on the environment's runners and route to it."""
@@ -100,6 +107,10 @@ class RolloutRequested(Message):
     hosts: list[str] = Field(default_factory=list)
     health_check_path: str = "/"
     sanity_timeout_seconds: float = 60.0
+    # Each runs in a one-off container of the release (its image, its environment) before
+    # scaling; a non-zero exit or running past the timeout fails the deployment.
+    release_commands: list[ReleaseCommand] = Field(default_factory=list)
+    release_command_timeout_seconds: float = 600.0
 
 
 @register
@@ -126,6 +137,19 @@ class EnvironmentRetired(Message):
 
 
 # --- events --------------------------------------------------------------------
+
+
+@register
+class DeploymentCancelled(Message):
+    """Control panel → builder and controller: stop working on this deployment. A build is
+    stopped; a rollout ends failed the usual way (its new instances go, the previous release
+    keeps serving). It may arrive before the command it cancels: remember it."""
+
+    kind = "deployment.cancelled"
+    topic = "events.deployments.cancelled"
+
+    deployment_id: UUID
+    reason: str
 
 
 @register
