@@ -10,6 +10,7 @@ from regio_common.messages import (
     BuildFinished,
     BuildRequested,
     BuildStarted,
+    DeploymentCancelled,
     DeploymentLogAppended,
     RolloutFinished,
     RolloutProgressed,
@@ -73,7 +74,8 @@ async def deploy(api, application):
     response = await api.post("/apps/v3/deployments/", json={"environment": env_id})
     assert response.status_code == 201, response.text
     deployment = response.json()
-    assert deployment["status"] == "queued" and deployment["success"] is None and deployment["ended_at"] is None
+    assert deployment["status"] == "provisioning" and deployment["success"] is None and deployment["ended_at"] is None
+    assert [s["name"] for s in deployment["steps"]] == ["queued", "provisioning"]
     return deployment
 
 
@@ -134,3 +136,85 @@ async def test_a_failed_build_ends_the_deployment_with_the_reason(api, js, setti
     await publish(js, settings, RolloutFinished(deployment_id=dep_id, environment_id=uuid.uuid4(), success=True))
     await asyncio.sleep(0.5)
     assert (await api.get(f"/apps/v3/deployments/{dep_id}/")).json()["success"] is False
+
+
+async def build_succeeds(js, settings, dep_id, image="sha256:feed", commit="abc123"):
+    """Plays the builder: the build of ``dep_id`` starts and succeeds; returns the rollout asked for."""
+    await take(js, BuildRequested, settings.region, dep_id)
+    build_id = uuid.uuid4()
+    await publish(js, settings, BuildStarted(deployment_id=dep_id, build_id=build_id))
+    await publish(js, settings, BuildFinished(deployment_id=dep_id, build_id=build_id, success=True, commit=commit,
+                                              image=image, exposed_port=8000))
+    return await take(js, RolloutRequested, settings.region, dep_id)
+
+
+async def test_steps_are_timed_from_the_events(api, js, settings, application):
+    dep_id = uuid.UUID((await deploy(api, application))["uuid"])
+    rollout = await build_succeeds(js, settings, dep_id)
+    for step, percent in (("release commands", 55), ("scaling", 60), ("sanity tests", 75), ("finalizing", 90)):
+        await publish(js, settings, RolloutProgressed(deployment_id=dep_id, step=step, percent=percent))
+    await publish(js, settings, RolloutFinished(deployment_id=dep_id, environment_id=rollout.environment_id, success=True))
+    done = await wait_for(api, dep_id, lambda d: d["ended_at"] is not None)
+    names = [s["name"] for s in done["steps"]]
+    assert names == ["queued", "provisioning", "build", "release", "release commands", "scaling", "sanity tests",
+                     "finalizing"]
+    for step, following in zip(done["steps"], done["steps"][1:]):
+        assert step["ended_at"] == following["started_at"] and step["started_at"] <= step["ended_at"]
+    assert done["steps"][-1]["ended_at"] == done["ended_at"]
+
+
+async def test_a_newer_deployment_supersedes_the_one_waiting(api, js, settings, application):
+    env_id = application["test_status"]["uuid"]
+    first, waiting, newest = [
+        (await api.post("/apps/v3/deployments/", json={"environment": env_id})).json() for _ in range(3)]
+    superseded = (await api.get(f"/apps/v3/deployments/{waiting['uuid']}/")).json()
+    assert superseded["status"] == "cancelled" and superseded["success"] is False and superseded["ended_at"]
+    assert newest["uuid"] in superseded["error"]
+    cancelled = await take(js, DeploymentCancelled, settings.region, uuid.UUID(waiting["uuid"]))
+    assert "superseded" in cancelled.reason
+    for running in (first, newest):
+        assert (await api.get(f"/apps/v3/deployments/{running['uuid']}/")).json()["ended_at"] is None
+
+
+async def test_a_cancelled_deployment_ends_at_once_and_stays_ended(api, js, settings, application):
+    dep_id = uuid.UUID((await deploy(api, application))["uuid"])
+    await take(js, BuildRequested, settings.region, dep_id)
+    response = await api.post(f"/apps/v3/deployments/{dep_id}/cancel/", json={"reason": "wrong branch"})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled" and response.json()["error"] == "Cancelled: wrong branch"
+    assert (await take(js, DeploymentCancelled, settings.region, dep_id)).reason == "wrong branch"
+    again = await api.post(f"/apps/v3/deployments/{dep_id}/cancel/", json={})
+    assert again.status_code == 409 and "already ended" in again.json()["non_field_errors"][0]
+    # The build finishing anyway does not revive it, nor start a rollout.
+    await publish(js, settings, BuildFinished(deployment_id=dep_id, build_id=uuid.uuid4(), success=True,
+                                              commit="abc", image="sha256:late", exposed_port=8000))
+    await asyncio.sleep(0.5)
+    assert (await api.get(f"/apps/v3/deployments/{dep_id}/")).json()["status"] == "cancelled"
+    log = (await api.get(f"/apps/v3/deployments/{dep_id}/logs")).json()["logs"]
+    assert "Deployment cancelled: wrong branch. The previous release keeps serving." in log
+
+
+async def test_a_redeploy_makes_a_new_release_from_the_old_one_without_a_build(api, js, settings, application):
+    env_id = application["test_status"]["uuid"]
+    first = uuid.UUID((await deploy(api, application))["uuid"])
+    old_rollout = await build_succeeds(js, settings, first, image="sha256:old", commit="0ld")
+    await publish(js, settings, RolloutFinished(deployment_id=first, environment_id=old_rollout.environment_id,
+                                                success=True))
+    await wait_for(api, first, lambda d: d["success"] is True)
+    # The variable changes afterwards: a rollback brings back the release as it was.
+    variable = next(v for v in (await api.get("/apps/v3/environment-variables/", params={"environment": env_id})).json()["results"]
+                    if v["name"] == "GREETING")
+    await api.patch(f"/apps/v3/environment-variables/{variable['uuid']}/", json={"value": "changed"})
+
+    response = await api.post("/apps/v3/deployments/", json={"environment": env_id, "redeploy": str(first)})
+    assert response.status_code == 201, response.text
+    again = response.json()
+    assert again["redeploy_of"] == str(first) and again["status"] == "release" and again["commit"] == "0ld"
+    assert again["release"] != str(old_rollout.release_id)
+    rollout = await take(js, RolloutRequested, settings.region, uuid.UUID(again["uuid"]))
+    assert rollout.image == "sha256:old" and str(rollout.release_id) == again["release"]
+    assert open_sealed(settings.region_key, rollout.sealed_env)["GREETING"] == "hi"
+
+    other_env = application["live_status"]["uuid"]
+    response = await api.post("/apps/v3/deployments/", json={"environment": other_env, "redeploy": str(first)})
+    assert response.status_code == 400 and "redeploy" in response.json()

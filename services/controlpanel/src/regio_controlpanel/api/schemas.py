@@ -188,6 +188,7 @@ class EnvironmentOut(BaseModel):
     memory_mb: int
     port: int | None
     health_check_path: str
+    sanity_timeout_seconds: int
     site_url: str
     last_finished_deployment: DeploymentRef | None
     ssh_endpoint: dict | None = None
@@ -207,6 +208,7 @@ class EnvironmentUpdate(Update):
     branch: str = Field(None, min_length=1, max_length=255)
     port: int | None = Field(None, ge=1, le=65535, description="null: the image's EXPOSEd port, else 80")
     health_check_path: str = Field(None, min_length=1, max_length=255, pattern=r"^/")
+    sanity_timeout_seconds: int = Field(None, ge=5, le=600, description="How long new instances get to answer.")
 
 
 class EnvironmentVariableIn(Input):
@@ -255,6 +257,19 @@ class DomainOut(BaseModel):
 class DeploymentIn(Input):
     environment: UUID
     build_mode: str = "AUTO"
+    redeploy: UUID | None = Field(None, description="An earlier deployment of this environment: its release "
+                                                    "(image and variables as they were) is deployed again, "
+                                                    "without a build. A rollback.")
+
+
+class DeploymentCancel(Input):
+    reason: str = Field("", max_length=500)
+
+
+class DeploymentStep(BaseModel):
+    name: str
+    started_at: datetime
+    ended_at: datetime | None
 
 
 class DeploymentOut(BaseModel):
@@ -268,7 +283,9 @@ class DeploymentOut(BaseModel):
     error: str | None
     commit: str | None
     release: UUID | None
+    redeploy_of: UUID | None
     environment_variables: list[str]
+    steps: list[DeploymentStep]
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -278,6 +295,7 @@ class DeploymentLog(BaseModel):
     uuid: UUID
     logs: str
     next_offset: int = Field(description="Pass as ?offset= to read only what was appended since.")
+    next: str = Field(description="This log from next_offset on: poll it to follow the log as it grows.")
     ended: bool
 
 

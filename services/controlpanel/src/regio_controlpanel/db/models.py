@@ -150,6 +150,7 @@ class Environment(Base):
     memory_mb: Mapped[int] = mapped_column(Integer, default=512)
     port: Mapped[int | None] = mapped_column(Integer)  # else the image's EXPOSE, else 80
     health_check_path: Mapped[str] = mapped_column(String(255), default="/")
+    sanity_timeout_seconds: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     secret_key_encrypted: Mapped[str] = mapped_column(Text)  # SECRET_KEY: per environment, stable
     created_at: Mapped[datetime] = _created()
 
@@ -192,6 +193,9 @@ class Deployment(Base):
     error: Mapped[str | None] = mapped_column(Text)
     commit: Mapped[str | None] = mapped_column(String(64))
     release_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("releases.id"))
+    # Set when this deployment redeploys (rolls back to) an earlier one's release.
+    source_deployment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deployments.id", ondelete="SET NULL"))
+    steps: Mapped[list] = mapped_column(JSON, default=list)  # [{"step", "at"}]: when each step started
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -17,6 +17,7 @@ class Status(StrEnum):
     FINALIZING = "finalizing"
     SUCCESS = "success"
     FAILURE = "failure"
+    CANCELLED = "cancelled"
 
 
 # Pipeline order and the percent a deployment shows when a step starts.
@@ -33,7 +34,9 @@ STEPS: tuple[tuple[Status, int], ...] = (
 )
 _ORDER = {status: i for i, (status, _) in enumerate(STEPS)}
 PERCENT = dict(STEPS)
-FINAL = {Status.SUCCESS, Status.FAILURE}
+FINAL = {Status.SUCCESS, Status.FAILURE, Status.CANCELLED}
+# Not yet handed to the controller's rollout: a newer deployment may supersede these.
+WAITING = {Status.QUEUED, Status.PROVISIONING, Status.BUILD, Status.RELEASE}
 
 
 class TransitionRefused(Exception):
@@ -54,11 +57,18 @@ def advance(current: str, to: Status, percent: int | None = None) -> Progress:
     current = Status(current)
     if current in FINAL:
         raise TransitionRefused(f"deployment already ended ({current})")
-    if to is Status.FAILURE:
-        return Progress(Status.FAILURE, PERCENT.get(current, 0))
+    if to in (Status.FAILURE, Status.CANCELLED):
+        return Progress(to, PERCENT.get(current, 0))
     if _ORDER[to] < _ORDER[current]:
         raise TransitionRefused(f"{current} cannot go back to {to}")
     return Progress(to, max(PERCENT[to] if percent is None else percent, PERCENT[current]))
+
+
+def step_timings(steps: list[dict], ended_at) -> list[tuple[str, object, object]]:
+    """(step, started_at, ended_at) from the recorded step starts: each step ends when the
+    next starts, the last when the deployment ended (None while it runs)."""
+    ends = [s["at"] for s in steps[1:]] + [ended_at]
+    return [(s["step"], s["at"], end) for s, end in zip(steps, ends)]
 
 
 def step_of(name: str) -> Status:

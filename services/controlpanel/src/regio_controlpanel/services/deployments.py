@@ -1,4 +1,5 @@
 """Deployments: requested through the API, advanced by the builder's and controller's events."""
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import select
@@ -8,7 +9,9 @@ from regio_common.messages import (
     BuildFinished,
     BuildRequested,
     BuildStarted,
+    DeploymentCancelled,
     DeploymentLogAppended,
+    ReleaseCommand,
     RolloutFinished,
     RolloutProgressed,
     RolloutRequested,
@@ -24,11 +27,12 @@ from ..db.models import (
     Region,
     Release,
     Repository,
+    ServiceInstance,
 )
 from ..domain import deployments as lifecycle
 from ..domain.deployments import Status
 from ..domain.environments import release_environment, release_port
-from ..domain.errors import ApiError
+from ..domain.errors import ApiError, Conflict
 from . import lookups
 from .access import Action, Caller
 from .crypto import Vault
@@ -45,25 +49,111 @@ class Deployments:
 
     # --- requested through the API ----------------------------------------------
 
-    async def request(self, session: AsyncSession, caller: Caller, environment_id: UUID, build_mode: str) -> Deployment:
+    async def request(self, session: AsyncSession, caller: Caller, environment_id: UUID, build_mode: str,
+                      redeploy: UUID | None = None) -> Deployment:
+        """A new deployment of the branch's head, or with ``redeploy`` a new release made from an
+        earlier deployment's (its image and environment as they were): a rollback needs no build."""
         environment, app = await lookups.environment(session, caller, environment_id, Action.OPERATE,
                                                      field="environment")
         if build_mode not in BUILD_MODES:
             raise ApiError(f"Choose one of {', '.join(BUILD_MODES)}.", "build_mode")
+        source = await self._redeployable(session, environment, redeploy) if redeploy else None
         repository = await session.get(Repository, app.repository_id) if app.repository_id else None
-        if repository is None:
+        if source is None and repository is None:
             raise ApiError("The application has no repository to deploy from.", "environment")
+        # One request at a time per environment decides what it supersedes.
+        await session.execute(select(Environment.id).where(Environment.id == environment.id).with_for_update())
         region = await session.get(Region, app.region_id)
         deployment = Deployment(environment_id=environment.id, build_mode=build_mode, status=Status.QUEUED,
-                                percent=0)
+                                percent=0, steps=[], source_deployment_id=source.id if source else None)
+        self._record_step(deployment, Status.QUEUED, utcnow())
         session.add(deployment)
         await session.flush()
-        await self._log(session, deployment.id, f"Deployment queued: branch {environment.branch} of {repository.url}")
-        await self.outbox.add(session, BuildRequested(
-            deployment_id=deployment.id, application_id=app.id, repository_url=repository.url,
-            branch=environment.branch, build_mode="FORCE" if build_mode == "FORCE" else "AUTO",
-        ), region=region.slug)
+        await self._supersede_waiting(session, deployment, region)
+        if source is not None:
+            await self._log(session, deployment.id, f"Deployment queued: redeploying the release of deployment "
+                                                    f"{source.id} (commit {(source.commit or '?')[:12]})")
+        else:
+            await self._log(session, deployment.id,
+                            f"Deployment queued: branch {environment.branch} of {repository.url}")
+        await self._provision(session, deployment)
+        if source is not None:
+            await self._release_again(session, deployment, source, environment, app, region)
+        else:
+            await self.outbox.add(session, BuildRequested(
+                deployment_id=deployment.id, application_id=app.id, repository_url=repository.url,
+                branch=environment.branch, build_mode="FORCE" if build_mode == "FORCE" else "AUTO",
+            ), region=region.slug)
         return deployment
+
+    async def cancel(self, session: AsyncSession, deployment: Deployment, reason: str) -> None:
+        """Ends it now; the builder and the controller stop their part, and whatever served
+        before keeps serving."""
+        deployment = await self._locked(session, deployment.id)
+        if deployment.status in lifecycle.FINAL:
+            raise Conflict(f"The deployment already ended ({deployment.status}).")
+        environment = await session.get(Environment, deployment.environment_id)
+        app = await session.get(Application, environment.application_id)
+        region = await session.get(Region, app.region_id)
+        await self._cancel(session, deployment, region, reason)
+
+    async def _redeployable(self, session: AsyncSession, environment: Environment, deployment_id: UUID) -> Deployment:
+        source = await session.get(Deployment, deployment_id)
+        if source is None or source.environment_id != environment.id:
+            raise ApiError("Redeploy a deployment of the same environment.", "redeploy")
+        if source.release_id is None:
+            raise ApiError("That deployment made no release (its build failed or it was cancelled before).",
+                           "redeploy")
+        return source
+
+    async def _supersede_waiting(self, session: AsyncSession, newest: Deployment, region: Region) -> None:
+        """The oldest unfinished deployment runs on; others still waiting for their rollout are
+        superseded by this newest one, so an environment has at most one waiting."""
+        unfinished = (await session.execute(
+            select(Deployment).where(Deployment.environment_id == newest.environment_id,
+                                     Deployment.id != newest.id, Deployment.ended_at.is_(None))
+            .order_by(Deployment.created_at).with_for_update())).scalars().all()
+        for waiting in unfinished[1:]:
+            if waiting.status in lifecycle.WAITING:
+                await self._cancel(session, waiting, region, f"superseded by deployment {newest.id}")
+
+    async def _cancel(self, session: AsyncSession, deployment: Deployment, region: Region, reason: str) -> None:
+        self._move(deployment, Status.CANCELLED)
+        deployment.success = False
+        deployment.error = f"Cancelled: {reason}"
+        deployment.ended_at = utcnow()
+        await self._log(session, deployment.id, f"Deployment cancelled: {reason}. The previous release keeps serving.")
+        await self.outbox.add(session, DeploymentCancelled(deployment_id=deployment.id, reason=reason),
+                              region=region.slug)
+
+    async def _provision(self, session: AsyncSession, deployment: Deployment) -> None:
+        """The environment's services, before the build. Creating databases and buckets is not
+        there yet: instances are listed as they are, and stay NEW."""
+        self._advance(deployment, Status.PROVISIONING, utcnow())
+        instances = (await session.execute(select(ServiceInstance).where(
+            ServiceInstance.environment_id == deployment.environment_id))).scalars().all()
+        if not instances:
+            await self._log(session, deployment.id, "Provisioning: no services attached")
+        for instance in instances:
+            await self._log(session, deployment.id, f"Provisioning: {instance.type.lower()} service {instance.prefix} "
+                                                    f"is {instance.state} (provisioning is not available yet)")
+
+    async def _release_again(self, session: AsyncSession, deployment: Deployment, source: Deployment,
+                             environment: Environment, app: Application, region: Region) -> None:
+        old = await session.get(Release, source.release_id)
+        release = Release(environment_id=environment.id, image=old.image, commit=old.commit, port=old.port,
+                          env_encrypted=old.env_encrypted, env_names=old.env_names,
+                          sensitive_names=old.sensitive_names)
+        session.add(release)
+        await session.flush()
+        deployment.commit = old.commit
+        deployment.release_id = release.id
+        deployment.started_at = utcnow()
+        self._advance(deployment, Status.RELEASE, utcnow())
+        await self._log(session, deployment.id, f"Release {release.id} made from release {old.id}: image {old.image}, "
+                                                f"port {old.port}, {len(old.env_names)} variables as they were")
+        await self._request_rollout(session, deployment, environment, app, region, release,
+                                    self.vault.decrypt_env(old.env_encrypted))
 
     # --- advanced by events --------------------------------------------------------
 
@@ -75,7 +165,7 @@ class Deployments:
 
     async def on_build_started(self, session: AsyncSession, message: BuildStarted) -> None:
         deployment = await self._locked(session, message.deployment_id)
-        if deployment is not None and self._move(deployment, Status.BUILD):
+        if deployment is not None and self._advance(deployment, Status.BUILD, message.occurred_at):
             deployment.started_at = deployment.started_at or message.occurred_at
 
     async def on_build_finished(self, session: AsyncSession, message: BuildFinished) -> None:
@@ -104,20 +194,15 @@ class Deployments:
         session.add(release)
         await session.flush()
         deployment.release_id = release.id
-        self._move(deployment, Status.RELEASE)
+        self._advance(deployment, Status.RELEASE, message.occurred_at)
         await self._log(session, deployment.id,
                         f"Release {release.id} made: image {message.image}, port {port}, {len(env)} variables")
-        await self.outbox.add(session, RolloutRequested(
-            deployment_id=deployment.id, application_id=app.id, environment_id=environment.id,
-            release_id=release.id, image=message.image, port=port, sealed_env=self.vault.seal_for_runners(env),
-            instances=environment.instances, memory_mb=environment.memory_mb, hosts=hosts.served,
-            health_check_path=environment.health_check_path,
-        ), region=region.slug)
+        await self._request_rollout(session, deployment, environment, app, region, release, env)
 
     async def on_rollout_progressed(self, session: AsyncSession, message: RolloutProgressed) -> None:
         deployment = await self._locked(session, message.deployment_id)
         if deployment is not None:
-            self._move(deployment, lifecycle.step_of(message.step), message.percent)
+            self._advance(deployment, lifecycle.step_of(message.step), message.occurred_at, message.percent)
 
     async def on_rollout_finished(self, session: AsyncSession, message: RolloutFinished) -> None:
         deployment = await self._locked(session, message.deployment_id)
@@ -126,17 +211,44 @@ class Deployments:
         if message.success:
             self._move(deployment, Status.SUCCESS)
             deployment.success = True
-            deployment.ended_at = utcnow()
+            deployment.ended_at = message.occurred_at
             await self._log(session, deployment.id, "Deployment succeeded: the new release is serving.")
         else:
             await self._fail(session, deployment, f"Deployment failed: {message.error}")
 
     # --- helpers -------------------------------------------------------------------
 
+    async def _request_rollout(self, session: AsyncSession, deployment: Deployment, environment: Environment,
+                               app: Application, region: Region, release: Release, env: dict[str, str]) -> None:
+        """Routing (hosts), size and checks are the environment's as they are now; the release
+        (image and variables) is what runs."""
+        hosts = await hosts_of(session, environment, app, region)
+        await self.outbox.add(session, RolloutRequested(
+            deployment_id=deployment.id, application_id=app.id, environment_id=environment.id,
+            release_id=release.id, image=release.image, port=release.port, sealed_env=self.vault.seal_for_runners(env),
+            instances=environment.instances, memory_mb=environment.memory_mb, hosts=hosts.served,
+            health_check_path=environment.health_check_path,
+            sanity_timeout_seconds=environment.sanity_timeout_seconds,
+            release_commands=[ReleaseCommand(**c) for c in app.release_commands],
+        ), region=region.slug)
+
     async def _locked(self, session: AsyncSession, deployment_id: UUID) -> Deployment | None:
         # Events of one deployment arrive through several consumers: serialise their updates.
         return (await session.execute(
             select(Deployment).where(Deployment.id == deployment_id).with_for_update())).scalar_one_or_none()
+
+    def _advance(self, deployment: Deployment, to: Status, at: datetime, percent: int | None = None) -> bool:
+        if not self._move(deployment, to, percent):
+            return False
+        self._record_step(deployment, to, at)
+        return True
+
+    @staticmethod
+    def _record_step(deployment: Deployment, step: Status, at: datetime) -> None:
+        """When each step started, from the time the event says it happened (not when it
+        arrived here), so the timings show the pipeline, not the messaging."""
+        if not deployment.steps or deployment.steps[-1]["step"] != step:
+            deployment.steps = [*deployment.steps, {"step": str(step), "at": at.isoformat()}]
 
     @staticmethod
     def _move(deployment: Deployment, to: Status, percent: int | None = None) -> bool:

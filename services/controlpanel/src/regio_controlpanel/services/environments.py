@@ -14,7 +14,7 @@ from ..domain.errors import ApiError, Conflict
 from .applications import check_slug
 from .crypto import Vault
 
-COPIED_SETTINGS = ("branch", "instances", "memory_mb", "port", "health_check_path")
+COPIED_SETTINGS = ("branch", "instances", "memory_mb", "port", "health_check_path", "sanity_timeout_seconds")
 
 
 async def create_environment(session: AsyncSession, vault: Vault, app: Application, source: Environment, *,

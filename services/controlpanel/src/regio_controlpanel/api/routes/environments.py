@@ -27,7 +27,8 @@ async def environment_out(session: AsyncSession, request: Request, env: Environm
     url = site_url(request, app, env, region)
     out = EnvironmentOut(
         uuid=env.id, application=app.id, slug=env.slug, branch=env.branch, instances=env.instances,
-        memory_mb=env.memory_mb, port=env.port, health_check_path=env.health_check_path, site_url=url,
+        memory_mb=env.memory_mb, port=env.port, health_check_path=env.health_check_path,
+        sanity_timeout_seconds=env.sanity_timeout_seconds, site_url=url,
         last_finished_deployment=DeploymentRef(uuid=last.id, status=last.status, success=last.success,
                                                ended_at=last.ended_at) if last else None,
         created_at=env.created_at)
