@@ -54,7 +54,8 @@ def test_a_killed_service_loses_no_queued_deployment(region, git_repo):
         response = client.post("/apps/v3/deployments/", json={"environment": env_id})
         assert response.status_code == 201
         time.sleep(1)
-        assert client.get(f"/apps/v3/deployments/{response.json()['uuid']}/").json()["status"] == "queued"
+        waiting = client.get(f"/apps/v3/deployments/{response.json()['uuid']}/").json()
+        assert waiting["status"] == "provisioning" and waiting["ended_at"] is None  # no builder took it
         result = subprocess.run([REGIO, "up"], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         deployment = wait_for_deployment(client, response.json()["uuid"])
