@@ -1,9 +1,14 @@
 """How long from a deploy request to the new version's first page, against doing the
-same by hand with docker in the same run.
+same by hand with docker in the same run, and where Regio's time goes.
 
 Baseline: `docker build` + `docker run -p` + poll the container until it answers.
 Regio: POST /apps/v3/deployments/ + poll the ingress until the new version answers.
 Each round changes the app's source so both really build (with a warm layer cache).
+
+Regio's time is split with the deployment's step timings: build, release commands,
+start until healthy (scaling + sanity tests: the runner starts the container and it
+answers), and the platform's own overhead: everything else (queueing, provisioning,
+making the release, messaging between steps, moving the route, the first page).
 
     .venv/bin/python bench/deploy.py [--rounds 3]     # needs a running region (./regio up)
 """
@@ -14,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -74,16 +80,34 @@ class RegioApp:
             "name": "bench", "slug": f"bench-{uuid.uuid4().hex[:6]}", "organisation": org,
             "repository": repository["uuid"], "branch": "main"}).json()
         self.environment = app["test_status"]["uuid"]
+        self.app_url = f"/apps/v3/applications/{app['uuid']}/"
         self.host = f"{app['slug']}-stage.{env['REGIO_REGION_DOMAIN']}"
 
-    def deploy(self, version: str) -> float:
+    def deploy(self, version: str) -> tuple[float, dict[str, float]]:
+        """Seconds to the first page, and the seconds of each part."""
         set_version(self.repo, version)
         git(self.repo, "commit", "-qam", version)
         started = time.monotonic()
         response = self.api.post("/apps/v3/deployments/", json={"environment": self.environment})
         response.raise_for_status()
         wait_for(f"{self.env['REGIO_INGRESS_URL']}/", f"version {version}", headers={"Host": self.host})
-        return time.monotonic() - started
+        total = time.monotonic() - started
+        steps = self.steps(response.json()["uuid"])
+        parts = {"build": steps.get("build", 0.0), "release commands": steps.get("release commands", 0.0),
+                 "start until healthy": steps.get("scaling", 0.0) + steps.get("sanity tests", 0.0)}
+        parts["overhead"] = total - sum(parts.values())
+        return total, parts
+
+    def steps(self, deployment_id: str) -> dict[str, float]:
+        deadline = time.monotonic() + 60
+        while (deployment := self.api.get(f"/apps/v3/deployments/{deployment_id}/").json())["ended_at"] is None:
+            assert time.monotonic() < deadline, "the deployment served but never ended"
+            time.sleep(0.05)
+        return {s["name"]: (datetime.fromisoformat(s["ended_at"]) - datetime.fromisoformat(s["started_at"])).total_seconds()
+                for s in deployment["steps"]}
+
+    def delete(self) -> None:
+        self.api.delete(self.app_url)
 
 
 def git(repo: Path, *args: str) -> None:
@@ -103,16 +127,25 @@ def main() -> None:
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", "start")
         regio = RegioApp(env_of_region(), repo)
-        regio.deploy("warmup")
-        hand, platform = [], []
-        for i in range(rounds):  # interleaved, so drift on a noisy machine hits both alike
-            hand.append(by_hand(hand_src, f"h{i}-{uuid.uuid4().hex[:4]}"))
-            platform.append(regio.deploy(f"r{i}-{uuid.uuid4().hex[:4]}"))
+        try:
+            regio.deploy("warmup")
+            hand, platform, parts = [], [], []
+            for i in range(rounds):  # interleaved, so drift on a noisy machine hits both alike
+                hand.append(by_hand(hand_src, f"h{i}-{uuid.uuid4().hex[:4]}"))
+                total, split = regio.deploy(f"r{i}-{uuid.uuid4().hex[:4]}")
+                platform.append(total)
+                parts.append(split)
+        finally:
+            regio.delete()
     h, p = statistics.median(hand), statistics.median(platform)
     print(f"deploy → first page of the new version, median of {rounds} (warm layer cache, real build):")
     print(f"  by hand (docker build + run + poll): {h:6.2f} s   {[round(x, 2) for x in hand]}")
     print(f"  regio (API → ingress serves it):     {p:6.2f} s   {[round(x, 2) for x in platform]}")
-    print(f"  ratio regio / by hand: {p / h:.2f}  (platform overhead {p - h:+.2f} s)")
+    print(f"  ratio regio / by hand: {p / h:.2f}  (difference {p - h:+.2f} s)")
+    print("  where regio's time goes (median of each part):")
+    for name in parts[0]:
+        median = statistics.median(split[name] for split in parts)
+        print(f"    {name:<20} {median:6.2f} s  {median / p:5.1%}   {[round(split[name], 2) for split in parts]}")
 
 
 if __name__ == "__main__":
