@@ -10,7 +10,9 @@ from uuid import UUID, uuid4
 import docker
 import httpx
 import pytest
+from docker.errors import ImageNotFound
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from regio_builder.main import create_app
 from regio_builder.settings import Settings
@@ -94,6 +96,21 @@ def docker_api():
         yield api
 
 
+BASE_IMAGES = ("regio/debian:bookworm", "regio/python:3.11")
+
+
+@pytest.fixture
+def base_image(docker_api) -> str:
+    """An image with a shell, for builds whose steps run commands (deploy/base-images)."""
+    for name in BASE_IMAGES:
+        try:
+            docker_api.inspect_image(name)
+            return name
+        except ImageNotFound:
+            continue
+    pytest.skip("no base image with a shell; run deploy/base-images/build.sh")
+
+
 @pytest.fixture(autouse=True)
 def remove_built_images(application_id, docker_api):
     """Images the builder made for this test's application are removed afterwards."""
@@ -172,6 +189,25 @@ def publish(js, region):
         await js.publish(message.subject(region), message.model_dump_json().encode(), headers=headers)
 
     return send
+
+
+@pytest.fixture
+def handled(js, region):
+    """Waits until the builder's durable consumer ``consumer`` has taken and acknowledged
+    everything published to it so far."""
+
+    async def wait(stream: str, consumer: str, timeout: float = WAIT) -> None:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    info = await js.consumer_info(stream, bus.durable_name(consumer, region))
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        return
+                except NotFoundError:  # the builder has not made it yet
+                    pass
+                await asyncio.sleep(0.05)
+
+    return wait
 
 
 @pytest.fixture

@@ -3,23 +3,7 @@ that runs too long is stopped. They need a base image with a shell (deploy/base-
 import asyncio
 from uuid import uuid4
 
-import pytest
-from docker.errors import ImageNotFound
-
 from regio_common.messages import BuildFinished
-
-BASE_IMAGES = ("regio/debian:bookworm", "regio/python:3.11")
-
-
-@pytest.fixture
-def base_image(docker_api) -> str:
-    for name in BASE_IMAGES:
-        try:
-            docker_api.inspect_image(name)
-            return name
-        except ImageNotFound:
-            continue
-    pytest.skip("no base image with a shell; run deploy/base-images/build.sh")
 
 
 async def test_log_lines_arrive_while_the_build_runs(builder, publish, build_request, events, make_repository,

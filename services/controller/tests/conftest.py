@@ -30,12 +30,16 @@ from regio_common.messages import (
 )
 from regio_common.runners import (
     ContainerState,
+    DesiredJob,
+    JobState,
     ObservedInstance,
+    ObservedJob,
     RunnerDesired,
     RunnerHeartbeat,
 )
 from regio_controller.main import create_app
 from regio_controller.messaging.consumers import (
+    cancellations_consumer,
     environments_consumer,
     rollouts_consumer,
     routes_applied_consumer,
@@ -123,7 +127,7 @@ class AppServer:
 class RunnerAgentDouble:
     """Test double of services/runner-agent: watches its key in the runner-desired bucket
     and heartbeats every desired instance into the runner-state bucket as running at
-    the address its image maps to, without any container."""
+    the address its image maps to, and every desired job as exited, without any container."""
 
     def __init__(self, js: JetStreamContext, region: str, name: str, memory_mb: int, interval: float = 0.2):
         self.js = js
@@ -135,6 +139,10 @@ class RunnerAgentDouble:
         self.exit_codes: dict[str, int] = {}  # image → exit code: its instances are reported exited
         self.held: set[str] = set()  # images whose instances are not reported yet (slow start)
         self.desired: list[RunnerDesired] = []  # every desired state received, in order
+        self.job_exit_codes: dict[str, int] = {}  # command → its exit code (else 0)
+        self.timing_out: set[str] = set()  # commands whose jobs are reported killed at their timeout
+        self.running: set[str] = set()  # commands whose jobs are reported running, not yet ended
+        self.jobs: list[DesiredJob] = []  # every job it was asked to run, once, in order
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -160,7 +168,10 @@ class RunnerAgentDouble:
     async def _watch(self, watcher) -> None:
         async for entry in watcher:
             if entry is not None and entry.value:
-                self.desired.append(RunnerDesired.model_validate_json(entry.value))
+                desired = RunnerDesired.model_validate_json(entry.value)
+                self.desired.append(desired)
+                known = {j.job_id for j in self.jobs}
+                self.jobs.extend(j for j in desired.jobs if j.job_id not in known)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -180,10 +191,19 @@ class RunnerAgentDouble:
             else:
                 observed.append(ObservedInstance(**common, state=ContainerState.RUNNING,
                                                  address=self.addresses[instance.image]))
+        jobs = [self._job(j) for j in self.latest.jobs] if self.latest else []
         heartbeat = RunnerHeartbeat(runner=self.name, address="127.0.0.1", memory_mb=self.memory_mb, cpus=2,
                                     desired_revision=self.latest.revision if self.latest else 0,
-                                    instances=observed)
+                                    instances=observed, jobs=jobs)
         await self._state_kv.put(self.name, heartbeat.model_dump_json().encode())
+
+
+    def _job(self, job: DesiredJob) -> ObservedJob:
+        if job.command in self.running:
+            return ObservedJob(job_id=job.job_id, state=JobState.RUNNING)
+        if job.command in self.timing_out:
+            return ObservedJob(job_id=job.job_id, state=JobState.EXITED, exit_code=137, timed_out=True)
+        return ObservedJob(job_id=job.job_id, state=JobState.EXITED, exit_code=self.job_exit_codes.get(job.command, 0))
 
 
 class IngressDouble:
@@ -302,16 +322,17 @@ class Region:
                               headers=message.headers())
         return message
 
-    async def handled(self, durable: str) -> None:
-        """Waits until the command consumer ``durable`` has taken and acknowledged all that was sent."""
+    async def handled(self, durable: str, stream: str = bus.COMMANDS.name) -> None:
+        """Waits until the consumer ``durable`` (of commands, unless told) has taken and acknowledged
+        all that was sent."""
         async def info():
             try:
-                return await self.js.consumer_info(bus.COMMANDS.name, durable)
+                return await self.js.consumer_info(stream, durable)
             except NotFoundError:
                 return None  # the controller has not made it yet
 
         await eventually_async(info, lambda i: i is not None and i.num_pending == 0 and i.num_ack_pending == 0,
-                               f"{durable} to acknowledge every command")
+                               f"{durable} to acknowledge every message")
 
     async def close(self) -> None:
         for stop in reversed(self._stoppers):
@@ -337,7 +358,8 @@ async def region(nats_url, migrated_database) -> AsyncIterator[Region]:
             await js.delete_key_value(bucket)
         for stream, durable in ((bus.COMMANDS.name, rollouts_consumer(name)),
                                 (bus.COMMANDS.name, environments_consumer(name)),
-                                (bus.EVENTS.name, routes_applied_consumer(name))):
+                                (bus.EVENTS.name, routes_applied_consumer(name)),
+                                (bus.EVENTS.name, cancellations_consumer(name))):
             try:
                 await js.delete_consumer(stream, durable)
             except NotFoundError:

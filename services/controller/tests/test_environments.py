@@ -103,7 +103,7 @@ async def test_retiring_during_a_rollout_fails_it_and_the_queued_one_and_nothing
         assert (await region.events.finished(elsewhere.deployment_id)).success
         assert {i.environment_id for i in runner.latest.instances} == {other}
         steps = [p.step for p in region.events.of(RolloutProgressed, running.deployment_id)]
-        assert steps == ["scaling", "sanity tests"]
+        assert steps == ["release commands", "scaling", "sanity tests"]
         assert region.events.of(RolloutProgressed, queued.deployment_id) == []
         assert len(region.events.of(RolloutFinished, running.deployment_id)) == 1
         assert [r.revision for r in ingress.received if r.environment_id == environment] == [served.revision,

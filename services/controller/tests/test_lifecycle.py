@@ -35,7 +35,7 @@ def test_sanity_verdict(status, alive):
 
 
 def test_steps_run_in_divio_order_and_resume_at_the_announced_one():
-    assert [s.name for s in STEPS] == ["scaling", "sanity tests", "finalizing"]
-    assert [s.percent for s in STEPS] == [60, 75, 90]
+    assert [s.name for s in STEPS] == ["release commands", "scaling", "sanity tests", "finalizing"]
+    assert [s.percent for s in STEPS] == [55, 60, 75, 90]
     assert [s.name for s in steps_from("sanity tests")] == ["sanity tests", "finalizing"]
     assert steps_from(None) == STEPS

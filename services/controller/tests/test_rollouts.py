@@ -35,7 +35,7 @@ async def test_rollout_places_tests_routes_and_replaces_the_previous_release(reg
         instance_id = placed[0].instance_id
 
         steps = [(p.step, p.percent) for p in region.events.of(RolloutProgressed, first.deployment_id)]
-        assert steps == [("scaling", 60), ("sanity tests", 75), ("finalizing", 90)]
+        assert steps == [("release commands", 55), ("scaling", 60), ("sanity tests", 75), ("finalizing", 90)]
         assert good.requests >= 1  # the sanity test reached the instance
         log = [line for m in region.events.of(DeploymentLogAppended, first.deployment_id) for line in m.lines]
         assert any("placed on runner r1" in line for line in log)

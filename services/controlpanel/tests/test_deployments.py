@@ -218,3 +218,14 @@ async def test_a_redeploy_makes_a_new_release_from_the_old_one_without_a_build(a
     other_env = application["live_status"]["uuid"]
     response = await api.post("/apps/v3/deployments/", json={"environment": other_env, "redeploy": str(first)})
     assert response.status_code == 400 and "redeploy" in response.json()
+
+
+async def test_a_cancel_that_came_too_late_reports_the_release_that_serves(api, js, settings, application):
+    dep_id = uuid.UUID((await deploy(api, application))["uuid"])
+    rollout = await build_succeeds(js, settings, dep_id)
+    assert (await api.post(f"/apps/v3/deployments/{dep_id}/cancel/", json={})).status_code == 200
+    # The controller had already moved the routes: it finishes the rollout instead.
+    await publish(js, settings, RolloutFinished(deployment_id=dep_id, environment_id=rollout.environment_id, success=True))
+    done = await wait_for(api, dep_id, lambda d: d["status"] == "success")
+    assert done["success"] is True and done["error"] is None
+    assert "The cancel came too late" in (await api.get(f"/apps/v3/deployments/{dep_id}/logs")).json()["logs"]

@@ -14,11 +14,12 @@ import docker
 import httpx
 import pytest
 from docker.errors import ImageNotFound, NotFound
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
 from regio_common import bus
-from regio_common.runners import DesiredInstance, RunnerDesired, RunnerHeartbeat
+from regio_common.runners import DesiredInstance, DesiredJob, RunnerDesired, RunnerHeartbeat
 from regio_common.sealing import new_key, seal
 from regio_runner.docker_engine import LABEL_RUNNER
 from regio_runner.main import create_app
@@ -91,11 +92,13 @@ def app_network(docker_client) -> str:
 class Region:
     name: str
     key: str
+    nc: Client
     js: JetStreamContext
 
-    async def put_desired(self, runner: str, revision: int, instances: list[DesiredInstance]) -> None:
+    async def put_desired(self, runner: str, revision: int, instances: list[DesiredInstance],
+                          jobs: list[DesiredJob] = ()) -> None:
         kv = await self.js.key_value(bus.runner_desired_bucket(self.name))
-        desired = RunnerDesired(runner=runner, revision=revision, instances=instances)
+        desired = RunnerDesired(runner=runner, revision=revision, instances=instances, jobs=list(jobs))
         await kv.put(runner, desired.model_dump_json().encode())
 
     async def heartbeat(self, runner: str) -> RunnerHeartbeat | None:
@@ -105,6 +108,21 @@ class Region:
         except KeyNotFoundError:
             return None
         return RunnerHeartbeat.model_validate_json(entry.value)
+
+    def job(self, image: str, label: str, command: str, timeout_seconds: float = 60, **env: str) -> DesiredJob:
+        return DesiredJob(
+            job_id=uuid4(),
+            deployment_id=uuid4(),
+            environment_id=uuid4(),
+            release_id=uuid4(),
+            label=label,
+            image=image,
+            command=command,
+            sealed_env=seal(self.key, env),
+            memory_mb=64,
+            cpus=0.25,
+            timeout_seconds=timeout_seconds,
+        )
 
     def instance(self, image: str, **env: str) -> DesiredInstance:
         return DesiredInstance(
@@ -127,7 +145,7 @@ async def region(nats_url) -> AsyncIterator[Region]:
     js = nc.jetstream()
     await bus.ensure_streams(js)
     await bus.ensure_buckets(js, name)
-    yield Region(name, new_key(), js)
+    yield Region(name, new_key(), nc, js)
     for bucket in (bus.runner_desired_bucket(name), bus.runner_state_bucket(name)):
         await js.delete_key_value(bucket)
     await nc.drain()

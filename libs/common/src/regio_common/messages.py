@@ -195,7 +195,7 @@ class RolloutProgressed(Message):
     topic = "events.rollouts.progressed"
 
     deployment_id: UUID
-    step: str  # scaling, sanity tests, finalizing
+    step: str  # release commands, scaling, sanity tests, finalizing
     percent: int
 
 

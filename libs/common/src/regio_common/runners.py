@@ -1,10 +1,14 @@
 """What the controller and runner agents exchange through JetStream key-value buckets.
 
 Both are full state, never deltas (level-triggered): the controller writes each
-runner's complete desired instance list under the runner's name in
+runner's complete desired instance and job lists under the runner's name in
 ``<region>-runner-desired``; each runner agent writes its complete observed state,
 every container it runs, as a heartbeat under its name in ``<region>-runner-state``.
-A missed or repeated update heals at the next write."""
+A missed or repeated update heals at the next write.
+
+Instances run until they are no longer desired and are restarted when they exit.
+Jobs (a release command) run once to their end and are never restarted: while one is
+desired its runner reports how it ended, and once it is no longer desired its container goes."""
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -25,10 +29,27 @@ class DesiredInstance(BaseModel):
     cpus: float = 0.25
 
 
+class DesiredJob(BaseModel):
+    """A one-off container of a release that runs ``command`` with ``sh -c`` once."""
+
+    job_id: UUID
+    deployment_id: UUID  # whose log its output goes to
+    environment_id: UUID
+    release_id: UUID
+    label: str  # prefixes each line of its output in the deployment log
+    image: str
+    command: str
+    sealed_env: str  # the release's environment, sealed with the region key
+    memory_mb: int = 512
+    cpus: float = 0.25
+    timeout_seconds: float = 600.0  # killed when it runs longer, and reported timed out
+
+
 class RunnerDesired(BaseModel):
     runner: str
     revision: int  # grows with each write by the controller
     instances: list[DesiredInstance] = Field(default_factory=list)
+    jobs: list[DesiredJob] = Field(default_factory=list)
 
 
 class ContainerState(StrEnum):
@@ -50,6 +71,20 @@ class ObservedInstance(BaseModel):
     started_at: datetime | None = None
 
 
+class JobState(StrEnum):
+    RUNNING = "running"  # started, or its output is still being shipped
+    EXITED = "exited"  # ended, and all its output shipped to the deployment log
+
+
+class ObservedJob(BaseModel):
+    job_id: UUID
+    state: JobState
+    exit_code: int | None = None  # None once exited: it never ran, or its container was lost (see error)
+    timed_out: bool = False  # killed by its runner for running past its timeout
+    error: str | None = None  # why it has no exit code
+    finished_at: datetime | None = None
+
+
 class RunnerHeartbeat(BaseModel):
     runner: str
     address: str  # where the ingress and the controller reach this runner's published ports
@@ -58,4 +93,5 @@ class RunnerHeartbeat(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     desired_revision: int = 0  # the last desired revision this runner has acted on
     instances: list[ObservedInstance] = Field(default_factory=list)
+    jobs: list[ObservedJob] = Field(default_factory=list)  # every job it holds a container or a record of
     sent_at: datetime = Field(default_factory=utcnow)

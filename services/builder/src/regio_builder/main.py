@@ -1,5 +1,5 @@
-"""The builder service: consumes BuildRequested, runs builds one at a time, and
-answers internal queries about them."""
+"""The builder service: consumes BuildRequested, runs builds one at a time, stops those
+whose deployment is cancelled, and answers internal queries about them."""
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime, BuildPipeline(settings, runtime.sessions, docker),
             poll_seconds=settings.poll_seconds, log_flush_seconds=settings.log_flush_seconds,
         )
-        subscribers.subscribe(runtime, worker.wake)
+        subscribers.subscribe(runtime, worker.wake, worker.check_cancelled)
         runtime.spawn("build worker", worker.run)
         try:
             yield

@@ -5,6 +5,7 @@ import httpx
 
 from regio_common.bus import COMMANDS, EVENTS, ensure_buckets
 from regio_common.messages import (
+    DeploymentCancelled,
     EnvironmentRetired,
     RolloutRequested,
     RoutesApplied,
@@ -14,11 +15,13 @@ from regio_common.runtime import Runtime
 
 from .db.models import inbox, outbox
 from .messaging.consumers import (
+    cancellations_consumer,
     environments_consumer,
     rollouts_consumer,
     routes_applied_consumer,
 )
 from .messaging.handlers import (
+    on_deployment_cancelled,
     on_environment_command,
     on_rollout_requested,
     on_routes_applied,
@@ -61,6 +64,9 @@ class Controller:
         runtime.subscribe(COMMANDS.name, environments_consumer(settings.region),
                           subject_for(EnvironmentRetired, settings.region),
                           on_environment_command(runtime.outbox, self.worker.stop, reconciler.wake))
+        runtime.subscribe(EVENTS.name, cancellations_consumer(settings.region),
+                          subject_for(DeploymentCancelled, settings.region),
+                          on_deployment_cancelled(ctx, self.worker.stop, reconciler.wake))
         runtime.subscribe(EVENTS.name, routes_applied_consumer(settings.region),
                           subject_for(RoutesApplied, settings.region), on_routes_applied(applied))
         runtime.spawn("heartbeats",

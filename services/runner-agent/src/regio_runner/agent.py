@@ -1,5 +1,6 @@
 """The runner agent's loops: watch the desired state, reconcile the host's containers
-against it, and heartbeat the full observed state.
+against it, and heartbeat the full observed state. Instances are reconciled here; one-off
+jobs (release commands) by the job runner (jobs.py), in the same pass.
 
 Level-triggered: every pass reads the whole desired state and observes every
 container, whether woken by a desired-state update, a finished action, or the
@@ -18,6 +19,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from regio_common import bus
+from regio_common.outbox import Outbox
 from regio_common.runners import (
     ContainerState,
     DesiredInstance,
@@ -30,6 +32,7 @@ from regio_common.sealing import open_sealed
 from .db import repository
 from .db.repository import ContainerRecord
 from .docker_engine import Container, DockerEngine
+from .jobs import JobRunner
 from .log_shipper import LogShipper
 from .reconcile import Action, Remove, Run, Start, plan
 from .settings import Settings
@@ -39,10 +42,11 @@ log = logging.getLogger(__name__)
 
 class Agent:
     def __init__(self, settings: Settings, engine: DockerEngine, js: JetStreamContext,
-                 sessions: async_sessionmaker[AsyncSession], shipper: LogShipper):
+                 sessions: async_sessionmaker[AsyncSession], shipper: LogShipper, outbox: Outbox):
         self.settings = settings
         self.engine = engine
         self.shipper = shipper
+        self.jobs = JobRunner(settings, engine, sessions, outbox, self.poke)
         self.js = js
         self.sessions = sessions
         self.heartbeat: RunnerHeartbeat | None = None  # the last one sent: what /internal/v1/instances serves
@@ -69,6 +73,7 @@ class Agent:
             records = await repository.load(session)
         self._saved = {r.instance_id: r for r in records}
         self._restarts = {str(r.instance_id): r.restarts for r in records}
+        await self.jobs.prepare()
         if not self.settings.region_key:
             log.warning("REGIO_RUNNER_REGION_KEY is not set: instances cannot be started")
 
@@ -113,6 +118,7 @@ class Agent:
             # adopted by the next agent. Containers are never stopped because the agent stops.
             for task in self._busy.values():
                 task.cancel()
+            self.jobs.stop()
 
     async def sync(self) -> None:
         """One pass: read desired, observe, act, record, heartbeat."""
@@ -121,7 +127,9 @@ class Agent:
             await asyncio.to_thread(self.engine.ensure_network)
             self._network_ready = True
         desired = await self._read_desired()
-        observed = await asyncio.to_thread(self.engine.list)
+        containers = await asyncio.to_thread(self.engine.list)
+        observed = [c for c in containers if not c.is_job]
+        jobs = self.jobs.sync(desired.jobs if desired is not None else None, [c for c in containers if c.is_job])
         now = time.monotonic()
         actions = plan(
             desired.instances if desired is not None else None,
@@ -150,6 +158,7 @@ class Agent:
             labels=self.settings.labels,
             desired_revision=desired.revision if desired is not None else 0,
             instances=instances,
+            jobs=jobs,
         )
         await self._state_kv.put(self.name, heartbeat.model_dump_json().encode())
         self.heartbeat = heartbeat

@@ -11,7 +11,7 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.types import CancellableStream
 
-from regio_common.runners import ContainerState, DesiredInstance
+from regio_common.runners import ContainerState, DesiredInstance, DesiredJob
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,8 @@ LABEL_INSTANCE = "regio.instance"
 LABEL_ENVIRONMENT = "regio.environment"
 LABEL_RELEASE = "regio.release"
 LABEL_PORT = "regio.port"  # the application's port inside the container, to find its published port
+LABEL_JOB = "regio.job"  # marks a one-off job's container (a release command), never an instance
+LABEL_DEPLOYMENT = "regio.deployment"
 
 # Docker's container states in the platform's words. "restarting" never happens with
 # restart policy "no"; "paused" is only done by hand and the process still exists.
@@ -44,6 +46,10 @@ MAX_POOL_SIZE = 256
 
 def container_name(instance_id: UUID) -> str:
     return f"regio-{instance_id}"
+
+
+def job_container_name(job_id: UUID) -> str:
+    return f"regio-job-{job_id}"
 
 
 def _uuid(value: str | None) -> UUID | None:
@@ -86,6 +92,14 @@ class Container:
     @property
     def release_id(self) -> UUID | None:
         return _uuid(self.labels.get(LABEL_RELEASE))
+
+    @property
+    def job_id(self) -> UUID | None:
+        return _uuid(self.labels.get(LABEL_JOB))
+
+    @property
+    def is_job(self) -> bool:
+        return LABEL_JOB in self.labels
 
     @property
     def key(self) -> str:
@@ -185,17 +199,46 @@ class DockerEngine:
             },
             # A random free port on the runner's address; the heartbeat reports which.
             ports={f"{instance.port}/tcp": (self.address, None)},
-            mem_limit=f"{instance.memory_mb}m",
-            nano_cpus=int(instance.cpus * 1e9),
-            pids_limit=PIDS_LIMIT,
-            security_opt=["no-new-privileges"],
-            network=self.network,
-            # The agent restarts exited instances itself, so it can count and pace restarts.
-            restart_policy={"Name": "no"},
+            **self._confined(instance.memory_mb, instance.cpus),
         )
         return container.id
 
-    def output(self, container_id: str, since: datetime | None, tail: int) -> CancellableStream:
+    def run_job(self, job: DesiredJob, env: dict[str, str]) -> str:
+        """Create and start the job's container: its command through ``sh -c``, whatever the
+        image's entrypoint, and no published port. Returns its id."""
+        container = self.client.containers.run(
+            job.image,
+            name=job_container_name(job.job_id),
+            entrypoint=["/bin/sh", "-c"],
+            command=[job.command],
+            detach=True,
+            environment=env,
+            labels={
+                LABEL_RUNNER: self.runner,
+                LABEL_SCOPE: self.scope,
+                LABEL_JOB: str(job.job_id),
+                LABEL_DEPLOYMENT: str(job.deployment_id),
+                LABEL_ENVIRONMENT: str(job.environment_id),
+                LABEL_RELEASE: str(job.release_id),
+            },
+            **self._confined(job.memory_mb, job.cpus),
+        )
+        return container.id
+
+    def _confined(self, memory_mb: int, cpus: float) -> dict:
+        """What every application container runs under: the plan's limits, no privileges, the apps' network."""
+        return dict(
+            mem_limit=f"{memory_mb}m",
+            nano_cpus=int(cpus * 1e9),
+            pids_limit=PIDS_LIMIT,
+            security_opt=["no-new-privileges"],
+            network=self.network,
+            # The agent restarts exited instances itself, so it can count and pace restarts;
+            # jobs are never restarted.
+            restart_policy={"Name": "no"},
+        )
+
+    def output(self, container_id: str, since: datetime | None, tail: int | str) -> CancellableStream:
         """Follow a container's output, stdout and stderr as Docker recorded them: each item is
         one line (or part of a long one) prefixed with its RFC 3339 timestamp. It ends when
         the container stops; ``close()`` ends it sooner. ``since`` is whole seconds, so
@@ -205,6 +248,22 @@ class DockerEngine:
 
     def start(self, container_id: str) -> None:
         self.client.api.start(container_id)
+
+    def kill(self, container_id: str) -> None:
+        """SIGKILL, no grace: a job past its timeout."""
+        try:
+            self.client.api.kill(container_id)
+        except NotFound:
+            pass
+        except APIError as e:
+            if e.status_code != 409:  # 409: it is not running any more
+                raise
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except NotFound:
+            pass
 
     def stop_and_remove(self, container_id: str, grace_seconds: int) -> None:
         """SIGTERM, SIGKILL after the grace period, then remove the container."""

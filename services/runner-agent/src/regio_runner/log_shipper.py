@@ -27,6 +27,7 @@ from regio_common.runners import ContainerState
 from regio_common.runtime_logs import PLATFORM, WEB, LogLine
 
 from .docker_engine import Container, DockerEngine
+from .output import pump, split
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +45,8 @@ class Marks:
 
 def parse(chunk: bytes, instance_id: UUID) -> list[LogLine]:
     """Docker's "<RFC 3339 time> <text>" lines, as log lines."""
-    lines = []
-    for raw in chunk.decode(errors="replace").split("\n"):
-        if not raw:
-            continue
-        stamp, _, text = raw.partition(" ")
-        try:
-            timestamp = datetime.fromisoformat(stamp)
-        except ValueError:  # not Docker's prefix; should not happen, but the text still counts
-            timestamp, text = (lines[-1].timestamp if lines else utcnow()), raw
-        lines.append(LogLine(timestamp=timestamp, service=WEB, instance=instance_id, message=text))
-    return lines
-
-
-def _pump(output, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
-    """In a thread of its own for as long as the container runs: the engine's stream to the
-    queue, then None."""
-    try:
-        for chunk in output:
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-    except Exception as e:  # closed by the follow, or the engine went away: either way it ends
-        log.debug("output stream ended: %s", e)
-    finally:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
+    return [LogLine(timestamp=timestamp, service=WEB, instance=instance_id, message=text)
+            for timestamp, text in split(chunk)]
 
 
 class LogShipper:
@@ -163,7 +140,7 @@ class LogShipper:
             return  # removed meanwhile
         queue: asyncio.Queue = asyncio.Queue()
         # Not the default executor: a follow holds its thread for as long as the container runs.
-        threading.Thread(target=_pump, args=(output, asyncio.get_running_loop(), queue), daemon=True,
+        threading.Thread(target=pump, args=(output, asyncio.get_running_loop(), queue), daemon=True,
                          name=f"logs {container.container_id[:12]}").start()
         try:
             while (chunk := await queue.get()) is not None:

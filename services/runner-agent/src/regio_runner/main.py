@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await runtime.start()
             shipper = LogShipper(engine, runtime.nc, settings.region, settings.name)
-            agent = Agent(settings, engine, runtime.js, runtime.sessions, shipper)
+            agent = Agent(settings, engine, runtime.js, runtime.sessions, shipper, runtime.outbox)
             await agent.prepare()
             app.state.runtime = runtime
             app.state.engine = engine

@@ -1,5 +1,5 @@
-"""The builder schema: one row per deployment's build, with its log and image, and the
-messaging tables."""
+"""The builder schema: one row per deployment's build, with its log and image, the
+deployments cancelled, and the messaging tables."""
 from sqlalchemy import (
                         Boolean,
                         Column,
@@ -47,6 +47,16 @@ builds = Table(
     Index("ix_builds_queued", "created_at", postgresql_where=text("state = 'queued'")),
     # AUTO looks for an image already built from the same commit.
     Index("ix_builds_reusable", "application_id", "commit", postgresql_where=text("state = 'succeeded'")),
+)
+
+# Every deployment the control panel cancelled. A cancel may arrive before the BuildRequested
+# it cancels (they travel on different streams): that request finds its deployment here.
+cancelled_deployments = Table(
+    "cancelled_deployments",
+    metadata,
+    Column("deployment_id", Uuid, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("cancelled_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 outbox, inbox = messaging_tables(metadata)

@@ -15,7 +15,8 @@ class BuildMode(StrEnum):
 
 
 TRANSITIONS: dict[BuildState, frozenset[BuildState]] = {
-    BuildState.QUEUED: frozenset({BuildState.RUNNING}),
+    # Straight to failed when its deployment is cancelled before the build starts.
+    BuildState.QUEUED: frozenset({BuildState.RUNNING, BuildState.FAILED}),
     # Back to queued only when a builder died mid-build: the build runs again from the start.
     BuildState.RUNNING: frozenset({BuildState.SUCCEEDED, BuildState.FAILED, BuildState.QUEUED}),
     BuildState.SUCCEEDED: frozenset(),

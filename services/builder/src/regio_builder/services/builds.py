@@ -88,15 +88,17 @@ async def reusable_image(session: AsyncSession, application_id: UUID, commit: st
     return earlier.image if earlier else None
 
 
-async def finish(session: AsyncSession, outbox: Outbox, build: Row, outcome: Outcome) -> None:
+async def finish(session: AsyncSession, outbox: Outbox, build: Row, outcome: Outcome,
+                 was: BuildState = BuildState.RUNNING) -> None:
+    """Ends the build, which must still be in state ``was``, and announces its outcome."""
     state = BuildState.SUCCEEDED if outcome.success else BuildState.FAILED
     finished = await repository.move(
-        session, build.id, state,
+        session, build.id, state, only_from=was,
         finished_at=utcnow(), commit=outcome.commit, image=outcome.image, image_tag=outcome.image_tag,
         exposed_port=outcome.exposed_port, reused=outcome.reused, error=outcome.error,
     )
     if finished is None:  # another builder requeued it meanwhile; that run will announce the result
-        log.warning("build %s was no longer running; its result is dropped", build.id)
+        log.warning("build %s was no longer %s; its result is dropped", build.id, was)
         return
     await outbox.add(session, BuildFinished(
         deployment_id=build.deployment_id, build_id=build.id, success=outcome.success,

@@ -1,5 +1,6 @@
 """The controller schema: runners, releases, workloads (what each environment serves),
-instances (placements), rollouts, and the environments retired for good."""
+instances (placements), rollouts, jobs (their release commands), the environments retired
+for good and the deployments cancelled."""
 from datetime import datetime
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -124,6 +126,9 @@ class Rollout(Base):
     instances: Mapped[int] = mapped_column(Integer)
     hosts: Mapped[list] = mapped_column(JSONB, default=list)
     sanity_timeout_seconds: Mapped[float] = mapped_column(Float)
+    # The application's release commands when it was deployed, [{"label", "command"}] in order.
+    release_commands: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
+    release_command_timeout_seconds: Mapped[float] = mapped_column(Float, default=600.0, server_default="600")
     state: Mapped[str] = mapped_column(String(16))
     step: Mapped[str | None] = mapped_column(String(32))  # the step last announced
     # Set when finalizing moved the routes: what to move them back to if the rollout fails.
@@ -137,6 +142,33 @@ class Rollout(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class Job(Base):
+    """One release command of a rollout, run as a one-off job on a runner. Written before the
+    job reaches the runner's desired state, so a restarted controller waits for the job it
+    started, and never runs a command that finished a second time."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "position"),
+        Index(None, "runner", "state"),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    deployment_id: Mapped[UUID]
+    environment_id: Mapped[UUID] = mapped_column(index=True)
+    release_id: Mapped[UUID] = mapped_column(ForeignKey("releases.id"))
+    position: Mapped[int] = mapped_column(Integer)  # among the rollout's release commands
+    label: Mapped[str] = mapped_column(String(255))
+    command: Mapped[str] = mapped_column(Text)
+    runner: Mapped[str] = mapped_column(ForeignKey("runners.name"))
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, besides its exit code
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class RetiredEnvironment(Base):
     """An environment the control panel deleted. Kept after everything else of it is gone, so
     a command that was sent before the deletion but arrives after it is refused."""
@@ -145,6 +177,17 @@ class RetiredEnvironment(Base):
 
     environment_id: Mapped[UUID] = mapped_column(primary_key=True)
     retired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CancelledDeployment(Base):
+    """A deployment the control panel cancelled. The cancel is an event and the rollout a command,
+    so the cancel may arrive first: the RolloutRequested arriving after it is refused."""
+
+    __tablename__ = "cancelled_deployments"
+
+    deployment_id: Mapped[UUID] = mapped_column(primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    cancelled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 outbox, inbox = messaging_tables(metadata)

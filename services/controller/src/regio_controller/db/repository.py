@@ -15,11 +15,21 @@ from ..domain.states import (
     ACTIVE_STATES,
     UNFINISHED_ROLLOUT_STATES,
     InstanceState,
+    JobState,
     RolloutState,
     RunnerState,
     sources_of,
 )
-from .models import Instance, Release, RetiredEnvironment, Rollout, Runner, Workload
+from .models import (
+    CancelledDeployment,
+    Instance,
+    Job,
+    Release,
+    RetiredEnvironment,
+    Rollout,
+    Runner,
+    Workload,
+)
 
 # --- runners -------------------------------------------------------------------------
 
@@ -73,7 +83,8 @@ async def lock_ready_runners(session: AsyncSession, heard_since: datetime) -> li
 
 
 async def memory_in_use(session: AsyncSession, environment_id: UUID) -> dict[str, tuple[int, int]]:
-    """Per runner: memory held by active instances, and how many of them belong to ``environment_id``."""
+    """Per runner: memory held by active instances and running jobs, and how many of those
+    instances belong to ``environment_id``."""
     rows = await session.execute(
         select(
             Instance.runner,
@@ -84,7 +95,18 @@ async def memory_in_use(session: AsyncSession, environment_id: UUID) -> dict[str
         .where(Instance.state.in_(ACTIVE_STATES))
         .group_by(Instance.runner)
     )
-    return {runner: (int(used), int(mine)) for runner, used, mine in rows}
+    usage = {runner: (int(used), int(mine)) for runner, used, mine in rows}
+    jobs = await session.execute(
+        select(Job.runner, func.sum(Release.memory_mb))
+        .join(Release, Release.id == Job.release_id)
+        .join(Rollout, Rollout.deployment_id == Job.deployment_id)
+        .where(Job.state == JobState.RUNNING, Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
+        .group_by(Job.runner)
+    )
+    for runner, used in jobs:
+        held, mine = usage.get(runner, (0, 0))
+        usage[runner] = (held + int(used), mine)
+    return usage
 
 
 async def runners_with_usage(session: AsyncSession) -> list[tuple[Runner, int, int]]:
@@ -119,6 +141,20 @@ async def desired_instances(session: AsyncSession, runner: str) -> Sequence[tupl
     return rows.all()
 
 
+async def desired_jobs(session: AsyncSession, runner: str) -> Sequence[tuple[Job, Release]]:
+    """The runner's jobs still waited for: running, of a rollout that still runs. A rollout
+    ended any other way (failed, cancelled) takes its jobs off the runner with it."""
+    rows = await session.execute(
+        select(Job, Release)
+        .join(Release, Release.id == Job.release_id)
+        .join(Rollout, Rollout.deployment_id == Job.deployment_id)
+        .where(Job.runner == runner, Job.state == JobState.RUNNING,
+               Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
+        .order_by(Job.created_at, Job.id)
+    )
+    return rows.all()
+
+
 # --- releases, workloads, rollouts ---------------------------------------------------
 
 
@@ -141,7 +177,10 @@ async def record_rollout(session: AsyncSession, request: RolloutRequested, sanit
         .values(deployment_id=request.deployment_id, environment_id=request.environment_id,
                 application_id=request.application_id, release_id=request.release_id,
                 instances=request.instances, hosts=list(request.hosts),
-                sanity_timeout_seconds=sanity_timeout_seconds, state=RolloutState.PENDING)
+                sanity_timeout_seconds=sanity_timeout_seconds,
+                release_commands=[c.model_dump() for c in request.release_commands],
+                release_command_timeout_seconds=request.release_command_timeout_seconds,
+                state=RolloutState.PENDING)
         .on_conflict_do_nothing()
         .returning(Rollout.deployment_id)
     )
@@ -152,7 +191,17 @@ async def lock_environment(session: AsyncSession, environment_id: UUID) -> None:
     """Serialises the commands of one environment until the transaction ends. An advisory
     lock, because a row lock cannot cover a workload that is not inserted yet; two
     environments sharing a key only wait for each other."""
-    key = int.from_bytes(environment_id.bytes[:8], "big", signed=True)
+    await _advisory_lock(session, environment_id)
+
+
+async def lock_deployment(session: AsyncSession, deployment_id: UUID) -> None:
+    """Serialises a deployment's rollout request and its cancel until the transaction ends
+    (advisory, as lock_environment: the rollout may not be inserted yet)."""
+    await _advisory_lock(session, deployment_id)
+
+
+async def _advisory_lock(session: AsyncSession, id_: UUID) -> None:
+    key = int.from_bytes(id_.bytes[:8], "big", signed=True)
     await session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
@@ -171,9 +220,26 @@ async def record_retirement(session: AsyncSession, environment_id: UUID) -> bool
     return inserted.first() is not None
 
 
+async def record_cancellation(session: AsyncSession, deployment_id: UUID, reason: str) -> bool:
+    """Remembers the cancelled deployment; False if it was cancelled before."""
+    inserted = await session.execute(
+        pg_insert(CancelledDeployment)
+        .values(deployment_id=deployment_id, reason=reason)
+        .on_conflict_do_nothing()
+        .returning(CancelledDeployment.deployment_id)
+    )
+    return inserted.first() is not None
+
+
+async def cancellation_reason(session: AsyncSession, deployment_id: UUID) -> str | None:
+    """Why the deployment was cancelled; None if it was not."""
+    return await session.scalar(select(CancelledDeployment.reason)
+                                .where(CancelledDeployment.deployment_id == deployment_id))
+
+
 async def forget_environment(session: AsyncSession, environment_id: UUID) -> None:
     """Deletes everything the controller holds of the environment but its tombstone."""
-    for model in (Workload, Instance, Rollout, Release):  # the ones referring to releases first
+    for model in (Workload, Instance, Job, Rollout, Release):  # the ones referring to releases first
         await session.execute(delete(model).where(model.environment_id == environment_id))
 
 
@@ -313,3 +379,29 @@ def instance_row(*, instance_id: UUID, environment_id: UUID, release_id: UUID, d
     return Instance(id=instance_id, environment_id=environment_id, release_id=release_id,
                     deployment_id=deployment_id, runner=runner, state=InstanceState.PENDING)
 
+
+# --- jobs ----------------------------------------------------------------------------
+
+
+async def deployment_jobs(session: AsyncSession, deployment_id: UUID) -> dict[int, Job]:
+    """The jobs of a rollout's release commands started so far, by the command's position."""
+    jobs = await session.scalars(select(Job).where(Job.deployment_id == deployment_id))
+    return {job.position: job for job in jobs}
+
+
+def job_row(*, job_id: UUID, deployment_id: UUID, environment_id: UUID, release_id: UUID, position: int,
+            label: str, command: str, runner: str, timeout_seconds: float) -> Job:
+    return Job(id=job_id, deployment_id=deployment_id, environment_id=environment_id, release_id=release_id,
+               position=position, label=label, command=command, runner=runner, timeout_seconds=timeout_seconds,
+               state=JobState.RUNNING)
+
+
+async def finish_job(session: AsyncSession, job_id: UUID, state: JobState, exit_code: int | None,
+                     error: str | None) -> Job | None:
+    """Records how a running job ended; None if its end was recorded before."""
+    return await session.scalar(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.RUNNING)
+        .values(state=state, exit_code=exit_code, error=error, finished_at=func.now())
+        .returning(Job)
+    )

@@ -7,4 +7,5 @@ class RolloutFailed(Exception):
 
 
 class RolloutEnded(Exception):
-    """The rollout was ended from outside while it ran (its environment was retired): stop, change nothing."""
+    """The rollout was ended from outside while it ran (its environment was retired, or it was
+    cancelled): stop, change nothing."""

@@ -1,4 +1,4 @@
-"""Lifecycles of instances and rollouts, and the one table of allowed instance moves."""
+"""Lifecycles of instances, rollouts and jobs, and the one table of allowed instance moves."""
 from enum import StrEnum
 
 
@@ -55,6 +55,15 @@ class RolloutState(StrEnum):
 
 
 UNFINISHED_ROLLOUT_STATES = (RolloutState.PENDING, RolloutState.RUNNING)
+
+
+class JobState(StrEnum):
+    """A release command's job; only a running one is in its runner's desired state."""
+
+    RUNNING = "running"  # in its runner's desired state, its outcome not yet recorded
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # a non-zero exit, or it could not run, or its runner was lost
+    TIMED_OUT = "timed out"  # killed by its runner for running past its timeout
 
 
 class RunnerState(StrEnum):

@@ -35,8 +35,9 @@ async def retire(session: AsyncSession, outbox: Outbox, environment_id: UUID) ->
     return True
 
 
-async def refuse_rollout(session: AsyncSession, outbox: Outbox, deployment_id: UUID, environment_id: UUID) -> None:
-    """Ends the deployment failed because its environment is gone."""
-    await outbox.add(session, DeploymentLogAppended(deployment_id=deployment_id, lines=[f"Deployment failed: {RETIRED}"]))
+async def refuse_rollout(session: AsyncSession, outbox: Outbox, deployment_id: UUID, environment_id: UUID,
+                         reason: str = RETIRED) -> None:
+    """Ends the deployment failed without rolling it out: by default because its environment is gone."""
+    await outbox.add(session, DeploymentLogAppended(deployment_id=deployment_id, lines=[f"Deployment failed: {reason}"]))
     await outbox.add(session, RolloutFinished(deployment_id=deployment_id, environment_id=environment_id,
-                                              success=False, error=RETIRED))
+                                              success=False, error=reason))

@@ -12,3 +12,7 @@ def routes_applied_consumer(region: str) -> str:
 
 def environments_consumer(region: str) -> str:
     return durable_name("controller-environments", region)
+
+
+def cancellations_consumer(region: str) -> str:
+    return durable_name("controller-cancellations", region)

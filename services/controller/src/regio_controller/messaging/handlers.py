@@ -9,6 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import (
+    DeploymentCancelled,
     DeploymentLogAppended,
     EnvironmentHostsChanged,
     EnvironmentRetired,
@@ -22,6 +23,8 @@ from regio_common.subscriber import Handler
 from ..db import repository
 from ..environments.hosts import change_hosts
 from ..environments.retirement import refuse_rollout, retire
+from ..rollout import cancellation
+from ..rollout.context import RolloutContext
 from ..routes.applied import AppliedRoutes
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ def on_rollout_requested(outbox: Outbox, default_sanity_timeout: float, wake_wor
         if await repository.is_retired(session, message.environment_id):
             # Requested before the environment was deleted, handled after: it must not bring it back.
             await refuse_rollout(session, outbox, message.deployment_id, message.environment_id)
+            return
+        if await cancellation.refuse_if_cancelled(session, outbox, message):
             return
         timeout = message.sanity_timeout_seconds if message.sanity_timeout_seconds > 0 else default_sanity_timeout
         if await repository.record_rollout(session, message, timeout):
@@ -66,6 +71,21 @@ def on_environment_command(outbox: Outbox, stop_rollout: Callable[[UUID], None],
             await change_hosts(session, outbox, message.environment_id, message.hosts)
         else:
             log.warning("ignoring %s on the environments subject", message.kind)
+
+    return handle
+
+
+def on_deployment_cancelled(ctx: RolloutContext, stop_rollout: Callable[[UUID, UUID], None],
+                            reconcile_runners: Callable[[], None]) -> Handler:
+    async def handle(session: AsyncSession, message: Message) -> None:
+        if not isinstance(message, DeploymentCancelled):
+            log.warning("ignoring %s on the deployment cancellations subject", message.kind)
+            return
+        environment_id = await cancellation.cancel(session, ctx, message.deployment_id, message.reason)
+        if environment_id is not None:
+            # Once committed: the rollout's task stops now rather than at its next step, and the
+            # runners' desired state is rewritten without its instances.
+            after_commit(session, lambda: (stop_rollout(environment_id, message.deployment_id), reconcile_runners()))
 
     return handle
 

@@ -1,2 +1,2 @@
-"""Rolling a release out: the steps (scaling, sanity tests, finalizing), the run that
-drives them for one deployment, and the worker that resumes runs from the database."""
+"""Rolling a release out: the steps (release commands, scaling, sanity tests, finalizing),
+the run that drives them for one deployment, and the worker that resumes runs from the database."""

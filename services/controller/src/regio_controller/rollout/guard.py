@@ -1,6 +1,7 @@
 """Every transaction that moves a rollout on starts by locking its row and checking that it
-still runs: retiring the environment ends its rollouts from outside, possibly from
-another controller process, and a step must not go on placing or routing after that."""
+still runs: retiring the environment or cancelling the deployment ends a rollout from
+outside, possibly from another controller process, and a step must not go on placing,
+routing or draining after that."""
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -2,10 +2,12 @@
 import logging
 from uuid import UUID
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from regio_common.messages import RolloutFinished, RolloutProgressed, utcnow
 
 from ..db import repository
-from ..db.models import Release, Rollout
+from ..db.models import Instance, Release, Rollout
 from ..domain.errors import RolloutEnded, RolloutFailed
 from ..domain.states import (
     ACTIVE_STATES,
@@ -40,7 +42,8 @@ async def run_rollout(ctx: RolloutContext, deployment_id: UUID) -> None:
         log.info("rollout %s failed: %s", deployment_id, e.reason)
         await fail_rollout(ctx, deployment_id, e.reason)
     except RolloutEnded:
-        log.info("rollout %s was ended while it ran (its environment was retired)", deployment_id)
+        log.info("rollout %s was ended while it ran (its environment was retired or it was cancelled)",
+                 deployment_id)
 
 
 async def _announce(ctx: RolloutContext, rollout: Rollout, step: Step) -> None:
@@ -69,28 +72,35 @@ async def fail_rollout(ctx: RolloutContext, deployment_id: UUID, reason: str) ->
     """Ends a rollout failed: its new instances are removed, and whatever served before
     keeps serving. If the routes had already moved to the new instances, they move back."""
     async with ctx.sessions() as session, session.begin():
-        rollout = await repository.get_rollout(session, deployment_id, lock=True)
-        if rollout is None or rollout.state not in UNFINISHED_ROLLOUT_STATES:
-            return
-        new = await repository.deployment_instances(session, deployment_id, ACTIVE_STATES)
-        await repository.move_instances(session, [i.id for i in new], InstanceState.FAILED)
-        if rollout.route_revision is not None:
-            workload = await repository.lock_workload(session, rollout.environment_id)
-            if workload.current_deployment_id == deployment_id:
-                workload.current_release_id = rollout.previous_release_id
-                workload.current_deployment_id = rollout.previous_deployment_id
-                workload.route_revision += 1
-                previous = await repository.healthy_instances(session, rollout.previous_deployment_id)
-                await ctx.outbox.add(session, routes_changed(rollout.environment_id, workload.hosts, previous,
-                                                             workload.route_revision))
-                await ctx.log(session, deployment_id,
-                              f"Routes moved back to the {len(previous)} previous instance(s) "
-                              f"(route revision {workload.route_revision})")
-        rollout.state = RolloutState.FAILED
-        rollout.error = reason
-        rollout.finished_at = utcnow()
-        await ctx.log(session, deployment_id, f"Deployment failed: {reason}")
-        await ctx.outbox.add(session, RolloutFinished(deployment_id=deployment_id,
-                                                      environment_id=rollout.environment_id, success=False,
-                                                      error=reason))
+        new = await end_failed(session, ctx, deployment_id, reason)
     await ctx.desired.publish_many(i.runner for i in new)
+
+
+async def end_failed(session: AsyncSession, ctx: RolloutContext, deployment_id: UUID, reason: str) -> list[Instance]:
+    """fail_rollout in the caller's transaction. Returns the instances it removed: their runners'
+    desired state is to be written once the transaction is committed."""
+    rollout = await repository.get_rollout(session, deployment_id, lock=True)
+    if rollout is None or rollout.state not in UNFINISHED_ROLLOUT_STATES:
+        return []
+    new = await repository.deployment_instances(session, deployment_id, ACTIVE_STATES)
+    await repository.move_instances(session, [i.id for i in new], InstanceState.FAILED)
+    if rollout.route_revision is not None:
+        workload = await repository.lock_workload(session, rollout.environment_id)
+        if workload.current_deployment_id == deployment_id:
+            workload.current_release_id = rollout.previous_release_id
+            workload.current_deployment_id = rollout.previous_deployment_id
+            workload.route_revision += 1
+            previous = await repository.healthy_instances(session, rollout.previous_deployment_id)
+            await ctx.outbox.add(session, routes_changed(rollout.environment_id, workload.hosts, previous,
+                                                         workload.route_revision))
+            await ctx.log(session, deployment_id,
+                          f"Routes moved back to the {len(previous)} previous instance(s) "
+                          f"(route revision {workload.route_revision})")
+    rollout.state = RolloutState.FAILED
+    rollout.error = reason
+    rollout.finished_at = utcnow()
+    await ctx.log(session, deployment_id, f"Deployment failed: {reason}")
+    await ctx.outbox.add(session, RolloutFinished(deployment_id=deployment_id,
+                                                  environment_id=rollout.environment_id, success=False,
+                                                  error=reason))
+    return new

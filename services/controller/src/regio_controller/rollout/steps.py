@@ -15,6 +15,7 @@ from ..routes.table import routes_changed
 from ..scheduler.placement import NoCapacity, RunnerCapacity, place
 from .context import RolloutContext
 from .guard import lock_unfinished
+from .release_commands import ReleaseCommands
 from .sanity import sanity_test
 
 
@@ -103,7 +104,7 @@ class Finalizing:
         if not await ctx.applied.wait(rollout.environment_id, revision, timeout):
             raise RolloutFailed(f"the ingress did not apply route revision {revision} within {timeout:g}s")
         # From here the new instances carry the traffic: what is left only retires the old ones.
-        await self._retire_old(ctx, rollout)
+        await self._retire_old(ctx, rollout, revision)
 
     async def _route_to_new(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> int:
         async with ctx.sessions() as session, session.begin():
@@ -131,8 +132,12 @@ class Finalizing:
                           f"(route revision {workload.route_revision})")
             return workload.route_revision
 
-    async def _retire_old(self, ctx: RolloutContext, rollout: Rollout) -> None:
+    async def _retire_old(self, ctx: RolloutContext, rollout: Rollout, revision: int) -> None:
         async with ctx.sessions() as session, session.begin():
+            # Draining is where a cancel comes too late (rollout/cancellation.py): it must either
+            # end the rollout before this, or find the routes applied, not both.
+            await lock_unfinished(session, rollout.deployment_id)
+            await repository.record_applied_revision(session, rollout.environment_id, revision)
             old = await repository.other_instances(session, rollout.environment_id, rollout.deployment_id,
                                                    (InstanceState.RUNNING, InstanceState.HEALTHY))
             draining = await repository.move_instances(session, [i.id for i in old], InstanceState.DRAINING)
@@ -152,7 +157,7 @@ class Finalizing:
 
 
 # The pipeline, in order: a rollout runs these and nothing else.
-STEPS: tuple[Step, ...] = (Scaling(), SanityTests(), Finalizing())
+STEPS: tuple[Step, ...] = (ReleaseCommands(), Scaling(), SanityTests(), Finalizing())
 
 
 def steps_from(announced: str | None) -> tuple[Step, ...]:

@@ -30,6 +30,7 @@ class RolloutWorker:
         self.poll_seconds = poll_seconds
         self.max_attempts = max_attempts
         self._running: dict[UUID, asyncio.Task] = {}  # by environment
+        self._running_deployment: dict[UUID, UUID] = {}  # environment → the deployment its task rolls out
         self._attempts: dict[UUID, int] = {}  # by deployment: runs that crashed
         self._wake = asyncio.Event()
 
@@ -37,11 +38,12 @@ class RolloutWorker:
         """Look for due rollouts now rather than at the next poll."""
         self._wake.set()
 
-    def stop(self, environment_id: UUID) -> None:
-        """Stops the environment's running rollout now: it was ended from outside (the environment
-        was retired). A cancellation lost in a race is caught by the rollout's next step."""
+    def stop(self, environment_id: UUID, deployment_id: UUID | None = None) -> None:
+        """Stops the environment's running rollout now (only if it is ``deployment_id``'s, when
+        given): it was ended from outside (the environment was retired, or the deployment
+        cancelled). A cancellation lost in a race is caught by the rollout's next step."""
         task = self._running.get(environment_id)
-        if task is not None:
+        if task is not None and deployment_id in (None, self._running_deployment.get(environment_id)):
             task.cancel()
 
     async def run(self) -> None:
@@ -72,6 +74,7 @@ class RolloutWorker:
                 self._running[rollout.environment_id] = asyncio.create_task(
                     self._drive(rollout.environment_id, rollout.deployment_id),
                     name=f"rollout {rollout.deployment_id}")
+                self._running_deployment[rollout.environment_id] = rollout.deployment_id
 
     async def _drive(self, environment_id: UUID, deployment_id: UUID) -> None:
         try:
@@ -93,4 +96,5 @@ class RolloutWorker:
                 await asyncio.sleep(RETRY_SECONDS[min(attempt - 1, len(RETRY_SECONDS) - 1)])
         finally:
             self._running.pop(environment_id, None)
+            self._running_deployment.pop(environment_id, None)
             self.wake()  # the environment's next rollout may start

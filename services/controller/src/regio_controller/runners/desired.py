@@ -1,4 +1,4 @@
-"""Each runner's desired state: the full list of instances it should run, written to
+"""Each runner's desired state: the full lists of instances and jobs it should run, written to
 its key in the region's runner-desired bucket. Built from the database every time,
 never patched, so any write heals every earlier missed one."""
 import asyncio
@@ -11,7 +11,7 @@ from nats.js.kv import KeyValue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from regio_common.bus import runner_desired_bucket
-from regio_common.runners import DesiredInstance, RunnerDesired
+from regio_common.runners import DesiredInstance, DesiredJob, RunnerDesired
 
 from ..db import repository
 
@@ -35,6 +35,7 @@ class DesiredState:
                 if revision is None:
                     return None
                 rows = await repository.desired_instances(session, runner)
+                jobs = await repository.desired_jobs(session, runner)
             desired = RunnerDesired(
                 runner=runner,
                 revision=revision,
@@ -43,6 +44,13 @@ class DesiredState:
                                     release_id=release.id, image=release.image, port=release.port,
                                     sealed_env=release.sealed_env, memory_mb=release.memory_mb, cpus=release.cpus)
                     for instance, release in rows
+                ],
+                jobs=[
+                    DesiredJob(job_id=job.id, deployment_id=job.deployment_id, environment_id=job.environment_id,
+                               release_id=release.id, label=job.label, image=release.image, command=job.command,
+                               sealed_env=release.sealed_env, memory_mb=release.memory_mb, cpus=release.cpus,
+                               timeout_seconds=job.timeout_seconds)
+                    for job, release in jobs
                 ],
             )
             bucket = await self._desired_bucket()

@@ -1,4 +1,4 @@
-"""In-memory table of the last heartbeat of every runner and the instances it reports.
+"""In-memory table of the last heartbeat of every runner and the instances and jobs it reports.
 
 Rebuilt from the state bucket within one heartbeat interval after a restart (the
 bucket keeps each runner's last heartbeat), so it needs no persistence of its own."""
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from regio_common.messages import utcnow
-from regio_common.runners import ObservedInstance, RunnerHeartbeat
+from regio_common.runners import ObservedInstance, ObservedJob, RunnerHeartbeat
 
 
 class RunnerRegistry:
@@ -15,6 +15,7 @@ class RunnerRegistry:
         self.lost_after = lost_after
         self._heartbeats: dict[str, tuple[RunnerHeartbeat, datetime]] = {}
         self._instances: dict[UUID, tuple[str, ObservedInstance]] = {}
+        self._jobs: dict[UUID, tuple[str, ObservedJob]] = {}
         self._changed = asyncio.Event()
 
     def record(self, heartbeat: RunnerHeartbeat, seen_at: datetime) -> list[ObservedInstance]:
@@ -28,6 +29,10 @@ class RunnerRegistry:
                 del self._instances[instance_id]
         for instance in heartbeat.instances:
             self._instances[instance.instance_id] = (heartbeat.runner, instance)
+        if previous is not None:
+            self._forget_jobs(heartbeat.runner, previous[0])
+        for job in heartbeat.jobs:
+            self._jobs[job.job_id] = (heartbeat.runner, job)
         self._heartbeats[heartbeat.runner] = (heartbeat, seen_at)
         self._notify()
         return [
@@ -41,13 +46,23 @@ class RunnerRegistry:
             for instance in previous[0].instances:
                 if self._instances.get(instance.instance_id, ("",))[0] == runner:
                     del self._instances[instance.instance_id]
+            self._forget_jobs(runner, previous[0])
         self._notify()
+
+    def _forget_jobs(self, runner: str, heartbeat: RunnerHeartbeat) -> None:
+        for job in heartbeat.jobs:
+            if self._jobs.get(job.job_id, ("",))[0] == runner:
+                del self._jobs[job.job_id]
 
     def known(self) -> bool:
         return bool(self._heartbeats)
 
     def observed(self, instance_id: UUID) -> ObservedInstance | None:
         found = self._instances.get(instance_id)
+        return found[1] if found else None
+
+    def observed_job(self, job_id: UUID) -> ObservedJob | None:
+        found = self._jobs.get(job_id)
         return found[1] if found else None
 
     def is_lost(self, runner: str, now: datetime | None = None) -> bool:

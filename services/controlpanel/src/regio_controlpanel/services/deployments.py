@@ -206,6 +206,14 @@ class Deployments:
 
     async def on_rollout_finished(self, session: AsyncSession, message: RolloutFinished) -> None:
         deployment = await self._locked(session, message.deployment_id)
+        if deployment is not None and deployment.status == Status.CANCELLED and message.success:
+            # The cancel reached the controller after the routes had moved to the new release:
+            # it serves, so the deployment says so rather than claim it was cancelled.
+            deployment.status, deployment.percent, deployment.success, deployment.error = Status.SUCCESS, 100, True, None
+            deployment.ended_at = message.occurred_at
+            await self._log(session, deployment.id, "The cancel came too late: the new release already served, "
+                                                    "and it keeps serving.")
+            return
         if deployment is None or deployment.status in lifecycle.FINAL:
             return
         if message.success:

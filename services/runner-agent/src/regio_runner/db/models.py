@@ -1,8 +1,9 @@
-"""The runner schema: the containers this agent manages on its host, and its outbox and inbox."""
+"""The runner schema: the containers this agent manages on its host, the jobs it ran, and
+its outbox and inbox."""
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import DateTime, Integer, MetaData, String, func
+from sqlalchemy import Boolean, DateTime, Float, Integer, MetaData, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from regio_common.runtime import messaging_tables
@@ -29,6 +30,28 @@ class ManagedContainer(Base):
     state: Mapped[str] = mapped_column(String(16))
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Job(Base):
+    """A one-off job this agent started, written before its container is created: a job with a
+    row is never started again, whatever happens to its container or to the agent. It also
+    holds how far the job's output reached the deployment log, and how the job ended."""
+
+    __tablename__ = "jobs"
+
+    job_id: Mapped[UUID] = mapped_column(primary_key=True)
+    deployment_id: Mapped[UUID]
+    label: Mapped[str] = mapped_column(String(255))
+    container_id: Mapped[str | None] = mapped_column(String(64))
+    # The timestamp Docker gave the last line of output that is in the outbox.
+    shipped_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    # Set once it exited and all its output is in the outbox: then it is reported exited.
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 outbox, inbox = messaging_tables(metadata)

@@ -1,13 +1,14 @@
-"""Every query on the containers table."""
+"""Every query on the containers and jobs tables."""
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import ManagedContainer
+from .models import Job, ManagedContainer
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,45 @@ async def forget(session: AsyncSession, instance_ids: Iterable[UUID]) -> None:
     ids = list(instance_ids)
     if ids:
         await session.execute(delete(ManagedContainer).where(ManagedContainer.instance_id.in_(ids)))
+
+
+# --- jobs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: UUID
+    deployment_id: UUID
+    label: str
+    timeout_seconds: float
+    container_id: str | None = None
+    shipped_until: datetime | None = None
+    timed_out: bool = False
+    exit_code: int | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
+
+
+async def get_job(session: AsyncSession, job_id: UUID) -> JobRecord | None:
+    row = await session.get(Job, job_id)
+    if row is None:
+        return None
+    return JobRecord(row.job_id, row.deployment_id, row.label, row.timeout_seconds, row.container_id,
+                     row.shipped_until, row.timed_out, row.exit_code, row.error, row.finished_at)
+
+
+async def insert_job(session: AsyncSession, record: JobRecord) -> bool:
+    """False if the job has a row already (another pass, or another agent of this runner, took it)."""
+    inserted = await session.execute(
+        insert(Job).values(**asdict(record)).on_conflict_do_nothing().returning(Job.job_id))
+    return inserted.first() is not None
+
+
+async def update_job(session: AsyncSession, job_id: UUID, **values) -> None:
+    """Sets only the columns given, so two tasks of one job (its output, its timeout) never undo each other."""
+    await session.execute(update(Job).where(Job.job_id == job_id).values(**values))
+
+
+async def prune_jobs(session: AsyncSession, created_before: datetime) -> None:
+    """Forgets old jobs: by then no controller asks for them any more."""
+    await session.execute(delete(Job).where(Job.created_at < created_before))
