@@ -1,9 +1,13 @@
 """Deployments that never take a live site down: under continuous requests, redeploys
-switch from one release to the next without a failed request, and failed deployments
-(a broken release command, an app that never listens, an app that answers 503) leave
-the previous release answering throughout."""
+switch from one release to the next without a failed request, a slow request the old
+release took is answered before it stops, and failed deployments (a broken release
+command, an app that never listens, an app that answers 503) leave the previous release
+answering throughout."""
 import itertools
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from tests.e2e.load import Load
@@ -47,6 +51,38 @@ def test_ten_redeploys_under_load_fail_no_request(region, probe):
     # Each answer came from the release serving at that moment: never back to an older one.
     assert never_went_back(versions), versions
     assert set(versions) <= {str(v) for v in range(1, 12)}
+
+
+def test_a_slow_request_to_the_old_release_is_answered_before_the_old_release_stops(region, probe):
+    app, repo, host = probe
+    env_id = app["test_status"]["uuid"]
+    with region.client() as client, ThreadPoolExecutor(1) as pool:
+        new_version(repo, 2)
+        response = client.post("/apps/v3/deployments/", json={"environment": env_id})
+        assert response.status_code == 201, response.text
+        deployment_id = response.json()["uuid"]
+        # While the new release is tested the routes still lead to the old one: the slow
+        # request starts there and is still running when they move.
+        deadline = time.monotonic() + 300
+        while client.get(f"/apps/v3/deployments/{deployment_id}/").json()["status"] != "sanity tests":
+            assert time.monotonic() < deadline, "the deployment never reached its sanity tests"
+            time.sleep(0.02)
+        slow = pool.submit(httpx.get, f"{region.ingress_url}/?sleep=4", headers={"Host": host}, timeout=30)
+        deployment = wait_for_deployment(client, deployment_id)
+        answer = slow.result()
+        log = log_of(client, deployment)
+    assert deployment["success"], log
+    assert answer.status_code == 200 and answer.text.startswith("version=1 "), answer.text
+    assert "Finalizing: waiting for 1 request(s) in flight to the old instance(s), at most 30s" in log
+    [drained] = [line for line in log.splitlines() if line.startswith("Finalizing: old instance(s) drained in")]
+    assert drained.endswith("no request left in flight")
+    assert get_version(region, host) == "2"
+
+
+def get_version(region, host: str) -> str:
+    page = httpx.get(f"{region.ingress_url}/", headers={"Host": host}, timeout=10)
+    assert page.status_code == 200, page.text
+    return page.text.split()[0].removeprefix("version=")
 
 
 @pytest.mark.parametrize("breakage, reason", [

@@ -1,11 +1,13 @@
 """Fixtures for the controller against real servers: Postgres migrated with alembic and
 NATS with the platform's streams and buckets, one fresh region per test.
 
-The controller talks to runner agents and the ingress only through NATS, so the tests
-play those two services with small stand-ins defined here: RunnerAgentDouble and
-IngressDouble are test doubles of services/runner-agent and services/ingress, not
-their code. Application containers are played by tiny local HTTP servers (AppServer)."""
+The controller talks to runner agents and the ingress through NATS, and asks the ingress
+over HTTP what is in flight while it drains, so the tests play those two services with
+small stand-ins defined here: RunnerAgentDouble, IngressDouble and IngressApiDouble are
+test doubles of services/runner-agent and services/ingress, not their code. Application
+containers are played by tiny local HTTP servers (AppServer)."""
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -238,6 +240,49 @@ class IngressDouble:
                               headers=applied.headers())
 
 
+class IngressApiDouble:
+    """Test double of the ingress's internal GET /internal/v1/upstreams: reports what
+    ``in_flight`` holds (address → requests), to callers presenting the service token;
+    answers 503, as an ingress whose Caddy is down does, while ``answering`` is False."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.in_flight: dict[str, int] = {}
+        self.answering = True
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> "IngressApiDouble":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def stop(self) -> None:
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+            if head[0].split()[1] != "/internal/v1/upstreams" or headers.get("x-regio-service-token") != self.token:
+                status, body = 401, b"[]"
+            elif not self.answering:
+                status, body = 503, b'{"detail": "caddy admin unreachable"}'
+            else:
+                status, body = 200, json.dumps([{"address": a, "in_flight": n}
+                                                for a, n in self.in_flight.items()]).encode()
+            writer.write(f"HTTP/1.1 {status} Status\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
 # --- a region for one test -----------------------------------------------------------
 
 
@@ -270,15 +315,21 @@ class Region:
         self.nats_url = nats_url
         self.nc = nc
         self.js = js
+        self.ingress_api: IngressApiDouble | None = None  # the one the controller asks, unless told others
         self.events = EventLog()
         self.application_id = uuid4()
         self._stoppers: list[Callable] = []
+
+    async def start(self) -> "Region":
+        self.ingress_api = await self.ingress_api_double()
+        return self
 
     def settings(self, **overrides) -> Settings:
         values = dict(region=self.name, database_url=self.database_url, nats_url=self.nats_url,
                       service_token=SERVICE_TOKEN, runner_lost_seconds=5, drain_seconds=0.2, reconcile_seconds=0.5,
                       rollout_poll_seconds=0.5, routes_applied_timeout_seconds=5,
-                      instance_start_timeout_seconds=15)
+                      instance_start_timeout_seconds=15, ingress_urls=[self.ingress_api.url],
+                      drain_grace_seconds=10)
         return Settings(**{**values, **overrides})
 
     @asynccontextmanager
@@ -300,6 +351,11 @@ class Region:
         ingress = await IngressDouble(self.nc, self.js, self.name).start()
         self._stoppers.append(ingress.stop)
         return ingress
+
+    async def ingress_api_double(self) -> IngressApiDouble:
+        api = await IngressApiDouble(SERVICE_TOKEN).start()
+        self._stoppers.append(api.stop)
+        return api
 
     async def app_server(self, status: int | None) -> AppServer:
         server = await AppServer(status).start()
@@ -347,7 +403,7 @@ async def region(nats_url, migrated_database) -> AsyncIterator[Region]:
     js = nc.jetstream()
     await bus.ensure_streams(js)
     await bus.ensure_buckets(js, name)
-    region = Region(name, database_url, nats_url, nc, js)
+    region = await Region(name, database_url, nats_url, nc, js).start()
     events = await nc.subscribe(f"region.{name}.events.>", cb=region.events.on_message)
     try:
         yield region

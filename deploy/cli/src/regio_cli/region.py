@@ -76,7 +76,10 @@ class Region:
                 "INGRESS_PORT": str(p.ingress_http),
             }),
             Service("builder", "regio_builder", "builder", p.builder, {}),
-            Service("controller", "regio_controller", "controller", p.controller, {}),
+            Service("controller", "regio_controller", "controller", p.controller, {
+                # Every ingress of the region: a drain asks each what is in flight to old instances.
+                "INGRESS_URLS": json.dumps([self.url_of("ingress")]),
+            }),
             Service("ingress", "regio_ingress", "ingress", p.ingress, {
                 "CADDY_ADMIN_URL": f"http://127.0.0.1:{p.caddy_admin}",
                 "HTTP_LISTEN": f"127.0.0.1:{p.ingress_http}",

@@ -15,6 +15,14 @@ class Settings(ServiceSettings):
         120.0, description="How long a new instance may take to be reported running before its rollout fails.")
     routes_applied_timeout_seconds: float = Field(
         30.0, description="How long finalizing waits for the ingress to carry the new routes.")
-    drain_seconds: float = Field(2.0, description="Grace for old instances after the routes moved off them.")
+    ingress_urls: list[str] = Field(
+        ["http://127.0.0.1:8703"],
+        description="The internal APIs of the region's ingresses, asked what is in flight to draining instances.")
+    # A request an ingress accepted just before the switch counts against an upstream only once
+    # it is proxied there (its headers read, a retry's pause over): this short wait lets such
+    # requests arrive before an empty count is believed.
+    drain_seconds: float = Field(0.5, description="Least time old instances drain after the routes moved off them.")
+    drain_grace_seconds: float = Field(
+        30.0, description="Most time old instances drain: requests still in flight then are cut off.")
     reconcile_seconds: float = Field(2.0, description="Period of the level-triggered reconcile loop.")
     rollout_poll_seconds: float = Field(2.0, description="How often the rollout worker looks for due rollouts.")

@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start()
         loader = CaddyLoader(runtime.sessions, caddy, proxy_settings(settings), runtime.outbox)
         app.state.runtime = runtime
+        app.state.caddy = caddy
         app.state.loader = loader
         runtime.spawn("caddy loader", loader.run)
         runtime.subscribe(EVENTS.name, durable_name(CONSUMER, settings.region), subject_for(RoutesChanged, settings.region),

@@ -7,7 +7,7 @@ class InstanceState(StrEnum):
     STARTING = "starting"  # the runner reports the container created
     RUNNING = "running"  # the runner reports it running at an address
     HEALTHY = "healthy"  # passed the sanity test; may carry traffic
-    DRAINING = "draining"  # routes moved off it; stopped after the drain grace
+    DRAINING = "draining"  # routes moved off it; stopped once nothing is in flight to it, or at the drain grace
     STOPPED = "stopped"  # removed from the runner's desired state
     FAILED = "failed"  # its rollout failed; removed from the runner's desired state
 

@@ -14,6 +14,7 @@ from ..domain.states import InstanceState
 from ..routes.table import routes_changed
 from ..scheduler.placement import NoCapacity, RunnerCapacity, place
 from .context import RolloutContext
+from .drain import drain
 from .guard import lock_unfinished
 from .release_commands import ReleaseCommands
 from .sanity import sanity_test
@@ -138,19 +139,22 @@ class Finalizing:
             # end the rollout before this, or find the routes applied, not both.
             await lock_unfinished(session, rollout.deployment_id)
             await repository.record_applied_revision(session, rollout.environment_id, revision)
+            # Draining ones too: a drain a restart interrupted starts again, still bounded by the grace.
             old = await repository.other_instances(session, rollout.environment_id, rollout.deployment_id,
-                                                   (InstanceState.RUNNING, InstanceState.HEALTHY))
+                                                   (InstanceState.RUNNING, InstanceState.HEALTHY,
+                                                    InstanceState.DRAINING))
             draining = await repository.move_instances(session, [i.id for i in old], InstanceState.DRAINING)
             if draining:
                 await ctx.log(session, rollout.deployment_id,
-                              f"Finalizing: draining {len(draining)} old instance(s) for "
-                              f"{ctx.settings.drain_seconds:g}s")
-        if draining:
-            await asyncio.sleep(ctx.settings.drain_seconds)
+                              f"Finalizing: draining {len(draining)} old instance(s) until no request is in "
+                              f"flight to them, at most {ctx.settings.drain_grace_seconds:g}s")
+        drained = await drain(ctx, rollout.deployment_id, draining) if draining else None
         async with ctx.sessions() as session, session.begin():
             old = await repository.other_instances(session, rollout.environment_id, rollout.deployment_id,
                                                    (InstanceState.DRAINING,))
             stopped = await repository.move_instances(session, [i.id for i in old], InstanceState.STOPPED)
+            if drained is not None:
+                await ctx.log(session, rollout.deployment_id, drained.summary())
             if stopped:
                 await ctx.log(session, rollout.deployment_id, f"Finalizing: stopped {len(stopped)} old instance(s)")
         await ctx.desired.publish_many(i.runner for i in stopped)

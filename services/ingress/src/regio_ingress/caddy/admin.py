@@ -1,9 +1,17 @@
-"""Caddy's admin API: load a whole config, read back what runs."""
+"""Caddy's admin API: load a whole config, read back what runs and what it carries."""
+from dataclasses import dataclass
+
 import httpx
 
 
 class CaddyUnavailable(Exception):
     """Caddy did not answer, or refused the config."""
+
+
+@dataclass(frozen=True)
+class UpstreamLoad:
+    address: str  # as the config dials it: host:port
+    in_flight: int  # requests proxied to it and not yet answered
 
 
 class CaddyAdmin:
@@ -27,6 +35,18 @@ class CaddyAdmin:
         except httpx.HTTPError as e:
             raise CaddyUnavailable(f"caddy admin unreachable: {e!r}") from e
         return response.json()
+
+    async def upstreams(self) -> list[UpstreamLoad]:
+        """Requests in flight per upstream address. An upstream the running config dropped stays
+        listed, from the config it was in, until that config's last request to it has ended."""
+        try:
+            response = await self._client.get("/reverse_proxy/upstreams")
+            response.raise_for_status()
+            return [UpstreamLoad(u["address"], u["num_requests"]) for u in response.json()]
+        except httpx.HTTPError as e:
+            raise CaddyUnavailable(f"caddy admin unreachable: {e!r}") from e
+        except (ValueError, KeyError, TypeError) as e:
+            raise CaddyUnavailable(f"caddy listed its upstreams in an unexpected form: {e!r}") from e
 
     async def close(self) -> None:
         await self._client.aclose()
