@@ -1,5 +1,6 @@
 """The runner agent against the real Docker Engine, NATS and Postgres."""
 import asyncio
+import os
 from datetime import datetime
 from uuid import uuid4
 
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from regio_common import bus, db
 from regio_common.runners import ContainerState
 from regio_runner.db.models import ManagedContainer
-from regio_runner.docker_engine import LABEL_RUNNER, LABEL_SCOPE, container_name
+from regio_runner.docker_engine import LABEL_RUNNER, LABEL_SCOPE, DockerEngine, container_name
 
 
 def observed(heartbeat, instance_id, state=ContainerState.RUNNING):
@@ -263,6 +264,55 @@ async def test_a_slow_stop_does_not_hold_up_heartbeats_or_other_instances(
         seen = await _running(region, runner_name, fresh.instance_id)
         assert await eventually(lambda: answer(seen.address)) == "serving"
 
+
+async def test_many_slow_stops_at_once_do_not_hold_up_a_new_instance(
+    region, start_agent, runner_name, app_image, eventually
+):
+    # More stops than the threads asyncio lends by default (min(32, CPUs + 4)); each lasts the
+    # grace period, since the test application ignores SIGTERM.
+    count = min(32, (os.cpu_count() or 1) + 4) + 1
+    draining = [region.instance(app_image) for _ in range(count)]
+    fresh = region.instance(app_image, GREETING="serving")
+    async with start_agent(runner_name, stop_grace_seconds=8):
+        await region.put_desired(runner_name, 1, draining)
+
+        async def all_running():
+            heartbeat = await region.heartbeat(runner_name)
+            return all(observed(heartbeat, i.instance_id) for i in draining)
+
+        await eventually(all_running, timeout=60)
+
+        await region.put_desired(runner_name, 2, [fresh])
+
+        async def fresh_running():
+            heartbeat = await region.heartbeat(runner_name)
+            return heartbeat if observed(heartbeat, fresh.instance_id) else None
+
+        # The new instance started while the old ones were stopping, not after most of them.
+        heartbeat = await eventually(fresh_running)
+        stopping = [i for i in draining if observed(heartbeat, i.instance_id, ContainerState.STOPPING)]
+        assert len(stopping) > count // 2
+        seen = observed(heartbeat, fresh.instance_id)
+        assert await eventually(lambda: answer(seen.address)) == "serving"
+
+
+def test_an_instance_being_started_is_listed_as_inspecting_it_would_tell(
+    region, runner_name, app_image, app_network
+):
+    # The engine holds an inspect back until a start is over; the list alone tells the same
+    # state and published port.
+    instance = region.instance(app_image)
+    engine = DockerEngine(runner_name, "127.0.0.1", app_network)
+    try:
+        engine.ensure_network()
+        engine.run(instance, {"PORT": str(instance.port)})
+        [inspected] = engine.list()
+        [listed] = engine.list(starting={str(instance.instance_id)})
+        assert (listed.container_id, listed.name, listed.labels, listed.state, listed.host_port) == \
+               (inspected.container_id, inspected.name, inspected.labels, inspected.state, inspected.host_port)
+        assert listed.state == ContainerState.RUNNING and listed.host_port is not None
+    finally:
+        engine.close()
 
 
 async def _running(region, runner, instance_id):

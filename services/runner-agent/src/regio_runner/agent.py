@@ -5,11 +5,14 @@ jobs (release commands) by the job runner (jobs.py), in the same pass.
 Level-triggered: every pass reads the whole desired state and observes every
 container, whether woken by a desired-state update, a finished action, or the
 heartbeat interval. A missed update is healed by the next pass. Actions run as
-their own tasks (one at a time per instance), so a slow start or a graceful stop
-never holds up the heartbeat or the other instances."""
+their own tasks (one at a time per instance) on threads of their own, so a slow start
+or a graceful stop never holds up the heartbeat or the other instances."""
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from uuid import UUID
 
 from cryptography.fernet import InvalidToken
@@ -39,6 +42,11 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# A graceful stop holds its thread for up to the grace period, a start for a second or so: on
+# the few threads asyncio lends by default, a handful of stops would hold up every pass (and
+# with it the heartbeat and every start) until they end.
+ACTION_THREADS = 64
+
 
 class Agent:
     def __init__(self, settings: Settings, engine: DockerEngine, js: JetStreamContext,
@@ -54,6 +62,7 @@ class Agent:
         self._state_kv: KeyValue | None = None
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task] = {}  # key -> the action running for it
+        self._actions = ThreadPoolExecutor(ACTION_THREADS, thread_name_prefix="action")
         self._removing: set[str] = set()
         self._last_started: dict[str, float] = {}
         self._restarts: dict[str, int] = {}
@@ -118,6 +127,7 @@ class Agent:
             # adopted by the next agent. Containers are never stopped because the agent stops.
             for task in self._busy.values():
                 task.cancel()
+            self._actions.shutdown(wait=False)
             self.jobs.stop()
 
     async def sync(self) -> None:
@@ -127,7 +137,8 @@ class Agent:
             await asyncio.to_thread(self.engine.ensure_network)
             self._network_ready = True
         desired = await self._read_desired()
-        containers = await asyncio.to_thread(self.engine.list)
+        starting = set(self._busy) - self._removing  # being started: their inspect would wait for it
+        containers = await asyncio.to_thread(self.engine.list, starting)
         observed = [c for c in containers if not c.is_job]
         jobs = self.jobs.sync(desired.jobs if desired is not None else None, [c for c in containers if c.is_job])
         now = time.monotonic()
@@ -250,15 +261,15 @@ class Agent:
             if isinstance(action, Run):
                 await self._run(action.instance)
             elif isinstance(action, Start):
-                await asyncio.to_thread(self.engine.start, action.container_id)
+                await self._in_thread(self.engine.start, action.container_id)
                 if action.restart:
                     self._restarts[action.key] = self._restarts.get(action.key, 0) + 1
                 log.info("%s instance %s (container %s)", "restarted" if action.restart else "started",
                          action.key, action.container_id[:12])
             elif isinstance(action, Remove):
                 self.shipper.stopping(action.container_id)
-                await asyncio.to_thread(self.engine.stop_and_remove, action.container_id,
-                                        self.settings.stop_grace_seconds)
+                await self._in_thread(self.engine.stop_and_remove, action.container_id,
+                                      self.settings.stop_grace_seconds)
                 log.info("stopped and removed container %s (instance %s)", action.container_id[:12],
                          action.instance_id)
         except asyncio.CancelledError:
@@ -274,6 +285,10 @@ class Agent:
             # Never log the sealed text or the key: only that this release cannot be opened here.
             log.error("cannot open the environment of release %s with this region's key", instance.release_id)
             return
-        container_id = await asyncio.to_thread(self.engine.run, instance, env)
+        container_id = await self._in_thread(self.engine.run, instance, env)
         log.info("started instance %s of release %s (container %s)", instance.instance_id,
                  instance.release_id, container_id[:12])
+
+    async def _in_thread(self, call: Callable, *args):
+        """A blocking engine call of an action, on the actions' own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._actions, partial(call, *args))

@@ -1,8 +1,9 @@
 """The Docker Engine as one runner agent sees it: only the containers labelled for its runner.
 
 A thin wrapper over the Docker SDK. Every method blocks; the agent calls them in
-threads (``asyncio.to_thread``) so a slow engine never stalls its heartbeat."""
+threads so a slow engine never stalls its heartbeat."""
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -125,6 +126,22 @@ class Container:
             oom_killed=bool(state.get("OOMKilled")),
         )
 
+    @classmethod
+    def from_summary(cls, summary: dict) -> "Container":
+        """The container as the engine's list describes it: without its times or exit code, and
+        with its image by id if the image's name has moved on since."""
+        labels = summary.get("Labels") or {}
+        return cls(
+            container_id=summary["Id"],
+            name=(summary.get("Names") or ["/"])[0].lstrip("/"),
+            image=summary.get("Image", ""),
+            labels=labels,
+            state=_STATES.get(summary.get("State", ""), ContainerState.EXITED),
+            exit_code=None,
+            started_at=None,
+            host_port=_listed_port(summary, labels.get(LABEL_PORT)),
+        )
+
 
 def _published_port(attrs: dict, port: str | None) -> int | None:
     if not port:
@@ -133,6 +150,15 @@ def _published_port(attrs: dict, port: str | None) -> int | None:
     for binding in bindings.get(f"{port}/tcp") or []:
         if binding.get("HostPort"):
             return int(binding["HostPort"])
+    return None
+
+
+def _listed_port(summary: dict, port: str | None) -> int | None:
+    if not port:
+        return None
+    for binding in summary.get("Ports") or []:
+        if str(binding.get("PrivatePort")) == port and binding.get("Type") == "tcp" and binding.get("PublicPort"):
+            return int(binding["PublicPort"])
     return None
 
 
@@ -163,11 +189,18 @@ class DockerEngine:
             if e.status_code != 409:
                 raise
 
-    def list(self) -> list[Container]:
-        """Every container labelled for this runner, running or not."""
+    def list(self, starting: Collection[str] = ()) -> list[Container]:
+        """Every container labelled for this runner, running or not.
+
+        The engine answers an inspect of a container only once its start is over: the
+        instances in ``starting`` (being started by the agent) are described from the list
+        alone, so that listing never waits for a start."""
         summaries = self.client.api.containers(all=True, filters={"label": [f"{LABEL_RUNNER}={self.runner}", f"{LABEL_SCOPE}={self.scope}"]})
         containers = []
         for summary in summaries:
+            if (summary.get("Labels") or {}).get(LABEL_INSTANCE) in starting:
+                containers.append(Container.from_summary(summary))
+                continue
             container = self.inspect(summary["Id"])
             if container is not None:
                 containers.append(container)

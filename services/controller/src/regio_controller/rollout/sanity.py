@@ -14,10 +14,12 @@ from ..domain.errors import RolloutFailed
 from .context import RolloutContext
 
 PER_TRY_SECONDS = 2.0
-# Probes of a booting app start fast and back off: most apps answer within a second,
-# and every tenth of a second saved here is saved on every deployment.
-FIRST_RETRY_SECONDS = 0.05
-MAX_RETRY_SECONDS = 0.5
+# Probes of a booting app come often: until it listens, a probe is refused (or closed by the
+# runner's port proxy) at once and costs next to nothing, while every pause between probes is
+# time the deployment waits after the app is up. The short backoff only spares an app that
+# answers slowly from being asked without a break.
+FIRST_RETRY_SECONDS = 0.02
+MAX_RETRY_SECONDS = 0.1
 
 
 def is_alive(status: int) -> bool:
