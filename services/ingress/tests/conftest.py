@@ -2,6 +2,7 @@
 HTTP servers on loopback standing in for application instances."""
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -233,6 +234,12 @@ async def region_bus(nc, js, region) -> AsyncIterator[RegionBus]:
 # --- the ingress -------------------------------------------------------------------
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture
 def database_url(migrated_database) -> str:
     return migrated_database(ALEMBIC_INI, "REGIO_INGRESS_")
@@ -265,6 +272,7 @@ def settings(database_url, nats_url, region, caddy) -> Settings:
         http_listen=caddy.http_listen,
         controller_url=f"http://127.0.0.1:{free_port()}",  # no controller: the ingress keeps its own table
         resync_seconds=0.5,
+        dns_listen=f"127.0.0.1:{free_udp_port()}",
     )
 
 

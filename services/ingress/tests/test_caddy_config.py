@@ -44,7 +44,13 @@ def test_a_known_table_renders_to_a_known_config():
                         {"handler": "request_body", "max_size": 500 * 1024 * 1024},
                         {
                             "handler": "reverse_proxy",
-                            "upstreams": [{"dial": "10.0.0.5:32768"}, {"dial": "10.0.0.6:32770"}],
+                            "dynamic_upstreams": {
+                                "source": "srv",
+                                "name": f"_http._tcp.{SHOP}.upstreams.regio.internal.",
+                                "refresh": "200ms",
+                                "grace_period": "3s",
+                                "resolver": {"addresses": ["udp/127.0.0.1:8753"]},
+                            },
                             "load_balancing": {
                                 "selection_policy": {"policy": "round_robin"},
                                 "try_duration": "5s",
@@ -53,6 +59,7 @@ def test_a_known_table_renders_to_a_known_config():
                             },
                             "transport": {
                                 "protocol": "http",
+                                "resolver": {"addresses": ["udp/127.0.0.1:8753"]},
                                 "dial_timeout": "5s",
                                 "response_header_timeout": "30s",
                                 "keep_alive": {"enabled": True, "idle_timeout": "2m", "max_idle_conns_per_host": 32},
@@ -104,3 +111,12 @@ def test_an_environment_without_hosts_is_left_out():
     routes = render([hostless], PROXY)["apps"]["http"]["servers"]["ingress"]["routes"]
 
     assert len(routes) == 2  # request id and the catch-all 404
+
+
+def test_the_config_names_no_instance_so_moving_an_environment_to_other_instances_changes_nothing():
+    before = Route(environment_id=SHOP, hosts=["shop.example.com"], revision=1,
+                   upstreams=[Upstream(instance_id=INSTANCE_1, address="10.0.0.5:32768")])
+    after = Route(environment_id=SHOP, hosts=["shop.example.com"], revision=2,
+                  upstreams=[Upstream(instance_id=INSTANCE_2, address="10.0.0.6:32770")])
+
+    assert render([before], PROXY) == render([after], PROXY)

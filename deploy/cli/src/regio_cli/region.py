@@ -2,6 +2,7 @@
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ class Region:
             Service("ingress", "regio_ingress", "ingress", p.ingress, {
                 "CADDY_ADMIN_URL": f"http://127.0.0.1:{p.caddy_admin}",
                 "HTTP_LISTEN": f"127.0.0.1:{p.ingress_http}",
+                "DNS_LISTEN": f"127.0.0.1:{p.ingress_dns}",
                 "CONTROLLER_URL": self.url_of("controller"),
             }),
         ]
@@ -158,6 +160,9 @@ class Region:
                 raise PortTaken(process.name, process.port)
         if not self.caddy.running() and port_open(self.layout.ports.ingress_http):
             raise PortTaken("ingress (caddy)", self.layout.ports.ingress_http)
+        ingress = next(s for s in self.services() if s.name == "ingress")
+        if not self.process(ingress).running() and _udp_port_taken(self.layout.ports.ingress_dns):
+            raise PortTaken("ingress (dns)", self.layout.ports.ingress_dns)
 
     def _start(self, process: ManagedProcess, timeout: float) -> None:
         if process.start():
@@ -251,3 +256,12 @@ class Region:
                     ready = "not answering"
             rows.append((service.name, "running" if process.running() else "stopped", service.port, ready))
         return rows
+
+
+def _udp_port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False

@@ -16,6 +16,7 @@ class Ports:
     builder: int = 8701
     controller: int = 8702
     ingress: int = 8703
+    ingress_dns: int = 8753  # UDP: the ingress answers Caddy's lookups of instances here
     runner_agent_first: int = 8710  # runner agent i listens on first + i
     nats: int = 8722
     postgres: int = 8732

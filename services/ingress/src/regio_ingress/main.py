@@ -13,6 +13,8 @@ from .caddy.admin import CaddyAdmin
 from .caddy.config import ProxySettings
 from .controller import ControllerClient
 from .db.models import inbox, outbox
+from .dns.responder import DnsResponder
+from .dns.table import UpstreamTable
 from .messaging.routes_changed import CONSUMER, routes_changed_handler
 from .settings import Settings
 from .sync import CaddyLoader, Resync
@@ -23,7 +25,9 @@ SERVICE = "ingress"
 def proxy_settings(settings: Settings) -> ProxySettings:
     return ProxySettings(http_listen=settings.http_listen, admin_listen=settings.caddy_admin_listen,
                          dial_timeout=settings.dial_timeout, read_timeout=settings.read_timeout,
-                         max_body_bytes=settings.max_body_bytes)
+                         max_body_bytes=settings.max_body_bytes, upstreams_resolver=f"udp/{settings.dns_listen}",
+                         upstreams_refresh=f"{round(settings.upstreams_refresh_seconds * 1000)}ms",
+                         upstreams_grace=f"{round(settings.upstreams_grace_seconds * 1000)}ms")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,8 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         caddy = CaddyAdmin(settings.caddy_admin_url)
         controller = ControllerClient(settings.controller_url, settings.service_token)
+        table = UpstreamTable(settings.upstreams_refresh_seconds, settings.upstreams_grace_seconds)
+        responder = DnsResponder(table, settings.dns_listen)
         await runtime.start()
-        loader = CaddyLoader(runtime.sessions, caddy, proxy_settings(settings), runtime.outbox)
+        await responder.start()
+        loader = CaddyLoader(runtime.sessions, caddy, table, proxy_settings(settings), runtime.outbox)
         app.state.runtime = runtime
         app.state.caddy = caddy
         app.state.loader = loader
@@ -48,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await runtime.stop()
+            responder.stop()
             await caddy.close()
             await controller.close()
 

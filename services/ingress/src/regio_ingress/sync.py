@@ -1,9 +1,10 @@
 """Two loops keep Caddy carrying the route table.
 
-The loader wakes on every change, renders the whole table and loads it into Caddy
-in one step; changes that land while it works are folded into its next load. Only
-after Caddy accepted a config does it announce the revisions now live, because the
-controller drains old instances on that word.
+The loader wakes on every change, gives the DNS responder the instances of every
+environment and, when hosts changed, loads the whole config into Caddy in one step;
+changes that land while it works are folded into its next round. Only once Caddy
+carries a revision does it announce it live, because the controller drains old
+instances on that word.
 
 The resync takes the controller's full route state every interval (the controller
 wins: missed events heal, removed environments go) and reloads Caddy when it runs
@@ -20,27 +21,37 @@ from regio_common.outbox import Outbox
 from .caddy.admin import CaddyAdmin, CaddyUnavailable
 from .caddy.config import ProxySettings, config_hash, render
 from .controller import ControllerClient, ControllerUnavailable
+from .dns.table import UpstreamTable
 from .routes.repository import RouteRepository
 
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = (0.5, 1, 2, 5)
+# Beyond the refresh: a lookup answered just before a change is cached from when Caddy read it.
+SETTLE_MARGIN_SECONDS = 0.1
 
 
 class CaddyLoader:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], caddy: CaddyAdmin, proxy: ProxySettings,
-                 outbox: Outbox, settle_seconds: float = 0.05):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], caddy: CaddyAdmin, table: UpstreamTable,
+                 proxy: ProxySettings, outbox: Outbox, settle_seconds: float = 0.05):
         self.sessions = sessions
         self.caddy = caddy
+        self.table = table
         self.proxy = proxy
         self.outbox = outbox
         self.settle_seconds = settle_seconds
         self.last_loaded: dict | None = None  # the config Caddy accepted last
+        self._config_lost = False  # Caddy runs another config than last_loaded: load even if unchanged
         self._wanted = asyncio.Event()
         self._wanted.set()  # a starting ingress loads its table right away
 
     def wake(self) -> None:
         self._wanted.set()
+
+    def reload(self) -> None:
+        """Load the config again although the table did not change: Caddy lost it."""
+        self._config_lost = True
+        self.wake()
 
     def wake_after_commit(self, session: AsyncSession) -> None:
         """Load once this transaction is committed: earlier, the loader would read the old table."""
@@ -75,16 +86,25 @@ class CaddyLoader:
     async def load(self) -> None:
         async with self.sessions() as session:
             routes = await RouteRepository(session).all()
+        # Instances first: a config that names an environment must find its answer there.
+        self.table.replace(routes)
         config = render(routes, self.proxy)
-        await self.caddy.load(config)
-        self.last_loaded = config
+        if config != self.last_loaded or self._config_lost:
+            await self.caddy.load(config)
+            self.last_loaded = config
+            self._config_lost = False
+            async with self.sessions() as session, session.begin():
+                await RouteRepository(session).record_applied_config(config_hash(config))
+            log.info("caddy carries %d routes (config %s)", len(routes), config_hash(config)[:12])
+        # Caddy does not hear of new instances: it asks again once its last answer is older than
+        # the refresh. Announced any earlier, the controller would drain instances that requests
+        # are still sent to.
+        settled = max((self.table.settled_at(route.environment_id) for route in routes), default=0.0)
+        await asyncio.sleep(max(0.0, settled + SETTLE_MARGIN_SECONDS - self.table.now()))
         async with self.sessions() as session, session.begin():
-            repository = RouteRepository(session)
-            await repository.record_applied_config(config_hash(config))
-            for route in await repository.mark_applied(routes):
+            for route in await RouteRepository(session).mark_applied(routes):
                 await self.outbox.add(session, RoutesApplied(environment_id=route.environment_id,
                                                              revision=route.revision))
-        log.info("caddy carries %d routes (config %s)", len(routes), config_hash(config)[:12])
 
 
 class Resync:
@@ -136,4 +156,4 @@ class Resync:
             return
         if running != self.loader.last_loaded:
             log.warning("caddy runs another config than the one last loaded (restarted?); reloading")
-            self.loader.wake()
+            self.loader.reload()

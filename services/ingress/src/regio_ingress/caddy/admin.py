@@ -3,6 +3,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from ..dns.names import address_of_dial
+
 
 class CaddyUnavailable(Exception):
     """Caddy did not answer, or refused the config."""
@@ -38,11 +40,18 @@ class CaddyAdmin:
 
     async def upstreams(self) -> list[UpstreamLoad]:
         """Requests in flight per upstream address. An upstream the running config dropped stays
-        listed, from the config it was in, until that config's last request to it has ended."""
+        listed, from the config it was in, until that config's last request to it has ended.
+
+        Instances found through DNS are listed by their address names, and may be listed twice
+        (as a looked-up host and as an address with requests in flight), both times with the same count."""
         try:
             response = await self._client.get("/reverse_proxy/upstreams")
             response.raise_for_status()
-            return [UpstreamLoad(u["address"], u["num_requests"]) for u in response.json()]
+            in_flight: dict[str, int] = {}
+            for u in response.json():
+                address = address_of_dial(u["address"])
+                in_flight[address] = max(in_flight.get(address, 0), u["num_requests"])
+            return [UpstreamLoad(address, count) for address, count in in_flight.items()]
         except httpx.HTTPError as e:
             raise CaddyUnavailable(f"caddy admin unreachable: {e!r}") from e
         except (ValueError, KeyError, TypeError) as e:

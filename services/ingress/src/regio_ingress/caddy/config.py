@@ -1,12 +1,18 @@
 """The whole Caddy config for a route table: a pure function, loaded atomically with POST /load.
 
 Caddy is given the full state every time, never a patch, so what runs is exactly
-what the table says and a restarted or wiped Caddy is healed by one load."""
+what the table says and a restarted or wiped Caddy is healed by one load.
+
+The config holds no instance address: Caddy looks each environment's instances up in the
+ingress's DNS responder (dns/), because every load makes Caddy replace its listening
+sockets and the kernel drops the connections queued on the old ones. So a deployment,
+which only moves an environment to other instances, changes no config and loads nothing."""
 import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..dns.names import upstreams_name
 from ..routes import Route
 
 SERVER = "ingress"
@@ -30,6 +36,9 @@ class ProxySettings:
     dial_timeout: str = "5s"
     read_timeout: str = "30s"
     max_body_bytes: int = 500 * 1024 * 1024
+    upstreams_resolver: str = "udp/127.0.0.1:8753"  # the ingress's DNS responder, as Caddy dials it
+    upstreams_refresh: str = "200ms"
+    upstreams_grace: str = "3s"
 
 
 def render(routes: Iterable[Route], proxy: ProxySettings) -> dict:
@@ -106,7 +115,16 @@ def _reverse_proxy(route: Route, proxy: ProxySettings) -> dict:
     # replaced because no trusted proxies are configured.
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": upstream.address} for upstream in route.upstreams],
+        "dynamic_upstreams": {
+            "source": "srv",
+            "name": upstreams_name(route.environment_id) + ".",  # rooted: no search domains tried
+            "refresh": proxy.upstreams_refresh,
+            # After a failed lookup Caddy keeps the instances it had for this long, then asks
+            # again, and keeps them again if it fails again: an ingress that is down leaves
+            # the last instances serving. See dns/table.py for what it costs a switch.
+            "grace_period": proxy.upstreams_grace,
+            "resolver": {"addresses": [proxy.upstreams_resolver]},
+        },
         "load_balancing": {
             "selection_policy": {"policy": "round_robin"},
             "try_duration": RETRY_FOR,
@@ -115,6 +133,9 @@ def _reverse_proxy(route: Route, proxy: ProxySettings) -> dict:
         },
         "transport": {
             "protocol": "http",
+            # The SRV targets are names for the instances' addresses (Caddy accepts no address
+            # as a target); the responder answers those too.
+            "resolver": {"addresses": [proxy.upstreams_resolver]},
             "dial_timeout": proxy.dial_timeout,
             "response_header_timeout": proxy.read_timeout,
             "keep_alive": {"enabled": True, "idle_timeout": "2m", "max_idle_conns_per_host": 32},
