@@ -10,7 +10,7 @@ import typer
 from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import PortTaken
 
-from . import prerequisites
+from . import prerequisites, testing
 from .region import CHECKOUT, Region
 
 app = typer.Typer(help="Start, stop and inspect a Regio region.", no_args_is_help=True, add_completion=False)
@@ -100,5 +100,10 @@ def base_images(force: Annotated[bool, typer.Option("--force")] = False) -> None
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def test(ctx: typer.Context) -> None:
-    """Run the test suite; extra arguments go to pytest. A running region is reused, else one is started."""
-    raise typer.Exit(subprocess.run([sys.executable, "-m", "pytest", *ctx.args], cwd=CHECKOUT).returncode)
+    """Run the test suite; extra arguments go to pytest. A running region is reused, else one is started.
+
+    Without test paths: each service's suite side by side, then the cross-service tests.
+    With paths (``regio test tests/e2e -x``): just those, as pytest runs them."""
+    if testing.names_paths(ctx.args):
+        raise typer.Exit(subprocess.run([sys.executable, "-m", "pytest", *ctx.args], cwd=CHECKOUT).returncode)
+    raise typer.Exit(testing.run_suites(CHECKOUT, ctx.args, say))
