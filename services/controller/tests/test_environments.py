@@ -102,8 +102,9 @@ async def test_retiring_during_a_rollout_fails_it_and_the_queued_one_and_nothing
         elsewhere = await region.request(region.rollout(other, "app:v3", hosts=["other.example.test"]))
         assert (await region.events.finished(elsewhere.deployment_id)).success
         assert {i.environment_id for i in runner.latest.instances} == {other}
+        # Announced up to where it was retired (scaling or sanity tests, as the timing fell), never further.
         steps = [p.step for p in region.events.of(RolloutProgressed, running.deployment_id)]
-        assert steps == ["release commands", "scaling", "sanity tests"]
+        assert steps in (["release commands", "scaling"], ["release commands", "scaling", "sanity tests"])
         assert region.events.of(RolloutProgressed, queued.deployment_id) == []
         assert len(region.events.of(RolloutFinished, running.deployment_id)) == 1
         assert [r.revision for r in ingress.received if r.environment_id == environment] == [served.revision,
