@@ -38,7 +38,9 @@ ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
 SERVICE_TOKEN = "ingress-test-token"
 
 
-async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0, what: str = "condition") -> None:
+async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
+    # Generous: CI runs every service suite side by side on two cores, and a new host costs a
+    # Caddy reload plus the upstream answers' refresh. A passing check returns at once.
     deadline = time.monotonic() + timeout
     while True:
         if await check():
