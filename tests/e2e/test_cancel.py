@@ -39,8 +39,10 @@ def test_a_cancelled_deployment_leaves_the_previous_release_serving(region, prob
             # The platform stops its part: the build or the new instance goes within seconds.
             engine = docker.from_env()
             try:
-                while [c for c in engine.containers.list(all=True, filters={"label": f"regio.environment={env_id}"})
-                       if c.labels.get("regio.release") != first_release(client, env_id)] \
+                # The low-level list, not containers.list(): that inspects each container, and one
+                # removed in between (as the cancelled ones are) makes it raise NotFound.
+                while [c for c in engine.api.containers(all=True, filters={"label": f"regio.environment={env_id}"})
+                       if (c["Labels"] or {}).get("regio.release") != first_release(client, env_id)] \
                         or builds_running(engine):
                     # A silent app ignores SIGTERM (it is PID 1): the runner kills it after its stop grace.
                     assert time.monotonic() - started < 60, "the cancelled deployment left something running"
@@ -60,4 +62,4 @@ def first_release(client, env_id: str) -> str:
 
 def builds_running(engine) -> bool:
     """A `RUN sleep` step of the classic builder runs in a container of its own."""
-    return any("sleep 60" in " ".join(c.attrs["Config"].get("Cmd") or []) for c in engine.containers.list())
+    return any("sleep 60" in (c["Command"] or "") for c in engine.api.containers())

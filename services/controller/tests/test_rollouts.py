@@ -94,7 +94,7 @@ async def test_instance_answering_503_fails_the_rollout_and_the_previous_release
     async with region.controller() as api:
         before = await _serve_first_release(region, runner, ingress, environment)
 
-        request = await region.request(region.rollout(environment, "app:broken", sanity_timeout_seconds=1.5))
+        request = await region.request(region.rollout(environment, "app:broken", sanity_timeout_seconds=5))
         finished = await region.events.finished(request.deployment_id)
 
         assert not finished.success

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
 ASK_TIMEOUT_SECONDS = 1.0
+# Even the last ask before the grace runs out gets this long: a shorter one fails on a busy
+# machine and would report an ingress as unanswering when it merely answered late.
+MIN_ASK_TIMEOUT_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ async def drain(ctx: RolloutContext, deployment_id: UUID, instances: Iterable[In
     told_waiting = False
     while True:
         remaining = deadline - loop.time()
-        last = await ingresses.in_flight(addresses, timeout=min(ASK_TIMEOUT_SECONDS, max(remaining, POLL_SECONDS)))
+        last = await ingresses.in_flight(addresses, timeout=min(ASK_TIMEOUT_SECONDS, max(remaining, MIN_ASK_TIMEOUT_SECONDS)))
         lines = []
         for url, why in last.unanswered.items():
             if url not in told_unanswered:
