@@ -111,6 +111,9 @@ class RolloutRequested(Message):
     # scaling; a non-zero exit or running past the timeout fails the deployment.
     release_commands: list[ReleaseCommand] = Field(default_factory=list)
     release_command_timeout_seconds: float = 600.0
+    # Set for an environment of a region dedicated to one organisation: its instances go
+    # only on runners labelled organisation=<this id>; otherwise only on runners without one.
+    dedicated_to: UUID | None = None
 
 
 @register
@@ -136,7 +139,35 @@ class EnvironmentRetired(Message):
     environment_id: UUID
 
 
+@register
+class EnvironmentScaled(Message):
+    """Control panel → controller: run this many instances of what the environment serves
+    now, without a deployment (a change of memory is a redeploy, since a release's size is
+    part of it). Also the count for the environment's next rollouts."""
+
+    kind = "environment.scaled"
+    topic = "commands.environments"
+
+    environment_id: UUID
+    instances: int
+
+
 # --- events --------------------------------------------------------------------
+
+
+@register
+class EnvironmentEvent(Message):
+    """Controller → control panel: something the platform did to or saw of an environment's
+    instances without a deployment: a restart, a runner lost, an instance replaced or moved,
+    a scale carried out or impossible. Shown as the environment's events."""
+
+    kind = "environment.event"
+    topic = "events.environments"
+
+    environment_id: UUID
+    instance_id: UUID | None = None
+    reason: str  # one word: restarted, runner-lost, replaced, moved, scaled, unplaceable
+    message: str  # one line for a person
 
 
 @register

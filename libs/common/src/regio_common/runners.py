@@ -66,9 +66,11 @@ class ObservedInstance(BaseModel):
     container_id: str
     state: ContainerState
     address: str | None = None  # host:port the runner publishes on its own address
-    restarts: int = 0
+    restarts: int = 0  # how often the runner restarted it after it exited
     exit_code: int | None = None
     started_at: datetime | None = None
+    # How its last run ended, for a person ("exit code 137, out of memory"); None if it never ended.
+    last_exit: str | None = None
 
 
 class JobState(StrEnum):
