@@ -145,6 +145,8 @@ class RunnerAgentDouble:
         self.timing_out: set[str] = set()  # commands whose jobs are reported killed at their timeout
         self.running: set[str] = set()  # commands whose jobs are reported running, not yet ended
         self.jobs: list[DesiredJob] = []  # every job it was asked to run, once, in order
+        self.labels: dict[str, str] = {}  # placement labels its heartbeats carry
+        self.restarts: dict[str, int] = {}  # image → restarts reported for its instances
         self._tasks: list[asyncio.Task] = []
 
     @property
@@ -164,7 +166,11 @@ class RunnerAgentDouble:
         return self
 
     async def stop(self) -> None:
+        """Stops heartbeating (the runner is lost to the controller); once, however often called."""
+        if not self._tasks:
+            return
         await cancel_all(self._tasks)
+        self._tasks = []
         await self._watcher.stop()
 
     async def _watch(self, watcher) -> None:
@@ -192,9 +198,13 @@ class RunnerAgentDouble:
                                                  exit_code=self.exit_codes[instance.image]))
             else:
                 observed.append(ObservedInstance(**common, state=ContainerState.RUNNING,
-                                                 address=self.addresses[instance.image]))
+                                                 address=self.addresses[instance.image],
+                                                 restarts=self.restarts.get(instance.image, 0),
+                                                 last_exit="exit code 137, out of memory"
+                                                 if self.restarts.get(instance.image) else None))
         jobs = [self._job(j) for j in self.latest.jobs] if self.latest else []
         heartbeat = RunnerHeartbeat(runner=self.name, address="127.0.0.1", memory_mb=self.memory_mb, cpus=2,
+                                    labels=self.labels,
                                     desired_revision=self.latest.revision if self.latest else 0,
                                     instances=observed, jobs=jobs)
         await self._state_kv.put(self.name, heartbeat.model_dump_json().encode())
@@ -342,8 +352,10 @@ class Region:
                                          headers={"X-Regio-Service-Token": SERVICE_TOKEN}) as client:
                 yield client
 
-    async def runner(self, name: str, memory_mb: int) -> RunnerAgentDouble:
-        runner = await RunnerAgentDouble(self.js, self.name, name, memory_mb).start()
+    async def runner(self, name: str, memory_mb: int, labels: dict[str, str] | None = None) -> RunnerAgentDouble:
+        runner = RunnerAgentDouble(self.js, self.name, name, memory_mb)
+        runner.labels = labels or {}
+        await runner.start()
         self._stoppers.append(runner.stop)
         return runner
 

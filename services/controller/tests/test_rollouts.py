@@ -181,7 +181,7 @@ async def test_no_runner_with_capacity_fails_the_rollout_and_places_nothing(regi
         finished = await region.events.finished(request.deployment_id)
 
         assert not finished.success
-        assert finished.error == f"no runner in region {region.name} has 512 MB free"
+        assert finished.error == f"no runner of region {region.name} has 512 MB free (0 of 1 instance(s) fit)"
         assert region.events.of(RoutesChanged) == []
         assert runner.desired_instance_ids() == set()
         assert routes_of(await api.get("/internal/v1/routes")) == {}

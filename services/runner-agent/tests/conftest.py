@@ -32,7 +32,8 @@ SERVICE_TOKEN = "runner-test-token"
 
 # A tiny application: answers every GET with the value of GREETING from its environment.
 # It says on stdout and stderr that it starts, prints each path asked for, and /oom
-# takes more memory than any test instance may have.
+# takes more memory than any test instance may have. With EXIT_CODE set it exits with
+# that code as soon as it started: an application that crashes at every start.
 APP_SERVER = """
 import http.server, os, sys
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,6 +49,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         print(self.path, flush=True)
 print("starting", flush=True)
 print("no problems so far", file=sys.stderr, flush=True)
+if os.environ.get("EXIT_CODE"):
+    sys.exit(int(os.environ["EXIT_CODE"]))
 http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), Handler).serve_forever()
 """
 

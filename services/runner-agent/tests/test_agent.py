@@ -75,7 +75,7 @@ async def test_a_desired_instance_runs_answers_http_and_gets_its_unsealed_env(
         engine = db.make_engine(database_url)
         try:
             async with db.make_sessionmaker(engine)() as session:
-                row = await session.get(ManagedContainer, instance.instance_id)
+                row = await session.get(ManagedContainer, (runner_name, instance.instance_id))
             assert row.container_id == container.id and row.state == "running" and row.restarts == 0
         finally:
             await engine.dispose()

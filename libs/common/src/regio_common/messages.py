@@ -166,7 +166,8 @@ class EnvironmentEvent(Message):
 
     environment_id: UUID
     instance_id: UUID | None = None
-    reason: str  # one word: restarted, runner-lost, replaced, moved, scaled, unplaceable
+    # One word: restarted, scaled, replaced, moved, unplaceable, unhealthy, healthy, stopped.
+    reason: str
     message: str  # one line for a person
 
 

@@ -14,6 +14,7 @@ from regio_common.messages import (
 from regio_common.runtime import Runtime
 
 from .db.models import inbox, outbox
+from .healing.healer import Healer
 from .messaging.consumers import (
     cancellations_consumer,
     environments_consumer,
@@ -43,6 +44,7 @@ class Controller:
         self.registry = RunnerRegistry(timedelta(seconds=settings.runner_lost_seconds))
         self.http: httpx.AsyncClient | None = None
         self.worker: RolloutWorker | None = None
+        self.healer: Healer | None = None
 
     async def start(self) -> None:
         settings, runtime = self.settings, self.runtime
@@ -55,7 +57,9 @@ class Controller:
         ctx = RolloutContext(settings=settings, sessions=runtime.sessions, outbox=runtime.outbox,
                              registry=self.registry, desired=desired, applied=applied, http=self.http)
         self.worker = RolloutWorker(ctx, settings.rollout_poll_seconds)
-        reconciler = Reconciler(runtime.sessions, desired, self.registry.lost_after, settings.reconcile_seconds)
+        self.healer = Healer(ctx, settings.reconcile_seconds)
+        reconciler = Reconciler(runtime.sessions, desired, self.registry.lost_after, settings.reconcile_seconds,
+                                on_lost=self.healer.wake)
 
         runtime.subscribe(COMMANDS.name, rollouts_consumer(settings.region),
                           subject_for(RolloutRequested, settings.region),
@@ -63,16 +67,19 @@ class Controller:
         # EnvironmentHostsChanged shares the subject.
         runtime.subscribe(COMMANDS.name, environments_consumer(settings.region),
                           subject_for(EnvironmentRetired, settings.region),
-                          on_environment_command(runtime.outbox, self.worker.stop, reconciler.wake))
+                          on_environment_command(runtime.outbox, self.worker.stop, reconciler.wake,
+                                                 self.healer.wake))
         runtime.subscribe(EVENTS.name, cancellations_consumer(settings.region),
                           subject_for(DeploymentCancelled, settings.region),
                           on_deployment_cancelled(ctx, self.worker.stop, reconciler.wake))
         runtime.subscribe(EVENTS.name, routes_applied_consumer(settings.region),
                           subject_for(RoutesApplied, settings.region), on_routes_applied(applied))
         runtime.spawn("heartbeats",
-                      HeartbeatWatcher(runtime.js, runtime.sessions, self.registry, settings.region).run)
+                      HeartbeatWatcher(runtime.js, runtime.sessions, self.registry, settings.region,
+                                       runtime.outbox).run)
         runtime.spawn("rollouts", self.worker.run)
         runtime.spawn("reconcile", reconciler.run)
+        runtime.spawn("healer", self.healer.run)
 
     async def stop(self) -> None:
         await self.runtime.stop()

@@ -2,6 +2,7 @@
 rewrite every runner's full desired state, so a missed or lost write heals itself."""
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,8 +17,9 @@ log = logging.getLogger(__name__)
 
 class Reconciler:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], desired: DesiredState, lost_after: timedelta,
-                 period_seconds: float):
+                 period_seconds: float, on_lost: Callable[[], None] = lambda: None):
         self.sessions = sessions
+        self.on_lost = on_lost  # the healer: a lost runner's instances are to be replaced
         self.desired = desired
         self.lost_after = lost_after
         self.period_seconds = period_seconds
@@ -48,6 +50,8 @@ class Reconciler:
             lost = await repository.mark_runner_states(session, utcnow() - self.lost_after)
             runners = await repository.runner_names(session)
         for name in lost:
-            log.warning("runner %s lost: no heartbeat for %ss; no new instances go there", name,
+            log.warning("runner %s lost: no heartbeat for %ss; its instances are replaced elsewhere", name,
                         self.lost_after.total_seconds())
+        if lost:
+            self.on_lost()
         await self.desired.publish_many(runners)

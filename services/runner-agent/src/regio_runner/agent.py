@@ -37,7 +37,7 @@ from .db.repository import ContainerRecord
 from .docker_engine import Container, DockerEngine
 from .jobs import JobRunner
 from .log_shipper import LogShipper
-from .reconcile import Action, Remove, Run, Start, plan
+from .reconcile import Action, Backoff, Pacing, Remove, Run, Start, plan
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,10 @@ ACTION_THREADS = 64
 
 class Agent:
     def __init__(self, settings: Settings, engine: DockerEngine, js: JetStreamContext,
-                 sessions: async_sessionmaker[AsyncSession], shipper: LogShipper, outbox: Outbox):
+                 sessions: async_sessionmaker[AsyncSession], shipper: LogShipper, outbox: Outbox,
+                 actions: ThreadPoolExecutor | None = None):
+        """``actions``: the threads engine calls of actions run on; by default the agent's own.
+        (A fleet of hollow agents shares one.)"""
         self.settings = settings
         self.engine = engine
         self.shipper = shipper
@@ -58,15 +61,19 @@ class Agent:
         self.js = js
         self.sessions = sessions
         self.heartbeat: RunnerHeartbeat | None = None  # the last one sent: what /internal/v1/instances serves
+        self.labels = heartbeat_labels(settings)
         self._desired_kv: KeyValue | None = None
         self._state_kv: KeyValue | None = None
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task] = {}  # key -> the action running for it
-        self._actions = ThreadPoolExecutor(ACTION_THREADS, thread_name_prefix="action")
+        self._own_actions = actions is None
+        self._actions = actions or ThreadPoolExecutor(ACTION_THREADS, thread_name_prefix="action")
         self._removing: set[str] = set()
-        self._last_started: dict[str, float] = {}
+        self._last_started: dict[str, float] = {}  # key -> its last start (or run), to pace failing first starts
+        self._pacing: dict[str, Pacing] = {}  # key -> its crash loop, to pace restarts
         self._restarts: dict[str, int] = {}
-        self._saved: dict[UUID, ContainerRecord] = {}  # what the containers table holds
+        self._last_exit: dict[str, str] = {}  # key -> how its last run ended
+        self._saved: dict[UUID, ContainerRecord] = {}  # what the containers table holds of this runner
         self._network_ready = False
 
     @property
@@ -76,15 +83,24 @@ class Agent:
     async def prepare(self) -> None:
         """Before the loops start: buckets, the app network, and what the last agent recorded."""
         await bus.ensure_buckets(self.js, self.settings.region)
-        self._desired_kv = await self.js.key_value(bus.runner_desired_bucket(self.settings.region))
-        self._state_kv = await self.js.key_value(bus.runner_state_bucket(self.settings.region))
-        async with self.sessions() as session:
-            records = await repository.load(session)
-        self._saved = {r.instance_id: r for r in records}
-        self._restarts = {str(r.instance_id): r.restarts for r in records}
+        self.use_buckets(await self.js.key_value(bus.runner_desired_bucket(self.settings.region)),
+                         await self.js.key_value(bus.runner_state_bucket(self.settings.region)))
+        await self.load_records()
         await self.jobs.prepare()
         if not self.settings.region_key:
             log.warning("REGIO_RUNNER_REGION_KEY is not set: instances cannot be started")
+
+    def use_buckets(self, desired: KeyValue, state: KeyValue) -> None:
+        self._desired_kv = desired
+        self._state_kv = state
+
+    async def load_records(self) -> None:
+        """What the last agent of this runner recorded: restart counts and last exits go on."""
+        async with self.sessions() as session:
+            records = await repository.load(session, self.name)
+        self._saved = {r.instance_id: r for r in records}
+        self._restarts = {str(r.instance_id): r.restarts for r in records}
+        self._last_exit = {str(r.instance_id): r.last_exit for r in records if r.last_exit}
 
     def poke(self) -> None:
         """Run a pass now rather than at the next interval."""
@@ -127,7 +143,8 @@ class Agent:
             # adopted by the next agent. Containers are never stopped because the agent stops.
             for task in self._busy.values():
                 task.cancel()
-            self._actions.shutdown(wait=False)
+            if self._own_actions:
+                self._actions.shutdown(wait=False)
             self.jobs.stop()
 
     async def sync(self) -> None:
@@ -141,17 +158,22 @@ class Agent:
         containers = await asyncio.to_thread(self.engine.list, starting)
         observed = [c for c in containers if not c.is_job]
         jobs = self.jobs.sync(desired.jobs if desired is not None else None, [c for c in containers if c.is_job])
+        for container in observed:
+            if container.exit_summary is not None:
+                self._last_exit[container.key] = container.exit_summary
         now = time.monotonic()
         actions = plan(
             desired.instances if desired is not None else None,
             observed,
             busy=self._busy.keys(),
             last_started=self._last_started,
+            pacing=self._pacing,
             now=now,
         )
+        # The shipper first: it follows an exit to its line in the log before a restart is announced.
+        self.shipper.observe(observed)
         for action in actions:
             self._dispatch(action, now)
-        self.shipper.observe(observed)
         self._forget_gone(desired, observed)
         instances = [self._observed(c) for c in observed]
         instances = [i for i in instances if i is not None]
@@ -166,7 +188,7 @@ class Agent:
             address=self.settings.address,
             memory_mb=self.settings.memory_mb,
             cpus=self.settings.cpus,
-            labels=self.settings.labels,
+            labels=self.labels,
             desired_revision=desired.revision if desired is not None else 0,
             instances=instances,
             jobs=jobs,
@@ -208,16 +230,17 @@ class Agent:
             restarts=self._restarts.get(key, 0),
             exit_code=container.exit_code if state == ContainerState.EXITED else None,
             started_at=container.started_at,
+            last_exit=self._last_exit.get(key),
         )
 
     def _forget_gone(self, desired: RunnerDesired | None, observed: list[Container]) -> None:
-        """Drop restart counts and backoff of instances that are neither wanted nor here."""
+        """Drop restart counts, pacing and last exits of instances that are neither wanted nor here."""
         keep = {c.key for c in observed} | set(self._busy)
         if desired is not None:
             keep |= {str(i.instance_id) for i in desired.instances}
         else:
-            keep |= set(self._restarts)  # nothing is known to be unwanted yet
-        for table in (self._restarts, self._last_started):
+            keep |= set(self._restarts) | set(self._last_exit)  # nothing is known to be unwanted yet
+        for table in (self._restarts, self._last_started, self._pacing, self._last_exit):
             for key in [k for k in table if k not in keep]:
                 del table[key]
 
@@ -225,7 +248,7 @@ class Agent:
         """Keep the containers table equal to what this pass observed; write only changes."""
         current = {
             i.instance_id: ContainerRecord(i.instance_id, i.container_id, i.environment_id, i.release_id,
-                                           i.state.value, i.restarts)
+                                           i.state.value, i.restarts, i.last_exit)
             for i in instances
         }
         changed = [r for k, r in current.items() if self._saved.get(k) != r]
@@ -233,16 +256,26 @@ class Agent:
         if not changed and not gone:
             return
         async with self.sessions() as session, session.begin():
-            await repository.save(session, changed)
-            await repository.forget(session, gone)
+            await repository.save(session, self.name, changed)
+            await repository.forget(session, self.name, gone)
         self._saved = current
 
     # --- acting -----------------------------------------------------------------
 
     def _dispatch(self, action: Action, now: float) -> None:
         key = action.key
+        if isinstance(action, Backoff):
+            # Nothing to run yet: the Start is planned once the delay is over.
+            self._pacing[key] = action.pacing
+            restart = self._restarts.get(key, 0) + 1
+            log.info("instance %s exited (%s); restarting it in %gs (restart %d)", key,
+                     action.container.exit_summary or "exited", action.delay, restart)
+            self.shipper.restarting(action.container, action.delay, restart)
+            return
         if isinstance(action, (Run, Start)):
             self._last_started[key] = now
+            if isinstance(action, Start) and action.restart:
+                self._pacing[key] = self._pacing.get(key, Pacing()).restarted()
         else:
             self._removing.add(key)
         task = asyncio.create_task(self._execute(action), name=f"{type(action).__name__.lower()} {key}")
@@ -292,3 +325,12 @@ class Agent:
     async def _in_thread(self, call: Callable, *args):
         """A blocking engine call of an action, on the actions' own threads."""
         return await asyncio.get_running_loop().run_in_executor(self._actions, partial(call, *args))
+
+
+def heartbeat_labels(settings: Settings) -> dict[str, str]:
+    """The configured placement labels, and always the region this runner heartbeats in (the
+    controller places only on runners of its own region); a hollow runner says it is one."""
+    labels = {**settings.labels, "region": settings.region}
+    if settings.hollow:
+        labels["hollow"] = "true"
+    return labels

@@ -26,6 +26,7 @@ LABEL_RELEASE = "regio.release"
 LABEL_PORT = "regio.port"  # the application's port inside the container, to find its published port
 LABEL_JOB = "regio.job"  # marks a one-off job's container (a release command), never an instance
 LABEL_DEPLOYMENT = "regio.deployment"
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
 
 # Docker's container states in the platform's words. "restarting" never happens with
 # restart policy "no"; "paused" is only done by hand and the process still exists.
@@ -40,6 +41,19 @@ _STATES = {
 }
 
 PIDS_LIMIT = 1024  # a fork bomb in one application must not take the runner down
+# Every capability is dropped, and these few given back: what a typical web application's
+# image needs to start, as root, before it serves as whoever it likes.
+#   CHOWN, FOWNER, DAC_OVERRIDE: an entrypoint that fixes the owner and mode of its files
+#     (a cache or upload directory of the image's app user) and, as root, reads files it
+#     does not own;
+#   SETUID, SETGID: dropping from root to the app user (gosu, su-exec, nginx and gunicorn
+#     workers, Apache's children);
+#   NET_BIND_SERVICE: listening on a port below 1024 (nginx on 80) when told to;
+#   KILL: a master process signalling its workers once they run as another user.
+# Left out of Docker's defaults: NET_RAW (raw sockets: ARP and DNS spoofing of the
+# neighbours on the apps network), MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, FSETID, AUDIT_WRITE.
+# Never given: NET_ADMIN, SYS_ADMIN, SYS_PTRACE, SYS_MODULE and the like.
+CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "NET_BIND_SERVICE", "KILL"]
 # Each followed output stream holds a connection to the engine for as long as its container
 # runs; the pool keeps that many for reuse rather than discarding them as surplus.
 MAX_POOL_SIZE = 256
@@ -101,6 +115,14 @@ class Container:
     @property
     def is_job(self) -> bool:
         return LABEL_JOB in self.labels
+
+    @property
+    def exit_summary(self) -> str | None:
+        """How its run ended, for a person ("exit code 137, out of memory"); None while it runs.
+        Docker forgets it when the container is started again: the agent keeps it."""
+        if self.state != ContainerState.EXITED or self.exit_code is None:
+            return None
+        return f"exit code {self.exit_code}" + (", out of memory" if self.oom_killed else "")
 
     @property
     def key(self) -> str:
@@ -178,11 +200,23 @@ class DockerEngine:
         self.client.ping()
 
     def ensure_network(self) -> None:
-        """The bridge network application containers join, created on first use."""
-        if any(n.name == self.network for n in self.client.networks.list(names=[self.network])):
+        """The bridge network application containers join, created on first use.
+
+        Its containers reach the internet, and nothing else: inter-container communication
+        is off, so an instance cannot talk to its neighbours' containers directly (the
+        ingress reaches each through its published port on the runner's address). The
+        platform's services on the host listen on 127.0.0.1, which the network's gateway
+        does not forward to."""
+        existing = [n for n in self.client.networks.list(names=[self.network]) if n.name == self.network]
+        if existing:
+            options = existing[0].attrs.get("Options") or {}
+            if options.get(ICC_OPTION, "true") != "false":
+                log.warning("docker network %s lets its containers talk to each other; remove it while no "
+                            "application runs on it, and the agent creates it anew without", self.network)
             return
         try:
-            self.client.networks.create(self.network, driver="bridge", labels={"regio.network": "apps"})
+            self.client.networks.create(self.network, driver="bridge", labels={"regio.network": "apps"},
+                                        options={ICC_OPTION: "false"})
             log.info("created docker network %s", self.network)
         except APIError as e:
             # Another agent on the same engine may have created it a moment ago.
@@ -259,12 +293,19 @@ class DockerEngine:
         return container.id
 
     def _confined(self, memory_mb: int, cpus: float) -> dict:
-        """What every application container runs under: the plan's limits, no privileges, the apps' network."""
+        """What every application container runs under: the plan's limits, no privileges, the apps' network.
+        (No volume either: the Docker socket, or anything else of the host, is never mounted.)"""
         return dict(
             mem_limit=f"{memory_mb}m",
+            # No swap on top: the limit is the memory the plan sells; past it the kernel kills.
+            memswap_limit=f"{memory_mb}m",
             nano_cpus=int(cpus * 1e9),
             pids_limit=PIDS_LIMIT,
-            security_opt=["no-new-privileges"],
+            privileged=False,
+            cap_drop=["ALL"],
+            cap_add=CAPABILITIES,
+            # No setuid binary or file capability gives a process more than its parent had.
+            security_opt=["no-new-privileges:true"],
             network=self.network,
             # The agent restarts exited instances itself, so it can count and pace restarts;
             # jobs are never restarted.

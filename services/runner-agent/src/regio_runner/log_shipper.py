@@ -7,7 +7,8 @@ one connection; telling them apart would take a connection for each.) Docker kee
 agent restart, a broken engine stream, a NATS outage) resumes from the instance's last line
 shipped: remembered, or after an agent restart read back from the stream. The platform's
 own lines go to the same subject as service "platform": an instance started, exited (with
-its code, and whether it ran out of memory) or was stopped, and this agent started or stopped.
+its code, and whether it ran out of memory), is restarted after a delay, or was stopped, and
+this agent started or stopped.
 
 Lines are published with core NATS: the REGIO_LOGS stream captures them without a
 per-line acknowledgement, which a chatty application could not afford."""
@@ -61,6 +62,7 @@ class LogShipper:
         self._marks: dict[UUID, Marks] = {}  # instance id -> what has been shipped of it
         self._stopping: set[str] = set()  # containers the agent is stopping: their exit is no failure
         self._greeted: set[UUID] = set()  # environments told that this agent started
+        self._announcing: set[asyncio.Task] = set()  # restarts being said, each after its exit
         self._stopped = False
 
     def observe(self, observed: list[Container]) -> None:
@@ -89,13 +91,32 @@ class LogShipper:
         """The agent is about to stop this container: its exit is reported as a stop."""
         self._stopping.add(container_id)
 
+    def restarting(self, container: Container, delay: float, restart: int) -> None:
+        """The agent restarts this exited instance in ``delay`` seconds: said right after its
+        exit, once the follow of the run that ended has said how it ended."""
+        if self._stopped or not (container.instance_id and container.environment_id):
+            return
+        at = utcnow()  # when it was decided: after the exit, before the next run starts
+        message = f"instance {str(container.instance_id)[:8]} restarting in {delay:g}s (restart {restart})"
+        follow = self._follows.get(container.container_id)
+        task = asyncio.create_task(self._announce(container, follow[1] if follow else None, at, message),
+                                   name=f"restart line {container.container_id[:12]}")
+        self._announcing.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._announcing.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("could not say that instance %s restarts: %s", container.instance_id, t.exception())
+
+        task.add_done_callback(done)
+
     async def stop(self) -> None:
         """Before the agent stops: stop following, and say so in each environment followed."""
         self._stopped = True
         follows = list(self._follows.values())
-        for _, task in follows:
+        for task in [*(task for _, task in follows), *self._announcing]:
             task.cancel()
-        await asyncio.gather(*(task for _, task in follows), return_exceptions=True)
+        await asyncio.gather(*(task for _, task in follows), *self._announcing, return_exceptions=True)
         try:
             for environment_id in {c.environment_id for c, _ in follows}:
                 await self._publish(environment_id, LogLine(
@@ -170,6 +191,12 @@ class LogShipper:
             await self._event(container, marks, at, message)
         if now is not None and now.state == ContainerState.EXITED:
             self._finished[container.container_id] = now.started_at
+
+    async def _announce(self, container: Container, follow: asyncio.Task | None, at: datetime, message: str) -> None:
+        if follow is not None:
+            await asyncio.wait([follow])  # its exit line first; never cancels the follow
+        marks, _ = await self._marks_of(container)
+        await self._event(container, marks, at, message)
 
     async def _event(self, container: Container, marks: Marks, at: datetime, message: str) -> None:
         """A platform line about an instance, once: the stream may hold it from an earlier agent."""

@@ -1,5 +1,6 @@
 """The runner agent's FastAPI app: the agent's loops run for the life of the app."""
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -11,10 +12,13 @@ from .agent import Agent
 from .api.routes import router
 from .db.models import inbox, outbox
 from .docker_engine import DockerEngine
+from .hollow import HollowEngine, HollowShipper
 from .log_shipper import LogShipper
 from .settings import Settings
 
 SERVICE = "runner-agent"
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,12 +27,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = DockerEngine(settings.name, settings.address, settings.network, settings.docker_host,
-                              settings.scope)
-        shipper: LogShipper | None = None
+        if settings.hollow:
+            engine = HollowEngine(settings.name, settings.address, settings.network, settings.scope)
+            log.warning("RUNNER %s IS HOLLOW: it runs no containers, only pretends to (every instance is "
+                        "http://%s:%d, answering 200 to any GET). For scale tests and benchmarks only; "
+                        "unset REGIO_RUNNER_HOLLOW for a real runner.", settings.name, settings.address,
+                        engine.server.port)
+        else:
+            engine = DockerEngine(settings.name, settings.address, settings.network, settings.docker_host,
+                                  settings.scope)
+        shipper: LogShipper | HollowShipper | None = None
         try:
             await runtime.start()
-            shipper = LogShipper(engine, runtime.nc, settings.region, settings.name)
+            shipper = (HollowShipper() if settings.hollow
+                       else LogShipper(engine, runtime.nc, settings.region, settings.name))
             agent = Agent(settings, engine, runtime.js, runtime.sessions, shipper, runtime.outbox)
             await agent.prepare()
             app.state.runtime = runtime

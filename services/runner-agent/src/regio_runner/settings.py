@@ -23,6 +23,8 @@ class Settings(ServiceSettings):
     network: str = Field("regio-apps", description="Docker bridge network the application containers join.")
     heartbeat_seconds: float = Field(2.0, description="Interval of reconcile passes and heartbeats.")
     stop_grace_seconds: int = Field(10, description="Time between SIGTERM and SIGKILL when stopping an instance.")
+    hollow: bool = Field(False, description="For scale tests and benchmarks only: run no containers, pretend to "
+                                            "(see regio_runner.hollow). Its heartbeats carry the label hollow=true.")
 
 
 RESERVED_MB = 1024  # for the engine, the agent and the host itself

@@ -5,6 +5,7 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -52,6 +53,10 @@ class Runner(Base):
     state: Mapped[str] = mapped_column(String(16))
     # Revision of the last desired state written to the runner's KV key.
     desired_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by an operator: a cordoned runner gets no new instances; a draining one also has its
+    # instances moved to other runners (the routes follow), then runs nothing.
+    cordoned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    draining: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -82,6 +87,10 @@ class Workload(Base):
     # The rollout whose healthy instances are the routes' upstreams (a release may be rolled out twice).
     current_deployment_id: Mapped[UUID | None]
     hosts: Mapped[list] = mapped_column(JSONB, default=list)
+    # How many instances it should run: set by its rollouts and by scaling. The healer keeps
+    # this many healthy, replacing lost ones and adding or removing instances of the current release.
+    instances: Mapped[int | None] = mapped_column(Integer)
+    dedicated_to: Mapped[UUID | None]  # the organisation whose runners alone may run it
     route_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     applied_route_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
@@ -129,6 +138,7 @@ class Rollout(Base):
     # The application's release commands when it was deployed, [{"label", "command"}] in order.
     release_commands: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
     release_command_timeout_seconds: Mapped[float] = mapped_column(Float, default=600.0, server_default="600")
+    dedicated_to: Mapped[UUID | None]  # the organisation whose runners alone may run it
     state: Mapped[str] = mapped_column(String(16))
     step: Mapped[str | None] = mapped_column(String(32))  # the step last announced
     # Set when finalizing moved the routes: what to move them back to if the rollout fails.

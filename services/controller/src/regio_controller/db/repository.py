@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import RolloutRequested
+from regio_common.plans import cpu_share
 from regio_common.runners import RunnerHeartbeat
 
 from ..domain.states import (
@@ -71,11 +72,13 @@ async def runner_names(session: AsyncSession) -> list[str]:
 
 
 async def lock_ready_runners(session: AsyncSession, heard_since: datetime) -> list[Runner]:
-    """Ready runners, locked so that concurrent placements do not both spend the same memory."""
+    """Runners that may take new instances (ready, neither cordoned nor draining), locked so
+    that concurrent placements do not both spend the same memory."""
     return list(
         await session.scalars(
             select(Runner)
-            .where(Runner.state == RunnerState.READY, Runner.last_heartbeat_at >= heard_since)
+            .where(Runner.state == RunnerState.READY, Runner.last_heartbeat_at >= heard_since,
+                   Runner.cordoned.is_(False), Runner.draining.is_(False))
             .order_by(Runner.name)
             .with_for_update()
         )
@@ -164,7 +167,7 @@ async def record_rollout(session: AsyncSession, request: RolloutRequested, sanit
         pg_insert(Release)
         .values(id=request.release_id, environment_id=request.environment_id, image=request.image,
                 port=request.port, sealed_env=request.sealed_env, memory_mb=request.memory_mb,
-                health_check_path=request.health_check_path or "/")
+                cpus=cpu_share(request.memory_mb), health_check_path=request.health_check_path or "/")
         .on_conflict_do_nothing()
     )
     await session.execute(
@@ -180,7 +183,7 @@ async def record_rollout(session: AsyncSession, request: RolloutRequested, sanit
                 sanity_timeout_seconds=sanity_timeout_seconds,
                 release_commands=[c.model_dump() for c in request.release_commands],
                 release_command_timeout_seconds=request.release_command_timeout_seconds,
-                state=RolloutState.PENDING)
+                dedicated_to=request.dedicated_to, state=RolloutState.PENDING)
         .on_conflict_do_nothing()
         .returning(Rollout.deployment_id)
     )
@@ -405,3 +408,44 @@ async def finish_job(session: AsyncSession, job_id: UUID, state: JobState, exit_
         .values(state=state, exit_code=exit_code, error=error, finished_at=func.now())
         .returning(Job)
     )
+
+
+# --- healing -------------------------------------------------------------------------
+
+
+async def all_runners(session: AsyncSession) -> dict[str, Runner]:
+    return {r.name: r for r in await session.scalars(select(Runner))}
+
+
+async def set_runner_flags(session: AsyncSession, name: str, *, cordoned: bool, draining: bool) -> Runner | None:
+    return await session.scalar(
+        update(Runner).where(Runner.name == name).values(cordoned=cordoned, draining=draining).returning(Runner)
+    )
+
+
+async def workloads_to_heal(session: AsyncSession) -> list[UUID]:
+    """Environments that serve a release at a known count and have no rollout under way
+    (a running rollout places and retires instances itself)."""
+    rolling = select(Rollout.environment_id).where(Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
+    return list(await session.scalars(
+        select(Workload.environment_id)
+        .where(Workload.current_deployment_id.is_not(None), Workload.instances.is_not(None),
+               Workload.environment_id.not_in(rolling))
+        .order_by(Workload.environment_id)
+    ))
+
+
+async def has_unfinished_rollout(session: AsyncSession, environment_id: UUID) -> bool:
+    return await session.scalar(
+        select(func.count()).select_from(Rollout)
+        .where(Rollout.environment_id == environment_id, Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
+    ) > 0
+
+
+async def environment_instances(session: AsyncSession, environment_id: UUID,
+                                states: Iterable[InstanceState] = ACTIVE_STATES) -> list[Instance]:
+    return list(await session.scalars(
+        select(Instance)
+        .where(Instance.environment_id == environment_id, Instance.state.in_(tuple(states)))
+        .order_by(Instance.created_at, Instance.id)
+    ))

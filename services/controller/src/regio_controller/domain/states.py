@@ -9,7 +9,8 @@ class InstanceState(StrEnum):
     HEALTHY = "healthy"  # passed the sanity test; may carry traffic
     DRAINING = "draining"  # routes moved off it; stopped once nothing is in flight to it, or at the drain grace
     STOPPED = "stopped"  # removed from the runner's desired state
-    FAILED = "failed"  # its rollout failed; removed from the runner's desired state
+    FAILED = "failed"  # its rollout failed, or it never passed its health check; removed from its runner
+    LOST = "lost"  # its runner stopped heartbeating: replaced elsewhere, and removed if the runner comes back
 
 
 # On a runner's desired list, and holding memory there.
@@ -22,19 +23,22 @@ ACTIVE_STATES = (
 )
 
 # Instance lifecycle: only these moves exist. Heartbeats move instances forward
-# (pending → starting → running); rollouts decide the rest. Nothing leaves
-# stopped or failed, so a late heartbeat cannot resurrect an instance.
+# (pending → starting → running); rollouts and the healer decide the rest. Nothing leaves
+# stopped, failed or lost, so a late heartbeat cannot resurrect an instance.
 TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
     InstanceState.PENDING: frozenset({InstanceState.STARTING, InstanceState.RUNNING, InstanceState.FAILED,
-                                      InstanceState.STOPPED}),
-    InstanceState.STARTING: frozenset({InstanceState.RUNNING, InstanceState.FAILED, InstanceState.STOPPED}),
+                                      InstanceState.STOPPED, InstanceState.LOST}),
+    InstanceState.STARTING: frozenset({InstanceState.RUNNING, InstanceState.FAILED, InstanceState.STOPPED,
+                                       InstanceState.LOST}),
     InstanceState.RUNNING: frozenset({InstanceState.HEALTHY, InstanceState.FAILED, InstanceState.DRAINING,
-                                      InstanceState.STOPPED}),
+                                      InstanceState.STOPPED, InstanceState.LOST}),
     # failed: its rollout failed after routing to it, and the routes moved back.
-    InstanceState.HEALTHY: frozenset({InstanceState.DRAINING, InstanceState.STOPPED, InstanceState.FAILED}),
-    InstanceState.DRAINING: frozenset({InstanceState.STOPPED}),
+    InstanceState.HEALTHY: frozenset({InstanceState.DRAINING, InstanceState.STOPPED, InstanceState.FAILED,
+                                      InstanceState.LOST}),
+    InstanceState.DRAINING: frozenset({InstanceState.STOPPED, InstanceState.LOST}),
     InstanceState.STOPPED: frozenset(),
     InstanceState.FAILED: frozenset(),
+    InstanceState.LOST: frozenset(),
 }
 
 

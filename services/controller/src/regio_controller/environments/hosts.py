@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from regio_common.outbox import Outbox
 
 from ..db import repository
-from ..routes.table import routes_changed
+from ..routes.reroute import reroute
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,6 @@ async def change_hosts(session: AsyncSession, outbox: Outbox, environment_id: UU
     workload.hosts = list(hosts)
     if workload.current_deployment_id is None:
         return  # nothing serves yet: the rollout that finalizes routes them
-    workload.route_revision += 1
-    serving = await repository.healthy_instances(session, workload.current_deployment_id)
-    await outbox.add(session, routes_changed(environment_id, workload.hosts, serving, workload.route_revision))
+    await reroute(session, outbox, workload)
     log.info("environment %s: routing %s (route revision %d)", environment_id, ", ".join(hosts) or "no hosts",
              workload.route_revision)

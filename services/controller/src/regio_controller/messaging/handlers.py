@@ -13,6 +13,7 @@ from regio_common.messages import (
     DeploymentLogAppended,
     EnvironmentHostsChanged,
     EnvironmentRetired,
+    EnvironmentScaled,
     Message,
     RolloutRequested,
     RoutesApplied,
@@ -23,6 +24,7 @@ from regio_common.subscriber import Handler
 from ..db import repository
 from ..environments.hosts import change_hosts
 from ..environments.retirement import refuse_rollout, retire
+from ..environments.scaling import scale
 from ..rollout import cancellation
 from ..rollout.context import RolloutContext
 from ..routes.applied import AppliedRoutes
@@ -60,7 +62,7 @@ def on_rollout_requested(outbox: Outbox, default_sanity_timeout: float, wake_wor
 
 
 def on_environment_command(outbox: Outbox, stop_rollout: Callable[[UUID], None],
-                           reconcile_runners: Callable[[], None]) -> Handler:
+                           reconcile_runners: Callable[[], None], heal: Callable[[], None]) -> Handler:
     async def handle(session: AsyncSession, message: Message) -> None:
         if isinstance(message, EnvironmentRetired):
             if await retire(session, outbox, message.environment_id):
@@ -69,6 +71,9 @@ def on_environment_command(outbox: Outbox, stop_rollout: Callable[[UUID], None],
                 after_commit(session, lambda: (stop_rollout(message.environment_id), reconcile_runners()))
         elif isinstance(message, EnvironmentHostsChanged):
             await change_hosts(session, outbox, message.environment_id, message.hosts)
+        elif isinstance(message, EnvironmentScaled):
+            if await scale(session, outbox, message.environment_id, message.instances):
+                after_commit(session, heal)
         else:
             log.warning("ignoring %s on the environments subject", message.kind)
 

@@ -40,10 +40,12 @@ class Drained:
                 "still in flight, which stopping the old instance(s) cuts off")
 
 
-async def drain(ctx: RolloutContext, deployment_id: UUID, instances: Iterable[Instance]) -> Drained:
+async def drain(ctx: RolloutContext, deployment_id: UUID | None, instances: Iterable[Instance]) -> Drained:
     """Waits until the ingresses have nothing in flight to ``instances``: at least drain_seconds,
     at most drain_grace_seconds. An ingress that cannot be asked keeps the drain going, since
-    what it carries is unknown: if it never answers, the drain lasts the whole grace."""
+    what it carries is unknown: if it never answers, the drain lasts the whole grace.
+    What it waits for goes to the deployment's log, or (no deployment: the healer drains)
+    to the controller's own."""
     settings = ctx.settings
     addresses = {i.address for i in instances if i.address}
     ingresses = Ingresses(ctx.http, settings.ingress_urls, settings.service_token)
@@ -67,7 +69,10 @@ async def drain(ctx: RolloutContext, deployment_id: UUID, instances: Iterable[In
             told_waiting = True
             lines.append(f"Finalizing: waiting for {last.requests} request(s) in flight to the old instance(s), "
                          f"at most {settings.drain_grace_seconds:g}s")
-        if lines:
+        if lines and deployment_id is None:
+            for line in lines:
+                log.info("%s", line)
+        elif lines:
             async with ctx.sessions() as session, session.begin():
                 await ctx.log(session, deployment_id, *lines)
         if last.idle or loop.time() >= deadline:

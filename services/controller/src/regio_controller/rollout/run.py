@@ -62,6 +62,12 @@ async def _succeed(ctx: RolloutContext, rollout: Rollout, release: Release) -> N
         stored = await lock_unfinished(session, rollout.deployment_id)
         stored.state = RolloutState.SUCCEEDED
         stored.finished_at = utcnow()
+        # From now on the healer keeps the workload's count of instances of the release healthy.
+        # Scaling commands set that count; only the first rollout sets it from its request.
+        workload = await repository.lock_workload(session, rollout.environment_id)
+        if workload.instances is None:
+            workload.instances = rollout.instances
+        workload.dedicated_to = rollout.dedicated_to
         await ctx.log(session, rollout.deployment_id,
                       f"Release {release.id} serves the environment on {rollout.instances} instance(s)")
         await ctx.outbox.add(session, RolloutFinished(deployment_id=rollout.deployment_id,

@@ -3,16 +3,13 @@ log line), and each can run again from the top after a controller restart: it lo
 what the database says is done and does only the rest."""
 import asyncio
 from typing import ClassVar, Protocol
-from uuid import uuid4
-
-from regio_common.messages import utcnow
 
 from ..db import repository
 from ..db.models import Release, Rollout
 from ..domain.errors import RolloutFailed
 from ..domain.states import InstanceState
 from ..routes.table import routes_changed
-from ..scheduler.placement import NoCapacity, RunnerCapacity, place
+from ..scheduler.assign import assign
 from .context import RolloutContext
 from .drain import drain
 from .guard import lock_unfinished
@@ -41,26 +38,15 @@ class Scaling:
             # Instances placed before a restart are kept: only the missing ones are placed.
             existing = await repository.deployment_instances(session, rollout.deployment_id)
             missing = rollout.instances - len(existing)
-            placed: list[tuple[str, str]] = []
+            placed = []
             if missing > 0:
-                runners = await repository.lock_ready_runners(session, utcnow() - ctx.lost_after)
-                usage = await repository.memory_in_use(session, rollout.environment_id)
-                capacities = [RunnerCapacity(r.name, r.memory_mb, *usage.get(r.name, (0, 0))) for r in runners]
-                try:
-                    chosen = place(capacities, missing, release.memory_mb)
-                except NoCapacity:
-                    raise RolloutFailed(f"no runner in region {ctx.settings.region} has {release.memory_mb} MB free")
-                for runner in chosen:
-                    instance = repository.instance_row(
-                        instance_id=uuid4(), environment_id=rollout.environment_id, release_id=release.id,
-                        deployment_id=rollout.deployment_id, runner=runner)
-                    session.add(instance)
-                    placed.append((str(instance.id), runner))
-                await session.flush()
+                placed = await assign(session, region=ctx.settings.region, lost_after=ctx.lost_after,
+                                      environment_id=rollout.environment_id, deployment_id=rollout.deployment_id,
+                                      release=release, count=missing, dedicated_to=rollout.dedicated_to)
                 await ctx.log(session, rollout.deployment_id,
-                              *(f"Scaling: instance {i} ({release.memory_mb} MB) placed on runner {r}"
-                                for i, r in placed))
-            affected = {i.runner for i in existing} | {r for _, r in placed}
+                              *(f"Scaling: instance {i.id} ({release.memory_mb} MB, {release.cpus:g} CPU) "
+                                f"placed on runner {i.runner}" for i in placed))
+            affected = {i.runner for i in existing} | {i.runner for i in placed}
         await ctx.desired.publish_many(affected)
 
 
@@ -144,6 +130,10 @@ class Finalizing:
                                                    (InstanceState.RUNNING, InstanceState.HEALTHY,
                                                     InstanceState.DRAINING))
             draining = await repository.move_instances(session, [i.id for i in old], InstanceState.DRAINING)
+            # Replacements the healer placed for the old release and that never served go at once.
+            unstarted = await repository.other_instances(session, rollout.environment_id, rollout.deployment_id,
+                                                         (InstanceState.PENDING, InstanceState.STARTING))
+            unstarted = await repository.move_instances(session, [i.id for i in unstarted], InstanceState.STOPPED)
             if draining:
                 await ctx.log(session, rollout.deployment_id,
                               f"Finalizing: draining {len(draining)} old instance(s) until no request is in "
@@ -157,7 +147,7 @@ class Finalizing:
                 await ctx.log(session, rollout.deployment_id, drained.summary())
             if stopped:
                 await ctx.log(session, rollout.deployment_id, f"Finalizing: stopped {len(stopped)} old instance(s)")
-        await ctx.desired.publish_many(i.runner for i in stopped)
+        await ctx.desired.publish_many(i.runner for i in [*stopped, *unstarted])
 
 
 # The pipeline, in order: a rollout runs these and nothing else.

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from regio_common.bus import runner_state_bucket
-from regio_common.messages import utcnow
+from regio_common.messages import EnvironmentEvent, utcnow
+from regio_common.outbox import Outbox
 from regio_common.runners import ContainerState, ObservedInstance, RunnerHeartbeat
 
 from ..db import repository
@@ -30,10 +31,19 @@ def observed_state(instance: ObservedInstance) -> InstanceState | None:
     return None  # exits and stops are judged by the rollout that waits on the instance
 
 
+def restart_event(runner: str, instance: ObservedInstance) -> EnvironmentEvent:
+    why = f" after {instance.last_exit}" if instance.last_exit else ""
+    return EnvironmentEvent(environment_id=instance.environment_id, instance_id=instance.instance_id,
+                            reason="restarted",
+                            message=f"instance {instance.instance_id} restarted on runner {runner}{why} "
+                                    f"(restart {instance.restarts})")
+
+
 class HeartbeatWatcher:
     def __init__(self, js: JetStreamContext, sessions: async_sessionmaker[AsyncSession], registry: RunnerRegistry,
-                 region: str):
+                 region: str, outbox: Outbox):
         self.js = js
+        self.outbox = outbox
         self.sessions = sessions
         self.registry = registry
         self.region = region
@@ -73,6 +83,10 @@ class HeartbeatWatcher:
             await watcher.stop()
 
     async def observe(self, heartbeat: RunnerHeartbeat, seen_at: datetime) -> None:
+        # Restarts the registry saw counted lower: after a controller restart it knows none,
+        # so restarts from before are never told twice.
+        restarted = [i for i in heartbeat.instances
+                     if (before := self.registry.observed(i.instance_id)) is not None and i.restarts > before.restarts]
         changed = self.registry.record(heartbeat, seen_at)
         fresh = utcnow() - seen_at <= self.registry.lost_after
         try:
@@ -84,6 +98,8 @@ class HeartbeatWatcher:
                     if target is not None:
                         await repository.observe_instance(session, instance.instance_id, target,
                                                           instance.address)
+                for instance in restarted:
+                    await self.outbox.add(session, restart_event(heartbeat.runner, instance))
         except Exception:
             # Not stored: forgetting the runner makes its next heartbeat count as all new.
             self.registry.forget(heartbeat.runner)

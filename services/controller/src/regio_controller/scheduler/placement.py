@@ -1,11 +1,29 @@
-"""Placement of a rollout's new instances on a region's runners.
+"""Placement of new instances on a region's runners.
+
+Which runners may take an environment's instances: those labelled with the controller's
+region and, for a region dedicated to one organisation, only that organisation's runners
+(and a public region's environments never go on a dedicated runner).
 
 Memory is the resource placed against: a runner's free memory is its capacity
 minus the memory of every instance it is asked to run. One environment's
 instances spread across runners first (losing a runner should not take an
 environment down), then go where most memory is free."""
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from uuid import UUID
+
+REGION_LABEL = "region"
+ORGANISATION_LABEL = "organisation"  # on the runners of a region dedicated to one organisation
+
+
+def may_run(labels: Mapping[str, str], region: str, dedicated_to: UUID | None) -> bool:
+    """May a runner with ``labels`` run instances of an environment of ``region`` that is
+    dedicated to ``dedicated_to`` (None: a public region)? A runner without a region label
+    is taken to be of the controller's region (the one whose buckets it heartbeats in)."""
+    if labels.get(REGION_LABEL, region) != region:
+        return False
+    owner = labels.get(ORGANISATION_LABEL) or None
+    return owner == (str(dedicated_to) if dedicated_to else None)
 
 
 @dataclass(frozen=True)

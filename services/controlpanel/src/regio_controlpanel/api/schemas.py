@@ -5,6 +5,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from regio_common.plans import MEMORY_SIZES_MB
+
 
 class Input(BaseModel):
     """A request body: a field we do not know is an error naming it, never silently dropped."""
@@ -186,11 +188,14 @@ class EnvironmentOut(BaseModel):
     branch: str
     instances: int
     memory_mb: int
+    cpus: float = Field(description="CPUs of each instance, set by its memory (memory_mb).")
     port: int | None
     health_check_path: str
     sanity_timeout_seconds: int
     site_url: str
     last_finished_deployment: DeploymentRef | None
+    deployment_in_progress: DeploymentRef | None = Field(
+        description="The newest deployment not ended yet, e.g. the redeploy a change of memory_mb started.")
     ssh_endpoint: dict | None = None
     created_at: datetime
 
@@ -205,10 +210,29 @@ class EnvironmentIn(Input):
 
 
 class EnvironmentUpdate(Update):
+    """Branch, port, health check and sanity timeout take effect at the next deployment.
+    ``instances`` and ``memory_mb`` scale the environment now, within its plan group."""
+
+    instances: int = Field(None, ge=1, description="Instances to run; at most the plan group's max_instances. "
+                                                   "The controller adds or removes instances at once.")
+    memory_mb: int = Field(None, description="Memory of each instance (MB), at most the plan group's; CPUs follow. "
+                                             "A serving release is redeployed at the new size (no build).",
+                           json_schema_extra={"enum": list(MEMORY_SIZES_MB)})
     branch: str = Field(None, min_length=1, max_length=255)
     port: int | None = Field(None, ge=1, le=65535, description="null: the image's EXPOSEd port, else 80")
     health_check_path: str = Field(None, min_length=1, max_length=255, pattern=r"^/")
     sanity_timeout_seconds: int = Field(None, ge=5, le=600, description="How long new instances get to answer.")
+
+
+class EnvironmentEventOut(BaseModel):
+    """Something the platform did to or saw of the environment's instances outside a deployment."""
+
+    uuid: UUID
+    environment: UUID
+    instance: UUID | None
+    reason: str = Field(description="One word: restarted, runner-lost, replaced, moved, scaled, unplaceable.")
+    message: str
+    timestamp: datetime
 
 
 class EnvironmentVariableIn(Input):

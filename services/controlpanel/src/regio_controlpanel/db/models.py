@@ -211,6 +211,21 @@ class DeploymentLogChunk(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class EnvironmentEvent(Base):
+    """What the platform did to or saw of an environment's instances outside a deployment
+    (a restart, a lost runner, a replacement, a scale), as the controller reported it.
+    The id is the event's message id; the rows go with their environment."""
+
+    __tablename__ = "environment_events"
+    __table_args__ = (Index("ix_environment_events_environment", "environment_id", "occurred_at"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    instance_id: Mapped[uuid.UUID | None]
+    reason: Mapped[str] = mapped_column(Text)  # one word: restarted, runner-lost, replaced, moved, …
+    message: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Domain(Base):
     """A custom domain of an environment. Unique in the whole platform: one host, one environment."""
 

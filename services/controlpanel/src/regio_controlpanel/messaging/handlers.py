@@ -1,6 +1,6 @@
 """The control panel reads each region's events through one ordered consumer, so a
 deployment's log lines, its build result and its rollout result are applied in the
-order they were published."""
+order they were published. The controller's environment events come the same way."""
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.bus import durable_name
@@ -8,11 +8,13 @@ from regio_common.messages import (
     BuildFinished,
     BuildStarted,
     DeploymentLogAppended,
+    EnvironmentEvent,
     Message,
     RolloutFinished,
     RolloutProgressed,
 )
 
+from ..services import environment_events
 from ..services.deployments import Deployments
 
 
@@ -31,6 +33,7 @@ def dispatcher(deployments: Deployments):
         BuildFinished: deployments.on_build_finished,
         RolloutProgressed: deployments.on_rollout_progressed,
         RolloutFinished: deployments.on_rollout_finished,
+        EnvironmentEvent: environment_events.record,
     }
 
     async def handle(session: AsyncSession, message: Message) -> None:

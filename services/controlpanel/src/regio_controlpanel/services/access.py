@@ -25,7 +25,7 @@ class Role(StrEnum):
 
 class Action(StrEnum):
     VIEW = "view"              # applications, environments, deployments, logs, variables
-    OPERATE = "operate"        # deploy, variables, domains, service instances, backups
+    OPERATE = "operate"        # deploy, scale (within the plan), variables, domains, service instances, backups
     MANAGE = "manage"          # create, change and delete applications, environments, repositories
     ADMINISTER = "administer"  # members and their roles, the audit trail
     BILLING = "billing"        # plans and subscriptions

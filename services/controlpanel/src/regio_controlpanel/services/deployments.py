@@ -50,9 +50,10 @@ class Deployments:
     # --- requested through the API ----------------------------------------------
 
     async def request(self, session: AsyncSession, caller: Caller, environment_id: UUID, build_mode: str,
-                      redeploy: UUID | None = None) -> Deployment:
+                      redeploy: UUID | None = None, why: str | None = None) -> Deployment:
         """A new deployment of the branch's head, or with ``redeploy`` a new release made from an
-        earlier deployment's (its image and environment as they were): a rollback needs no build."""
+        earlier deployment's (its image and environment as they were): a rollback needs no build.
+        ``why`` ends the log's first line (e.g. a redeploy at a new size)."""
         environment, app = await lookups.environment(session, caller, environment_id, Action.OPERATE,
                                                      field="environment")
         if build_mode not in BUILD_MODES:
@@ -71,11 +72,10 @@ class Deployments:
         await session.flush()
         await self._supersede_waiting(session, deployment, region)
         if source is not None:
-            await self._log(session, deployment.id, f"Deployment queued: redeploying the release of deployment "
-                                                    f"{source.id} (commit {(source.commit or '?')[:12]})")
+            queued = f"redeploying the release of deployment {source.id} (commit {(source.commit or '?')[:12]})"
         else:
-            await self._log(session, deployment.id,
-                            f"Deployment queued: branch {environment.branch} of {repository.url}")
+            queued = f"branch {environment.branch} of {repository.url}"
+        await self._log(session, deployment.id, f"Deployment queued: {queued}{f' {why}' if why else ''}")
         await self._provision(session, deployment)
         if source is not None:
             await self._release_again(session, deployment, source, environment, app, region)
@@ -228,8 +228,9 @@ class Deployments:
 
     async def _request_rollout(self, session: AsyncSession, deployment: Deployment, environment: Environment,
                                app: Application, region: Region, release: Release, env: dict[str, str]) -> None:
-        """Routing (hosts), size and checks are the environment's as they are now; the release
-        (image and variables) is what runs."""
+        """Routing (hosts), size (instances, memory) and checks are the environment's as they are
+        now; the release (image and variables) is what runs. In a region dedicated to one
+        organisation, its instances go only on that organisation's runners."""
         hosts = await hosts_of(session, environment, app, region)
         await self.outbox.add(session, RolloutRequested(
             deployment_id=deployment.id, application_id=app.id, environment_id=environment.id,
@@ -238,6 +239,7 @@ class Deployments:
             health_check_path=environment.health_check_path,
             sanity_timeout_seconds=environment.sanity_timeout_seconds,
             release_commands=[ReleaseCommand(**c) for c in app.release_commands],
+            dedicated_to=region.organisation_id,
         ), region=region.slug)
 
     async def _locked(self, session: AsyncSession, deployment_id: UUID) -> Deployment | None:

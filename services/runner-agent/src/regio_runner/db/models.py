@@ -19,16 +19,23 @@ class Base(DeclarativeBase):
 
 class ManagedContainer(Base):
     """One instance's container as the agent last observed it. Restart counts live here
-    so that a restarted agent keeps counting where it left off."""
+    so that a restarted agent keeps counting where it left off.
+
+    Every runner agent of a host (``regio up --runners N``) shares this schema: each reads,
+    writes and forgets only the rows of its own runner."""
 
     __tablename__ = "containers"
 
+    runner: Mapped[str] = mapped_column(String(255), primary_key=True)
     instance_id: Mapped[UUID] = mapped_column(primary_key=True)
     container_id: Mapped[str] = mapped_column(String(64))
     environment_id: Mapped[UUID]
     release_id: Mapped[UUID]
     state: Mapped[str] = mapped_column(String(16))
     restarts: Mapped[int] = mapped_column(Integer, default=0)
+    # How its last run ended ("exit code 137, out of memory"): Docker forgets it once the
+    # container is started again, and the heartbeat reports it for as long as the instance runs.
+    last_exit: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -19,40 +19,38 @@ class ContainerRecord:
     release_id: UUID
     state: str
     restarts: int
+    last_exit: str | None = None
 
 
-async def load(session: AsyncSession) -> list[ContainerRecord]:
-    rows = (await session.scalars(select(ManagedContainer))).all()
+# The containers table is shared by every agent of a host: each query names its runner.
+
+
+async def load(session: AsyncSession, runner: str) -> list[ContainerRecord]:
+    rows = (await session.scalars(select(ManagedContainer).where(ManagedContainer.runner == runner))).all()
     return [
-        ContainerRecord(r.instance_id, r.container_id, r.environment_id, r.release_id, r.state, r.restarts)
+        ContainerRecord(r.instance_id, r.container_id, r.environment_id, r.release_id, r.state, r.restarts,
+                        r.last_exit)
         for r in rows
     ]
 
 
-async def save(session: AsyncSession, records: Iterable[ContainerRecord]) -> None:
+async def save(session: AsyncSession, runner: str, records: Iterable[ContainerRecord]) -> None:
     for record in records:
-        values = {
-            "instance_id": record.instance_id,
-            "container_id": record.container_id,
-            "environment_id": record.environment_id,
-            "release_id": record.release_id,
-            "state": record.state,
-            "restarts": record.restarts,
-            "updated_at": func.now(),
-        }
+        values = {**asdict(record), "runner": runner, "updated_at": func.now()}
         statement = insert(ManagedContainer).values(**values)
         await session.execute(
             statement.on_conflict_do_update(
-                index_elements=[ManagedContainer.instance_id],
-                set_={k: statement.excluded[k] for k in values if k != "instance_id"},
+                index_elements=[ManagedContainer.runner, ManagedContainer.instance_id],
+                set_={k: statement.excluded[k] for k in values if k not in ("runner", "instance_id")},
             )
         )
 
 
-async def forget(session: AsyncSession, instance_ids: Iterable[UUID]) -> None:
+async def forget(session: AsyncSession, runner: str, instance_ids: Iterable[UUID]) -> None:
     ids = list(instance_ids)
     if ids:
-        await session.execute(delete(ManagedContainer).where(ManagedContainer.instance_id.in_(ids)))
+        await session.execute(delete(ManagedContainer).where(ManagedContainer.runner == runner,
+                                                             ManagedContainer.instance_id.in_(ids)))
 
 
 # --- jobs ----------------------------------------------------------------------------
