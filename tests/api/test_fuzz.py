@@ -17,7 +17,7 @@ SCHEMATHESIS = shutil.which("schemathesis", path=str(Path(sys.executable).parent
 def test_no_server_error_and_no_response_off_the_schema(region):
     result = subprocess.run(
         [SCHEMATHESIS, "run", f"{region.api_url}/openapi.json", "-H", f"Authorization: Token {region.token}",
-         "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "25",
+         "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "10",
          "--exclude-method", "DELETE", "--exclude-path", "/iam/v3/tokens/{uuid}/",
          "--seed", "20261126", "--no-color"],
         capture_output=True, text=True, timeout=600)

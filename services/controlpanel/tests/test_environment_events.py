@@ -42,7 +42,7 @@ async def test_events_are_listed_newest_first_in_pages(api, js, settings, applic
     restarted = EnvironmentEvent(environment_id=env_id, instance_id=instance, reason="restarted",
                                  message="Instance exited with code 137 (out of memory) and was restarted",
                                  occurred_at=at)
-    lost = EnvironmentEvent(environment_id=env_id, instance_id=instance, reason="runner-lost",
+    lost = EnvironmentEvent(environment_id=env_id, instance_id=instance, reason="replaced",
                             message="Runner runner-2 stopped answering; its instance is replaced",
                             occurred_at=at + timedelta(seconds=1))
     scaled = EnvironmentEvent(environment_id=env_id, reason="scaled", message="3 instances run",
@@ -59,7 +59,7 @@ async def test_events_are_listed_newest_first_in_pages(api, js, settings, applic
 
     assert (await listed(api, env_id, "marker"))["count"] == 4
     page = (await api.get(f"/apps/v3/environments/{env_id}/events/", params={"page_size": 2})).json()
-    assert [e["reason"] for e in page["results"]] == ["scaled", "runner-lost"] and page["previous"] is None
+    assert [e["reason"] for e in page["results"]] == ["scaled", "replaced"] and page["previous"] is None
     assert page["results"][0] == {"uuid": str(scaled.id), "environment": env_id, "instance": None, "reason": "scaled",
                                   "message": "3 instances run", "timestamp": page["results"][0]["timestamp"]}
     assert datetime.fromisoformat(page["results"][0]["timestamp"]) == scaled.occurred_at

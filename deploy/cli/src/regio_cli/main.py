@@ -10,7 +10,7 @@ import typer
 from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import PortTaken
 
-from . import prerequisites, testing
+from . import prerequisites, runners, testing
 from .region import CHECKOUT, Region
 
 app = typer.Typer(help="Start, stop and inspect a Regio region.", no_args_is_help=True, add_completion=False)
@@ -90,6 +90,39 @@ def logs(service: str, state_dir: StateDir = None,
         say(f"no log for {service!r}; available: {', '.join(available) or 'none'}")
         raise typer.Exit(1)
     subprocess.run(["tail", f"-n{lines}", *(["-F"] if follow else []), str(path)])
+
+
+@app.command("runners")
+def list_runners(state_dir: StateDir = None) -> None:
+    """The region's runners: state, whether in service, instances, memory used of offered, labels."""
+    for line in runners.table(Region(_layout(state_dir), say)):
+        typer.echo(line)
+
+
+def _change_runner(action: str, name: str, state_dir: Path | None) -> None:
+    try:
+        say(runners.change(Region(_layout(state_dir), say), name, action))
+    except LookupError as e:
+        say(str(e))
+        raise typer.Exit(1)
+
+
+@app.command()
+def cordon(name: str, state_dir: StateDir = None) -> None:
+    """Place no new instances on runner NAME."""
+    _change_runner("cordon", name, state_dir)
+
+
+@app.command()
+def drain(name: str, state_dir: StateDir = None) -> None:
+    """Move every instance off runner NAME (without downtime) and place nothing new there."""
+    _change_runner("drain", name, state_dir)
+
+
+@app.command()
+def uncordon(name: str, state_dir: StateDir = None) -> None:
+    """Put runner NAME back in service."""
+    _change_runner("uncordon", name, state_dir)
 
 
 @app.command("base-images")

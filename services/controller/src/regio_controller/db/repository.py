@@ -424,15 +424,32 @@ async def set_runner_flags(session: AsyncSession, name: str, *, cordoned: bool, 
 
 
 async def workloads_to_heal(session: AsyncSession) -> list[UUID]:
-    """Environments that serve a release at a known count and have no rollout under way
-    (a running rollout places and retires instances itself)."""
+    """Environments the healer has work in: serving a release at a known count, with no
+    rollout under way (a running rollout places and retires instances itself), and not
+    settled: fewer or more healthy instances in service than wanted, instances on their way
+    or draining, instances on lost or draining runners, or leftovers of an older release.
+    One query for the whole region, so a pass over thousands of settled environments is cheap."""
     rolling = select(Rollout.environment_id).where(Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
-    return list(await session.scalars(
+    in_service = and_(Runner.state == RunnerState.READY, Runner.draining.is_(False))
+    current = Instance.deployment_id == Workload.current_deployment_id
+    rows = await session.execute(
         select(Workload.environment_id)
+        .outerjoin(Instance, and_(Instance.environment_id == Workload.environment_id,
+                                  Instance.state.in_(ACTIVE_STATES)))
+        .outerjoin(Runner, Runner.name == Instance.runner)
         .where(Workload.current_deployment_id.is_not(None), Workload.instances.is_not(None),
                Workload.environment_id.not_in(rolling))
+        .group_by(Workload.environment_id, Workload.instances)
+        .having(
+            (func.count(Instance.id).filter(current, Instance.state == InstanceState.HEALTHY, in_service)
+             != Workload.instances)
+            | (func.count(Instance.id).filter(Instance.state != InstanceState.HEALTHY) > 0)
+            | (func.count(Instance.id).filter(~in_service) > 0)
+            | (func.count(Instance.id).filter(~current) > 0)
+        )
         .order_by(Workload.environment_id)
-    ))
+    )
+    return list(rows.scalars())
 
 
 async def has_unfinished_rollout(session: AsyncSession, environment_id: UUID) -> bool:

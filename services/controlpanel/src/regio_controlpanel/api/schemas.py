@@ -230,7 +230,8 @@ class EnvironmentEventOut(BaseModel):
     uuid: UUID
     environment: UUID
     instance: UUID | None
-    reason: str = Field(description="One word: restarted, runner-lost, replaced, moved, scaled, unplaceable.")
+    reason: str = Field(description="One word, e.g. restarted, scaled, replaced, moved, unplaceable, unhealthy, "
+                                    "healthy, stopped.")
     message: str
     timestamp: datetime
 

@@ -221,7 +221,7 @@ class EnvironmentEvent(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
     instance_id: Mapped[uuid.UUID | None]
-    reason: Mapped[str] = mapped_column(Text)  # one word: restarted, runner-lost, replaced, moved, …
+    reason: Mapped[str] = mapped_column(Text)  # one word: restarted, scaled, replaced, moved, unplaceable, …
     message: Mapped[str] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -1,5 +1,5 @@
 """An environment's events: what the controller did to or saw of its instances outside a
-deployment (a restart, a runner lost, an instance replaced or moved, a scale carried out
+deployment (a restart, an instance replaced or moved off a lost runner, a scale carried out
 or impossible), kept so the environment's owners can see why their instances changed."""
 from sqlalchemy import Select, select
 from sqlalchemy.dialects.postgresql import insert
