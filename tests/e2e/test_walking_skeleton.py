@@ -25,12 +25,12 @@ def get_page(region, host: str) -> httpx.Response:
     return httpx.get(f"{region.ingress_url}/", headers={"Host": host}, timeout=10)
 
 
-def create_application(client, region, repo_url: str, branch: str = "main") -> dict:
+def create_application(client, region, repo_url: str, branch: str = "main", **fields) -> dict:
     repo = client.post("/apps/v3/repositories/", json={"organisation": region.organisation, "url": repo_url})
     assert repo.status_code == 201, repo.text
     app = client.post("/apps/v3/applications/", json={
         "name": "Hello", "slug": f"hello-{uuid.uuid4().hex[:6]}", "organisation": region.organisation,
-        "region": region.region, "repository": repo.json()["uuid"], "branch": branch})
+        "region": region.region, "repository": repo.json()["uuid"], "branch": branch, **fields})
     assert app.status_code == 201, app.text
     region.applications.append(app.json()["uuid"])
     return app.json()

@@ -10,7 +10,8 @@ import typer
 from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import PortTaken
 
-from . import prerequisites, runners, testing
+from . import prerequisites, testing
+from . import runners as runner_admin
 from .region import CHECKOUT, Region
 
 app = typer.Typer(help="Start, stop and inspect a Regio region.", no_args_is_help=True, add_completion=False)
@@ -95,13 +96,13 @@ def logs(service: str, state_dir: StateDir = None,
 @app.command("runners")
 def list_runners(state_dir: StateDir = None) -> None:
     """The region's runners: state, whether in service, instances, memory used of offered, labels."""
-    for line in runners.table(Region(_layout(state_dir), say)):
+    for line in runner_admin.table(Region(_layout(state_dir), say)):
         typer.echo(line)
 
 
 def _change_runner(action: str, name: str, state_dir: Path | None) -> None:
     try:
-        say(runners.change(Region(_layout(state_dir), say), name, action))
+        say(runner_admin.change(Region(_layout(state_dir), say), name, action))
     except LookupError as e:
         say(str(e))
         raise typer.Exit(1)

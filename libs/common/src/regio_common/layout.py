@@ -29,7 +29,7 @@ class Layout:
     state_dir: Path
     region: str = "local"
     region_domain: str = "local.regio.localhost"
-    runners: int = 1
+    runners: int = 2  # a local region shows placement, spread and healing across runners from the start
     ports: Ports = field(default_factory=Ports)
 
     @property
