@@ -59,6 +59,7 @@ async def test_an_instances_output_and_its_exits_reach_its_environments_log(
                                                  "starting", "no problems so far"))
         assert platform(lines) == [f"instance {short} started on {runner_name}",
                                    f"instance {short} exited with code 137",
+                                   f"instance {short} restarting in 1s (restart 1)",
                                    f"instance {short} started on {runner_name}"]
 
         # Out of memory: the request never gets an answer.
