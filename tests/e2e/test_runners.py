@@ -119,6 +119,7 @@ def test_a_lost_runner_with_its_containers_gone_is_replaced_on_the_other_runner(
             time.sleep(1)
         with region.client() as client:
             told = events(client, env_id)
+            logs = [line["message"] for line in client.get(f"/apps/v3/environments/{env_id}/logs/").json()["results"]]
     finally:
         engine.close()
         restart_what_is_down()
@@ -126,6 +127,7 @@ def test_a_lost_runner_with_its_containers_gone_is_replaced_on_the_other_runner(
     # Once both replacements answer, every request succeeds.
     assert [a for a in load.answers if a.at >= since and a.status != 200] == []
     assert any("runner runner-2 is lost" in m for m in told), told
+    assert any("runner runner-2 is lost" in m for m in logs), logs[-20:]  # the runtime logs tell it too
 
 
 def test_a_controller_killed_during_a_scale_up_ends_with_exactly_the_wanted_instances(region, scalable_probe):

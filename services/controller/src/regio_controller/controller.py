@@ -1,8 +1,10 @@
 """The running controller: its runtime and the parts wired together."""
 from datetime import timedelta
+from uuid import UUID
 
 import httpx
 
+from regio_common import runtime_logs
 from regio_common.bus import COMMANDS, EVENTS, ensure_buckets
 from regio_common.messages import (
     DeploymentCancelled,
@@ -10,8 +12,10 @@ from regio_common.messages import (
     RolloutRequested,
     RoutesApplied,
     subject_for,
+    utcnow,
 )
 from regio_common.runtime import Runtime
+from regio_common.runtime_logs import PLATFORM, LogLine
 
 from .db.models import inbox, outbox
 from .healing.healer import Healer
@@ -57,7 +61,7 @@ class Controller:
         ctx = RolloutContext(settings=settings, sessions=runtime.sessions, outbox=runtime.outbox,
                              registry=self.registry, desired=desired, applied=applied, http=self.http)
         self.worker = RolloutWorker(ctx, settings.rollout_poll_seconds)
-        self.healer = Healer(ctx, settings.reconcile_seconds)
+        self.healer = Healer(ctx, settings.reconcile_seconds, say=self._say)
         reconciler = Reconciler(runtime.sessions, desired, self.registry.lost_after, settings.reconcile_seconds,
                                 on_lost=self.healer.wake)
 
@@ -80,6 +84,12 @@ class Controller:
         runtime.spawn("rollouts", self.worker.run)
         runtime.spawn("reconcile", reconciler.run)
         runtime.spawn("healer", self.healer.run)
+
+    async def _say(self, environment_id: UUID, message: str) -> None:
+        """A platform line in the environment's runtime logs."""
+        line = LogLine(timestamp=utcnow(), service=PLATFORM, message=message)
+        await self.runtime.nc.publish(runtime_logs.subject(self.settings.region, environment_id),
+                                      line.model_dump_json().encode())
 
     async def stop(self) -> None:
         await self.runtime.stop()

@@ -9,6 +9,7 @@ missing, so a controller restarted in the middle carries on. Environments with a
 under way are left to it. What it does is told as the environment's events."""
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,7 @@ from ..db import repository
 from ..db.models import Instance, Runner
 from ..domain.errors import RolloutFailed
 from ..domain.states import InstanceState, RunnerState
+from ..messaging.handlers import after_commit
 from ..rollout.context import RolloutContext
 from ..rollout.drain import drain
 from ..rollout.sanity import sanity_test
@@ -35,8 +37,12 @@ RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class Healer:
-    def __init__(self, ctx: RolloutContext, period_seconds: float):
+    def __init__(self, ctx: RolloutContext, period_seconds: float,
+                 say: Callable[[UUID, str], Awaitable[None]] | None = None):
         self.ctx = ctx
+        # Each event also becomes a line of the environment's runtime logs, where its owners
+        # look first; best effort, after the transaction that decided it is committed.
+        self.say = say
         self.period_seconds = period_seconds
         self._wake = asyncio.Event()
         self._tasks: dict[UUID, asyncio.Task] = {}  # by instance: its health check or drain
@@ -260,6 +266,13 @@ class Healer:
         log.info("environment %s: %s", environment_id, message)
         await self.ctx.outbox.add(session, EnvironmentEvent(environment_id=environment_id, instance_id=instance_id,
                                                             reason=reason, message=message))
+        if self.say is not None:
+            after_commit(session, lambda: self._say(environment_id, message))
+
+    def _say(self, environment_id: UUID, message: str) -> None:
+        task = asyncio.create_task(self.say(environment_id, message))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
+                               or log.warning("runtime log line not published: %s", t.exception()))
 
 
 def _why_leaving(instances: list[Instance], wanted: int, runners: dict[str, Runner]) -> str:
