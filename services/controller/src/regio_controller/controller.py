@@ -62,8 +62,8 @@ class Controller:
                              registry=self.registry, desired=desired, applied=applied, http=self.http)
         self.worker = RolloutWorker(ctx, settings.rollout_poll_seconds)
         self.healer = Healer(ctx, settings.reconcile_seconds, say=self._say)
-        reconciler = Reconciler(runtime.sessions, desired, self.registry.lost_after, settings.reconcile_seconds,
-                                on_lost=self.healer.wake)
+        reconciler = Reconciler(runtime.sessions, desired, self.registry, self.registry.lost_after,
+                                settings.reconcile_seconds, on_lost=self.healer.wake)
 
         runtime.subscribe(COMMANDS.name, rollouts_consumer(settings.region),
                           subject_for(RolloutRequested, settings.region),

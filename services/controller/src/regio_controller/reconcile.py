@@ -1,5 +1,8 @@
-"""The level-triggered loop: every few seconds, refresh which runners are lost and
-rewrite every runner's full desired state, so a missed or lost write heals itself."""
+"""The level-triggered loop: every few seconds, refresh which runners are lost and rewrite
+the desired state of every runner whose heartbeats show it has not acted on its latest
+one (a write it missed), and now and then every runner's, so any lost write heals itself.
+Rewriting all of a thousand runners every few seconds would be most of the controller's
+work at scale; rewriting the lagging ones costs nothing when all is well."""
 import asyncio
 import logging
 from collections.abc import Callable
@@ -11,14 +14,20 @@ from regio_common.messages import utcnow
 
 from .db import repository
 from .runners.desired import DesiredState
+from .runners.registry import RunnerRegistry
 
 log = logging.getLogger(__name__)
 
 
 class Reconciler:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], desired: DesiredState, lost_after: timedelta,
-                 period_seconds: float, on_lost: Callable[[], None] = lambda: None):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], desired: DesiredState, registry: RunnerRegistry,
+                 lost_after: timedelta, period_seconds: float, on_lost: Callable[[], None] = lambda: None,
+                 full_every_seconds: float = 30.0):
         self.sessions = sessions
+        self.registry = registry
+        self.full_every_seconds = full_every_seconds
+        self._next_full = 0.0  # loop time of the next rewrite of every runner
+        self._lagging: set[str] = set()  # behind at the last pass
         self.on_lost = on_lost  # the healer: a lost runner's instances are to be replaced
         self.desired = desired
         self.lost_after = lost_after
@@ -26,7 +35,8 @@ class Reconciler:
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
-        """Reconcile now rather than at the next period."""
+        """Reconcile now rather than at the next period, rewriting every runner."""
+        self._next_full = 0.0
         self._wake.set()
 
     async def run(self) -> None:
@@ -48,10 +58,18 @@ class Reconciler:
     async def reconcile(self) -> None:
         async with self.sessions() as session, session.begin():
             lost = await repository.mark_runner_states(session, utcnow() - self.lost_after)
-            runners = await repository.runner_names(session)
+            revisions = await repository.desired_revisions(session)
         for name in lost:
             log.warning("runner %s lost: no heartbeat for %ss; its instances are replaced elsewhere", name,
                         self.lost_after.total_seconds())
         if lost:
             self.on_lost()
-        await self.desired.publish_many(runners)
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_full:
+            self._next_full = now + self.full_every_seconds
+            await self.desired.publish_many(revisions)
+            return
+        # Behind two passes in a row: not a write still on its way, but one it missed.
+        behind = {name for name, revision in revisions.items() if self.registry.acted_on(name) < revision}
+        missed, self._lagging = behind & self._lagging, behind
+        await self.desired.publish_many(missed)

@@ -67,8 +67,9 @@ async def mark_runner_states(session: AsyncSession, lost_before: datetime) -> li
     return names
 
 
-async def runner_names(session: AsyncSession) -> list[str]:
-    return list(await session.scalars(select(Runner.name).order_by(Runner.name)))
+async def desired_revisions(session: AsyncSession) -> dict[str, int]:
+    """Every runner with the revision of the last desired state written for it."""
+    return dict((await session.execute(select(Runner.name, Runner.desired_revision))).all())
 
 
 async def lock_ready_runners(session: AsyncSession, heard_since: datetime) -> list[Runner]:
@@ -125,33 +126,36 @@ async def runners_with_usage(session: AsyncSession) -> list[tuple[Runner, int, i
     return [(runner, int(used), int(count)) for runner, used, count in rows]
 
 
-async def next_desired_revision(session: AsyncSession, runner: str) -> int | None:
-    return await session.scalar(
+async def next_desired_revisions(session: AsyncSession, runners: Iterable[str]) -> dict[str, int]:
+    """Takes the next desired-state revision of each runner; unknown runners are left out."""
+    rows = await session.execute(
         update(Runner)
-        .where(Runner.name == runner)
+        .where(Runner.name.in_(list(runners)))
         .values(desired_revision=Runner.desired_revision + 1)
-        .returning(Runner.desired_revision)
+        .returning(Runner.name, Runner.desired_revision)
     )
+    return {name: revision for name, revision in rows}
 
 
-async def desired_instances(session: AsyncSession, runner: str) -> Sequence[tuple[Instance, Release]]:
+async def desired_instances(session: AsyncSession, runners: Iterable[str]) -> Sequence[tuple[Instance, Release]]:
+    """The instances the runners are to run, oldest first."""
     rows = await session.execute(
         select(Instance, Release)
         .join(Release, Release.id == Instance.release_id)
-        .where(Instance.runner == runner, Instance.state.in_(ACTIVE_STATES))
+        .where(Instance.runner.in_(list(runners)), Instance.state.in_(ACTIVE_STATES))
         .order_by(Instance.created_at, Instance.id)
     )
     return rows.all()
 
 
-async def desired_jobs(session: AsyncSession, runner: str) -> Sequence[tuple[Job, Release]]:
-    """The runner's jobs still waited for: running, of a rollout that still runs. A rollout
+async def desired_jobs(session: AsyncSession, runners: Iterable[str]) -> Sequence[tuple[Job, Release]]:
+    """The runners' jobs still waited for: running, of a rollout that still runs. A rollout
     ended any other way (failed, cancelled) takes its jobs off the runner with it."""
     rows = await session.execute(
         select(Job, Release)
         .join(Release, Release.id == Job.release_id)
         .join(Rollout, Rollout.deployment_id == Job.deployment_id)
-        .where(Job.runner == runner, Job.state == JobState.RUNNING,
+        .where(Job.runner.in_(list(runners)), Job.state == JobState.RUNNING,
                Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
         .order_by(Job.created_at, Job.id)
     )

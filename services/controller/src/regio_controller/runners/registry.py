@@ -54,6 +54,11 @@ class RunnerRegistry:
             if self._jobs.get(job.job_id, ("",))[0] == runner:
                 del self._jobs[job.job_id]
 
+    def acted_on(self, runner: str) -> int:
+        """The desired revision the runner last said it acted on; 0 if it has not said."""
+        found = self._heartbeats.get(runner)
+        return found[0].desired_revision if found else 0
+
     def known(self) -> bool:
         return bool(self._heartbeats)
 
