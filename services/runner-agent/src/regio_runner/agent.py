@@ -220,7 +220,9 @@ class Agent:
         elif key in self._busy and state != ContainerState.RUNNING:
             state = ContainerState.STARTING
         running = state == ContainerState.RUNNING and container.host_port
-        return ObservedInstance(
+        # Built from the engine's typed description, so not validated again: that was most of
+        # the cost of a pass (see regio_runner.hollow_fleet, which runs a thousand agents).
+        return ObservedInstance.model_construct(
             instance_id=container.instance_id,
             environment_id=container.environment_id,
             release_id=container.release_id,

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from uuid import UUID
 
 import docker
@@ -96,19 +97,20 @@ class Container:
     finished_at: datetime | None = None  # when its last run ended
     oom_killed: bool = False  # its last run was killed for using more memory than its limit
 
-    @property
+    # The ids are read several times by every pass: parsed once.
+    @cached_property
     def instance_id(self) -> UUID | None:
         return _uuid(self.labels.get(LABEL_INSTANCE))
 
-    @property
+    @cached_property
     def environment_id(self) -> UUID | None:
         return _uuid(self.labels.get(LABEL_ENVIRONMENT))
 
-    @property
+    @cached_property
     def release_id(self) -> UUID | None:
         return _uuid(self.labels.get(LABEL_RELEASE))
 
-    @property
+    @cached_property
     def job_id(self) -> UUID | None:
         return _uuid(self.labels.get(LABEL_JOB))
 

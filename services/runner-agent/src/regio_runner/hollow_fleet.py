@@ -17,7 +17,8 @@ What a thousand agents share, so that each costs little more than its heartbeat:
 - one HTTP server that every hollow instance "publishes";
 - a few threads for the agents' engine calls (a real agent keeps up to 64 of its own);
 - no log shipping: hollow containers print nothing.
-Heartbeats are staggered over the interval, so they do not all come at once."""
+Heartbeats are staggered over the interval, so they do not all come at once, and passes take
+turns (PASSES_AT_ONCE)."""
 import argparse
 import asyncio
 import logging
@@ -42,14 +43,24 @@ log = logging.getLogger(__name__)
 SERVICE = "hollow-fleet"
 ACTION_THREADS = 8  # hollow engine calls return at once
 LOADING_AT_ONCE = 10  # agents reading their records at start, within the engine's pool
+# Passes under way at once. When a thousand agents start (or all their instances change at
+# once), each has several passes to make, each with a write to the database and a heartbeat:
+# all at once, they would wait out the database pool's and NATS' timeouts and try again, for
+# minutes. Taking turns, they queue without a timeout and are through in seconds.
+PASSES_AT_ONCE = 10
 
 
 class FleetAgent(Agent):
-    """A hollow agent of a fleet: its desired state comes from the fleet's one watch."""
+    """A hollow agent of a fleet: its desired state comes from the fleet's one watch, and its
+    passes take turns with the other agents'."""
 
     def __init__(self, fleet: "HollowFleet", *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._fleet = fleet
+
+    async def sync(self) -> None:
+        async with self._fleet.passes:
+            await super().sync()
 
     async def _read_desired(self) -> RunnerDesired | None:
         return self._fleet.desired.get(self.name)
@@ -66,6 +77,7 @@ class HollowFleet:
         self._actions = ThreadPoolExecutor(ACTION_THREADS, thread_name_prefix="hollow action")
         self._desired_kv: KeyValue | None = None
         self._watched = asyncio.Event()  # the watch has seen every value the bucket held
+        self.passes = asyncio.Semaphore(PASSES_AT_ONCE)
 
     async def start(self) -> None:
         settings = self.settings

@@ -35,15 +35,17 @@ async def load(session: AsyncSession, runner: str) -> list[ContainerRecord]:
 
 
 async def save(session: AsyncSession, runner: str, records: Iterable[ContainerRecord]) -> None:
-    for record in records:
-        values = {**asdict(record), "runner": runner, "updated_at": func.now()}
-        statement = insert(ManagedContainer).values(**values)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[ManagedContainer.runner, ManagedContainer.instance_id],
-                set_={k: statement.excluded[k] for k in values if k not in ("runner", "instance_id")},
-            )
+    """One statement for all of them: a pass may change every instance of its runner at once."""
+    rows = [{**asdict(record), "runner": runner, "updated_at": func.now()} for record in records]
+    if not rows:
+        return
+    statement = insert(ManagedContainer).values(rows)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ManagedContainer.runner, ManagedContainer.instance_id],
+            set_={k: statement.excluded[k] for k in rows[0] if k not in ("runner", "instance_id")},
         )
+    )
 
 
 async def forget(session: AsyncSession, runner: str, instance_ids: Iterable[UUID]) -> None:
