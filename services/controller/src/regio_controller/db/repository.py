@@ -3,7 +3,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import String, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,16 +35,20 @@ from .models import (
 # --- runners -------------------------------------------------------------------------
 
 
-async def upsert_runner(session: AsyncSession, heartbeat: RunnerHeartbeat, seen_at: datetime,
-                        state: RunnerState) -> None:
-    values = dict(name=heartbeat.runner, address=heartbeat.address, memory_mb=heartbeat.memory_mb,
-                  cpus=heartbeat.cpus, labels=heartbeat.labels, last_heartbeat_at=seen_at, state=state)
-    stmt = pg_insert(Runner).values(**values)
+async def upsert_runners(session: AsyncSession, heartbeats: list[tuple[RunnerHeartbeat, datetime, RunnerState]]) -> None:
+    """Each runner's row from its latest heartbeat, in one statement; in name order, so two
+    writers never lock the same rows in different orders."""
+    if not heartbeats:
+        return
+    rows = [dict(name=h.runner, address=h.address, memory_mb=h.memory_mb, cpus=h.cpus, labels=h.labels,
+                 last_heartbeat_at=seen_at, state=state)
+            for h, seen_at, state in sorted(heartbeats, key=lambda item: item[0].runner)]
+    stmt = pg_insert(Runner).values(rows)
     newer = stmt.excluded.last_heartbeat_at >= Runner.last_heartbeat_at
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=[Runner.name],
-            set_={k: stmt.excluded[k] for k in values if k != "name"},
+            set_={k: stmt.excluded[k] for k in rows[0] if k != "name"},
             where=newer,  # a replayed old heartbeat never overwrites a newer one
         )
     )
@@ -72,16 +76,23 @@ async def desired_revisions(session: AsyncSession) -> dict[str, int]:
     return dict((await session.execute(select(Runner.name, Runner.desired_revision))).all())
 
 
+# Placements are serialised by this one lock rather than by locking every runner's row: row
+# locks would also queue behind each heartbeat's update of its runner, and taken in another
+# order by another writer they deadlock.
+PLACEMENT_LOCK = 0x5265_6769_6F50_6C61  # "RegioPla"
+
+
 async def lock_ready_runners(session: AsyncSession, heard_since: datetime) -> list[Runner]:
-    """Runners that may take new instances (ready, neither cordoned nor draining), locked so
-    that concurrent placements do not both spend the same memory."""
+    """Runners that may take new instances (ready, neither cordoned nor draining), with the
+    region's placement lock held until the transaction ends, so that concurrent placements
+    never both spend the same free memory."""
+    await session.execute(select(func.pg_advisory_xact_lock(PLACEMENT_LOCK)))
     return list(
         await session.scalars(
             select(Runner)
             .where(Runner.state == RunnerState.READY, Runner.last_heartbeat_at >= heard_since,
                    Runner.cordoned.is_(False), Runner.draining.is_(False))
             .order_by(Runner.name)
-            .with_for_update()
         )
     )
 
@@ -127,10 +138,15 @@ async def runners_with_usage(session: AsyncSession) -> list[tuple[Runner, int, i
 
 
 async def next_desired_revisions(session: AsyncSession, runners: Iterable[str]) -> dict[str, int]:
-    """Takes the next desired-state revision of each runner; unknown runners are left out."""
+    """Takes the next desired-state revision of each runner; unknown runners are left out.
+    The rows are locked in name order first: an UPDATE locks them in whatever order it scans,
+    and two batches sharing runners would deadlock."""
+    names = list(await session.scalars(
+        select(Runner.name).where(Runner.name.in_(list(runners))).order_by(Runner.name)
+        .with_for_update(key_share=True)))
     rows = await session.execute(
         update(Runner)
-        .where(Runner.name.in_(list(runners)))
+        .where(Runner.name.in_(names))
         .values(desired_revision=Runner.desired_revision + 1)
         .returning(Runner.name, Runner.desired_revision)
     )
@@ -366,19 +382,24 @@ async def move_instances(session: AsyncSession, ids: Iterable[UUID], target: Ins
     return list(moved)
 
 
-async def observe_instance(session: AsyncSession, instance_id: UUID, target: InstanceState,
-                           address: str | None) -> None:
-    """What a heartbeat reports: only forward moves, so a late heartbeat changes nothing decided."""
-    values: dict = {"state": target, "updated_at": func.now()}
-    if address is not None:
-        values["address"] = address
-    await session.execute(
-        update(Instance)
-        .where(Instance.id == instance_id,
-               Instance.state.in_(tuple(s for s in sources_of(target)
-                                        if s in (InstanceState.PENDING, InstanceState.STARTING))))
-        .values(**values)
-    )
+async def observe_instances(session: AsyncSession, seen: dict[UUID, tuple[InstanceState, str | None]]) -> None:
+    """What heartbeats report: only forward moves (pending → starting → running), so a late
+    heartbeat changes nothing decided. One statement per target state, executed for many."""
+    table = Instance.__table__
+    connection = await session.connection()
+    for target in (InstanceState.STARTING, InstanceState.RUNNING):
+        params = [{"b_id": i, "b_address": address} for i, (state, address) in seen.items() if state == target]
+        if not params:
+            continue
+        sources = tuple(s for s in sources_of(target) if s in (InstanceState.PENDING, InstanceState.STARTING))
+        await connection.execute(
+            table.update()
+            # or_, not in_: an IN list is an "expanding" parameter, which executemany refuses.
+            .where(table.c.id == bindparam("b_id"), or_(*(table.c.state == s.value for s in sources)))
+            .values(state=target, address=func.coalesce(bindparam("b_address", type_=String), table.c.address),
+                    updated_at=func.now()),
+            params,
+        )
 
 
 def instance_row(*, instance_id: UUID, environment_id: UUID, release_id: UUID, deployment_id: UUID,

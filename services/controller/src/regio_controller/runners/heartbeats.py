@@ -1,8 +1,10 @@
-"""Watches the region's runner-state bucket: every heartbeat refreshes the runner's row,
-feeds the registry, and moves the instances it reports forward in the database."""
+"""Watches the region's runner-state bucket: every heartbeat feeds the registry at once, and
+refreshes the runner's row and moves the instances it reports forward in the database with
+the other heartbeats of the moment, in one transaction."""
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from uuid import UUID
 
 from nats.js import JetStreamContext
 from pydantic import ValidationError
@@ -20,6 +22,7 @@ from .registry import RunnerRegistry
 log = logging.getLogger(__name__)
 
 _DELETED = ("DEL", "PURGE")
+MAX_BATCH = 2000  # runners' heartbeats held for one flush before the watch waits for it
 
 
 def observed_state(instance: ObservedInstance) -> InstanceState | None:
@@ -47,6 +50,8 @@ class HeartbeatWatcher:
         self.sessions = sessions
         self.registry = registry
         self.region = region
+        self._batch = HeartbeatBatch()
+        self._flusher: asyncio.Task | None = None
 
     async def run(self) -> None:
         bucket = await self.js.key_value(runner_state_bucket(self.region))
@@ -80,27 +85,65 @@ class HeartbeatWatcher:
                 seen_at = entry.created if isinstance(entry.created, datetime) else utcnow()
                 await self.observe(heartbeat, seen_at)
         finally:
+            if self._flusher is not None:
+                self._flusher.cancel()
             await watcher.stop()
 
     async def observe(self, heartbeat: RunnerHeartbeat, seen_at: datetime) -> None:
+        """Takes a heartbeat into the registry at once; its database writes join the next batch."""
         # Restarts the registry saw counted lower: after a controller restart it knows none,
         # so restarts from before are never told twice.
         restarted = [i for i in heartbeat.instances
                      if (before := self.registry.observed(i.instance_id)) is not None and i.restarts > before.restarts]
         changed = self.registry.record(heartbeat, seen_at)
-        fresh = utcnow() - seen_at <= self.registry.lost_after
-        try:
-            async with self.sessions() as session, session.begin():
-                await repository.upsert_runner(session, heartbeat, seen_at,
-                                               RunnerState.READY if fresh else RunnerState.LOST)
-                for instance in changed:
-                    target = observed_state(instance)
-                    if target is not None:
-                        await repository.observe_instance(session, instance.instance_id, target,
-                                                          instance.address)
-                for instance in restarted:
-                    await self.outbox.add(session, restart_event(heartbeat.runner, instance))
-        except Exception:
-            # Not stored: forgetting the runner makes its next heartbeat count as all new.
-            self.registry.forget(heartbeat.runner)
-            raise
+        self._batch.add(heartbeat, seen_at, changed, restarted, self.registry.lost_after)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="heartbeat writes")
+        if len(self._batch) >= MAX_BATCH:
+            await self._flusher  # back-pressure: the watch waits rather than piling up
+
+    async def _flush(self) -> None:
+        """Writes what the heartbeats since the last flush changed, in one transaction, until
+        none are left. At a thousand runners that is a few transactions a second, not a
+        thousand; a heartbeat waits at most one flush before its runner's row shows it."""
+        while self._batch:
+            batch, self._batch = self._batch, HeartbeatBatch()
+            try:
+                async with self.sessions() as session, session.begin():
+                    await batch.write(session, self.outbox)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Not stored: forgetting the runners makes their next heartbeats count as all new.
+                log.exception("heartbeats of %d runner(s) not stored; their next ones are taken whole", len(batch))
+                for runner in batch.runners:
+                    self.registry.forget(runner)
+
+
+class HeartbeatBatch:
+    """What heartbeats since the last flush change in the database: each runner's row (its
+    latest heartbeat), instances seen starting or running, and restarts to tell."""
+
+    def __init__(self):
+        self.runners: dict[str, tuple[RunnerHeartbeat, datetime, RunnerState]] = {}
+        self.instances: dict[UUID, tuple[InstanceState, str | None]] = {}
+        self.events: list[EnvironmentEvent] = []
+
+    def __len__(self) -> int:
+        return len(self.runners)
+
+    def add(self, heartbeat: RunnerHeartbeat, seen_at: datetime, changed: list[ObservedInstance],
+            restarted: list[ObservedInstance], lost_after: timedelta) -> None:
+        fresh = utcnow() - seen_at <= lost_after
+        self.runners[heartbeat.runner] = (heartbeat, seen_at, RunnerState.READY if fresh else RunnerState.LOST)
+        for instance in changed:
+            target = observed_state(instance)
+            if target is not None:
+                self.instances[instance.instance_id] = (target, instance.address)
+        self.events += [restart_event(heartbeat.runner, i) for i in restarted]
+
+    async def write(self, session: AsyncSession, outbox: Outbox) -> None:
+        await repository.upsert_runners(session, list(self.runners.values()))
+        await repository.observe_instances(session, self.instances)
+        for event in self.events:
+            await outbox.add(session, event)
