@@ -42,6 +42,7 @@ from regio_common.layout import Layout, default_state_dir
 from regio_common.messages import RolloutFinished, RolloutRequested, RoutesApplied, RoutesChanged, decode
 from regio_common.processes import wait_for_port
 from regio_common.runners import RunnerDesired
+from regio_common.sealing import new_key, seal
 from regio_common.servers import PostgresCluster, nats_process
 from regio_common.testing.plugin import free_port
 
@@ -49,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REGION = "bench"
 TOKEN = "bench-service-token"
 MEMORY_MB = 256
+REGION_KEY = new_key()  # hollow runners open each release's sealed environment, as real ones do
 
 
 def log(message: str) -> None:
@@ -90,7 +92,7 @@ class Bench:
         self.start([sys.executable, "-m", "regio_controller"], {
             "REGIO_CONTROLLER_DATABASE_URL": database_url, "REGIO_CONTROLLER_NATS_URL": nats_url,
             "REGIO_CONTROLLER_REGION": REGION, "REGIO_CONTROLLER_SERVICE_TOKEN": TOKEN,
-            "REGIO_CONTROLLER_PORT": str(port), "REGIO_CONTROLLER_LOG_LEVEL": "WARNING",
+            "REGIO_CONTROLLER_PORT": str(port), "REGIO_CONTROLLER_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             "REGIO_CONTROLLER_RUNNER_LOST_SECONDS": str(self.args.lost_seconds),
             # No ingress to ask what is in flight: old instances drain for the minimum only.
             "REGIO_CONTROLLER_INGRESS_URLS": "[]",
@@ -103,7 +105,7 @@ class Bench:
                            "--heartbeat-seconds", str(self.args.heartbeat_seconds)], {
             "REGIO_RUNNER_DATABASE_URL": database_url, "REGIO_RUNNER_NATS_URL": nats_url,
             "REGIO_RUNNER_REGION": REGION, "REGIO_RUNNER_SERVICE_TOKEN": TOKEN, "REGIO_RUNNER_HOLLOW": "true",
-            "REGIO_RUNNER_LOG_LEVEL": "WARNING",
+            "REGIO_RUNNER_LOG_LEVEL": "WARNING", "REGIO_RUNNER_REGION_KEY": REGION_KEY,
         }, f"fleet-{prefix.rstrip('-')}")
 
     def stop(self) -> None:
@@ -210,11 +212,12 @@ async def main(args) -> None:
         baseline = await floor(js, engine, [f"hollow-{i}" for i in range(args.runners)], total)
 
         log(f"rolling out {args.environments} environments x {args.instances} instances of {MEMORY_MB} MB")
+        sealed = seal(REGION_KEY, {"SECRET_KEY": "bench"})
         started = time.monotonic()
         for _ in range(args.environments):
             request = RolloutRequested(
                 deployment_id=uuid.uuid4(), application_id=uuid.uuid4(), environment_id=uuid.uuid4(),
-                release_id=uuid.uuid4(), image="hollow:1", port=80, sealed_env="hollow", instances=args.instances,
+                release_id=uuid.uuid4(), image="hollow:1", port=80, sealed_env=sealed, instances=args.instances,
                 memory_mb=MEMORY_MB, hosts=[], sanity_timeout_seconds=120)
             await js.publish(request.subject(REGION), request.model_dump_json().encode(), headers=request.headers())
         sent = time.monotonic() - started

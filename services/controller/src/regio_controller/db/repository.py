@@ -388,7 +388,9 @@ async def observe_instances(session: AsyncSession, seen: dict[UUID, tuple[Instan
     table = Instance.__table__
     connection = await session.connection()
     for target in (InstanceState.STARTING, InstanceState.RUNNING):
-        params = [{"b_id": i, "b_address": address} for i, (state, address) in seen.items() if state == target]
+        # In id order: two writers locking rows in the same order cannot deadlock each other.
+        params = [{"b_id": i, "b_address": address} for i, (state, address) in sorted(seen.items())
+                  if state == target]
         if not params:
             continue
         sources = tuple(s for s in sources_of(target) if s in (InstanceState.PENDING, InstanceState.STARTING))

@@ -71,7 +71,8 @@ class SanityTests:
         passed = [test.result() for test in tests]
         async with ctx.sessions() as session, session.begin():
             await lock_unfinished(session, rollout.deployment_id)
-            for p in passed:
+            # In id order, as heartbeat batches lock instances: no deadlock between the two.
+            for p in sorted(passed, key=lambda p: p.instance.id):
                 await repository.move_instances(session, [p.instance.id], InstanceState.RUNNING, address=p.address)
             await ctx.log(session, rollout.deployment_id,
                           *(f"Sanity tests: instance {p.instance.id} at {p.address} answered HTTP {p.status}"

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from nats.js import JetStreamContext
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from regio_common.bus import runner_state_bucket
@@ -22,6 +23,7 @@ from .registry import RunnerRegistry
 log = logging.getLogger(__name__)
 
 _DELETED = ("DEL", "PURGE")
+WRITE_ATTEMPTS = 3
 MAX_BATCH = 2000  # runners' heartbeats held for one flush before the watch waits for it
 
 
@@ -109,8 +111,17 @@ class HeartbeatWatcher:
         while self._batch:
             batch, self._batch = self._batch, HeartbeatBatch()
             try:
-                async with self.sessions() as session, session.begin():
-                    await batch.write(session, self.outbox)
+                for attempt in range(WRITE_ATTEMPTS):
+                    try:
+                        async with self.sessions() as session, session.begin():
+                            await batch.write(session, self.outbox)
+                        break
+                    except DBAPIError as e:
+                        # A rollout moving the same instances may deadlock with the batch; the
+                        # batch is idempotent, so it is simply written again.
+                        if "deadlock" not in str(e) or attempt == WRITE_ATTEMPTS - 1:
+                            raise
+                        log.info("heartbeat batch deadlocked with another transaction; writing it again")
             except asyncio.CancelledError:
                 raise
             except Exception:
