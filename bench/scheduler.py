@@ -39,7 +39,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from regio_common import bus
 from regio_common.layout import Layout, default_state_dir
-from regio_common.messages import RolloutFinished, RolloutRequested, RoutesApplied, RoutesChanged, decode
+from regio_common.messages import (
+    EnvironmentScaled,
+    RolloutFinished,
+    RolloutRequested,
+    RoutesApplied,
+    RoutesChanged,
+    decode,
+)
 from regio_common.processes import wait_for_port
 from regio_common.runners import RunnerDesired
 from regio_common.sealing import new_key, seal
@@ -242,6 +249,28 @@ async def main(args) -> None:
         failed = sum(1 for ok in finished.values() if not ok)
         c = await counts(engine)
 
+        # The scheduler without the rollout pipeline: the healer places what a scale adds.
+        doubled = 2 * args.instances
+        log(f"scaling every environment from {args.instances} to {doubled} instances (no deployment)")
+        async with engine.connect() as conn:
+            environments = list(await conn.scalars(text("SELECT environment_id FROM controller.workloads")))
+        started = time.monotonic()
+        for environment_id in environments:
+            scaled = EnvironmentScaled(environment_id=environment_id, instances=doubled)
+            await js.publish(scaled.subject(REGION), scaled.model_dump_json().encode(), headers=scaled.headers())
+
+        async def scaled_placed():
+            return sum((await counts(engine)).values()) >= 2 * total
+
+        async def scaled_healthy():
+            return (await counts(engine)).get("healthy", 0) >= 2 * total
+
+        await wait_for(scaled_placed, "the added instances placed", args.timeout)
+        s_placed = time.monotonic() - started
+        await wait_for(scaled_healthy, "the added instances healthy", args.timeout)
+        s_healthy = time.monotonic() - started
+        total *= 2
+
         log(f"killing the {args.lose} runners of the doomed fleet (SIGKILL)")
         _, to_replace = await healthy_on_live(engine, "doomed-")
         doomed.send_signal(signal.SIGKILL)
@@ -261,6 +290,9 @@ async def main(args) -> None:
         print(f"all reported running:  {t_running:7.2f}s  {total / t_running:7.0f} placements/s "
               f"(ratio to baseline: {baseline / t_running:.3f})")
         print(f"all rollouts finished: {t_done:7.2f}s  ({failed} failed; instance states {c})")
+        print(f"scale-up by {total // 2} more (the healer, no rollout): placed in {s_placed:.2f}s "
+              f"= {total // 2 / s_placed:.0f} placements/s, healthy and routed in {s_healthy:.2f}s "
+              f"= {total // 2 / s_healthy:.0f}/s")
         print(f"re-placement of {to_replace} instances of {args.lose} lost runners: {t_replaced:.2f}s "
               f"after the kill, of which {args.lost_seconds:g}s is the lost-runner timeout "
               f"({to_replace / max(t_replaced - args.lost_seconds, 0.001):.0f} placements/s after it)")

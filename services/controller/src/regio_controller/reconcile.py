@@ -10,8 +10,6 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from regio_common.messages import utcnow
-
 from .db import repository
 from .runners.desired import DesiredState
 from .runners.registry import RunnerRegistry
@@ -57,8 +55,14 @@ class Reconciler:
 
     async def reconcile(self) -> None:
         async with self.sessions() as session, session.begin():
-            lost = await repository.mark_runner_states(session, utcnow() - self.lost_after)
             revisions = await repository.desired_revisions(session)
+            # Judged by the registry, which has each heartbeat the moment it arrives (the rows
+            # follow in batches, and lag under load); not before it has read the heartbeats
+            # already stored, or a restarted controller would find every runner lost.
+            lost = []
+            if self.registry.caught_up:
+                lost = await repository.mark_runner_states(
+                    session, {name for name in revisions if self.registry.is_lost(name)})
         for name in lost:
             log.warning("runner %s lost: no heartbeat for %ss; its instances are replaced elsewhere", name,
                         self.lost_after.total_seconds())

@@ -54,21 +54,20 @@ async def upsert_runners(session: AsyncSession, heartbeats: list[tuple[RunnerHea
     )
 
 
-async def mark_runner_states(session: AsyncSession, lost_before: datetime) -> list[str]:
-    """Runners silent since ``lost_before`` become lost, others ready; returns names newly lost."""
-    lost = await session.scalars(
+async def mark_runner_states(session: AsyncSession, lost: set[str]) -> list[str]:
+    """The runners named become lost, the others ready; returns the names newly lost."""
+    newly = list(await session.scalars(
         update(Runner)
-        .where(Runner.last_heartbeat_at < lost_before, Runner.state != RunnerState.LOST)
+        .where(Runner.name.in_(lost), Runner.state != RunnerState.LOST)
         .values(state=RunnerState.LOST)
         .returning(Runner.name)
-    )
-    names = list(lost)
+    ))
     await session.execute(
         update(Runner)
-        .where(Runner.last_heartbeat_at >= lost_before, Runner.state != RunnerState.READY)
+        .where(Runner.name.not_in(lost), Runner.state != RunnerState.READY)
         .values(state=RunnerState.READY)
     )
-    return names
+    return newly
 
 
 async def desired_revisions(session: AsyncSession) -> dict[str, int]:
@@ -82,7 +81,7 @@ async def desired_revisions(session: AsyncSession) -> dict[str, int]:
 PLACEMENT_LOCK = 0x5265_6769_6F50_6C61  # "RegioPla"
 
 
-async def lock_ready_runners(session: AsyncSession, heard_since: datetime) -> list[Runner]:
+async def lock_ready_runners(session: AsyncSession) -> list[Runner]:
     """Runners that may take new instances (ready, neither cordoned nor draining), with the
     region's placement lock held until the transaction ends, so that concurrent placements
     never both spend the same free memory."""
@@ -90,8 +89,7 @@ async def lock_ready_runners(session: AsyncSession, heard_since: datetime) -> li
     return list(
         await session.scalars(
             select(Runner)
-            .where(Runner.state == RunnerState.READY, Runner.last_heartbeat_at >= heard_since,
-                   Runner.cordoned.is_(False), Runner.draining.is_(False))
+            .where(Runner.state == RunnerState.READY, Runner.cordoned.is_(False), Runner.draining.is_(False))
             .order_by(Runner.name)
         )
     )

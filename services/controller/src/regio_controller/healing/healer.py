@@ -125,7 +125,7 @@ class Healer:
             if plan.add and loop.time() >= self._not_before.get(environment_id, 0.0):
                 release = await repository.get_release(session, workload.current_release_id)
                 try:
-                    placed = await assign(session, region=ctx.settings.region, lost_after=ctx.lost_after,
+                    placed = await assign(session, region=ctx.settings.region,
                                           environment_id=environment_id,
                                           deployment_id=workload.current_deployment_id, release=release,
                                           count=plan.add, dedicated_to=workload.dedicated_to)

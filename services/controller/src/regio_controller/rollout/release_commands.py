@@ -83,7 +83,7 @@ class ReleaseCommands:
             job = (await repository.deployment_jobs(session, rollout.deployment_id)).get(position)
             if job is not None:
                 return job
-            runners = [r for r in await repository.lock_ready_runners(session, utcnow() - ctx.lost_after)
+            runners = [r for r in await repository.lock_ready_runners(session)
                        if may_run(r.labels, ctx.settings.region, rollout.dedicated_to)]
             usage = await repository.memory_in_use(session, rollout.environment_id)
             capacities = [RunnerCapacity(r.name, r.memory_mb, *usage.get(r.name, (0, 0))) for r in runners]

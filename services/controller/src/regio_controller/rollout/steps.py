@@ -40,7 +40,7 @@ class Scaling:
             missing = rollout.instances - len(existing)
             placed = []
             if missing > 0:
-                placed = await assign(session, region=ctx.settings.region, lost_after=ctx.lost_after,
+                placed = await assign(session, region=ctx.settings.region,
                                       environment_id=rollout.environment_id, deployment_id=rollout.deployment_id,
                                       release=release, count=missing, dedicated_to=rollout.dedicated_to)
                 await ctx.log(session, rollout.deployment_id,

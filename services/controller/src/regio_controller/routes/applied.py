@@ -26,8 +26,11 @@ class AppliedRoutes:
                 self._applied[environment_id] = revision
             self._changed.notify_all()
 
-    async def wait(self, environment_id: UUID, revision: int, timeout: float, recheck_seconds: float = 1.0) -> bool:
-        """True once the ingress carries ``revision`` (or newer) of the environment's route."""
+    async def wait(self, environment_id: UUID, revision: int, timeout: float, recheck_seconds: float = 5.0) -> bool:
+        """True once the ingress carries ``revision`` (or newer) of the environment's route. The
+        row is read again every ``recheck_seconds`` only in case another controller process
+        handled the event: with hundreds of rollouts waiting, a tighter recheck is most of
+        the database's work."""
         deadline = utcnow().timestamp() + timeout
         while True:
             if self._applied[environment_id] >= revision:

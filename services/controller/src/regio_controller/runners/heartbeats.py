@@ -73,6 +73,7 @@ class HeartbeatWatcher:
                 except StopAsyncIteration:
                     raise RuntimeError("heartbeat watch stopped")
                 if entry is None:  # end of the values already stored
+                    self.registry.caught_up = True
                     continue
                 if entry.operation in _DELETED:
                     self.registry.forget(entry.key)

@@ -17,6 +17,7 @@ class RunnerRegistry:
         self._instances: dict[UUID, tuple[str, ObservedInstance]] = {}
         self._jobs: dict[UUID, tuple[str, ObservedJob]] = {}
         self._changed = asyncio.Event()
+        self.caught_up = False  # has read the heartbeats stored before this controller started
 
     def record(self, heartbeat: RunnerHeartbeat, seen_at: datetime) -> list[ObservedInstance]:
         """Takes a heartbeat; returns the instances whose state or address it changed."""

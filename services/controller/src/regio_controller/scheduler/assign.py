@@ -1,12 +1,9 @@
 """Placing an environment's new instances in the database: the runners that may take them,
 what they have free, and one PENDING instance row per placement. Used by rollouts (scaling
 step) and by the healer (scale changes, replacements), in the caller's transaction."""
-from datetime import timedelta
 from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from regio_common.messages import utcnow
 
 from ..db import repository
 from ..db.models import Instance, Release
@@ -18,12 +15,12 @@ class Unplaceable(RolloutFailed):
     """Nothing fits: the reason names the region, the size and how many were placed."""
 
 
-async def assign(session: AsyncSession, *, region: str, lost_after: timedelta, environment_id: UUID,
+async def assign(session: AsyncSession, *, region: str, environment_id: UUID,
                  deployment_id: UUID, release: Release, count: int, dedicated_to: UUID | None) -> list[Instance]:
     """``count`` new instances of ``release`` for ``deployment_id``, all placed or none (raises
     Unplaceable). The runners are locked until the transaction ends, so two placements never
     spend the same free memory."""
-    runners = [r for r in await repository.lock_ready_runners(session, utcnow() - lost_after)
+    runners = [r for r in await repository.lock_ready_runners(session)
                if may_run(r.labels, region, dedicated_to)]
     where = f"region {region}" + (f" (dedicated to organisation {dedicated_to})" if dedicated_to else "")
     if not runners:
