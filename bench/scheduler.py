@@ -153,11 +153,12 @@ async def healthy_on_live(engine, lost_prefix: str) -> tuple[int, int]:
     return found.get(False, 0), found.get(True, 0)
 
 
-async def wait_for(check, what: str, timeout: float) -> float:
+async def wait_for(check, what: str, timeout: float, engine=None) -> float:
     started = time.monotonic()
     while not await check():
         if time.monotonic() - started > timeout:
-            raise SystemExit(f"timed out after {timeout:g}s waiting for {what}")
+            states = f"; instance states: {await counts(engine)}" if engine is not None else ""
+            raise SystemExit(f"timed out after {timeout:g}s waiting for {what}{states}")
         await asyncio.sleep(0.2)
     return time.monotonic() - started
 
@@ -242,9 +243,9 @@ async def main(args) -> None:
         # Each from the first request sent.
         await wait_for(placed, "every instance placed", args.timeout)
         t_placed = time.monotonic() - started
-        await wait_for(running, "every instance running", args.timeout)
+        await wait_for(running, "every instance running", args.timeout, engine)
         t_running = time.monotonic() - started
-        await wait_for(rolled_out, "every rollout finished", args.timeout)
+        await wait_for(rolled_out, "every rollout finished", args.timeout, engine)
         t_done = time.monotonic() - started
         failed = sum(1 for ok in finished.values() if not ok)
         c = await counts(engine)
@@ -265,9 +266,9 @@ async def main(args) -> None:
         async def scaled_healthy():
             return (await counts(engine)).get("healthy", 0) >= 2 * total
 
-        await wait_for(scaled_placed, "the added instances placed", args.timeout)
+        await wait_for(scaled_placed, "the added instances placed", args.timeout, engine)
         s_placed = time.monotonic() - started
-        await wait_for(scaled_healthy, "the added instances healthy", args.timeout)
+        await wait_for(scaled_healthy, "the added instances healthy", args.timeout, engine)
         s_healthy = time.monotonic() - started
         total *= 2
 
