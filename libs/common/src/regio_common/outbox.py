@@ -77,6 +77,9 @@ class Outbox:
         self._wakeup.clear()
 
 
+ACK_TIMEOUT_SECONDS = 10.0
+
+
 class OutboxRelay:
     """Publishes outbox rows in order; several relays of one service may run at once."""
 
@@ -114,8 +117,18 @@ class OutboxRelay:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            for row in rows:
-                await self.js.publish(row.subject, row.payload, headers=row.headers)
+            # Pipelined: the batch goes out in order on the one connection and its acks are
+            # awaited together, so a busy server costs one round trip per batch, not per
+            # message. A message whose ack is missing is sent again with the batch (the stream
+            # drops the duplicate by its id).
+            acks = [await self.js.publish_async(row.subject, row.payload, headers=row.headers,
+                                                wait_stall=ACK_TIMEOUT_SECONDS) for row in rows]
+            try:
+                async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
+                    await asyncio.gather(*acks)
+            finally:
+                for ack in acks:
+                    ack.cancel()  # the ones left: each holds a place among the pending publishes
             if rows:
                 await session.execute(
                     update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=utcnow())
