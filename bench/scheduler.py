@@ -266,11 +266,11 @@ async def main(args) -> None:
         async def scaled_healthy():
             return (await counts(engine)).get("healthy", 0) >= 2 * total
 
+
         await wait_for(scaled_placed, "the added instances placed", args.timeout, engine)
         s_placed = time.monotonic() - started
         await wait_for(scaled_healthy, "the added instances healthy", args.timeout, engine)
         s_healthy = time.monotonic() - started
-        total *= 2
 
         log(f"killing the {args.lose} runners of the doomed fleet (SIGKILL)")
         _, to_replace = await healthy_on_live(engine, "doomed-")
@@ -278,7 +278,7 @@ async def main(args) -> None:
 
         async def replaced():
             live, lost = await healthy_on_live(engine, "doomed-")
-            return lost == 0 and live >= total
+            return lost == 0 and live >= 2 * total
 
         t_replaced = await wait_for(replaced, "the lost runners' instances replaced", args.timeout)
 
@@ -291,9 +291,9 @@ async def main(args) -> None:
         print(f"all reported running:  {t_running:7.2f}s  {total / t_running:7.0f} placements/s "
               f"(ratio to baseline: {baseline / t_running:.3f})")
         print(f"all rollouts finished: {t_done:7.2f}s  ({failed} failed; instance states {c})")
-        print(f"scale-up by {total // 2} more (the healer, no rollout): placed in {s_placed:.2f}s "
-              f"= {total // 2 / s_placed:.0f} placements/s, healthy and routed in {s_healthy:.2f}s "
-              f"= {total // 2 / s_healthy:.0f}/s")
+        print(f"scale-up by {total} more (the healer, no rollout): placed in {s_placed:.2f}s "
+              f"= {total / s_placed:.0f} placements/s, healthy and routed in {s_healthy:.2f}s "
+              f"= {total / s_healthy:.0f}/s")
         print(f"re-placement of {to_replace} instances of {args.lose} lost runners: {t_replaced:.2f}s "
               f"after the kill, of which {args.lost_seconds:g}s is the lost-runner timeout "
               f"({to_replace / max(t_replaced - args.lost_seconds, 0.001):.0f} placements/s after it)")

@@ -78,15 +78,19 @@ class Healer:
         async with self.ctx.sessions() as session:
             runners = await repository.all_runners(session)
             environments = await repository.workloads_to_heal(session)
+        touched: set[str] = set()
         for environment_id in environments:
             try:
-                await self._heal(environment_id, runners)
+                touched |= await self._heal(environment_id, runners)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("healing environment %s failed; retrying at the next pass", environment_id)
+        # Once for the whole pass: a scale of a thousand environments is a few batched writes.
+        await self.ctx.desired.publish_many(touched)
 
-    async def _heal(self, environment_id: UUID, runners: dict[str, Runner]) -> None:
+    async def _heal(self, environment_id: UUID, runners: dict[str, Runner]) -> set[str]:
+        """Acts on one environment; returns the runners whose desired state changed."""
         ctx = self.ctx
         loop = asyncio.get_running_loop()
         touched: set[str] = set()
@@ -96,7 +100,7 @@ class Healer:
             workload = await repository.lock_workload(session, environment_id)
             if (workload is None or workload.current_deployment_id is None or workload.instances is None
                     or await repository.has_unfinished_rollout(session, environment_id)):
-                return
+                return touched
             active = await repository.environment_instances(session, environment_id)
             current = [i for i in active if i.deployment_id == workload.current_deployment_id]
             # Left over from an older release (a race with a rollout that has ended): never to serve again.
@@ -150,11 +154,11 @@ class Healer:
                 if i.deployment_id == workload.current_deployment_id and i.id not in self._tasks
                 and i.runner not in leaving_runners]
             revision = workload.route_revision
-        await ctx.desired.publish_many(touched)
         for instance in checks:
             self._spawn(instance.id, self._check(instance))
         if drains:
             self._spawn_drain(environment_id, drains, revision, lost)
+        return touched
 
     # --- health checks of new instances ------------------------------------------------
 
@@ -198,7 +202,8 @@ class Healer:
                                      instance.id)
         if stopped:
             await ctx.desired.publish_many([instance.runner])
-        self.wake()  # what it replaces may leave now
+        # What it replaces leaves at the next pass (within a period): waking a pass for every
+        # healthy instance would make a thousand-instance scale-up a thousand passes.
 
     # --- draining ------------------------------------------------------------------------
 
