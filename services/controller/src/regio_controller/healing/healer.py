@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # long before the next placement, doubling up to the last: a broken release is not
 # restarted in a tight loop across the region.
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+# Health checks under way at once. A scale-up of thousands of instances would otherwise wait
+# on the HTTP client's connection pool, and fail their checks there rather than at the instance.
+CHECKS_AT_ONCE = 32
 
 
 class Healer:
@@ -49,6 +52,7 @@ class Healer:
         self._failures: dict[UUID, int] = {}  # by environment: placements that failed in a row
         self._not_before: dict[UUID, float] = {}  # by environment: the next placement
         self._told_unplaceable: dict[UUID, str] = {}  # by environment: the reason last told
+        self._checking = asyncio.Semaphore(CHECKS_AT_ONCE)
 
     def wake(self) -> None:
         self._wake.set()
@@ -168,7 +172,8 @@ class Healer:
         async with ctx.sessions() as session:
             release = await repository.get_release(session, instance.release_id)
         try:
-            passed = await sanity_test(ctx, instance, release, ctx.settings.sanity_timeout_seconds)
+            async with self._checking:  # the time limit starts once it is this check's turn
+                passed = await sanity_test(ctx, instance, release, ctx.settings.sanity_timeout_seconds)
         except RolloutFailed as e:
             async with ctx.sessions() as session, session.begin():
                 await repository.lock_environment(session, instance.environment_id)
