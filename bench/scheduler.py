@@ -9,6 +9,8 @@ Measured:
 - placement: from the rollout requests until every instance is placed, until every one is
   reported running by its runner, and until every rollout has succeeded (health-checked
   and routed); placements per second;
+- scaling: every environment doubled by EnvironmentScaled, so the healer places, starts,
+  health-checks and routes the added instances without the rollout pipeline;
 - re-placement: 100 runners killed at once (one fleet process of their own, SIGKILL), the
   time until their instances are replaced elsewhere and healthy again (this includes the
   lost-runner timeout, 10 s by default, which is reported apart).
@@ -311,6 +313,8 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
+    # Stopped by a signal, the bench still stops the controller, the fleets and NATS it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runners", type=int, default=1000)
     parser.add_argument("--environments", type=int, default=1000)
