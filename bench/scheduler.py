@@ -252,27 +252,28 @@ async def main(args) -> None:
         failed = sum(1 for ok in finished.values() if not ok)
         c = await counts(engine)
 
-        # The scheduler without the rollout pipeline: the healer places what a scale adds.
-        doubled = 2 * args.instances
-        log(f"scaling every environment from {args.instances} to {doubled} instances (no deployment)")
-        async with engine.connect() as conn:
-            environments = list(await conn.scalars(text("SELECT environment_id FROM controller.workloads")))
-        started = time.monotonic()
-        for environment_id in environments:
-            scaled = EnvironmentScaled(environment_id=environment_id, instances=doubled)
-            await js.publish(scaled.subject(REGION), scaled.model_dump_json().encode(), headers=scaled.headers())
+        s_placed = s_healthy = None
+        if args.scale:
+            # The scheduler without the rollout pipeline: the healer places what a scale adds.
+            doubled = 2 * args.instances
+            log(f"scaling every environment from {args.instances} to {doubled} instances (no deployment)")
+            async with engine.connect() as conn:
+                environments = list(await conn.scalars(text("SELECT environment_id FROM controller.workloads")))
+            started = time.monotonic()
+            for environment_id in environments:
+                scaled = EnvironmentScaled(environment_id=environment_id, instances=doubled)
+                await js.publish(scaled.subject(REGION), scaled.model_dump_json().encode(), headers=scaled.headers())
 
-        async def scaled_placed():
-            return sum((await counts(engine)).values()) >= 2 * total
+            async def scaled_placed():
+                return sum((await counts(engine)).values()) >= 2 * total
 
-        async def scaled_healthy():
-            return (await counts(engine)).get("healthy", 0) >= 2 * total
+            async def scaled_healthy():
+                return (await counts(engine)).get("healthy", 0) >= 2 * total
 
-
-        await wait_for(scaled_placed, "the added instances placed", args.timeout, engine)
-        s_placed = time.monotonic() - started
-        await wait_for(scaled_healthy, "the added instances healthy", args.timeout, engine)
-        s_healthy = time.monotonic() - started
+            await wait_for(scaled_placed, "the added instances placed", args.timeout, engine)
+            s_placed = time.monotonic() - started
+            await wait_for(scaled_healthy, "the added instances healthy", args.timeout, engine)
+            s_healthy = time.monotonic() - started
 
         log(f"killing the {args.lose} runners of the doomed fleet (SIGKILL)")
         _, to_replace = await healthy_on_live(engine, "doomed-")
@@ -280,7 +281,7 @@ async def main(args) -> None:
 
         async def replaced():
             live, lost = await healthy_on_live(engine, "doomed-")
-            return lost == 0 and live >= 2 * total
+            return lost == 0 and live >= (2 if args.scale else 1) * total
 
         t_replaced = await wait_for(replaced, "the lost runners' instances replaced", args.timeout)
 
@@ -293,9 +294,10 @@ async def main(args) -> None:
         print(f"all reported running:  {t_running:7.2f}s  {total / t_running:7.0f} placements/s "
               f"(ratio to baseline: {baseline / t_running:.3f})")
         print(f"all rollouts finished: {t_done:7.2f}s  ({failed} failed; instance states {c})")
-        print(f"scale-up by {total} more (the healer, no rollout): placed in {s_placed:.2f}s "
-              f"= {total / s_placed:.0f} placements/s, healthy and routed in {s_healthy:.2f}s "
-              f"= {total / s_healthy:.0f}/s")
+        if args.scale:
+            print(f"scale-up by {total} more (the healer, no rollout): placed in {s_placed:.2f}s "
+                  f"= {total / s_placed:.0f} placements/s, healthy and routed in {s_healthy:.2f}s "
+                  f"= {total / s_healthy:.0f}/s")
         print(f"re-placement of {to_replace} instances of {args.lose} lost runners: {t_replaced:.2f}s "
               f"after the kill, of which {args.lost_seconds:g}s is the lost-runner timeout "
               f"({to_replace / max(t_replaced - args.lost_seconds, 0.001):.0f} placements/s after it)")
@@ -324,4 +326,6 @@ if __name__ == "__main__":
     parser.add_argument("--heartbeat-seconds", type=float, default=5.0)
     parser.add_argument("--lost-seconds", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--no-scale", dest="scale", action="store_false",
+                        help="skip doubling every environment through the healer")
     asyncio.run(main(parser.parse_args()))
