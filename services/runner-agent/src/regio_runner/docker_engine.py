@@ -68,6 +68,20 @@ def job_container_name(job_id: UUID) -> str:
     return f"regio-job-{job_id}"
 
 
+def instance_labels(runner: str, scope: str, instance: DesiredInstance) -> dict[str, str]:
+    """What an instance's container is labelled with: how every later pass recognises it."""
+    return {LABEL_RUNNER: runner, LABEL_SCOPE: scope, LABEL_INSTANCE: str(instance.instance_id),
+            LABEL_ENVIRONMENT: str(instance.environment_id), LABEL_RELEASE: str(instance.release_id),
+            LABEL_PORT: str(instance.port)}
+
+
+def job_labels(runner: str, scope: str, job: DesiredJob) -> dict[str, str]:
+    """What a one-off job's container is labelled with."""
+    return {LABEL_RUNNER: runner, LABEL_SCOPE: scope, LABEL_JOB: str(job.job_id),
+            LABEL_DEPLOYMENT: str(job.deployment_id), LABEL_ENVIRONMENT: str(job.environment_id),
+            LABEL_RELEASE: str(job.release_id)}
+
+
 def _uuid(value: str | None) -> UUID | None:
     try:
         return UUID(value) if value else None
@@ -258,14 +272,7 @@ class DockerEngine:
             name=container_name(instance.instance_id),
             detach=True,
             environment=env,
-            labels={
-                LABEL_RUNNER: self.runner,
-                LABEL_SCOPE: self.scope,
-                LABEL_INSTANCE: str(instance.instance_id),
-                LABEL_ENVIRONMENT: str(instance.environment_id),
-                LABEL_RELEASE: str(instance.release_id),
-                LABEL_PORT: str(instance.port),
-            },
+            labels=instance_labels(self.runner, self.scope, instance),
             # A random free port on the runner's address; the heartbeat reports which.
             ports={f"{instance.port}/tcp": (self.address, None)},
             **self._confined(instance.memory_mb, instance.cpus),
@@ -282,14 +289,7 @@ class DockerEngine:
             command=[job.command],
             detach=True,
             environment=env,
-            labels={
-                LABEL_RUNNER: self.runner,
-                LABEL_SCOPE: self.scope,
-                LABEL_JOB: str(job.job_id),
-                LABEL_DEPLOYMENT: str(job.deployment_id),
-                LABEL_ENVIRONMENT: str(job.environment_id),
-                LABEL_RELEASE: str(job.release_id),
-            },
+            labels=job_labels(self.runner, self.scope, job),
             **self._confined(job.memory_mb, job.cpus),
         )
         return container.id

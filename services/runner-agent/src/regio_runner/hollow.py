@@ -23,17 +23,12 @@ from regio_common.messages import utcnow
 from regio_common.runners import ContainerState, DesiredInstance, DesiredJob
 
 from .docker_engine import (
-    LABEL_DEPLOYMENT,
-    LABEL_ENVIRONMENT,
-    LABEL_INSTANCE,
-    LABEL_JOB,
     LABEL_PORT,
-    LABEL_RELEASE,
-    LABEL_RUNNER,
-    LABEL_SCOPE,
     Container,
     container_name,
+    instance_labels,
     job_container_name,
+    job_labels,
 )
 
 log = logging.getLogger(__name__)
@@ -122,26 +117,12 @@ class HollowEngine:
             return self._containers.get(container_id)
 
     def run(self, instance: DesiredInstance, env: dict[str, str]) -> str:
-        labels = {
-            LABEL_RUNNER: self.runner,
-            LABEL_SCOPE: self.scope,
-            LABEL_INSTANCE: str(instance.instance_id),
-            LABEL_ENVIRONMENT: str(instance.environment_id),
-            LABEL_RELEASE: str(instance.release_id),
-            LABEL_PORT: str(instance.port),
-        }
-        return self._create(container_name(instance.instance_id), instance.image, labels, running=True)
+        return self._create(container_name(instance.instance_id), instance.image,
+                            instance_labels(self.runner, self.scope, instance), running=True)
 
     def run_job(self, job: DesiredJob, env: dict[str, str]) -> str:
-        labels = {
-            LABEL_RUNNER: self.runner,
-            LABEL_SCOPE: self.scope,
-            LABEL_JOB: str(job.job_id),
-            LABEL_DEPLOYMENT: str(job.deployment_id),
-            LABEL_ENVIRONMENT: str(job.environment_id),
-            LABEL_RELEASE: str(job.release_id),
-        }
-        return self._create(job_container_name(job.job_id), job.image, labels, running=False)
+        return self._create(job_container_name(job.job_id), job.image,
+                            job_labels(self.runner, self.scope, job), running=False)
 
     def _create(self, name: str, image: str, labels: dict[str, str], running: bool) -> str:
         now = utcnow()

@@ -26,7 +26,7 @@ from ..rollout.drain import drain
 from ..rollout.sanity import sanity_test
 from ..routes.reroute import reroute
 from ..scheduler.assign import Unplaceable, assign
-from .convergence import Seen, converge
+from .convergence import COMING, Seen, converge
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class Healer:
                     i.runner in leaving_runners for i in draining) else "moved",
                     f"{len(draining)} instance(s) leave the routes (route revision {revision}): "
                     + _why_leaving(draining, workload.instances, runners))
+            placed: list[Instance] = []
             if plan.add and loop.time() >= self._not_before.get(environment_id, 0.0):
                 release = await repository.get_release(session, workload.current_release_id)
                 try:
@@ -153,10 +154,9 @@ class Healer:
                                      f"{workload.instances} healthy elsewhere")
             # Draining after a restart interrupted its drain; coming ones not yet checked.
             drains += [i for i in current if i.state == InstanceState.DRAINING and i.id not in self._tasks]
-            checks = [i for i in await repository.environment_instances(
-                session, environment_id, (InstanceState.PENDING, InstanceState.STARTING, InstanceState.RUNNING))
-                if i.deployment_id == workload.current_deployment_id and i.id not in self._tasks
-                and i.runner not in leaving_runners]
+            # From what was read above and placed now: not a second read of the same rows.
+            checks = [i for i in [*current, *placed] if i.state in COMING and i.id not in self._tasks
+                      and i.id not in plan.stop and i.runner not in leaving_runners]
             revision = workload.route_revision
         for instance in checks:
             self._spawn(instance.id, self._check(instance))
