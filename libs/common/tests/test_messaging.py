@@ -100,3 +100,34 @@ async def test_a_failing_handler_gets_the_message_again_and_duplicates_run_once(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await js.delete_consumer(bus.EVENTS.name, f"{r}_test")
+
+
+async def test_a_message_that_failed_once_is_not_overtaken_by_later_ones(sessions, js):
+    factory, _, inbox = sessions
+    r = region()
+    handled: list[uuid.UUID] = []
+    failed_once = False
+    done = asyncio.Event()
+
+    async def handler(session, message):
+        nonlocal failed_once
+        if not failed_once:
+            failed_once = True
+            raise RuntimeError("transient failure")
+        handled.append(message.deployment_id)
+        if len(handled) == 3:
+            done.set()
+
+    subscriber = Subscriber(js, factory, inbox, stream=bus.EVENTS.name, durable=f"{r}_test",
+                            subject=subject_for(BuildStarted, r), handler=handler)
+    published = [BuildStarted(deployment_id=uuid.uuid4(), build_id=uuid.uuid4()) for _ in range(3)]
+    for message in published:
+        await js.publish(message.subject(r), message.model_dump_json().encode(), headers=message.headers())
+    task = asyncio.create_task(subscriber.run())
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+        assert handled == [m.deployment_id for m in published]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await js.delete_consumer(bus.EVENTS.name, f"{r}_test")

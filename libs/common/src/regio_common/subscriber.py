@@ -2,9 +2,12 @@
 
 A handler runs inside a database transaction together with a row in the service's
 ``inbox`` table keyed by the message id, so a redelivered message is acknowledged
-without running the handler twice. A handler that raises gets the message back
-after a growing delay, up to ``max_deliver`` times; then it is terminated and
-logged, never silently dropped."""
+without running the handler twice. A handler that raises is retried on the same
+message after a growing delay, up to ``max_deliver`` times, before any later
+message is handled, so a consumer applies its subject's messages in the order
+they were published even through a passing failure (a nak would let later ones
+overtake). After the last attempt the message is terminated and logged, never
+silently dropped."""
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
@@ -92,24 +95,30 @@ class Subscriber:
             log.error("%s: cannot read message on %s: %s; terminated", self.durable, msg.subject, e)
             await msg.term()
             return
-        try:
-            async with self.sessions() as session, session.begin():
-                if await self._seen(session, message.id):
-                    log.debug("%s: %s already handled", self.durable, message.id)
-                else:
-                    await self.handler(session, message)
-            await msg.ack()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            attempt = msg.metadata.num_delivered
-            if attempt >= self.max_deliver:
-                log.exception("%s: %s failed %d times; giving up", self.durable, message.kind, attempt)
-                await msg.term()
-            else:
+        attempt = msg.metadata.num_delivered
+        while True:
+            try:
+                async with self.sessions() as session, session.begin():
+                    if await self._seen(session, message.id):
+                        log.debug("%s: %s already handled", self.durable, message.id)
+                    else:
+                        await self.handler(session, message)
+                await msg.ack()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if attempt >= self.max_deliver:
+                    log.exception("%s: %s failed %d times; giving up", self.durable, message.kind, attempt)
+                    await msg.term()
+                    return
                 delay = BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)]
                 log.exception("%s: %s failed (attempt %d); retry in %ss", self.durable, message.kind, attempt, delay)
-                await msg.nak(delay=delay)
+            # Tell JetStream the message is still being worked on, so it is not redelivered
+            # (to us, out of order) while we wait.
+            await msg.in_progress()
+            await asyncio.sleep(delay)
+            attempt += 1
 
     async def _seen(self, session: AsyncSession, message_id: UUID) -> bool:
         result = await session.execute(
