@@ -146,6 +146,49 @@ async def test_changed_hosts_are_routed_to_the_serving_instances_without_a_deplo
         assert {r.environment_id for r in ingress.received} == {environment}
 
 
+async def test_a_change_of_redirects_alone_is_routed_under_a_new_revision(region):
+    runner = await region.runner("r1", memory_mb=2048)
+    ingress = await region.ingress()
+    good = await region.app_server(200)
+    runner.addresses["app:v1"] = good.address
+    environment = uuid4()
+    hosts = ["shop.example.test"]
+
+    async with region.controller() as api:
+        first = await region.request(region.rollout(environment, "app:v1", hosts=hosts))
+        assert (await region.events.finished(first.deployment_id)).success
+        before = ingress.routes[environment]
+        assert (before.redirect_hosts, before.https_redirect) == ([], False)
+
+        await region.send(EnvironmentHostsChanged(environment_id=environment, hosts=hosts,
+                                                  redirect_hosts=["old-shop.example.test"]))
+        redirected = await eventually(lambda: ingress.routes[environment].revision > before.revision
+                                      and ingress.routes[environment], what="the redirect domain routed")
+        assert (redirected.hosts, redirected.redirect_hosts, redirected.https_redirect) == (
+            hosts, ["old-shop.example.test"], False)
+        assert (redirected.upstreams, redirected.revision) == (before.upstreams, before.revision + 1)
+
+        await region.send(EnvironmentHostsChanged(environment_id=environment, hosts=hosts,
+                                                  redirect_hosts=["old-shop.example.test"], https_redirect=True))
+        secured = await eventually(lambda: ingress.routes[environment].revision > redirected.revision
+                                   and ingress.routes[environment], what="the HTTPS redirect routed")
+        assert (secured.hosts, secured.redirect_hosts, secured.https_redirect) == (
+            hosts, ["old-shop.example.test"], True)
+        assert secured.revision == redirected.revision + 1
+        listed = routes_of(await api.get("/internal/v1/routes"))[str(environment)]
+        assert (listed["hosts"], listed["redirect_hosts"], listed["https_redirect"], listed["revision"]) == (
+            hosts, ["old-shop.example.test"], True, secured.revision)
+        assert runner.desired_instance_ids() == {u.instance_id for u in before.upstreams}  # no deployment happened
+
+        # The same routing again changes nothing: the next route seen is the marker's.
+        await region.send(EnvironmentHostsChanged(environment_id=environment, hosts=hosts,
+                                                  redirect_hosts=["old-shop.example.test"], https_redirect=True))
+        await region.send(EnvironmentHostsChanged(environment_id=environment, hosts=hosts))
+        last = await eventually(lambda: ingress.routes[environment].revision > secured.revision
+                                and ingress.routes[environment], what="the marker routed")
+        assert (last.redirect_hosts, last.https_redirect, last.revision) == ([], False, secured.revision + 1)
+
+
 async def test_hosts_changed_during_a_rollout_are_the_ones_it_routes_until_the_next_rollout(region):
     runner = await region.runner("r1", memory_mb=2048)
     ingress = await region.ingress()
@@ -158,14 +201,18 @@ async def test_hosts_changed_during_a_rollout_are_the_ones_it_routes_until_the_n
         request = await region.request(region.rollout(environment, "app:slow", hosts=["old.example.test"]))
         await eventually(lambda: runner.desired_instance_ids(), what="the instance placed")
 
-        await region.send(EnvironmentHostsChanged(environment_id=environment, hosts=["new.example.test"]))
+        await region.send(EnvironmentHostsChanged(environment_id=environment, hosts=["new.example.test"],
+                                                  redirect_hosts=["old.example.test"], https_redirect=True))
         await region.handled(environments_consumer(region.name))
         runner.held.clear()
 
         assert (await region.events.finished(request.deployment_id)).success
-        assert ingress.routes[environment].hosts == ["new.example.test"]
+        routed = ingress.routes[environment]
+        assert (routed.hosts, routed.redirect_hosts, routed.https_redirect) == (
+            ["new.example.test"], ["old.example.test"], True)
 
         # The next rollout's request carries the hosts as they are then: they win.
         second = await region.request(region.rollout(environment, "app:v2", hosts=["next.example.test"]))
         assert (await region.events.finished(second.deployment_id)).success
-        assert ingress.routes[environment].hosts == ["next.example.test"]
+        routed = ingress.routes[environment]
+        assert (routed.hosts, routed.redirect_hosts, routed.https_redirect) == (["next.example.test"], [], False)

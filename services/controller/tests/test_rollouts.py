@@ -24,7 +24,8 @@ async def test_rollout_places_tests_routes_and_replaces_the_previous_release(reg
     environment = uuid4()
 
     async with region.controller() as api:
-        first = await region.request(region.rollout(environment, "app:v1", hosts=["shop.example.test"]))
+        first = await region.request(region.rollout(environment, "app:v1", hosts=["shop.example.test"],
+                                                     redirect_hosts=["old-shop.example.test"], https_redirect=True))
         finished = await region.events.finished(first.deployment_id)
         assert finished.success, finished.error
 
@@ -40,14 +41,16 @@ async def test_rollout_places_tests_routes_and_replaces_the_previous_release(reg
         log = [line for m in region.events.of(DeploymentLogAppended, first.deployment_id) for line in m.lines]
         assert any("placed on runner r1" in line for line in log)
 
-        # The ingress was told to route the hosts to the new instance.
+        # The ingress was told to route the hosts to the new instance, and to redirect the others.
         route = ingress.routes[environment]
         assert route.hosts == ["shop.example.test"]
+        assert (route.redirect_hosts, route.https_redirect) == (["old-shop.example.test"], True)
         assert [(u.instance_id, u.address) for u in route.upstreams] == [(instance_id, good.address)]
 
         listed = routes_of(await api.get("/internal/v1/routes"))[str(environment)]
         assert listed["revision"] == route.revision
         assert listed["upstreams"] == [{"instance_id": str(instance_id), "address": good.address}]
+        assert (listed["redirect_hosts"], listed["https_redirect"]) == (["old-shop.example.test"], True)
         runners = (await api.get("/internal/v1/runners")).json()
         assert [(r["name"], r["state"], r["memory_used_mb"]) for r in runners] == [("r1", "ready", 512)]
         unauthorised = await api.get("/internal/v1/routes", headers={"X-Regio-Service-Token": "wrong"})
@@ -61,6 +64,7 @@ async def test_rollout_places_tests_routes_and_replaces_the_previous_release(reg
                          what="the old instance removed from the runner's desired state")
         route = ingress.routes[environment]
         assert route.revision == listed["revision"] + 1
+        assert (route.redirect_hosts, route.https_redirect) == ([], False)  # as the new request says
         assert [u.instance_id for u in route.upstreams] == list(runner.desired_instance_ids())
         assert instance_id not in {u.instance_id for u in route.upstreams}
 

@@ -153,6 +153,44 @@ async def test_domains_belong_to_one_environment_and_follow_the_primary(api, app
     assert name in after_delete.hosts and second["domain"] not in after_delete.hosts
 
 
+async def test_a_redirect_domain_is_routed_as_a_redirect_not_served(api, application, settings, commands):
+    env_id = application["test_status"]["uuid"]
+    name = f"old.{uuid.uuid4().hex[:8]}.example.com"
+    added = await api.post("/apps/v3/domains/", json={"environment": env_id, "domain": name, "kind": "REDIRECT"})
+    assert added.status_code == 201, added.text
+    routed = await commands(EnvironmentHostsChanged, env_id)
+    assert routed.redirect_hosts == [name] and name not in routed.hosts
+    assert routed.hosts == [f"{application['slug']}-stage.{settings.region_domain}"]
+
+    # Made an alias, it is served instead.
+    assert (await api.patch(f"/apps/v3/domains/{added.json()['uuid']}/", json={"kind": "ALIAS"})).status_code == 200
+    routed = await commands(EnvironmentHostsChanged, env_id)
+    assert routed.redirect_hosts == [] and routed.hosts[1:] == [name]
+
+
+async def test_the_https_redirect_is_routed_at_once_and_copied_with_the_environment(api, application, commands):
+    env_id = application["test_status"]["uuid"]
+    assert (await api.get(f"/apps/v3/environments/{env_id}/")).json()["https_redirect"] is False
+    changed = await api.patch(f"/apps/v3/environments/{env_id}/", json={"https_redirect": True})
+    assert changed.status_code == 200 and changed.json()["https_redirect"] is True
+    assert (await api.get(f"/apps/v3/environments/{env_id}/")).json()["https_redirect"] is True
+    routed = await commands(EnvironmentHostsChanged, env_id)
+    assert routed.https_redirect is True and routed.hosts[0].startswith(f"{application['slug']}-stage.")
+    [event, *_] = await audit(api, env_id)
+    assert event["action"] == "environment.update" and event["changes"] == {"https_redirect": True}
+
+    # Sent unchanged, it routes nothing: the next command is the one turning it off.
+    assert (await api.patch(f"/apps/v3/environments/{env_id}/", json={"https_redirect": True})).status_code == 200
+    assert (await api.patch(f"/apps/v3/environments/{env_id}/", json={"https_redirect": False})).status_code == 200
+    assert (await commands(EnvironmentHostsChanged, env_id)).https_redirect is False
+    refused = await api.patch(f"/apps/v3/environments/{env_id}/", json={"https_redirect": None})
+    assert refused.status_code == 400 and "https_redirect" in refused.json()
+
+    await api.patch(f"/apps/v3/environments/{env_id}/", json={"https_redirect": True})
+    copy = await api.post("/apps/v3/environments/", json={"application": application["uuid"], "slug": "secure"})
+    assert copy.status_code == 201 and copy.json()["https_redirect"] is True
+
+
 async def test_a_change_without_an_audit_event_is_refused_and_rolled_back(app, api, settings):
     """The guard behind the route walk: a mutating handler that forgets the trail fails."""
     from regio_controlpanel.api.deps import AuditDep, SessionDep

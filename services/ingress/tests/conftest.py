@@ -66,6 +66,8 @@ class _InstanceHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        if self.path.startswith("/sleep/"):  # a slow application: /sleep/<seconds>
+            time.sleep(float(self.path.removeprefix("/sleep/")))
         body = json.dumps({"name": self.server.name, "headers": dict(self.headers)}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -122,6 +124,7 @@ class Caddy:
     process: ManagedProcess
     admin_port: int
     http_port: int
+    https_port: int
 
     @property
     def admin_url(self) -> str:
@@ -173,8 +176,8 @@ class Caddy:
 
 @pytest.fixture
 def caddy(tmp_path) -> Caddy:
-    admin_port, http_port = free_port(), free_port()
-    server = Caddy(caddy_process(tmp_path / "state", admin_port, http_port), admin_port, http_port)
+    admin_port, http_port, https_port = free_port(), free_port(), free_port()
+    server = Caddy(caddy_process(tmp_path / "state", admin_port, http_port), admin_port, http_port, https_port)
     server.start()
     yield server
     server.stop()
@@ -272,6 +275,8 @@ def settings(database_url, nats_url, region, caddy) -> Settings:
         service_token=SERVICE_TOKEN,
         caddy_admin_url=caddy.admin_url,
         http_listen=caddy.http_listen,
+        https_listen=f"127.0.0.1:{caddy.https_port}",
+        access_log_listen=f"127.0.0.1:{free_udp_port()}",
         controller_url=f"http://127.0.0.1:{free_port()}",  # no controller: the ingress keeps its own table
         resync_seconds=0.5,
         dns_listen=f"127.0.0.1:{free_udp_port()}",

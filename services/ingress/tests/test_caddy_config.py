@@ -1,6 +1,9 @@
 """The Caddy config rendered from a route table, checked as data."""
 from uuid import UUID
 
+import pytest
+from pydantic import ValidationError
+
 from regio_common.messages import Upstream
 from regio_ingress.caddy.config import ProxySettings, config_hash, render
 from regio_ingress.routes import Route
@@ -25,7 +28,7 @@ def test_a_known_table_renders_to_a_known_config():
 
     assert render(table, PROXY) == {
         "admin": {"listen": "127.0.0.1:8719"},
-        "apps": {"http": {"servers": {"ingress": {
+        "apps": {"http": {"http_port": 8780, "servers": {"ingress": {
             "listen": ["127.0.0.1:8780"],
             "automatic_https": {"disable": True},
             "routes": [
@@ -57,6 +60,7 @@ def test_a_known_table_renders_to_a_known_config():
                                 "try_interval": "250ms",
                                 "retry_match": [{"method": ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]}],
                             },
+                            "health_checks": {"passive": {"fail_duration": "2s", "max_fails": 1}},
                             "transport": {
                                 "protocol": "http",
                                 "resolver": {"addresses": ["udp/127.0.0.1:8753"]},
@@ -120,3 +124,66 @@ def test_the_config_names_no_instance_so_moving_an_environment_to_other_instance
                   upstreams=[Upstream(instance_id=INSTANCE_2, address="10.0.0.6:32770")])
 
     assert render([before], PROXY) == render([after], PROXY)
+
+
+HTTPS = ProxySettings(http_listen="127.0.0.1:8780", admin_listen="127.0.0.1:8719", https_listen="127.0.0.1:8743")
+SHOP_ROUTE = dict(environment_id=SHOP, hosts=["shop.example.com", "shop.regio.example"], revision=1,
+                  upstreams=[Upstream(instance_id=INSTANCE_1, address="10.0.0.5:32768")],
+                  redirect_hosts=["old-shop.example.com"])
+
+
+def _server_routes(config: dict, server: str) -> list[dict]:
+    return config["apps"]["http"]["servers"][server]["routes"]
+
+
+def _location(route: dict) -> tuple[int, str]:
+    (handler,) = route["handle"]
+    assert handler["handler"] == "static_response"
+    return handler["status_code"], handler["headers"]["Location"][0]
+
+
+def test_redirect_domains_answer_301_to_the_primary_on_the_scheme_and_port_they_came_by():
+    config = render([Route(**SHOP_ROUTE)], HTTPS)
+
+    plain, tls = _server_routes(config, "ingress")[1], _server_routes(config, "ingress-tls")[1]
+    assert plain["match"] == tls["match"] == [{"host": ["old-shop.example.com"]}]
+    assert _location(plain) == (301, "http://shop.example.com:8780{http.request.uri}")
+    assert _location(tls) == (301, "https://shop.example.com:8743{http.request.uri}")
+    # On the usual ports no port is written.
+    usual = ProxySettings(http_listen="0.0.0.0:80", admin_listen="127.0.0.1:8719", https_listen="0.0.0.0:443")
+    assert _location(_server_routes(render([Route(**SHOP_ROUTE)], usual), "ingress")[1])[1] == \
+        "http://shop.example.com{http.request.uri}"
+
+
+def test_an_environment_asking_for_https_is_redirected_there_from_plain_http_only():
+    config = render([Route(**SHOP_ROUTE, https_redirect=True)], HTTPS)
+
+    redirect, served = _server_routes(config, "ingress")[1:3]
+    assert _location(redirect) == (301, "https://shop.example.com:8743{http.request.uri}")
+    assert served["match"] == [{"host": ["shop.example.com", "shop.regio.example"]}]
+    assert _location(served) == (308, "https://{http.request.host}:8743{http.request.uri}")
+    tls_served = _server_routes(config, "ingress-tls")[2]
+    assert tls_served["handle"][1]["handler"] == "reverse_proxy"
+
+
+def test_every_routed_domain_gets_a_certificate_from_the_regions_issuer():
+    config = render([Route(**SHOP_ROUTE)], HTTPS)
+
+    assert config["apps"]["tls"]["certificates"] == {
+        "automate": ["old-shop.example.com", "shop.example.com", "shop.regio.example"]}
+    assert config["apps"]["tls"]["automation"]["policies"] == [{"issuers": [{"module": "internal"}]}]
+    assert config["apps"]["pki"]["certificate_authorities"]["local"]["install_trust"] is False
+    assert config["apps"]["http"]["servers"]["ingress-tls"]["tls_connection_policies"] == [{}]
+
+    acme = ProxySettings(http_listen="0.0.0.0:80", admin_listen="127.0.0.1:8719", https_listen="0.0.0.0:443",
+                         tls_issuer="acme", acme_email="ops@example.com")
+    assert render([Route(**SHOP_ROUTE)], acme)["apps"]["tls"]["automation"]["policies"] == [
+        {"issuers": [{"module": "acme", "email": "ops@example.com"}]}]
+    assert "tls" not in render([Route(**SHOP_ROUTE)], PROXY)["apps"]  # no HTTPS listener, no certificates
+
+
+def test_a_host_cannot_be_both_served_and_redirected():
+    with pytest.raises(ValidationError):
+        Route(**{**SHOP_ROUTE, "redirect_hosts": ["Shop.Example.com"]})
+    with pytest.raises(ValidationError):
+        Route(**{**SHOP_ROUTE, "hosts": []})

@@ -103,5 +103,7 @@ async def test_the_route_table_api_answers_services_only(seed, ingress, instance
                 "hosts": ["shop.example.com"],
                 "upstreams": [{"instance_id": str(shop.id), "address": shop.address}],
                 "revision": 2,
+                "redirect_hosts": [],
+                "https_redirect": False,
                 "applied_revision": 2,
             }]

@@ -104,7 +104,9 @@ class RolloutRequested(Message):
     sealed_env: str
     instances: int = 1
     memory_mb: int = 512
-    hosts: list[str] = Field(default_factory=list)
+    hosts: list[str] = Field(default_factory=list)  # served: the primary domain first, then aliases
+    redirect_hosts: list[str] = Field(default_factory=list)  # answer 301 to the primary
+    https_redirect: bool = False  # plain HTTP on the served hosts is redirected to HTTPS
     health_check_path: str = "/"
     sanity_timeout_seconds: float = 60.0
     # Each runs in a one-off container of the release (its image, its environment) before
@@ -125,7 +127,9 @@ class EnvironmentHostsChanged(Message):
     topic = "commands.environments"
 
     environment_id: UUID
-    hosts: list[str]
+    hosts: list[str]  # served: the primary domain first, then aliases
+    redirect_hosts: list[str] = Field(default_factory=list)
+    https_redirect: bool = False
 
 
 @register
@@ -257,9 +261,12 @@ class RoutesChanged(Message):
     topic = "events.routes.changed"
 
     environment_id: UUID
-    hosts: list[str]
+    hosts: list[str]  # served: the primary domain first, then aliases
     upstreams: list[Upstream]
     revision: int  # grows with every change of this environment's route
+    # Answer a 301 to the primary domain, path and query kept; never proxied.
+    redirect_hosts: list[str] = Field(default_factory=list)
+    https_redirect: bool = False  # plain HTTP on `hosts` answers a redirect to HTTPS
 
 
 @register

@@ -17,13 +17,16 @@ from .dns.responder import DnsResponder
 from .dns.table import UpstreamTable
 from .messaging.routes_changed import CONSUMER, routes_changed_handler
 from .settings import Settings
-from .sync import CaddyLoader, Resync
+from .sync import CaddyLoader, CaddyWatch, Resync
 
 SERVICE = "ingress"
 
 
 def proxy_settings(settings: Settings) -> ProxySettings:
     return ProxySettings(http_listen=settings.http_listen, admin_listen=settings.caddy_admin_listen,
+                         https_listen=settings.https_listen or None, tls_issuer=settings.tls_issuer,
+                         acme_email=settings.acme_email, acme_directory=settings.acme_directory,
+                         access_log_address=settings.access_log_listen or None,
                          dial_timeout=settings.dial_timeout, read_timeout=settings.read_timeout,
                          max_body_bytes=settings.max_body_bytes, upstreams_resolver=f"udp/{settings.dns_listen}",
                          upstreams_refresh=f"{round(settings.upstreams_refresh_seconds * 1000)}ms",
@@ -49,8 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.spawn("caddy loader", loader.run)
         runtime.subscribe(EVENTS.name, durable_name(CONSUMER, settings.region), subject_for(RoutesChanged, settings.region),
                           routes_changed_handler(loader, runtime.outbox))
-        runtime.spawn("route resync",
-                      Resync(runtime.sessions, controller, caddy, loader, settings.resync_seconds).run)
+        runtime.spawn("route resync", Resync(runtime.sessions, controller, loader, settings.resync_seconds).run)
+        runtime.spawn("caddy watch", CaddyWatch(caddy, loader, settings.caddy_check_seconds).run)
         try:
             yield
         finally:

@@ -1,3 +1,4 @@
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -12,6 +13,16 @@ class Settings(ServiceSettings):
     port: int = 8703
     caddy_admin_url: str = Field("http://127.0.0.1:8719", description="Caddy's admin API, where configs are loaded.")
     http_listen: str = Field("127.0.0.1:8780", description="Where Caddy accepts the applications' traffic.")
+    https_listen: str | None = Field("127.0.0.1:8743", description="Where Caddy accepts it over HTTPS; "
+                                     "empty: no HTTPS.")
+    tls_issuer: Literal["internal", "acme"] = Field("internal", description="Who signs the domains' "
+                                                    "certificates: Caddy's own CA (a local region) or ACME.")
+    acme_email: str | None = Field(None, description="The ACME account's contact, for expiry notices.")
+    acme_directory: str | None = Field(None, description="The ACME CA's directory URL; empty: Let's Encrypt.")
+    access_log_listen: str | None = Field("127.0.0.1:8754", description="Where the ingress receives Caddy's "
+                                          "access log (UDP); empty: requests are not logged.")
+    caddy_check_seconds: float = Field(1.0, description="How often Caddy's running config is compared "
+                                       "with the one last loaded, so a wiped Caddy is reloaded.")
     controller_url: str = Field("http://127.0.0.1:8702", description="The controller's internal API: the full route state.")
     resync_seconds: float = Field(10.0, description="How often the route table is compared with the controller and Caddy.")
     dns_listen: str = Field("127.0.0.1:8753", description="Where the ingress answers Caddy's lookups of "
@@ -20,9 +31,11 @@ class Settings(ServiceSettings):
                                              "instances before asking again: the delay of a switch.")
     upstreams_grace_seconds: float = Field(3.0, description="After a failed lookup, how long Caddy keeps "
                                            "its last instances before asking again.")
-    dial_timeout: str = "5s"
-    read_timeout: str = Field("30s", description="How long an upstream may take to start its response.")
-    max_body_bytes: int = 500 * 1024 * 1024
+    # Divio's limits, the region's to change.
+    dial_timeout: str = Field("5s", description="How long connecting to an instance may take.")
+    read_timeout: str = Field("30s", description="How long an instance may take to start its response "
+                              "(then 504).")
+    max_body_bytes: int = Field(500 * 1024 * 1024, description="The largest request body (then 413).")
 
     @property
     def caddy_admin_listen(self) -> str:

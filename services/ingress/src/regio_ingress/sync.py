@@ -7,8 +7,9 @@ carries a revision does it announce it live, because the controller drains old
 instances on that word.
 
 The resync takes the controller's full route state every interval (the controller
-wins: missed events heal, removed environments go) and reloads Caddy when it runs
-something else than what was last loaded (a restarted or wiped Caddy)."""
+wins: missed events heal, removed environments go). The Caddy watch reloads Caddy when
+it runs something else than what was last loaded (a wiped Caddy; a restarted one resumes
+its last config by itself)."""
 import asyncio
 import logging
 
@@ -22,6 +23,7 @@ from .caddy.admin import CaddyAdmin, CaddyUnavailable
 from .caddy.config import ProxySettings, config_hash, render
 from .controller import ControllerClient, ControllerUnavailable
 from .dns.table import UpstreamTable
+from .routes.host_index import HostIndex
 from .routes.repository import RouteRepository
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class CaddyLoader:
         self.outbox = outbox
         self.settle_seconds = settle_seconds
         self.last_loaded: dict | None = None  # the config Caddy accepted last
+        self.hosts = HostIndex()  # which environment each loaded host belongs to
         self._config_lost = False  # Caddy runs another config than last_loaded: load even if unchanged
         self._wanted = asyncio.Event()
         self._wanted.set()  # a starting ingress loads its table right away
@@ -89,6 +92,10 @@ class CaddyLoader:
         # Instances first: a config that names an environment must find its answer there.
         self.table.replace(routes)
         config = render(routes, self.proxy)
+        if self.last_loaded is None and not self._config_lost:
+            # A restarted ingress finds Caddy running its table still: loading it again would
+            # replace Caddy's listening sockets for nothing, resetting queued connections.
+            self.last_loaded = await self.caddy.running_config()
         if config != self.last_loaded or self._config_lost:
             await self.caddy.load(config)
             self.last_loaded = config
@@ -96,6 +103,7 @@ class CaddyLoader:
             async with self.sessions() as session, session.begin():
                 await RouteRepository(session).record_applied_config(config_hash(config))
             log.info("caddy carries %d routes (config %s)", len(routes), config_hash(config)[:12])
+        self.hosts = HostIndex(routes)
         # Caddy does not hear of new instances: it asks again once its last answer is older than
         # the refresh. Announced any earlier, the controller would drain instances that requests
         # are still sent to.
@@ -109,22 +117,17 @@ class CaddyLoader:
 
 class Resync:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], controller: ControllerClient,
-                 caddy: CaddyAdmin, loader: CaddyLoader, interval: float):
+                 loader: CaddyLoader, interval: float):
         self.sessions = sessions
         self.controller = controller
-        self.caddy = caddy
         self.loader = loader
         self.interval = interval
         self._controller_down = False  # warn when it goes away and when it is back, not every interval
 
     async def run(self) -> None:
         while True:
-            await self.once()
+            await self.take_controller_state()
             await asyncio.sleep(self.interval)
-
-    async def once(self) -> None:
-        await self.take_controller_state()
-        await self.check_caddy()
 
     async def take_controller_state(self) -> None:
         async with self.sessions() as session:
@@ -146,14 +149,29 @@ class Resync:
             log.info("resync with the controller: %d routes updated, %d removed", len(updated), len(removed))
             self.loader.wake()
 
-    async def check_caddy(self) -> None:
+
+class CaddyWatch:
+    def __init__(self, caddy: CaddyAdmin, loader: CaddyLoader, interval: float):
+        self.caddy = caddy
+        self.loader = loader
+        self.interval = interval
+        self._caddy_down = False  # warn when it goes away, not every interval
+
+    async def run(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.interval)
+
+    async def check(self) -> None:
         if self.loader.last_loaded is None:
             return  # the loader is still trying and will load the table itself
         try:
             running = await self.caddy.running_config()
         except CaddyUnavailable as e:
-            log.warning("%s", e)
+            log.log(logging.DEBUG if self._caddy_down else logging.WARNING, "%s", e)
+            self._caddy_down = True
             return
+        self._caddy_down = False
         if running != self.loader.last_loaded:
             log.warning("caddy runs another config than the one last loaded (restarted?); reloading")
             self.loader.reload()

@@ -8,7 +8,7 @@ from regio_common.app import SessionDep
 from regio_common.service_auth import ServiceAuth
 
 from ..db import repository
-from ..routes.table import Route, upstreams_of
+from ..routes.table import Route, route_of
 
 router = APIRouter(prefix="/internal/v1", dependencies=[ServiceAuth], tags=["internal"])
 
@@ -30,11 +30,7 @@ class RunnerView(BaseModel):
 @router.get("/routes", response_model=list[Route])
 async def list_routes(session: SessionDep) -> list[Route]:
     """Every environment that serves a release, with its healthy instances as upstreams."""
-    return [
-        Route(environment_id=w.environment_id, hosts=w.hosts, upstreams=upstreams_of(instances),
-              revision=w.route_revision)
-        for w, instances in await repository.routed_workloads(session)
-    ]
+    return [route_of(w, instances) for w, instances in await repository.routed_workloads(session)]
 
 
 @router.get("/runners", response_model=list[RunnerView])

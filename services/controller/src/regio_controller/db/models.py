@@ -86,7 +86,9 @@ class Workload(Base):
     current_release_id: Mapped[UUID | None] = mapped_column(ForeignKey("releases.id"))
     # The rollout whose healthy instances are the routes' upstreams (a release may be rolled out twice).
     current_deployment_id: Mapped[UUID | None]
-    hosts: Mapped[list] = mapped_column(JSONB, default=list)
+    hosts: Mapped[list] = mapped_column(JSONB, default=list)  # served: the primary first, then aliases
+    redirect_hosts: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")  # 301 to the primary
+    https_redirect: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     # How many instances it should run: set by its rollouts and by scaling. The healer keeps
     # this many healthy, replacing lost ones and adding or removing instances of the current release.
     instances: Mapped[int | None] = mapped_column(Integer)
@@ -133,7 +135,10 @@ class Rollout(Base):
     application_id: Mapped[UUID]
     release_id: Mapped[UUID] = mapped_column(ForeignKey("releases.id"))
     instances: Mapped[int] = mapped_column(Integer)
+    # The routing it was requested with; a hosts change before it routes replaces it.
     hosts: Mapped[list] = mapped_column(JSONB, default=list)
+    redirect_hosts: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
+    https_redirect: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     sanity_timeout_seconds: Mapped[float] = mapped_column(Float)
     # The application's release commands when it was deployed, [{"label", "command"}] in order.
     release_commands: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")

@@ -198,6 +198,7 @@ async def record_rollout(session: AsyncSession, request: RolloutRequested, sanit
         .values(deployment_id=request.deployment_id, environment_id=request.environment_id,
                 application_id=request.application_id, release_id=request.release_id,
                 instances=request.instances, hosts=list(request.hosts),
+                redirect_hosts=list(request.redirect_hosts), https_redirect=request.https_redirect,
                 sanity_timeout_seconds=sanity_timeout_seconds,
                 release_commands=[c.model_dump() for c in request.release_commands],
                 release_command_timeout_seconds=request.release_command_timeout_seconds,

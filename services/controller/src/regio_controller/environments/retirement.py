@@ -10,7 +10,7 @@ from regio_common.messages import DeploymentLogAppended, RolloutFinished
 from regio_common.outbox import Outbox
 
 from ..db import repository
-from ..routes.table import routes_changed
+from ..routes.table import route_emptied
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def retire(session: AsyncSession, outbox: Outbox, environment_id: UUID) ->
     workload = await repository.lock_workload(session, environment_id)
     if workload is not None and workload.route_revision > 0:
         # The route the ingress holds, emptied: it stops serving the hosts.
-        await outbox.add(session, routes_changed(environment_id, [], [], workload.route_revision + 1))
+        await outbox.add(session, route_emptied(environment_id, workload.route_revision + 1))
     await repository.forget_environment(session, environment_id)
     log.info("environment %s retired", environment_id)
     return True

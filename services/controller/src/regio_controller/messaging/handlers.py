@@ -70,7 +70,7 @@ def on_environment_command(outbox: Outbox, stop_rollout: Callable[[UUID], None],
                 # every runner's desired state is rewritten without the environment's instances.
                 after_commit(session, lambda: (stop_rollout(message.environment_id), reconcile_runners()))
         elif isinstance(message, EnvironmentHostsChanged):
-            await change_hosts(session, outbox, message.environment_id, message.hosts)
+            await change_hosts(session, outbox, message)
         elif isinstance(message, EnvironmentScaled):
             if await scale(session, outbox, message.environment_id, message.instances):
                 after_commit(session, heal)

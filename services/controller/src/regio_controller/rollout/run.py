@@ -97,8 +97,7 @@ async def end_failed(session: AsyncSession, ctx: RolloutContext, deployment_id: 
             workload.current_deployment_id = rollout.previous_deployment_id
             workload.route_revision += 1
             previous = await repository.healthy_instances(session, rollout.previous_deployment_id)
-            await ctx.outbox.add(session, routes_changed(rollout.environment_id, workload.hosts, previous,
-                                                         workload.route_revision))
+            await ctx.outbox.add(session, routes_changed(workload, previous))
             await ctx.log(session, deployment_id,
                           f"Routes moved back to the {len(previous)} previous instance(s) "
                           f"(route revision {workload.route_revision})")

@@ -109,11 +109,13 @@ class Finalizing:
             stored.previous_deployment_id = workload.current_deployment_id
             workload.current_release_id = release.id
             workload.current_deployment_id = rollout.deployment_id
-            workload.hosts = list(stored.hosts)  # changed hosts reach the stored row, not ``rollout``
+            # A routing change since the request reached the stored row, not ``rollout``.
+            workload.hosts = list(stored.hosts)
+            workload.redirect_hosts = list(stored.redirect_hosts)
+            workload.https_redirect = stored.https_redirect
             workload.route_revision += 1
             stored.route_revision = workload.route_revision
-            await ctx.outbox.add(session, routes_changed(rollout.environment_id, workload.hosts, healthy,
-                                                         workload.route_revision))
+            await ctx.outbox.add(session, routes_changed(workload, healthy))
             hosts = ", ".join(workload.hosts) or "no hosts"
             await ctx.log(session, rollout.deployment_id,
                           f"Finalizing: routing {hosts} to {len(healthy)} new instance(s) "

@@ -14,6 +14,5 @@ async def reroute(session: AsyncSession, outbox: Outbox, workload: Workload) -> 
     returns the revision."""
     workload.route_revision += 1
     serving = await repository.healthy_instances(session, workload.current_deployment_id)
-    await outbox.add(session, routes_changed(workload.environment_id, workload.hosts, serving,
-                                             workload.route_revision))
+    await outbox.add(session, routes_changed(workload, serving))
     return workload.route_revision

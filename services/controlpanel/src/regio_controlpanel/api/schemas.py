@@ -192,6 +192,7 @@ class EnvironmentOut(BaseModel):
     port: int | None
     health_check_path: str
     sanity_timeout_seconds: int
+    https_redirect: bool = Field(description="Plain HTTP on the served domains is redirected to HTTPS.")
     site_url: str
     last_finished_deployment: DeploymentRef | None
     deployment_in_progress: DeploymentRef | None = Field(
@@ -211,7 +212,8 @@ class EnvironmentIn(Input):
 
 class EnvironmentUpdate(Update):
     """Branch, port, health check and sanity timeout take effect at the next deployment.
-    ``instances`` and ``memory_mb`` scale the environment now, within its plan group."""
+    ``instances`` and ``memory_mb`` scale the environment now, within its plan group;
+    ``https_redirect`` is routed at once."""
 
     instances: int = Field(None, ge=1, description="Instances to run; at most the plan group's max_instances. "
                                                    "The controller adds or removes instances at once.")
@@ -222,6 +224,8 @@ class EnvironmentUpdate(Update):
     port: int | None = Field(None, ge=1, le=65535, description="null: the image's EXPOSEd port, else 80")
     health_check_path: str = Field(None, min_length=1, max_length=255, pattern=r"^/")
     sanity_timeout_seconds: int = Field(None, ge=5, le=600, description="How long new instances get to answer.")
+    https_redirect: bool = Field(None, description="Redirect plain HTTP on the served domains to HTTPS; "
+                                                   "the ingress follows at once, without a deployment.")
 
 
 class EnvironmentEventOut(BaseModel):

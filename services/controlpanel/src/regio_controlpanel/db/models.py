@@ -151,6 +151,8 @@ class Environment(Base):
     port: Mapped[int | None] = mapped_column(Integer)  # else the image's EXPOSE, else 80
     health_check_path: Mapped[str] = mapped_column(String(255), default="/")
     sanity_timeout_seconds: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    # Plain HTTP on the served domains answers a redirect to HTTPS (at the ingress, at once).
+    https_redirect: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     secret_key_encrypted: Mapped[str] = mapped_column(Text)  # SECRET_KEY: per environment, stable
     created_at: Mapped[datetime] = _created()
 

@@ -228,14 +228,15 @@ class Deployments:
 
     async def _request_rollout(self, session: AsyncSession, deployment: Deployment, environment: Environment,
                                app: Application, region: Region, release: Release, env: dict[str, str]) -> None:
-        """Routing (hosts), size (instances, memory) and checks are the environment's as they are
-        now; the release (image and variables) is what runs. In a region dedicated to one
-        organisation, its instances go only on that organisation's runners."""
+        """Routing (hosts, redirects, HTTPS redirect), size (instances, memory) and checks are the
+        environment's as they are now; the release (image and variables) is what runs. In a region
+        dedicated to one organisation, its instances go only on that organisation's runners."""
         hosts = await hosts_of(session, environment, app, region)
         await self.outbox.add(session, RolloutRequested(
             deployment_id=deployment.id, application_id=app.id, environment_id=environment.id,
             release_id=release.id, image=release.image, port=release.port, sealed_env=self.vault.seal_for_runners(env),
             instances=environment.instances, memory_mb=environment.memory_mb, hosts=hosts.served,
+            redirect_hosts=hosts.redirects, https_redirect=environment.https_redirect,
             health_check_path=environment.health_check_path,
             sanity_timeout_seconds=environment.sanity_timeout_seconds,
             release_commands=[ReleaseCommand(**c) for c in app.release_commands],

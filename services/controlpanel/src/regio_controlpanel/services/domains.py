@@ -36,8 +36,7 @@ class Hosts:
 
     @property
     def served(self) -> list[str]:
-        # Redirect domains are not routed yet: answering them with a 301 is the ingress's
-        # job (issue 6). Until then they are recorded and injected, not served.
+        """Proxied to the release; the redirects are answered by the ingress with a 301 to the primary."""
         return [self.primary, *self.aliases]
 
 
@@ -100,10 +99,13 @@ async def change_kind(session: AsyncSession, domain: Domain, kind: Kind) -> bool
 
 
 async def announce(session: AsyncSession, outbox: Outbox, env: Environment, app: Application) -> None:
-    """The controller re-routes what runs now; the next release gets the new DOMAIN variables."""
+    """The controller re-routes what runs now (domains, redirects and the HTTPS redirect); the
+    next release gets the new DOMAIN variables."""
     region = await session.get(Region, app.region_id)
     hosts = await hosts_of(session, env, app, region)
-    await outbox.add(session, EnvironmentHostsChanged(environment_id=env.id, hosts=hosts.served), region=region.slug)
+    await outbox.add(session, EnvironmentHostsChanged(environment_id=env.id, hosts=hosts.served,
+                                                      redirect_hosts=hosts.redirects,
+                                                      https_redirect=env.https_redirect), region=region.slug)
 
 
 async def _demote_primary(session: AsyncSession, environment_id: UUID) -> None:

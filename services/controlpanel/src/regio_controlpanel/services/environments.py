@@ -14,7 +14,8 @@ from ..domain.errors import ApiError, Conflict
 from .applications import check_slug
 from .crypto import Vault
 
-COPIED_SETTINGS = ("branch", "instances", "memory_mb", "port", "health_check_path", "sanity_timeout_seconds")
+COPIED_SETTINGS = ("branch", "instances", "memory_mb", "port", "health_check_path", "sanity_timeout_seconds",
+                   "https_redirect")
 
 
 async def create_environment(session: AsyncSession, vault: Vault, app: Application, source: Environment, *,
@@ -45,7 +46,8 @@ async def create_environment(session: AsyncSession, vault: Vault, app: Applicati
 
 
 def update_environment(env: Environment, changes: dict) -> dict:
-    """Settings that take effect at the next deployment; returns what changed."""
+    """Settings that take effect at the next deployment (but https_redirect, which the caller
+    announces to the controller at once); returns what changed."""
     changed = {}
     for field, value in changes.items():
         if getattr(env, field) != value:

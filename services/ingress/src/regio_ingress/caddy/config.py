@@ -16,6 +16,8 @@ from ..dns.names import upstreams_name
 from ..routes import Route
 
 SERVER = "ingress"
+TLS_SERVER = "ingress-tls"
+ACCESS_LOGGER = "http.log.access"
 NOT_FOUND_BODY = "404 Not Found: no application is served at this address.\n"
 UNAVAILABLE_BODY = "503 Service Unavailable: the application has no running instance.\n"
 # Errors raised inside Caddy (an upstream that does not answer, a body too large) are
@@ -27,12 +29,18 @@ PLAIN_TEXT = {"Content-Type": ["text/plain; charset=utf-8"]}
 IDEMPOTENT_METHODS = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
 RETRY_FOR = "5s"
 RETRY_INTERVAL = "250ms"
+PASSED_OVER_FOR = "2s"
 
 
 @dataclass(frozen=True)
 class ProxySettings:
     http_listen: str
     admin_listen: str
+    https_listen: str | None = None  # None: plain HTTP only
+    tls_issuer: str = "internal"  # "internal": Caddy's own CA (local regions); "acme": Let's Encrypt & co.
+    acme_email: str | None = None
+    acme_directory: str | None = None  # None: Caddy's default ACME CA
+    access_log_address: str | None = None  # where Caddy sends access log entries (UDP), None: not logged
     dial_timeout: str = "5s"
     read_timeout: str = "30s"
     max_body_bytes: int = 500 * 1024 * 1024
@@ -40,29 +48,84 @@ class ProxySettings:
     upstreams_refresh: str = "200ms"
     upstreams_grace: str = "3s"
 
+    @property
+    def http_port(self) -> int:
+        return _port_of(self.http_listen)
+
+    @property
+    def https_port(self) -> int | None:
+        return _port_of(self.https_listen) if self.https_listen else None
+
+
+def _port_of(listen: str) -> int:
+    return int(listen.rpartition(":")[2])
+
 
 def render(routes: Iterable[Route], proxy: ProxySettings) -> dict:
     ordered = sorted((r for r in routes if r.hosts), key=_precedence)
+    servers = {SERVER: _server(ordered, proxy, tls=False)}
+    apps: dict = {"http": {"http_port": proxy.http_port, "servers": servers}}
+    if proxy.https_listen:
+        apps["http"]["https_port"] = proxy.https_port
+        servers[TLS_SERVER] = _server(ordered, proxy, tls=True)
+        apps["tls"] = _certificates(ordered, proxy)
+        # Caddy would otherwise try to add its root to the system's trust store.
+        apps["pki"] = {"certificate_authorities": {"local": {"install_trust": False}}}
+    config = {"admin": {"listen": proxy.admin_listen}, "apps": apps}
+    if proxy.access_log_address:
+        config["logging"] = _access_log(proxy.access_log_address)
+    return config
+
+
+def _server(ordered: list[Route], proxy: ProxySettings, tls: bool) -> dict:
+    server = {
+        "listen": [proxy.https_listen if tls else proxy.http_listen],
+        # Certificates are managed from the table (_certificates), not guessed from routes,
+        # and HTTP is redirected to HTTPS only where an environment asks for it.
+        "automatic_https": {"disable": True},
+        "routes": [
+            _request_id_route(),
+            *(r for route in ordered for r in _environment_routes(route, proxy, tls)),
+            _not_found_route(),
+        ],
+        "errors": {"routes": [_error_route()]},
+    }
+    if tls:
+        server["tls_connection_policies"] = [{}]
+        server["protocols"] = ["h1", "h2"]  # no HTTP/3: it would take a UDP port too
+    if proxy.access_log_address:
+        server["logs"] = {}
+    return server
+
+
+def _certificates(ordered: list[Route], proxy: ProxySettings) -> dict:
+    hosts = sorted({host for route in ordered for host in [*route.hosts, *route.redirect_hosts]})
+    if proxy.tls_issuer == "acme":
+        issuer = {"module": "acme", **({"email": proxy.acme_email} if proxy.acme_email else {}),
+                  **({"ca": proxy.acme_directory} if proxy.acme_directory else {})}
+    else:
+        issuer = {"module": "internal"}
+    tls: dict = {"automation": {"policies": [{"issuers": [issuer]}]}}
+    if hosts:
+        tls["certificates"] = {"automate": hosts}
+    return tls
+
+
+def _access_log(address: str) -> dict:
+    """Access log entries go to the ingress (one UDP datagram each, never blocking Caddy), which
+    hands them to each environment's runtime logs; everything else stays in Caddy's own log."""
     return {
-        "admin": {"listen": proxy.admin_listen},
-        "apps": {
-            "http": {
-                "servers": {
-                    SERVER: {
-                        "listen": [proxy.http_listen],
-                        # HTTPS and certificates come later; without this Caddy would try to
-                        # obtain certificates for every host in the table.
-                        "automatic_https": {"disable": True},
-                        "routes": [
-                            _request_id_route(),
-                            *(_environment_route(route, proxy) for route in ordered),
-                            _not_found_route(),
-                        ],
-                        "errors": {"routes": [_error_route()]},
-                    }
-                }
-            }
-        },
+        "logs": {
+            "default": {"exclude": [ACCESS_LOGGER]},
+            "access": {
+                "include": [ACCESS_LOGGER],
+                "writer": {"output": "net", "address": f"udp/{address}", "soft_start": True},
+                # Response headers and TLS details are not shown to anyone: spare the bytes.
+                "encoder": {"format": "filter", "wrap": {"format": "json"},
+                            "fields": {"resp_headers": {"filter": "delete"},
+                                       "request>tls": {"filter": "delete"}}},
+            },
+        }
     }
 
 
@@ -95,19 +158,55 @@ def _request_id_route() -> dict:
     }
 
 
-def _environment_route(route: Route, proxy: ProxySettings) -> dict:
+def _environment_routes(route: Route, proxy: ProxySettings, tls: bool) -> list[dict]:
+    route_id = f"{'tls-' if tls else ''}environment-{route.environment_id}"  # ids are unique across servers
+    routes = []
+    if route.redirect_hosts:
+        routes.append(_redirect_route(route, proxy, tls))
+    if route.https_redirect and not tls and proxy.https_listen:
+        routes.append({
+            "@id": route_id,
+            "match": [{"host": list(route.hosts)}],
+            "handle": [_redirect(f"https://{{http.request.host}}{_port_suffix(proxy.https_port, 443)}"
+                                 "{http.request.uri}", status=308)],  # 308: the method and body are kept
+            "terminal": True,
+        })
+        return routes
     handle: list[dict] = [{"handler": "request_body", "max_size": proxy.max_body_bytes}]
     if route.upstreams:
         handle.append(_reverse_proxy(route, proxy))
     else:
         handle.append({"handler": "static_response", "status_code": 503, "headers": PLAIN_TEXT,
                        "body": UNAVAILABLE_BODY})
-    return {
-        "@id": f"environment-{route.environment_id}",
+    routes.append({
+        "@id": route_id,
         "match": [{"host": list(route.hosts)}],
         "handle": handle,
         "terminal": True,
+    })
+    return routes
+
+
+def _redirect_route(route: Route, proxy: ProxySettings, tls: bool) -> dict:
+    """Redirect domains answer 301 to the primary domain (the first host), path and query kept,
+    on the scheme the environment is served on."""
+    if tls or (route.https_redirect and proxy.https_listen):
+        target = f"https://{route.hosts[0]}{_port_suffix(proxy.https_port, 443)}"
+    else:
+        target = f"http://{route.hosts[0]}{_port_suffix(proxy.http_port, 80)}"
+    return {
+        "match": [{"host": list(route.redirect_hosts)}],
+        "handle": [_redirect(target + "{http.request.uri}", status=301)],
+        "terminal": True,
     }
+
+
+def _redirect(location: str, status: int) -> dict:
+    return {"handler": "static_response", "status_code": status, "headers": {"Location": [location]}}
+
+
+def _port_suffix(port: int | None, default: int) -> str:
+    return "" if port in (None, default) else f":{port}"
 
 
 def _reverse_proxy(route: Route, proxy: ProxySettings) -> dict:
@@ -131,6 +230,9 @@ def _reverse_proxy(route: Route, proxy: ProxySettings) -> dict:
             "try_interval": RETRY_INTERVAL,
             "retry_match": [{"method": IDEMPOTENT_METHODS}],
         },
+        # An instance that refused a connection or broke one is passed over for a moment,
+        # so requests do not queue behind a killed container until the controller notices.
+        "health_checks": {"passive": {"fail_duration": PASSED_OVER_FOR, "max_fails": 1}},
         "transport": {
             "protocol": "http",
             # The SRV targets are names for the instances' addresses (Caddy accepts no address

@@ -2,6 +2,7 @@
 into Caddy, and the messaging tables."""
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -27,6 +28,8 @@ routes = Table(
     Column("hosts", JSONB, nullable=False),  # lowercased host names
     Column("upstreams", JSONB, nullable=False),  # [{instance_id, address}]; empty answers 503
     Column("revision", Integer, nullable=False),
+    Column("redirect_hosts", JSONB, nullable=False, server_default="[]"),  # answer 301 to hosts[0]
+    Column("https_redirect", Boolean, nullable=False, server_default="false"),
     # The revision Caddy last accepted and RoutesApplied announced; behind `revision` while a load is pending.
     Column("applied_revision", Integer),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),

@@ -2,7 +2,7 @@
 import re
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from regio_common.messages import RoutesChanged, Upstream
 
@@ -28,8 +28,10 @@ class Route(BaseModel):
     hosts: list[str]
     upstreams: list[Upstream]  # empty: the hosts are kept but answer 503
     revision: int
+    redirect_hosts: list[str] = []  # answer 301 to hosts[0], the primary domain
+    https_redirect: bool = False  # plain HTTP on `hosts` is redirected to HTTPS
 
-    @field_validator("hosts")
+    @field_validator("hosts", "redirect_hosts")
     @classmethod
     def _normalize_hosts(cls, hosts: list[str]) -> list[str]:
         # Host names are case-insensitive: keep one spelling of each, in the given order.
@@ -48,5 +50,14 @@ class Route(BaseModel):
     @classmethod
     def from_message(cls, message: RoutesChanged) -> "Route":
         return cls(environment_id=message.environment_id, hosts=message.hosts, upstreams=message.upstreams,
-                   revision=message.revision)
+                   revision=message.revision, redirect_hosts=message.redirect_hosts,
+                   https_redirect=message.https_redirect)
+
+    @model_validator(mode="after")
+    def _redirects_need_a_primary(self) -> "Route":
+        if self.redirect_hosts and not self.hosts:
+            raise ValueError("redirect hosts without a primary host to redirect to")
+        if set(self.redirect_hosts) & set(self.hosts):
+            raise ValueError("a host cannot be both served and redirected")
+        return self
 

@@ -24,9 +24,9 @@ def domain_out(d: Domain) -> DomainOut:
 @router.post("/domains/", response_model=DomainOut, status_code=201)
 async def add_domain(body: DomainIn, request: Request, session: SessionDep, caller: CallerDep,
                      audit: AuditDep) -> DomainOut:
-    """The primary and aliases are routed at once to what runs now; the next release sees all
-    of them in DOMAIN, DOMAIN_ALIASES and DOMAIN_REDIRECTS. (Redirect domains are recorded;
-    the ingress does not answer them with a 301 yet.)"""
+    """The primary and aliases are routed at once to what runs now, and redirect domains answer
+    a 301 to the primary; the next release sees all of them in DOMAIN, DOMAIN_ALIASES and
+    DOMAIN_REDIRECTS."""
     env, app = await lookups.environment(session, caller, body.environment, Action.OPERATE, field="environment")
     domain = await service.add_domain(session, env, body.domain, service.Kind(body.kind))
     await service.announce(session, request.app.state.runtime.outbox, env, app)

@@ -9,7 +9,7 @@ from regio_common.plans import cpu_share
 
 from ...db.models import Application, Deployment, Environment, Region
 from ...domain.errors import ApiError
-from ...services import environment_events, lookups, scaling
+from ...services import domains, environment_events, lookups, scaling
 from ...services import environments as service
 from ...services.access import Action
 from ..deps import AuditDep, CallerDep, SessionDep
@@ -33,7 +33,8 @@ async def environment_out(session: AsyncSession, request: Request, env: Environm
     out = EnvironmentOut(
         uuid=env.id, application=app.id, slug=env.slug, branch=env.branch, instances=env.instances,
         memory_mb=env.memory_mb, cpus=cpu_share(env.memory_mb), port=env.port,
-        health_check_path=env.health_check_path, sanity_timeout_seconds=env.sanity_timeout_seconds, site_url=url,
+        health_check_path=env.health_check_path, sanity_timeout_seconds=env.sanity_timeout_seconds,
+        https_redirect=env.https_redirect, site_url=url,
         last_finished_deployment=_ref(last), deployment_in_progress=_ref(running), created_at=env.created_at)
     setattr(out, f"{env.slug}_status", {"uuid": str(env.id), "site_url": url})
     return out
@@ -92,7 +93,8 @@ async def get_environment(uuid: UUID, request: Request, session: SessionDep, cal
 async def update_environment(uuid: UUID, body: EnvironmentUpdate, request: Request, session: SessionDep,
                              caller: CallerDep, audit: AuditDep) -> EnvironmentOut:
     """Branch, port, health-check path and sanity timeout take effect at the next deployment;
-    changing them takes the right to manage the environment.
+    changing them takes the right to manage the environment. So does ``https_redirect``, which
+    the ingress follows at once: the controller re-routes what runs now.
 
     ``instances`` and ``memory_mb`` scale it now, within the application's plan group, and
     take only the right to deploy (a member's): a new count goes to the controller, which adds
@@ -105,6 +107,8 @@ async def update_environment(uuid: UUID, body: EnvironmentUpdate, request: Reque
     action = Action.OPERATE if sizes and not settings else Action.MANAGE
     env, app = await lookups.environment(session, caller, uuid, action)
     changed = service.update_environment(env, settings)
+    if "https_redirect" in changed:
+        await domains.announce(session, request.app.state.runtime.outbox, env, app)
     scaled = await scaling.scale(session, request.app.state.runtime.outbox, request.app.state.deployments, caller,
                                  env, app, sizes)
     changed |= scaled.changed
