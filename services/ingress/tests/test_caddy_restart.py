@@ -2,6 +2,9 @@
 import asyncio
 from uuid import uuid4
 
+from sqlalchemy import text
+
+from regio_common import db
 from regio_ingress.routes import Route
 
 
@@ -15,7 +18,7 @@ async def test_routes_survive_a_caddy_restart(seed, ingress, instance, caddy, ev
         caddy.restart()  # resumes the config the ingress loaded last
         assert await caddy.answer_from("shop.example.com") == "shop"
 
-        caddy.restart(forget_config=True)  # a wiped Caddy: the resync notices and reloads
+        caddy.restart(forget_config=True)  # a wiped Caddy: the ingress notices within a second and reloads
         await eventually(lambda: caddy.serves("shop.example.com", "shop"), timeout=5, what="table reloaded")
 
 
@@ -54,3 +57,33 @@ async def test_instances_switched_while_caddy_is_down_are_the_ones_it_serves_whe
 
         caddy.start()
         assert await caddy.answer_from("shop.example.com") == "green"
+
+
+async def test_a_restarted_ingress_leaves_a_caddy_that_runs_its_table_alone(seed, ingress, instance, caddy,
+                                                                           eventually, database_url):
+    """Loading the same config again would replace Caddy's listening sockets, resetting the
+    connections queued on them: a restart of the ingress must cost its traffic nothing."""
+    shop = instance("shop")
+    await seed(Route(environment_id=uuid4(), hosts=["shop.example.com"], upstreams=[shop.upstream], revision=1))
+    async with ingress() as app:
+        await eventually(lambda: caddy.serves("shop.example.com", "shop"))
+        loads = await loads_recorded(database_url)
+        assert app.state.loader.last_loaded is not None
+
+    async with ingress() as app:
+        await eventually(lambda: _loaded(app), what="the restarted ingress's first round")
+        assert await caddy.answer_from("shop.example.com") == "shop"
+        assert await loads_recorded(database_url) == loads
+
+
+async def _loaded(app) -> bool:
+    return app.state.loader.hosts.environment_of("shop.example.com") is not None
+
+
+async def loads_recorded(database_url: str) -> int:
+    engine = db.make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text("select count(*) from ingress.applied_configs"))).scalar_one()
+    finally:
+        await engine.dispose()
