@@ -1,4 +1,5 @@
-"""What a region needs from the host besides the virtualenv: a Docker Engine and mmdebstrap.
+"""What a region needs from the host besides the virtualenv: a Docker Engine and mmdebstrap
+(and, helpful, the tools the tests and benchmarks drive).
 
 On Debian as root they are installed with apt and dockerd is started when no engine
 answers; elsewhere the operator is told exactly what to install."""
@@ -32,7 +33,8 @@ def docker_answers() -> bool:
 
 
 REQUIRED = (("dockerd", "docker.io"), ("mmdebstrap", "mmdebstrap"), ("git", "git"))
-HELPFUL = (("jq", "jq"),)  # used by the README's curl walkthrough
+# jq: the README's curl walkthrough; curl and wrk: the ingress's tests and benchmark.
+HELPFUL = (("jq", "jq"), ("curl", "curl"), ("wrk", "wrk"))
 
 
 def ensure(state_dir: Path, say) -> None:

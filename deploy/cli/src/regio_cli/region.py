@@ -60,6 +60,10 @@ class Region:
     def ingress_url(self) -> str:
         return f"http://127.0.0.1:{self.layout.ports.ingress_http}"
 
+    @property
+    def ingress_ca(self) -> Path:
+        return self.state_dir / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+
     def url_of(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.layout.ports, service)}"
 
@@ -84,6 +88,8 @@ class Region:
             Service("ingress", "regio_ingress", "ingress", p.ingress, {
                 "CADDY_ADMIN_URL": f"http://127.0.0.1:{p.caddy_admin}",
                 "HTTP_LISTEN": f"127.0.0.1:{p.ingress_http}",
+                "HTTPS_LISTEN": f"127.0.0.1:{p.ingress_https}",
+                "ACCESS_LOG_LISTEN": f"127.0.0.1:{p.ingress_access_log}",
                 "DNS_LISTEN": f"127.0.0.1:{p.ingress_dns}",
                 "CONTROLLER_URL": self.url_of("controller"),
             }),
@@ -158,11 +164,13 @@ class Region:
         for process in [*self.servers(), *(self.process(s) for s in self.services())]:
             if not process.running() and port_open(process.port):
                 raise PortTaken(process.name, process.port)
-        if not self.caddy.running() and port_open(self.layout.ports.ingress_http):
-            raise PortTaken("ingress (caddy)", self.layout.ports.ingress_http)
+        for port in (self.layout.ports.ingress_http, self.layout.ports.ingress_https):
+            if not self.caddy.running() and port_open(port):
+                raise PortTaken("ingress (caddy)", port)
         ingress = next(s for s in self.services() if s.name == "ingress")
-        if not self.process(ingress).running() and _udp_port_taken(self.layout.ports.ingress_dns):
-            raise PortTaken("ingress (dns)", self.layout.ports.ingress_dns)
+        for what, port in (("dns", self.layout.ports.ingress_dns), ("access log", self.layout.ports.ingress_access_log)):
+            if not self.process(ingress).running() and _udp_port_taken(port):
+                raise PortTaken(f"ingress ({what})", port)
 
     def _start(self, process: ManagedProcess, timeout: float) -> None:
         if process.start():
@@ -234,6 +242,9 @@ class Region:
             f"export REGIO_API_URL={self.api_url}",
             f"export REGIO_TOKEN={token}",
             f"export REGIO_INGRESS_URL={self.ingress_url}",
+            f"export REGIO_INGRESS_HTTPS_URL=https://127.0.0.1:{self.layout.ports.ingress_https}",
+            # The root of Caddy's own CA, which signs every domain's certificate: curl --cacert "$REGIO_INGRESS_CA"
+            f"export REGIO_INGRESS_CA={self.ingress_ca}",
             f"export REGIO_REGION_DOMAIN={self.layout.region_domain}",
         ]
 

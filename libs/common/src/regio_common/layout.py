@@ -22,6 +22,8 @@ class Ports:
     postgres: int = 8732
     caddy_admin: int = 8719
     ingress_http: int = 8780
+    ingress_https: int = 8743
+    ingress_access_log: int = 8754  # UDP: Caddy sends the ingress one access log entry per datagram
 
 
 @dataclass

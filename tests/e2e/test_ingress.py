@@ -1,0 +1,138 @@
+"""The region's ingress as visitors meet it, across every service: applications routed by
+host, custom and redirect domains added through the API, a plain 404 for unknown hosts,
+HTTPS with the region's CA, and traffic under wrk that loses nothing while routes change,
+the ingress service restarts or an instance is killed; Caddy restarted under load comes
+back with its whole table."""
+import os
+import signal
+import subprocess
+import time
+
+import docker
+import httpx
+
+from regio_common.layout import Layout
+from tests.e2e.test_runners import (  # noqa: F401 (scalable_probe is a fixture)
+    STATE,
+    kill,
+    restart_what_is_down,
+    running_containers,
+    scalable_probe,
+    wait_until,
+)
+from tests.e2e.test_walking_skeleton import create_application, deploy, get_page, log_of
+from tests.e2e.wrk import Wrk
+
+
+def layout() -> Layout:
+    layout = Layout.load(STATE)
+    assert layout is not None
+    return layout
+
+
+def add_domain(client, env_id: str, domain: str, kind: str) -> dict:
+    answer = client.post("/apps/v3/domains/", json={"environment": env_id, "domain": domain, "kind": kind})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def deployed(client, region, repo) -> tuple[str, str]:
+    """An application from ``repo`` deployed to its test environment: its id and default host."""
+    app = create_application(client, region, repo.url)
+    env_id = app["test_status"]["uuid"]
+    first = deploy(client, env_id)
+    assert first["success"], log_of(client, first)
+    return env_id, f"{app['slug']}-stage.{region.domain}"
+
+
+def curl_https(host: str, path: str = "/", *, trust: bool = True) -> subprocess.CompletedProcess:
+    port = layout().ports.ingress_https
+    ca = ["--cacert", str(STATE / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt")]
+    return subprocess.run(["curl", "-sS", *(ca if trust else []), "--resolve", f"{host}:{port}:127.0.0.1",
+                           "-w", "\n%{http_code} %{redirect_url}", f"https://{host}:{port}{path}"],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_two_applications_and_their_domains_are_routed_by_host(region, git_repo):
+    shop_unique = f"shop-{time.time_ns()}.example.test"
+    with region.client() as client:
+        hello_env, hello_host = deployed(client, region, git_repo("hello"))
+        probe_env, probe_host = deployed(client, region, git_repo("probe"))
+        add_domain(client, hello_env, shop_unique, "PRIMARY")
+        add_domain(client, hello_env, f"old.{shop_unique}", "REDIRECT")
+
+        assert "version=" in get_page(region, probe_host).text
+        assert "version=" not in get_page(region, hello_host).text  # hello's page, not the probe's
+        served = wait_until(lambda: (r := get_page(region, shop_unique)).status_code == 200 and r, "custom domain")
+        assert served.text == get_page(region, hello_host).text
+
+        redirected = httpx.get(f"{region.ingress_url}/basket?item=7", headers={"Host": f"old.{shop_unique}"})
+        assert redirected.status_code == 301
+        assert redirected.headers["Location"] == f"http://{shop_unique}:{layout().ports.ingress_http}/basket?item=7"
+
+        unknown = get_page(region, f"nobody.{region.domain}")
+        assert unknown.status_code == 404 and "caddy" not in unknown.text.lower()
+        assert "127.0.0.1" not in unknown.text and "Server" not in unknown.headers
+
+        # HTTPS for every domain, signed by the region's own CA.
+        https = wait_until(lambda: (r := curl_https(shop_unique, "/")).returncode == 0 and r, "a certificate")
+        assert https.stdout.rpartition("\n")[2].startswith("200")
+        assert curl_https(hello_host).stdout.rpartition("\n")[2].startswith("200")
+        assert curl_https(shop_unique, trust=False).returncode != 0
+
+        # The environment asks for HTTPS only: plain HTTP is redirected there, and the route follows
+        # without a deployment.
+        answer = client.patch(f"/apps/v3/environments/{hello_env}/", json={"https_redirect": True})
+        assert answer.status_code == 200 and answer.json()["https_redirect"] is True
+        moved = wait_until(lambda: (r := get_page(region, shop_unique)).status_code == 308 and r, "https redirect")
+        assert moved.headers["Location"] == f"https://{shop_unique}:{layout().ports.ingress_https}/"
+        assert get_page(region, probe_host).status_code == 200  # the other application did not ask
+
+
+def test_a_route_change_while_wrk_runs_drops_no_request(region, git_repo):
+    with region.client() as client:
+        env_id, host = deployed(client, region, git_repo("probe"))
+        with Wrk(region.ingress_url, host, seconds=15) as wrk:
+            for n in range(3):  # each new domain makes the ingress load a new config into Caddy
+                add_domain(client, env_id, f"alias-{n}-{time.time_ns()}.example.test", "ALIAS")
+                time.sleep(2)
+    assert wrk.result.requests > 100, wrk.result.output
+    assert wrk.result.failed == 0, wrk.result.output
+
+
+def test_restarting_the_ingress_service_under_load_drops_no_request(region, git_repo):
+    with region.client() as client:
+        _, host = deployed(client, region, git_repo("probe"))
+    with Wrk(region.ingress_url, host, seconds=15) as wrk:
+        kill("ingress")
+        restart_what_is_down()
+    assert wrk.result.requests > 100, wrk.result.output
+    assert wrk.result.failed == 0, wrk.result.output
+
+
+def test_caddy_restarted_under_load_is_back_with_its_whole_table(region, git_repo):
+    """Caddy's listening socket goes with its process, so connections made while it is down are
+    refused; every answer given is right, and the table is there the moment it listens again."""
+    with region.client() as client:
+        _, host = deployed(client, region, git_repo("probe"))
+    with Wrk(region.ingress_url, host, seconds=15) as wrk:
+        os.kill(int((STATE / "run" / "caddy.pid").read_text()), signal.SIGTERM)
+        restart_what_is_down()
+        first = get_page(region, host)  # the moment `up` saw it listening
+    assert first.status_code == 200 and "version=" in first.text
+    assert wrk.result.non_2xx == 0, wrk.result.output  # no 404 or 502 from a Caddy without its table
+    print(f"caddy restart under load: {wrk.result.requests} requests, socket errors {wrk.result.socket_errors}")
+
+
+def test_an_instance_killed_under_load_costs_no_failed_request(region, scalable_probe):  # noqa: F811
+    env_id, host = scalable_probe
+    victim = running_containers(env_id)[0]
+    with Wrk(region.ingress_url, host, seconds=12) as wrk:
+        engine = docker.from_env()
+        try:
+            engine.api.kill(victim["Id"])
+        finally:
+            engine.close()
+    assert wrk.result.requests > 100, wrk.result.output
+    assert wrk.result.failed == 0, wrk.result.output
+    wait_until(lambda: len(running_containers(env_id)) == 2, "the killed instance restarted or replaced")
