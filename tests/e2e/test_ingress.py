@@ -20,6 +20,7 @@ from tests.e2e.test_runners import (  # noqa: F401 (scalable_probe is a fixture)
     scalable_probe,
     wait_until,
 )
+from tests.e2e.test_runtime_logs import wait_for_line
 from tests.e2e.test_walking_skeleton import create_application, deploy, get_page, log_of
 from tests.e2e.wrk import Wrk
 
@@ -136,3 +137,19 @@ def test_an_instance_killed_under_load_costs_no_failed_request(region, scalable_
     assert wrk.result.requests > 100, wrk.result.output
     assert wrk.result.failed == 0, wrk.result.output
     wait_until(lambda: len(running_containers(env_id)) == 2, "the killed instance restarted or replaced")
+
+
+def test_requests_are_logged_in_the_environments_logs_and_counted_in_metrics(region, git_repo):
+    with region.client() as client:
+        env_id, host = deployed(client, region, git_repo("probe"))
+        path, request_id = f"/visit-{time.time_ns()}?from=test", f"visit-{time.time_ns()}"
+        answer = httpx.get(f"{region.ingress_url}{path}", headers={"Host": host, "X-Request-Id": request_id})
+        assert answer.status_code == 200
+
+        line, _ = wait_for_line(client, env_id, f"request={request_id}")  # the application prints the path too
+    assert line["service"] == "ingress" and line["instance"] is None
+    assert line["message"].startswith(f"GET {path} 200 ")
+    metrics = httpx.get(f"http://127.0.0.1:{layout().ports.ingress}/metrics").text
+    counted = [m for m in metrics.splitlines()
+               if m.startswith("regio_ingress_requests_total{") and f'environment="{env_id}"' in m]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1, counted

@@ -16,6 +16,7 @@ from .bus import LOGS
 
 WEB = "web"  # an application container's own output
 PLATFORM = "platform"  # what the platform says about the environment's instances
+ACCESS = "ingress"  # one line per request the ingress proxied to (or refused for) the environment
 
 FETCH_BATCH = 500
 FETCH_TIMEOUT = 2.0  # only waited when lines vanish while being read (aged out)

@@ -8,6 +8,7 @@ from regio_common.bus import EVENTS, durable_name
 from regio_common.messages import RoutesChanged, subject_for
 from regio_common.runtime import Runtime
 
+from .access_log import AccessLog
 from .api import router
 from .caddy.admin import CaddyAdmin
 from .caddy.config import ProxySettings
@@ -46,6 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start()
         await responder.start()
         loader = CaddyLoader(runtime.sessions, caddy, table, proxy_settings(settings), runtime.outbox)
+        access_log = None
+        if settings.access_log_listen:
+            # Before the first load names this address to Caddy; reads the host index of each load.
+            access_log = AccessLog(runtime.nc, settings.region, lambda host: loader.hosts.environment_of(host),
+                                   settings.access_log_listen)
+            await access_log.start()
         app.state.runtime = runtime
         app.state.caddy = caddy
         app.state.loader = loader
@@ -57,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if access_log is not None:
+                await access_log.stop()  # its last lines go out on the runtime's NATS connection
             await runtime.stop()
             responder.stop()
             await caddy.close()

@@ -1,0 +1,113 @@
+"""The access log receiver: Caddy's access log entries in over UDP, metrics and runtime log
+lines out. Everything a datagram causes happens in its callback without waiting: parse, find
+the environment, count, queue the line (shipper.py publishes it)."""
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from nats.aio.client import Client
+
+from regio_common import runtime_logs
+from regio_common.runtime_logs import ACCESS, LogLine
+
+from . import metrics
+from .entry import AccessEntry, message
+from .shipper import MAX_BUFFERED, LineShipper
+
+log = logging.getLogger(__name__)
+
+# Room in the kernel for a burst of entries while the event loop is busy elsewhere: a datagram
+# that does not fit is dropped unseen. The kernel caps it at net.core.rmem_max.
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+WARN_INVALID_EVERY = 60.0  # seconds: a misconfigured writer would otherwise log every request
+
+EnvironmentOf = Callable[[str], UUID | None]
+
+
+class AccessLog:
+    """Receives Caddy's access log on ``listen`` (UDP "host:port"). ``environment_of`` maps a
+    host name (lowercase, no port) to the environment serving it, or None; it is called for
+    every request, so it must be a cheap lookup in memory."""
+
+    def __init__(self, nc: Client, region: str, environment_of: EnvironmentOf, listen: str,
+                 max_buffered: int = MAX_BUFFERED):
+        self.region = region
+        self.environment_of = environment_of
+        host, _, port = listen.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.shipper = LineShipper(nc, max_buffered)
+        self._transport: asyncio.DatagramTransport | None = None
+        self.metrics = metrics.Recorder()
+        self._environments: dict[UUID, tuple[str, str]] = {}
+        self._invalid_since_warning = 0
+        self._warned_at = -WARN_INVALID_EVERY
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self),
+                                                                 local_addr=(self.host, self.port))
+        sock: socket.socket = self._transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        self.shipper.start()
+        log.info("receiving Caddy's access log on udp/%s:%d (receive buffer %d bytes)", self.host, self.port,
+                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+    async def stop(self) -> None:
+        """Stop receiving, then publish the lines still buffered. Before the NATS connection closes."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        await self.shipper.stop()
+
+    def receive(self, data: bytes) -> None:
+        try:
+            entry = AccessEntry.model_validate_json(data)
+            timestamp = entry.timestamp
+        except (ValueError, OverflowError, OSError):  # not an entry (ValidationError), or a time out of range
+            self._invalid(data)
+            return
+        environment_id = self.environment_of(entry.host_name)
+        if environment_id is None:
+            self.metrics.observe(metrics.UNKNOWN, entry)  # the 404 page: in no environment's logs
+            return
+        label, subject = self._names(environment_id)
+        self.metrics.observe(label, entry)
+        line = LogLine(timestamp=timestamp, service=ACCESS, message=message(entry))
+        self.shipper.add(subject, line.model_dump_json().encode())
+
+    def _names(self, environment_id: UUID) -> tuple[str, str]:
+        """The environment's metrics label and log subject, spelled once per environment."""
+        names = self._environments.get(environment_id)
+        if names is None:
+            if len(self._environments) >= 10_000:  # environments come and go over a long run
+                self._environments.clear()
+            names = self._environments[environment_id] = (
+                str(environment_id), runtime_logs.subject(self.region, environment_id))
+        return names
+
+    def _invalid(self, data: bytes) -> None:
+        metrics.INVALID.inc()
+        self._invalid_since_warning += 1
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_INVALID_EVERY:
+            log.warning("%d datagram(s) on the access log port were no access log entry; the last began %r",
+                        self._invalid_since_warning, data[:80])
+            self._invalid_since_warning = 0
+            self._warned_at = now
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, access_log: AccessLog):
+        self.access_log = access_log
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        try:
+            self.access_log.receive(data)
+        except Exception:  # a bug here must cost one line, not the receiver
+            log.exception("could not handle an access log entry")
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("access log socket: %s", exc)
