@@ -1,5 +1,6 @@
 """An environment's runtime logs through the API, as the runner agents leave them in the
 REGIO_LOGS stream: the newest lines first, then following ``next``."""
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -7,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from regio_common import bus, runtime_logs
-from regio_common.runtime_logs import PLATFORM, WEB, LogLine
+from regio_common.runtime_logs import ACCESS, PLATFORM, WEB, LogLine
 
 
 @pytest.fixture
@@ -24,9 +25,13 @@ async def environment(api, application) -> str:
 
 
 async def write(js, settings, environment: str, *messages: str, service: str = WEB) -> None:
-    """Lines as a runner agent writes them (acknowledged here, so they are stored before reading)."""
-    subject = runtime_logs.subject(settings.region, uuid.UUID(environment))
-    instance = uuid.UUID(int=1)
+    """Lines as a runner agent (or for ACCESS, the ingress) writes them (acknowledged here, so
+    they are stored before reading)."""
+    env_id = uuid.UUID(environment)
+    if service == ACCESS:
+        subject, instance = runtime_logs.access_subject(settings.region, env_id), None
+    else:
+        subject, instance = runtime_logs.subject(settings.region, env_id), uuid.UUID(int=1)
     for message in messages:
         line = LogLine(timestamp=datetime.now(UTC), service=service, instance=instance, message=message)
         await js.publish(subject, line.model_dump_json().encode(), stream=bus.LOGS.name)
@@ -62,6 +67,22 @@ async def test_the_newest_lines_oldest_first_then_what_follows(api, js, settings
     assert [r["message"] for r in more["results"]] == ["a request", "another"]
     assert after_in(more["next"]) > after_in(page["next"])
     assert (await api.get(more["next"])).json()["results"] == []
+
+
+async def test_requests_are_interleaved_with_the_output_and_cannot_push_it_out(api, js, settings, environment):
+    await write(js, settings, environment, "application started")
+    await write(js, settings, environment, "GET / 200 1.2ms 5B client=127.0.0.1 request=r1", service=ACCESS)
+    await write(js, settings, environment, "served /")
+
+    page = (await api.get(f"/apps/v3/environments/{environment}/logs/")).json()
+    assert [(r["service"], r["message"][:5]) for r in page["results"]] == [
+        ("web", "appli"), ("ingress", "GET /"), ("web", "serve")]
+
+    # A busy site: more requests than the stream keeps of one subject.
+    await asyncio.gather(*(write(js, settings, environment, *(f"GET /{n}-{i} 200" for i in range(500)),
+                                 service=ACCESS) for n in range(11)))
+    everything = await runtime_logs.read(js, runtime_logs.subjects(settings.region, uuid.UUID(environment)))
+    assert [line.message for _, line in everything if line.service == WEB] == ["application started", "served /"]
 
 
 async def test_following_in_pages_of_limit_lines(api, js, settings, environment):

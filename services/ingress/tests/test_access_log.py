@@ -70,7 +70,7 @@ async def access_log(nc, region) -> AsyncIterator[Callable]:
 
 
 async def lines(js, region: str, environment_id: UUID) -> list[runtime_logs.LogLine]:
-    return [line for _, line in await runtime_logs.read(js, runtime_logs.subject(region, environment_id))]
+    return [line for _, line in await runtime_logs.read(js, runtime_logs.subjects(region, environment_id))]
 
 
 async def test_a_request_becomes_a_line_in_its_environments_logs(access_log, js, region, eventually):
@@ -110,7 +110,7 @@ async def test_a_request_for_an_unknown_host_reaches_no_environment(access_log, 
     await eventually(lambda: _has_lines(js, region, shop, 1), what="the known host's line")
     await nc.flush()
     await sub.unsubscribe()
-    assert published == [runtime_logs.subject(region, shop)]
+    assert published == [runtime_logs.access_subject(region, shop)]
     assert metric("regio_ingress_requests_total", environment="unknown", method="GET",
                   status="4xx") == unknown_before + 1
 

@@ -1,6 +1,7 @@
 """Runtime logs: what an environment's containers print, and what the platform says about them.
 
-Runner agents publish one message per line to ``region.<region>.logs.<environment>``;
+Runner agents publish one message per line to ``region.<region>.logs.<environment>``, the
+ingress one per request to that subject + ``.access``;
 the REGIO_LOGS stream keeps the newest lines of each environment (see ``bus.LOGS``) and
 the control panel reads them back for the API. A line's place is its stream sequence."""
 from datetime import datetime
@@ -35,21 +36,37 @@ class StoredLine(NamedTuple):
 
 
 def subject(region: str, environment_id: UUID) -> str:
+    """The containers' output and what the platform says about them."""
     return f"region.{region}.logs.{environment_id}"
 
 
-async def read(js: JetStreamContext, subject: str, after: int = 0, limit: int | None = None) -> list[StoredLine]:
-    """The lines on ``subject`` after stream sequence ``after``, oldest first: the first
+def access_subject(region: str, environment_id: UUID) -> str:
+    """The ingress's access lines: a subject of their own, so that a busy site's requests
+    cannot push its application's output out of the stream (the limit is per subject)."""
+    return f"{subject(region, environment_id)}.access"
+
+
+def subjects(region: str, environment_id: UUID) -> list[str]:
+    """Every line of an environment, for a reader: interleaved in the order they were stored."""
+    return [subject(region, environment_id), access_subject(region, environment_id)]
+
+
+async def read(js: JetStreamContext, subjects: str | list[str], after: int = 0,
+               limit: int | None = None) -> list[StoredLine]:
+    """The lines on ``subjects`` after stream sequence ``after``, oldest first: the first
     ``limit`` of them, or every one stored now. A reader of its own on the server, removed
-    when done; the subject's per-subject limit bounds how much it reads."""
-    try:
-        last = (await js.get_last_msg(LOGS.name, subject)).seq
-    except NotFoundError:
-        return []
+    when done; the subjects' per-subject limit bounds how much it reads."""
+    subjects = [subjects] if isinstance(subjects, str) else subjects
+    last = 0
+    for each in subjects:
+        try:
+            last = max(last, (await js.get_last_msg(LOGS.name, each)).seq)
+        except NotFoundError:
+            pass
     if last <= after:
         return []
     consumer = await js.add_consumer(LOGS.name, ConsumerConfig(
-        filter_subject=subject,
+        filter_subjects=subjects,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=after + 1,
         ack_policy=AckPolicy.NONE,

@@ -1,5 +1,5 @@
 """An environment's runtime logs, as the region's REGIO_LOGS stream holds them (written
-there by the runner agents)."""
+there by the runner agents, and by the ingress for each request)."""
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +14,7 @@ async def lines(session: AsyncSession, js: JetStreamContext, env: Environment, a
     """Without ``after``: the newest ``limit`` lines. With it: the first ``limit`` lines
     after that stream sequence, for a reader following the log. Oldest first."""
     region = await session.get(Region, app.region_id)
-    subject = runtime_logs.subject(region.slug, env.id)
+    subjects = runtime_logs.subjects(region.slug, env.id)
     if after is None:
-        return (await runtime_logs.read(js, subject))[-limit:]
-    return await runtime_logs.read(js, subject, after=after, limit=limit)
+        return (await runtime_logs.read(js, subjects))[-limit:]
+    return await runtime_logs.read(js, subjects, after=after, limit=limit)

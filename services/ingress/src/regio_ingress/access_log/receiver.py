@@ -85,7 +85,7 @@ class AccessLog:
             if len(self._environments) >= 10_000:  # environments come and go over a long run
                 self._environments.clear()
             names = self._environments[environment_id] = (
-                str(environment_id), runtime_logs.subject(self.region, environment_id))
+                str(environment_id), runtime_logs.access_subject(self.region, environment_id))
         return names
 
     def _invalid(self, data: bytes) -> None:
