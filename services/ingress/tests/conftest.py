@@ -236,6 +236,50 @@ async def region_bus(nc, js, region) -> AsyncIterator[RegionBus]:
     await sub.unsubscribe()
 
 
+class NatsRelay:
+    """A TCP hop between a NATS client and the server that can be cut and restored: NATS going
+    away and coming back, as the client sees it."""
+
+    def __init__(self, target: str):
+        host, _, port = target.removeprefix("nats://").rpartition(":")
+        self.target = (host, int(port))
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _pipe(self, client_reader, client_writer) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self.target)
+        self._writers += [client_writer, server_writer]
+
+        async def copy(reader, writer) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(copy(client_reader, server_writer), copy(server_reader, client_writer))
+
+
+
 # --- the ingress -------------------------------------------------------------------
 
 

@@ -1,6 +1,5 @@
 """Caddy's access log, received by the ingress: each request becomes a line in its
 environment's runtime logs and a count in the ingress's metrics."""
-import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +16,7 @@ from regio_ingress.access_log import AccessLog
 from regio_ingress.caddy.admin import CaddyAdmin
 from regio_ingress.caddy.config import ProxySettings, render
 
-from .conftest import free_udp_port
+from .conftest import NatsRelay, free_udp_port
 
 TS = 1795725718.3975224
 
@@ -153,52 +152,9 @@ async def test_requests_are_counted_per_environment(access_log, js, region, even
     assert f'regio_ingress_requests_total{{environment="{env}",method="GET",status="5xx"}} 1.0' in exposed
 
 
-class Relay:
-    """A TCP hop between a NATS client and the server that can be cut and restored: NATS going
-    away and coming back, as the client sees it."""
-
-    def __init__(self, target: str):
-        host, _, port = target.removeprefix("nats://").rpartition(":")
-        self.target = (host, int(port))
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    async def open(self) -> None:
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-        await self._server.wait_closed()
-
-    async def _pipe(self, client_reader, client_writer) -> None:
-        server_reader, server_writer = await asyncio.open_connection(*self.target)
-        self._writers += [client_writer, server_writer]
-
-        async def copy(reader, writer) -> None:
-            try:
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                writer.close()
-
-        await asyncio.gather(copy(client_reader, server_writer), copy(server_reader, client_writer))
-
-
 async def test_while_nats_is_away_the_newest_lines_wait_and_the_oldest_are_dropped(access_log, nats_url, js, region,
                                                                                   eventually):
-    relay = Relay(nats_url)
+    relay = NatsRelay(nats_url)
     await relay.open()
     client = await nats.connect(relay.url, reconnect_time_wait=0.1, max_reconnect_attempts=-1)
     try:

@@ -7,6 +7,8 @@ from sqlalchemy import func, select
 from regio_ingress.caddy.config import NOT_FOUND_BODY
 from regio_ingress.db.models import applied_configs, inbox
 
+from .conftest import NatsRelay
+
 
 async def test_an_announced_route_carries_traffic_before_it_is_reported_applied(ingress, instance, caddy,
                                                                                region_bus):
@@ -127,3 +129,25 @@ async def caddy_loaded_once(app) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the ingress never loaded caddy")
+
+
+async def test_caddy_serves_the_last_table_while_nats_is_unreachable(ingress, instance, caddy, region_bus, nats_url,
+                                                                     eventually):
+    environment = uuid4()
+    shop, blog = instance("shop"), instance("blog")
+    relay = NatsRelay(nats_url)
+    await relay.open()
+    async with ingress(nats_url=relay.url):
+        await region_bus.announce(environment, ["shop.example.com"], [shop], revision=1)
+        await eventually(lambda: caddy.serves("shop.example.com", "shop"))
+
+        await relay.cut()
+        await asyncio.sleep(2)  # longer than the resync interval and Caddy's upstream refresh
+        assert [await caddy.answer_from("shop.example.com") for _ in range(5)] == ["shop"] * 5
+
+        # What was announced meanwhile is taken once NATS is back.
+        await region_bus.announce(uuid4(), ["blog.example.com"], [blog], revision=1)
+        await relay.open()
+        await eventually(lambda: caddy.serves("blog.example.com", "blog"), what="the route announced meanwhile")
+        assert await caddy.answer_from("shop.example.com") == "shop"
+    await relay.cut()
