@@ -66,7 +66,7 @@ def test_a_known_table_renders_to_a_known_config():
                                 "resolver": {"addresses": ["udp/127.0.0.1:8753"]},
                                 "dial_timeout": "5s",
                                 "response_header_timeout": "30s",
-                                "keep_alive": {"enabled": True, "idle_timeout": "2m", "max_idle_conns_per_host": 32},
+                                "keep_alive": {"enabled": True, "idle_timeout": "2m", "max_idle_conns_per_host": 128},
                             },
                         },
                     ],

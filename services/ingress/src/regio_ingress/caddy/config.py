@@ -240,7 +240,9 @@ def _reverse_proxy(route: Route, proxy: ProxySettings) -> dict:
             "resolver": {"addresses": [proxy.upstreams_resolver]},
             "dial_timeout": proxy.dial_timeout,
             "response_header_timeout": proxy.read_timeout,
-            "keep_alive": {"enabled": True, "idle_timeout": "2m", "max_idle_conns_per_host": 32},
+            # Kept open to each instance: more than the client connections one instance usually
+            # has, so a busy instance is not dialled (and looked up) again per request.
+            "keep_alive": {"enabled": True, "idle_timeout": "2m", "max_idle_conns_per_host": 128},
         },
     }
 
