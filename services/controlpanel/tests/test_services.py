@@ -1,15 +1,20 @@
 """The region's service catalogue and the service instances environments add from it,
 as the divio client asks for them (`divio services list`, `divio app service-instances`)."""
+import json
 import uuid
 
 import pytest
 from sqlalchemy import select
 
 from regio_common.db import make_engine, make_sessionmaker
-from regio_controlpanel.db.models import AuditEvent, PhysicalRegion, Region, Service
+from regio_common.testing.plugin import free_port
+from regio_controlpanel.db.models import AuditEvent, PhysicalRegion, Region, Service, ServiceInstance
 from regio_controlpanel.domain.service_instances import RemovalRefused, State, check_removable
 from regio_controlpanel.seed import seed
 from regio_controlpanel.services import catalogue
+from regio_controlpanel.services.crypto import Vault
+
+from .test_deployments import wait_for
 
 
 @pytest.fixture
@@ -164,10 +169,68 @@ async def test_removing_a_new_instance_deletes_it_and_is_audited(api, applicatio
     assert actions == ["service_instance.create", "service_instance.delete"]
 
 
-def test_only_an_instance_without_data_is_removed_at_once():
+def test_only_a_new_or_detached_instance_is_removed():
     check_removable(State.NEW)
+    check_removable(State.DETACHED)  # its database or bucket is deleted with it
     for state in (State.PROVISIONING, State.PROVISIONED, State.ATTACHED):
         with pytest.raises(RemovalRefused, match="detach it"):
             check_removable(state)
-    with pytest.raises(RemovalRefused, match="deletes its data"):
-        check_removable(State.DETACHED)
+
+
+async def unreachable_servers(db, settings, region: str) -> None:
+    """The region's servers as registered, with nothing answering where they are said to be."""
+    vault = Vault(settings.secrets_key, settings.region_key)
+    async with db() as session, session.begin():
+        await catalogue.register_servers(session, vault, uuid.UUID(region), {
+            "postgres-18": {"admin_url": f"postgresql://postgres:secret@127.0.0.1:{free_port()}/postgres",
+                            "host": "127.0.0.1", "port": 5432},
+            "s3": {"endpoint": f"http://127.0.0.1:{free_port()}", "access_key": "admin", "secret_key": "secret",
+                   "host": "127.0.0.1", "port": 8333}})
+
+
+async def test_a_database_server_that_does_not_answer_fails_the_deployment_with_the_reason(api, application, seeded,
+                                                                                        db, settings):
+    env = application["test_status"]["uuid"]
+    await unreachable_servers(db, settings, seeded["region"])
+    services = await offered(api, seeded["region"])
+    instance = (await api.post("/apps/v3/service-instances/", json={
+        "environment": env, "service": services["postgres-18"]["uuid"]})).json()
+
+    deployment = (await api.post("/apps/v3/deployments/", json={"environment": env})).json()
+    failed = await wait_for(api, deployment["uuid"], lambda d: d["ended_at"] is not None, timeout=30)
+
+    assert failed["success"] is False and failed["status"] == "failure"
+    assert failed["error"].startswith("Provisioning failed: database service DEFAULT: PostgreSQL 18 could not "
+                                      "create it: ")
+    assert "secret" not in failed["error"]
+    log = (await api.get(f"/apps/v3/deployments/{deployment['uuid']}/logs")).json()["logs"]
+    assert "Provisioning: creating database service DEFAULT" in log and "The previous release keeps serving" in log
+    after = (await api.get(f"/apps/v3/service-instances/{instance['uuid']}/")).json()
+    assert after["service_status"] == "NEW"  # the next deployment tries again
+
+
+async def test_detaching_keeps_an_instance_and_removing_it_needs_its_server(api, application, seeded, db, settings):
+    env = application["test_status"]["uuid"]
+    await unreachable_servers(db, settings, seeded["region"])
+    services = await offered(api, seeded["region"])
+    instance = (await api.post("/apps/v3/service-instances/", json={
+        "environment": env, "service": services["s3"]["uuid"]})).json()
+    path = f"/apps/v3/service-instances/{instance['uuid']}/"
+
+    refused = await api.post(path + "detach/")
+    assert refused.status_code == 409 and "only an attached" in refused.json()["non_field_errors"][0].lower()
+    async with db() as session, session.begin():  # as a deployment leaves it
+        attached = await session.get(ServiceInstance, uuid.UUID(instance["uuid"]))
+        attached.state = State.ATTACHED
+        attached.credentials_encrypted = Vault(settings.secrets_key, settings.region_key).encrypt(json.dumps(
+            {"bucket": "si-x", "access_key": "k", "secret_key": "s", "dsn": "s3://k:s@si-x.127.0.0.1:8333/"}))
+
+    attached_removal = await api.delete(path)
+    assert attached_removal.status_code == 409 and "detach it" in attached_removal.text
+    assert (await api.post(path + "detach/")).json()["service_status"] == "DETACHED"
+    assert (await api.post(path + "attach/")).json()["service_status"] == "ATTACHED"
+    assert (await api.post(path + "detach/")).json()["service_status"] == "DETACHED"
+
+    kept = await api.delete(path)  # its bucket cannot be deleted now: the instance stays
+    assert kept.status_code == 409 and "kept" in kept.text
+    assert (await api.get(path)).json()["service_status"] == "DETACHED"

@@ -1,5 +1,6 @@
 """A local region: its servers, its services, and the order they start in."""
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -15,10 +16,17 @@ import httpx
 from regio_common import bus
 from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
-from regio_common.servers import PostgresCluster, caddy_process, nats_process
+from regio_common.servers import (
+    PostgresCluster,
+    caddy_process,
+    nats_process,
+    seaweedfs_admin_credentials,
+    seaweedfs_process,
+    wait_seaweedfs_ready,
+)
 from regio_runner.settings import host_memory_mb
 
-from . import database, secrets_store
+from . import apps_network, database, secrets_store
 
 CHECKOUT = Path(__file__).resolve().parents[4]
 
@@ -45,6 +53,42 @@ class Region:
         self.postgres = PostgresCluster("postgres", self.state_dir, layout.ports.postgres)
         self.nats = nats_process(self.state_dir, layout.ports.nats)
         self.caddy = caddy_process(self.state_dir, layout.ports.caddy_admin, layout.ports.ingress_http)
+        self._services_address: str | None = None
+
+    # --- the region's services for applications --------------------------------
+
+    @property
+    def services_address(self) -> str:
+        """Where containers reach the region's database cluster and object storage: the apps
+        network's gateway (created by `up`; loopback when it does not exist, for status and down)."""
+        if self._services_address is None:
+            self._services_address = apps_network.gateway_or_none() or "127.0.0.1"
+        return self._services_address
+
+    @property
+    def apps_postgres(self) -> PostgresCluster:
+        listen = "127.0.0.1" if self.services_address == "127.0.0.1" else f"127.0.0.1,{self.services_address}"
+        return PostgresCluster("apps-postgres", self.state_dir, self.layout.ports.apps_postgres,
+                               listen_addresses=listen)
+
+    @property
+    def storage(self) -> ManagedProcess:
+        p = self.layout.ports
+        process = seaweedfs_process(self.state_dir, p.storage_s3, p.storage_master, p.storage_volume, p.storage_filer,
+                                    listen=self.services_address)
+        # Its S3 API listens on the gateway alone; its master, always on loopback, says it runs.
+        return dataclasses.replace(process, port=p.storage_master)
+
+    def region_servers(self) -> dict[str, dict]:
+        """For the control panel: where each of the region's services runs, and its administrator."""
+        p = self.layout.ports
+        access_key, secret_key = seaweedfs_admin_credentials(self.state_dir)
+        return {
+            "postgres-18": {"admin_url": self.apps_postgres.url(), "host": self.services_address,
+                            "port": p.apps_postgres},
+            "s3": {"endpoint": f"http://{self.services_address}:{p.storage_s3}", "access_key": access_key,
+                   "secret_key": secret_key, "host": self.services_address, "port": p.storage_s3},
+        }
 
     # --- addresses -------------------------------------------------------------
 
@@ -130,7 +174,7 @@ class Region:
         )
 
     def servers(self) -> list[ManagedProcess]:
-        return [self.postgres.process(), self.nats, self.caddy]
+        return [self.postgres.process(), self.nats, self.caddy, self.apps_postgres.process(), self.storage]
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -142,6 +186,7 @@ class Region:
         self.postgres.wait_ready()
         self._start(self.nats, timeout=30)
         self._start(self.caddy, timeout=30)
+        self._start_region_services()
         database.provision(self.postgres, self.secrets["database_passwords"])
         asyncio.run(self._declare_streams())
         self._migrate()
@@ -171,6 +216,17 @@ class Region:
         for what, port in (("dns", self.layout.ports.ingress_dns), ("access log", self.layout.ports.ingress_access_log)):
             if not self.process(ingress).running() and _udp_port_taken(port):
                 raise PortTaken(f"ingress ({what})", port)
+
+    def _start_region_services(self) -> None:
+        """The applications' database cluster and object storage, on the apps network's gateway."""
+        self._services_address = apps_network.ensure_gateway()
+        apps_postgres = self.apps_postgres
+        apps_postgres.ensure_initialized()
+        self._start(apps_postgres.process(), timeout=60)
+        apps_postgres.wait_ready()
+        self._start(self.storage, timeout=60)
+        wait_seaweedfs_ready(self.layout.ports.storage_s3, self.layout.ports.storage_master, host=self.services_address,
+                             process=self.storage)
 
     def _start(self, process: ManagedProcess, timeout: float) -> None:
         if process.start():
@@ -224,9 +280,12 @@ class Region:
         """First start: the default region, a plan, an admin, an organisation and an API token."""
         token_file = self.state_dir / "secrets" / "admin-token"
         service = next(s for s in self.services() if s.name == "controlpanel")
+        servers = self.state_dir / "secrets" / "region-servers.json"
+        servers.write_text(json.dumps(self.region_servers()))
+        servers.chmod(0o600)
         result = subprocess.run(
             [sys.executable, "-m", "regio_controlpanel.seed", "--region", self.layout.region,
-             "--domain", self.layout.region_domain],
+             "--domain", self.layout.region_domain, "--servers", str(servers)],
             env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"seeding failed:\n{result.stderr}")

@@ -24,6 +24,12 @@ class Ports:
     ingress_http: int = 8780
     ingress_https: int = 8743
     ingress_access_log: int = 8754  # UDP: Caddy sends the ingress one access log entry per datagram
+    # The region's services for applications, on the apps network's gateway (and loopback).
+    apps_postgres: int = 8734
+    storage_s3: int = 8735
+    storage_master: int = 8736
+    storage_volume: int = 8737
+    storage_filer: int = 8738
 
 
 @dataclass

@@ -66,6 +66,18 @@ def decode(headers: dict[str, str] | None, data: bytes) -> Message:
 
 
 @register
+class ProvisioningRequested(Message):
+    """Control panel → itself: create the databases and buckets a deployment's environment
+    waits for, then go on with the deployment. Through the outbox and a durable consumer,
+    so a control panel that stops half way carries on where it was."""
+
+    kind = "provisioning.requested"
+    topic = "commands.provisioning"
+
+    deployment_id: UUID
+
+
+@register
 class BuildRequested(Message):
     """Control panel → builder: build the head of a branch for a deployment."""
 

@@ -67,11 +67,27 @@ def _chown_tree(path: Path, user: str | None) -> None:
 
 @dataclass
 class PostgresCluster:
-    """One PostgreSQL cluster: its data directory, its port and its superuser password."""
+    """One PostgreSQL cluster: its data directory, its port and its superuser password.
+
+    ``listen_addresses`` is PostgreSQL's own setting, a comma-separated list. The platform's
+    cluster keeps the default, loopback only. The applications' cluster adds the apps
+    network's gateway address so containers can reach it; it must keep 127.0.0.1 too,
+    where the region itself (``url``, ``wait_ready``) connects."""
 
     name: str
     state_dir: Path
     port: int
+    listen_addresses: str = "127.0.0.1"
+
+    # Managed lines in pg_hba.conf, between these markers, rewritten on each ensure_initialized().
+    HBA_BEGIN = "# regio: beyond loopback (managed, rewritten at start)"
+    HBA_END = "# regio: end"
+
+    def __post_init__(self) -> None:
+        addresses = {a.strip() for a in self.listen_addresses.split(",")}
+        if not addresses & {"127.0.0.1", "0.0.0.0", "*"}:
+            raise ValueError(f"listen_addresses {self.listen_addresses!r} must include 127.0.0.1: "
+                             "the region connects there")
 
     @property
     def data_dir(self) -> Path:
@@ -107,10 +123,46 @@ class PostgresCluster:
         auth = f"{user}:{password}" if password else user
         return f"{driver}://{auth}@127.0.0.1:{self.port}/{database}"
 
+    @property
+    def beyond_loopback(self) -> bool:
+        return any(a.strip() not in ("127.0.0.1", "::1", "localhost") for a in self.listen_addresses.split(","))
+
     def ensure_initialized(self) -> None:
         user = ensure_service_user()
-        if (self.data_dir / "PG_VERSION").exists():
-            return
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb(user)
+        self._write_hba()
+
+    def _write_hba(self) -> None:
+        """Let clients on the host's own networks in, with a password, when listening beyond loopback.
+
+        initdb's ``--auth-host=scram-sha-256`` writes host lines for 127.0.0.1/32 and ::1 only,
+        so a container connecting to the bridge gateway (its source address is in the bridge's
+        subnet) finds no line and is refused. ``samenet`` matches any subnet the host has an
+        interface on, worked out by PostgreSQL at each connection: that covers the apps network
+        whatever subnet Docker picked for it (172.x or 192.168.x, depending on its address
+        pools), and a network recreated after the cluster started. It also covers the host's
+        LAN, which can reach the cluster only through an address it listens on and still needs
+        a role's password. The superuser is refused from there: the region provisions over
+        loopback, where initdb's own lines (earlier in the file, so matched first) apply."""
+        hba = self.data_dir / "pg_hba.conf"
+        current = hba.read_text()
+        text = current
+        if self.HBA_BEGIN in text:  # drop the block written at a previous start
+            start = text.index(self.HBA_BEGIN)
+            end = text.index(self.HBA_END, start) + len(self.HBA_END)
+            text = text[:start].rstrip("\n") + "\n" + text[end:].lstrip("\n")
+        if self.beyond_loopback:
+            text = text.rstrip("\n") + "\n\n" + "\n".join([
+                self.HBA_BEGIN,
+                "host    all             postgres        samenet                 reject",
+                "host    all             all             samenet                 scram-sha-256",
+                self.HBA_END,
+            ]) + "\n"
+        if text != current:
+            hba.write_text(text)  # in place: the file keeps the owner initdb gave it
+
+    def _initdb(self, user: str | None) -> None:
         check_reachable(self.data_dir.parent, user)
         self.password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.password_file.exists():
@@ -140,7 +192,7 @@ class PostgresCluster:
         return ManagedProcess(
             name=self.name,
             argv=[self.bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                  "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={socket_dir}",
+                  "-c", f"listen_addresses={self.listen_addresses}", "-c", f"unix_socket_directories={socket_dir}",
                   "-c", "max_connections=300", "-c", "fsync=on"],
             state_dir=self.state_dir,
             port=self.port,
@@ -181,3 +233,181 @@ def caddy_process(state_dir: Path, admin_port: int, http_port: int) -> ManagedPr
         port=admin_port,
         env={"XDG_DATA_HOME": str(home / "data"), "XDG_CONFIG_HOME": str(home / "config"), "HOME": str(home)},
     )
+
+
+# --- SeaweedFS: the region's S3 object storage for applications ----------------------------------
+
+SEAWEEDFS_ADMIN = "regio-admin"  # the S3 identity the control panel provisions buckets and keys as
+SEAWEEDFS_GRPC_OFFSET = 10000  # SeaweedFS's own convention: a component's gRPC port is its HTTP port + 10000
+
+
+def seaweedfs_admin_file(state_dir: Path) -> Path:
+    return state_dir / "secrets" / "seaweedfs-s3-admin.json"
+
+
+def seaweedfs_admin_credentials(state_dir: Path) -> tuple[str, str]:
+    """(access key, secret key) of the S3 admin, made on SeaweedFS's first start."""
+    import json
+
+    data = json.loads(seaweedfs_admin_file(state_dir).read_text())
+    return data["access_key"], data["secret_key"]
+
+
+def _write_private(path: Path, content: str | bytes) -> None:
+    """Written 0600 from the first byte: a secret is never readable by others, not even briefly."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(content.encode() if isinstance(content, str) else content)
+    path.chmod(0o600)
+
+
+def _ensure_seaweedfs_admin(state_dir: Path) -> tuple[str, str]:
+    import json
+    import string
+
+    if not seaweedfs_admin_file(state_dir).exists():
+        alphabet = string.ascii_uppercase + string.digits
+        access_key = "REGIO" + "".join(secrets.choice(alphabet) for _ in range(15))  # 20, like AWS's
+        _write_private(seaweedfs_admin_file(state_dir),
+                       json.dumps({"access_key": access_key, "secret_key": secrets.token_urlsafe(30)}) + "\n")
+    return seaweedfs_admin_credentials(state_dir)
+
+
+def _ensure_seaweedfs_grpc_tls(state_dir: Path) -> tuple[Path, Path, Path]:
+    """(CA, certificate, key) every SeaweedFS component serves and dials gRPC with.
+
+    SeaweedFS's gRPC services take identity updates with no other check, and the S3
+    gateway's gRPC port is bound wherever S3 is (the apps network's gateway, for containers):
+    mutual TLS keeps anyone without this certificate off every gRPC port. The CA's key is
+    not kept; a new CA and certificate replace both when one is missing or near expiry."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    tls_dir = state_dir / "secrets" / "seaweedfs-grpc"
+    ca_path, cert_path, key_path = tls_dir / "ca.crt", tls_dir / "node.crt", tls_dir / "node.key"
+    now = datetime.datetime.now(datetime.UTC)
+    if ca_path.exists() and cert_path.exists() and key_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if cert.not_valid_after_utc - now > datetime.timedelta(days=30):
+            return ca_path, cert_path, key_path
+
+    def issue(subject: str, key, issuer_name: x509.Name, issuer_key, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer_name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=3650))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = (builder
+                       .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                             ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                       .add_extension(x509.SubjectAlternativeName([
+                           x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False))
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, node_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regio-seaweedfs-ca")])
+    ca_cert = issue("regio-seaweedfs-ca", ca_key, ca_name, ca_key, ca=True)
+    node_cert = issue("regio-seaweedfs", node_key, ca_name, ca_key, ca=False)
+    _write_private(key_path, node_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+    _write_private(cert_path, node_cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(ca_path, ca_cert.public_bytes(serialization.Encoding.PEM))
+    return ca_path, cert_path, key_path
+
+
+def seaweedfs_process(state_dir: Path, s3_port: int, master_port: int, volume_port: int, filer_port: int,
+                      listen: str = "127.0.0.1", *, master_grpc_port: int | None = None,
+                      volume_grpc_port: int | None = None, filer_grpc_port: int | None = None,
+                      s3_grpc_port: int | None = None, external_url: str | None = None) -> ManagedProcess:
+    """One ``weed server``: master, volume server, filer and S3 gateway, data under
+    ``state_dir/seaweedfs``.
+
+    Only S3 is bound to ``listen`` (SeaweedFS also binds it to localhost when ``listen`` is
+    another address, so the control panel reaches it at 127.0.0.1 either way); the master,
+    volume server and filer, which answer without credentials, stay on loopback. S3 wants
+    signed requests: the admin identity, from ``state_dir/secrets``, is the one static
+    identity, and every other is made at run time through the IAM API on the S3 port.
+    gRPC ports default to SeaweedFS's HTTP port + 10000; pass them when that is out of range
+    (ports from the ephemeral range). ``external_url`` is the address presigned URLs are
+    made for, when it is not S3's own (a proxy in front).
+
+    A stop takes about 15 s: the filer waits that long for its gRPC streams to close."""
+    import json
+
+    home = state_dir / "seaweedfs"
+    data = home / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    access_key, secret_key = _ensure_seaweedfs_admin(state_dir)
+    ca, cert, key = _ensure_seaweedfs_grpc_tls(state_dir)
+    identities = home / "s3-identities.json"
+    _write_private(identities, json.dumps({"identities": [{
+        "name": SEAWEEDFS_ADMIN,
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+    }]}))
+    # One volume per bucket at a time instead of seven: a bucket per environment adds up on a laptop.
+    (home / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\n")
+    tls = f'cert = "{cert}"\nkey = "{key}"\n'
+    (home / "security.toml").write_text(
+        f'[grpc]\nca = "{ca}"\n'
+        + "".join(f"[grpc.{component}]\n{tls}" for component in ("master", "volume", "filer", "s3", "client")))
+
+    def grpc(port: int, given: int | None) -> int:
+        chosen = given or port + SEAWEEDFS_GRPC_OFFSET
+        if chosen > 65535:
+            raise ValueError(f"gRPC port for {port} would be {chosen}: pass the gRPC ports explicitly")
+        return chosen
+
+    argv = [
+        venv_bin("weed"), "-logtostderr", f"-config_dir={home}", "server", f"-dir={data}",
+        "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+        f"-master.port={master_port}", f"-master.port.grpc={grpc(master_port, master_grpc_port)}",
+        # A lone master elects itself after this timeout when it resumes its raft state (10 s by default).
+        "-master.electionTimeout=1s", "-master.volumeSizeLimitMB=64",
+        f"-volume.port={volume_port}", f"-volume.port.grpc={grpc(volume_port, volume_grpc_port)}",
+        "-volume.max=0", "-volume.preStopSeconds=0",
+        "-filer", f"-filer.port={filer_port}", f"-filer.port.grpc={grpc(filer_port, filer_grpc_port)}",
+        "-s3", f"-s3.ip.bind={listen}", f"-s3.port={s3_port}", f"-s3.port.grpc={grpc(s3_port, s3_grpc_port)}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={identities}",
+        "-s3.iam.readOnly=false",  # the control panel makes bucket keys through the IAM API
+        "-s3.allowDeleteBucketNotEmpty=true",  # deleting a bucket deletes its objects
+    ]
+    if external_url:
+        argv.append(f"-s3.externalUrl={external_url}")
+    return ManagedProcess(name="seaweedfs", argv=argv, state_dir=state_dir, port=s3_port, cwd=home)
+
+
+def wait_seaweedfs_ready(s3_port: int, master_port: int, timeout: float = 60, host: str = "127.0.0.1",
+                         process: ManagedProcess | None = None) -> None:
+    """S3 answers before the volume server has joined the master, and a write then fails:
+    ready is S3 healthy and the master knowing a volume server with room."""
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.running():
+            raise RuntimeError(f"{process.name} exited while starting; see {process.log_path}")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{s3_port}/healthz", timeout=2):
+                pass
+            with urllib.request.urlopen(f"http://127.0.0.1:{master_port}/dir/status", timeout=2) as response:
+                topology = json.load(response)["Topology"]
+            nodes = [n for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or []
+                     for n in rack.get("DataNodes") or []]
+            if nodes and topology.get("Free", 0) > 0:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"SeaweedFS (S3 port {s3_port}) not ready after {timeout:.0f}s")

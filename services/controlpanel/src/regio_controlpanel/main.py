@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from regio_common.app import add_platform_routes
-from regio_common.bus import EVENTS
+from regio_common.bus import COMMANDS, EVENTS
 from regio_common.runtime import Runtime
 
 from .api import errors
@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # picked up at the next start (noted: live region registration is future work).
         for region in {settings.region, *await known_regions(runtime)}:
             runtime.subscribe(EVENTS.name, handlers.durable(region), handlers.subject(region), handle)
+            runtime.subscribe(COMMANDS.name, handlers.provisioning_durable(region),
+                              handlers.provisioning_subject(region), handlers.provisioning_handler(deployments_service))
         yield
         await runtime.stop()
 

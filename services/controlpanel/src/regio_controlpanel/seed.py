@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import json
 import os
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -12,10 +13,14 @@ from regio_common.db import make_engine, make_sessionmaker
 
 from .db.models import Membership, Organisation, PhysicalRegion, PlanGroup, Region, User
 from .services import catalogue, tokens
+from .services.crypto import Vault
 from .settings import Settings
 
 
-async def seed(settings: Settings, region_slug: str, domain: str, email: str) -> dict:
+async def seed(settings: Settings, region_slug: str, domain: str, email: str,
+               servers: dict[str, dict] | None = None) -> dict:
+    """``servers``: for a service identifier (postgres-18, s3), where the region's server for
+    it is and how to administer it (see services/provisioning.py); stored encrypted."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     created: dict = {}
@@ -32,6 +37,8 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str) ->
                 session.add(region)
                 await session.flush()
             await catalogue.ensure_offered(session, region.id)
+            await catalogue.register_servers(session, Vault(settings.secrets_key, settings.region_key), region.id,
+                                             servers or {})
             if not (await session.execute(select(PlanGroup.id))).first():
                 session.add(PlanGroup(name="Developer", max_instances=1, memory_mb=512))
                 session.add(PlanGroup(name="Business", max_instances=4, memory_mb=2048))
@@ -56,8 +63,10 @@ def main() -> None:
     parser.add_argument("--region", default="local")
     parser.add_argument("--domain", default="local.regio.localhost")
     parser.add_argument("--email", default=os.environ.get("REGIO_ADMIN_EMAIL", "admin@regio.localhost"))
+    parser.add_argument("--servers", type=Path, help="JSON file: the region's servers by service identifier")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(seed(Settings(), args.region, args.domain, args.email))))
+    servers = json.loads(args.servers.read_text()) if args.servers else None
+    print(json.dumps(asyncio.run(seed(Settings(), args.region, args.domain, args.email, servers))))
 
 
 if __name__ == "__main__":

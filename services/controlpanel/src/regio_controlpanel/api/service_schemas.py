@@ -32,8 +32,8 @@ class ServiceInstanceOut(BaseModel):
     prefix: str
     type: str = Field(description="The service's type: DATABASE or STORAGE.")
     service_status: str = Field(description=(
-        "NEW, PROVISIONING, PROVISIONED, ATTACHED, DETACHED or REMOVED. Provisioning is not built yet, "
-        "so every instance stays NEW for now."))
+        "NEW until the next deployment provisions it (PROVISIONING), then ATTACHED; DETACHED keeps its "
+        "data out of new releases; REMOVED once deleted."))
     region: UUID
     service: UUID
     environment: UUID

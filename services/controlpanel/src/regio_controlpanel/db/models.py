@@ -254,6 +254,8 @@ class Service(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     version: Mapped[str] = mapped_column(String(32), default="")
+    # Where its server is and how to administer it (JSON, encrypted): see services/provisioning.py.
+    connection_encrypted: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
 
 

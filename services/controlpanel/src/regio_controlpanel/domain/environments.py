@@ -18,9 +18,12 @@ def release_port(environment_port: int | None, exposed_port: int | None) -> int:
 
 
 def release_environment(custom: dict[str, str], *, domain: str, aliases: list[str], redirects: list[str],
-                        stage: str, branch: str, secret_key: str, port: int) -> dict[str, str]:
-    """Injected variables first; a custom variable of the same name overrides one."""
+                        stage: str, branch: str, secret_key: str, port: int,
+                        services: dict[str, str] | None = None) -> dict[str, str]:
+    """Injected variables first (``services``: the attached instances' DSNs); a custom variable
+    of the same name overrides one."""
     injected = {
+        **(services or {}),
         "DOMAIN": domain,
         "DOMAIN_ALIASES": ",".join(aliases),
         "DOMAIN_REDIRECTS": ",".join(redirects),

@@ -32,10 +32,8 @@ class RemovalRefused(Exception):
 def check_removable(state: str) -> None:
     """A NEW instance holds no data yet (nor does a REMOVED one any more), so it may simply go.
     Any other has, or is getting, a database or bucket: it is detached first, and removing a
-    detached one deletes its data, which needs the provisioning that is not built yet."""
+    detached one deletes its data."""
     state = State(state)
-    if state in (State.NEW, State.REMOVED):
+    if state in (State.NEW, State.REMOVED, State.DETACHED):
         return
-    if state is State.DETACHED:
-        raise RemovalRefused("Removing a detached service instance deletes its data; this is not available yet.")
     raise RemovalRefused(f"The service instance is {state}: detach it from the environment before removing it.")

@@ -1,6 +1,7 @@
 """The control panel reads each region's events through one ordered consumer, so a
 deployment's log lines, its build result and its rollout result are applied in the
-order they were published. The controller's environment events come the same way."""
+order they were published. The controller's environment events come the same way. The
+provisioning commands it sends itself have a consumer of their own."""
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.bus import durable_name
@@ -10,8 +11,10 @@ from regio_common.messages import (
     DeploymentLogAppended,
     EnvironmentEvent,
     Message,
+    ProvisioningRequested,
     RolloutFinished,
     RolloutProgressed,
+    subject_for,
 )
 
 from ..services import environment_events
@@ -24,6 +27,22 @@ def subject(region: str) -> str:
 
 def durable(region: str) -> str:
     return durable_name("controlpanel-events", region)
+
+
+def provisioning_subject(region: str) -> str:
+    return subject_for(ProvisioningRequested, region)
+
+
+def provisioning_durable(region: str) -> str:
+    return durable_name("controlpanel-provisioning", region)
+
+
+def provisioning_handler(deployments: Deployments):
+    async def handle(session: AsyncSession, message: Message) -> None:
+        if isinstance(message, ProvisioningRequested):
+            await deployments.on_provisioning_requested(session, message)
+
+    return handle
 
 
 def dispatcher(deployments: Deployments):

@@ -1,4 +1,5 @@
 """Deployments: requested through the API, advanced by the builder's and controller's events."""
+import json
 from datetime import datetime
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from regio_common.messages import (
     BuildStarted,
     DeploymentCancelled,
     DeploymentLogAppended,
+    ProvisioningRequested,
     ReleaseCommand,
     RolloutFinished,
     RolloutProgressed,
@@ -27,13 +29,14 @@ from ..db.models import (
     Region,
     Release,
     Repository,
-    ServiceInstance,
+    Service,
 )
 from ..domain import deployments as lifecycle
 from ..domain.deployments import Status
 from ..domain.environments import release_environment, release_port
 from ..domain.errors import ApiError, Conflict
-from . import lookups
+from ..domain.service_instances import State as ServiceState
+from . import lookups, provisioning, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 from .domains import hosts_of
@@ -76,14 +79,8 @@ class Deployments:
         else:
             queued = f"branch {environment.branch} of {repository.url}"
         await self._log(session, deployment.id, f"Deployment queued: {queued}{f' {why}' if why else ''}")
-        await self._provision(session, deployment)
-        if source is not None:
-            await self._release_again(session, deployment, source, environment, app, region)
-        else:
-            await self.outbox.add(session, BuildRequested(
-                deployment_id=deployment.id, application_id=app.id, repository_url=repository.url,
-                branch=environment.branch, build_mode="FORCE" if build_mode == "FORCE" else "AUTO",
-            ), region=region.slug)
+        if not await self._provision(session, deployment, region):
+            await self._build_or_release(session, deployment, environment, app, region)
         return deployment
 
     async def cancel(self, session: AsyncSession, deployment: Deployment, reason: str) -> None:
@@ -126,17 +123,65 @@ class Deployments:
         await self.outbox.add(session, DeploymentCancelled(deployment_id=deployment.id, reason=reason),
                               region=region.slug)
 
-    async def _provision(self, session: AsyncSession, deployment: Deployment) -> None:
-        """The environment's services, before the build. Creating databases and buckets is not
-        there yet: instances are listed as they are, and stay NEW."""
+    async def _provision(self, session: AsyncSession, deployment: Deployment, region: Region) -> bool:
+        """The environment's services before the build. True when databases or buckets must be
+        created first: the provisioning command does it and carries the deployment on."""
         self._advance(deployment, Status.PROVISIONING, utcnow())
-        instances = (await session.execute(select(ServiceInstance).where(
-            ServiceInstance.environment_id == deployment.environment_id))).scalars().all()
+        instances = await service_instances.in_use(session, deployment.environment_id)
         if not instances:
             await self._log(session, deployment.id, "Provisioning: no services attached")
+            return False
+        waiting = [i for i in instances if i.state in (ServiceState.NEW, ServiceState.PROVISIONING)]
         for instance in instances:
-            await self._log(session, deployment.id, f"Provisioning: {instance.type.lower()} service {instance.prefix} "
-                                                    f"is {instance.state} (provisioning is not available yet)")
+            if instance in waiting:
+                instance.state = ServiceState.PROVISIONING
+                await self._log(session, deployment.id, f"Provisioning: creating {instance.type.lower()} service "
+                                                        f"{instance.prefix}")
+            else:
+                await self._log(session, deployment.id, f"Provisioning: {instance.type.lower()} service "
+                                                        f"{instance.prefix} is {instance.state}")
+        if waiting:
+            await self.outbox.add(session, ProvisioningRequested(deployment_id=deployment.id), region=region.slug)
+        return bool(waiting)
+
+    async def on_provisioning_requested(self, session: AsyncSession, message: ProvisioningRequested) -> None:
+        """Creates what the deployment's environment waits for, then builds (or releases again).
+        A server that refuses fails the deployment with its reason; what runs keeps running."""
+        deployment = await self._locked(session, message.deployment_id)
+        if deployment is None or deployment.status in lifecycle.FINAL:
+            return
+        environment = await session.get(Environment, deployment.environment_id)
+        app = await session.get(Application, environment.application_id)
+        region = await session.get(Region, app.region_id)
+        for instance in await service_instances.in_use(session, environment.id):
+            if instance.state not in (ServiceState.NEW, ServiceState.PROVISIONING):
+                continue
+            service = await session.get(Service, instance.service_id)
+            try:
+                credentials = await provisioning.provision(service, provisioning.server_of(service, self.vault),
+                                                           instance)
+            except provisioning.ProvisioningFailed as e:
+                instance.state = ServiceState.NEW  # the next deployment tries again
+                await self._fail(session, deployment, f"Provisioning failed: {instance.type.lower()} service "
+                                                      f"{instance.prefix}: {e}.")
+                return
+            instance.credentials_encrypted = self.vault.encrypt(json.dumps(credentials))
+            instance.state = ServiceState.ATTACHED
+            await self._log(session, deployment.id, f"Provisioning: {instance.type.lower()} service "
+                                                    f"{instance.prefix} created on {service.name} and attached")
+        await self._build_or_release(session, deployment, environment, app, region)
+
+    async def _build_or_release(self, session: AsyncSession, deployment: Deployment, environment: Environment,
+                                app: Application, region: Region) -> None:
+        if deployment.source_deployment_id is not None:
+            source = await session.get(Deployment, deployment.source_deployment_id)
+            await self._release_again(session, deployment, source, environment, app, region)
+            return
+        repository = await session.get(Repository, app.repository_id)
+        await self.outbox.add(session, BuildRequested(
+            deployment_id=deployment.id, application_id=app.id, repository_url=repository.url,
+            branch=environment.branch, build_mode="FORCE" if deployment.build_mode == "FORCE" else "AUTO",
+        ), region=region.slug)
 
     async def _release_again(self, session: AsyncSession, deployment: Deployment, source: Deployment,
                              environment: Environment, app: Application, region: Region) -> None:
@@ -182,15 +227,17 @@ class Deployments:
         region = await session.get(Region, app.region_id)
         port = release_port(environment.port, message.exposed_port)
         hosts = await hosts_of(session, environment, app, region)
+        services = await service_instances.attached_variables(session, self.vault, environment.id)
         env = release_environment(
-            await variables_of(session, self.vault, environment.id),
+            await variables_of(session, self.vault, environment.id), services=services,
             domain=hosts.primary, aliases=hosts.aliases, redirects=hosts.redirects, stage=environment.slug,
             branch=environment.branch,
             secret_key=self.vault.decrypt(environment.secret_key_encrypted), port=port,
         )
         release = Release(environment_id=environment.id, image=message.image, commit=message.commit, port=port,
                           env_encrypted=self.vault.encrypt_env(env), env_names=sorted(env),
-                          sensitive_names=sorted(await sensitive_names(session, environment.id) | {"SECRET_KEY"}))
+                          sensitive_names=sorted(await sensitive_names(session, environment.id)
+                                                 | {"SECRET_KEY", *services}))
         session.add(release)
         await session.flush()
         deployment.release_id = release.id

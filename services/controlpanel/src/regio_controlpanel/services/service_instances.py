@@ -1,8 +1,10 @@
 """The region's service catalogue and the service instances (databases, storage) that
 environments add from it.
 
-An instance is recorded here and stays NEW: provisioning it on the region's PostgreSQL
-or SeaweedFS, and attaching it to the environment, are not built yet."""
+An instance is recorded NEW; the next deployment's provisioning step creates its database
+or bucket and attaches it (its DSN goes into the releases). Detaching keeps the data and
+stops telling releases about it; removing a detached instance deletes the data."""
+import json
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select
@@ -11,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.models import Application, Environment, Region, Service, ServiceInstance
 from ..domain.errors import ApiError, Conflict, NotFound
-from ..domain.service_instances import PREFIX, RemovalRefused, State, check_removable
+from ..domain.service_instances import PREFIX, RemovalRefused, ServiceType, State, check_removable
+from . import provisioning
 from .access import Action, Caller
+from .crypto import Vault
 
 # --- the catalogue ---------------------------------------------------------------------
 
@@ -89,6 +93,9 @@ async def add_instance(session: AsyncSession, caller: Caller, env: Environment, 
     service = await get_service(session, caller, service_id, field="service")
     if service.region_id != app.region_id or service.organisation_id not in (None, app.organisation_id):
         raise ApiError("This service is not offered in the application's region.", "service")
+    if service.organisation_id is None and service.type == ServiceType.DATABASE:
+        # An organisation with a dedicated database server in the region has its databases there.
+        service = await _dedicated(session, service, app.organisation_id) or service
     if not PREFIX.match(prefix):
         raise ApiError("Use uppercase letters, digits and underscores, starting with a letter (at most 63).", "prefix")
     taken = (await session.execute(select(ServiceInstance.id).where(
@@ -108,10 +115,51 @@ async def add_instance(session: AsyncSession, caller: Caller, env: Environment, 
     return instance, service
 
 
-async def remove_instance(session: AsyncSession, instance: ServiceInstance) -> None:
+async def _dedicated(session: AsyncSession, public: Service, organisation_id: UUID) -> Service | None:
+    return (await session.execute(select(Service).where(
+        Service.region_id == public.region_id, Service.type == public.type,
+        Service.organisation_id == organisation_id).order_by(Service.created_at))).scalars().first()
+
+
+async def remove_instance(session: AsyncSession, vault: Vault, instance: ServiceInstance, service: Service) -> None:
+    """A NEW instance just goes; a detached one's database or bucket is deleted first."""
     try:
         check_removable(instance.state)
     except RemovalRefused as e:
         raise Conflict(str(e)) from e
+    if instance.state == State.DETACHED and instance.credentials_encrypted:
+        credentials = json.loads(vault.decrypt(instance.credentials_encrypted))
+        try:
+            await provisioning.deprovision(service, provisioning.server_of(service, vault), credentials)
+        except provisioning.ProvisioningFailed as e:
+            raise Conflict(f"{e}; the instance is kept, try again later.") from e
     await session.delete(instance)
     await session.flush()
+
+
+def detach(instance: ServiceInstance) -> None:
+    if instance.state != State.ATTACHED:
+        raise Conflict(f"Only an attached service instance can be detached; this one is {instance.state}.")
+    instance.state = State.DETACHED
+
+
+def attach(instance: ServiceInstance) -> None:
+    if instance.state != State.DETACHED:
+        raise Conflict(f"Only a detached service instance can be attached again; this one is {instance.state}.")
+    instance.state = State.ATTACHED
+
+
+async def in_use(session: AsyncSession, environment_id: UUID) -> list[ServiceInstance]:
+    """The instances a deployment of the environment provisions and tells its release about."""
+    return list((await session.execute(
+        select(ServiceInstance).where(ServiceInstance.environment_id == environment_id,
+                                      ServiceInstance.state.not_in([State.DETACHED, State.REMOVED]))
+        .order_by(ServiceInstance.created_at, ServiceInstance.id).with_for_update())).scalars())
+
+
+async def attached_variables(session: AsyncSession, vault: Vault, environment_id: UUID) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for instance in await in_use(session, environment_id):
+        if instance.state == State.ATTACHED and instance.credentials_encrypted:
+            found |= provisioning.variables(instance, json.loads(vault.decrypt(instance.credentials_encrypted)))
+    return found

@@ -14,8 +14,9 @@ from ..service_schemas import ServiceInstanceIn, ServiceInstanceOut, ServiceOut
 
 router = Router(prefix="/apps/v3", tags=["services"])
 
-NOT_PROVISIONED = ("Provisioning on the region's PostgreSQL and SeaweedFS is not built yet: "
-                   "service instances are recorded and stay NEW.")
+NOT_PROVISIONED = ("An instance is NEW until the environment's next deployment creates its database or bucket "
+                   "(PROVISIONING) and attaches it (ATTACHED): its DSN goes into the releases. A DETACHED one "
+                   "keeps its data and is no longer told to releases.")
 
 
 def service_out(s: Service) -> ServiceOut:
@@ -78,13 +79,39 @@ async def get_service_instance(uuid: UUID, session: SessionDep, caller: CallerDe
     return instance_out(instance, offered)
 
 
+@router.post("/service-instances/{uuid}/detach/", response_model=ServiceInstanceOut, description=(
+        "Stops telling the environment's next releases about the instance; its data is kept. Only an "
+        "ATTACHED instance: 409 otherwise."))
+async def detach_service_instance(uuid: UUID, session: SessionDep, caller: CallerDep,
+                                  audit: AuditDep) -> ServiceInstanceOut:
+    instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
+    service_instances.detach(instance)
+    audit.record(app.organisation_id, "service_instance.detach", "service_instance", instance.id,
+                 f"Detached {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
+                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    return instance_out(instance, offered)
+
+
+@router.post("/service-instances/{uuid}/attach/", response_model=ServiceInstanceOut, description=(
+        "Attaches a DETACHED instance again, with its data: the next deployment's release gets its DSN."))
+async def attach_service_instance(uuid: UUID, session: SessionDep, caller: CallerDep,
+                                  audit: AuditDep) -> ServiceInstanceOut:
+    instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
+    service_instances.attach(instance)
+    audit.record(app.organisation_id, "service_instance.attach", "service_instance", instance.id,
+                 f"Attached {offered.name} ({instance.prefix}) to {app.slug} {env.slug}",
+                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    return instance_out(instance, offered)
+
+
 @router.delete("/service-instances/{uuid}/", response_model=ServiceInstanceOut, description=(
-        "Removes a NEW service instance (it holds no data yet). Any other must be detached first: 409."))
-async def remove_service_instance(uuid: UUID, session: SessionDep, caller: CallerDep,
+        "Removes a NEW instance, or a DETACHED one with its database or bucket and all their data. "
+        "An attached (or provisioning) instance must be detached first: 409."))
+async def remove_service_instance(request: Request, uuid: UUID, session: SessionDep, caller: CallerDep,
                                   audit: AuditDep) -> ServiceInstanceOut:
     instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
     removed = instance_out(instance, offered, status=State.REMOVED)
-    await service_instances.remove_instance(session, instance)
+    await service_instances.remove_instance(session, request.app.state.vault, instance, offered)
     audit.record(app.organisation_id, "service_instance.delete", "service_instance", instance.id,
                  f"Removed {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
                  {"environment": env.id, "service": offered.id, "prefix": instance.prefix})

@@ -1,0 +1,46 @@
+"""The Docker network the applications' containers join, and the address on it where the
+region's services (its application database cluster and object storage) wait for them.
+
+The runner agents create the same network on first use; `regio up` creates it before the
+services start, because they listen on its gateway address. Platform servers listen on
+127.0.0.1 only, which the gateway does not forward to: containers reach the services and
+nothing else of the host's platform."""
+import docker
+from docker.errors import APIError, DockerException
+
+NAME = "regio-apps"
+ICC_OPTION = "com.docker.network.bridge.enable_icc"  # off: containers cannot talk to each other
+
+
+def ensure_gateway() -> str:
+    """The network's gateway address (created with the network when missing)."""
+    client = docker.from_env()
+    try:
+        network = next((n for n in client.networks.list(names=[NAME]) if n.name == NAME), None)
+        if network is None:
+            try:
+                network = client.networks.create(NAME, driver="bridge", labels={"regio.network": "apps"},
+                                                 options={ICC_OPTION: "false"})
+            except APIError as e:
+                if e.status_code != 409:  # a runner agent made it a moment ago
+                    raise
+                network = next(n for n in client.networks.list(names=[NAME]) if n.name == NAME)
+        network.reload()
+        return network.attrs["IPAM"]["Config"][0]["Gateway"]
+    finally:
+        client.close()
+
+
+def gateway_or_none() -> str | None:
+    """The gateway if the network exists and the engine answers (for status and down)."""
+    try:
+        client = docker.from_env()
+    except DockerException:
+        return None
+    try:
+        network = next((n for n in client.networks.list(names=[NAME]) if n.name == NAME), None)
+        return network.attrs["IPAM"]["Config"][0]["Gateway"] if network else None
+    except (DockerException, KeyError, IndexError):
+        return None
+    finally:
+        client.close()

@@ -1,0 +1,1 @@
+"""Clients for the servers the region runs for applications: object storage, databases."""

@@ -1,0 +1,75 @@
+"""An environment's database and media storage on the region's own servers (the application
+database cluster and SeaweedFS that `regio up` starts): provisioned by a deployment, their
+DSNs injected, their data kept across deployments, and out of reach of other environments."""
+import httpx
+
+from tests.e2e.test_walking_skeleton import create_application, deploy, log_of
+
+
+def services_of(client, region) -> dict[str, str]:
+    offered = client.get("/apps/v3/services/", params={"region": region.region}).json()["results"]
+    return {s["type"]: s["uuid"] for s in offered if s["identifier"] in ("postgres-18", "s3")}
+
+
+def attach_both(client, region, env_id: str) -> dict[str, dict]:
+    added = {}
+    for kind, service in services_of(client, region).items():
+        answer = client.post("/apps/v3/service-instances/", json={"environment": env_id, "service": service})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["service_status"] == "NEW"
+        added[kind] = answer.json()
+    return added
+
+
+def notes(region, host: str) -> dict:
+    answer = httpx.get(f"{region.ingress_url}/notes", headers={"Host": host}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def write(region, host: str, text: str) -> None:
+    answer = httpx.post(f"{region.ingress_url}/notes", params={"text": text}, headers={"Host": host}, timeout=30)
+    assert answer.status_code == 201, answer.text
+
+
+def test_a_deployment_provisions_a_database_and_storage_that_keep_their_data(region, git_repo):
+    repo = git_repo("notes")
+    with region.client() as client:
+        app = create_application(client, region, repo.url)
+        test_env, live_env = app["test_status"]["uuid"], app["live_status"]["uuid"]
+        mine = attach_both(client, region, test_env)
+
+        first = deploy(client, test_env)
+        assert first["success"], log_of(client, first)
+        log = log_of(client, first)
+        assert "Provisioning: database service DEFAULT created on PostgreSQL 18 and attached" in log
+        assert "Provisioning: storage service DEFAULT created on" in log
+        assert "si_" not in log and "postgres://" not in log  # no names of credentials, no DSN
+        states = client.get("/apps/v3/service-instances/", params={"environment": test_env}).json()["results"]
+        assert {s["service_status"] for s in states} == {"ATTACHED"}
+        variables = client.get(f"/apps/v3/deployments/{first['uuid']}/environment-variables").json()
+        injected = {k: v for k, v in variables["environment_variables"].items() if k.endswith(("_DSN", "_URL"))}
+        assert injected == {"DATABASE_URL": "********", "DEFAULT_DATABASE_DSN": "********",
+                            "DEFAULT_STORAGE_DSN": "********"}  # credentials: masked like sensitive variables
+
+        host = f"{app['slug']}-stage.{region.domain}"
+        write(region, host, "first note")
+        assert notes(region, host) == {"rows": ["first note"], "objects": {"notes/0001.txt": "first note"},
+                                       "database_url_is_default": True}
+
+        again = deploy(client, test_env)
+        assert again["success"], log_of(client, again)
+        assert "Provisioning: database service DEFAULT is ATTACHED" in log_of(client, again)
+        assert notes(region, host)["rows"] == ["first note"]  # a new release, the same data
+
+        # Another environment gets its own database and bucket, and cannot touch these.
+        attach_both(client, region, live_env)
+        other = deploy(client, live_env)
+        assert other["success"], log_of(client, other)
+        live_host = f"{app['slug']}.{region.domain}"
+        assert notes(region, live_host)["rows"] == []
+        trespass = httpx.get(f"{region.ingress_url}/trespass", headers={"Host": live_host}, timeout=30, params={
+            "database": f"si_{mine['DATABASE']['uuid'].replace('-', '')}",
+            "bucket": f"si-{mine['STORAGE']['uuid'].replace('-', '')}"}).json()
+        assert trespass["database"].startswith("refused") and "permission denied" in trespass["database"]
+        assert trespass == {**trespass, "list": "refused: 403", "read": "refused: 403", "write": "refused: 403"}
