@@ -1,8 +1,14 @@
 """An environment's database and media storage on the region's own servers (the application
 database cluster and SeaweedFS that `regio up` starts): provisioned by a deployment, their
 DSNs injected, their data kept across deployments, and out of reach of other environments."""
+import subprocess
+import uuid
+
 import httpx
 
+from regio_common.layout import Layout
+from regio_common.servers import PostgresCluster
+from tests.e2e.test_runners import REGIO, STATE
 from tests.e2e.test_walking_skeleton import create_application, deploy, log_of
 
 
@@ -73,3 +79,53 @@ def test_a_deployment_provisions_a_database_and_storage_that_keep_their_data(reg
             "bucket": f"si-{mine['STORAGE']['uuid'].replace('-', '')}"}).json()
         assert trespass["database"].startswith("refused") and "permission denied" in trespass["database"]
         assert trespass == {**trespass, "list": "refused: 403", "read": "refused: 403", "write": "refused: 403"}
+
+
+DEDICATED_ORGANISATION = "Regio e2e: a dedicated database server"
+
+
+def test_an_organisation_with_its_own_database_server_gets_its_databases_there(region, git_repo):
+    with region.client() as client:
+        # One such organisation for every run against this region: each has a server running.
+        organisations = client.get("/iam/v3/organisations/", params={"page_size": 100}).json()["results"]
+        organisation = next((o for o in organisations if o["name"] == DEDICATED_ORGANISATION), None) or \
+            client.post("/iam/v3/organisations/", json={"name": DEDICATED_ORGANISATION}).json()
+        added = subprocess.run([REGIO, "dedicated-database", organisation["uuid"]], capture_output=True, text=True,
+                               timeout=300)
+        assert added.returncode == 0, added.stderr
+
+        repo = client.post("/apps/v3/repositories/", json={"organisation": organisation["uuid"],
+                                                           "url": git_repo("notes").url}).json()
+        app = client.post("/apps/v3/applications/", json={
+            "name": "Dedicated", "slug": f"dedicated-{uuid.uuid4().hex[:6]}", "organisation": organisation["uuid"],
+            "region": region.region, "repository": repo["uuid"], "branch": "main"}).json()
+        region.applications.append(app["uuid"])
+        env_id = app["test_status"]["uuid"]
+        public = services_of(client, region)
+        database = client.post("/apps/v3/service-instances/", json={"environment": env_id,
+                                                                    "service": public["DATABASE"]}).json()
+        storage = client.post("/apps/v3/service-instances/", json={"environment": env_id,
+                                                                   "service": public["STORAGE"]}).json()
+        dedicated = client.get(f"/apps/v3/services/{database['service']}/").json()
+        assert database["service"] != public["DATABASE"] and "dedicated" in dedicated["name"]
+        assert storage["service"] == public["STORAGE"]  # object storage stays the region's
+
+        deployed = deploy(client, env_id)
+        assert deployed["success"], log_of(client, deployed)
+        host = f"{app['slug']}-stage.{region.domain}"
+        write(region, host, "on our own server")
+        assert notes(region, host)["rows"] == ["on our own server"]
+
+    name = f"si_{database['uuid'].replace('-', '')}"
+    layout = Layout.load(STATE)
+    own = PostgresCluster(f"dedicated-postgres-{organisation['uuid'][:8]}", STATE,
+                          layout.dedicated_databases[organisation["uuid"]])
+    shared = PostgresCluster("apps-postgres", STATE, layout.ports.apps_postgres)
+    assert databases_on(own) >= {name} and name not in databases_on(shared)
+
+
+def databases_on(cluster: PostgresCluster) -> set[str]:
+    listed = subprocess.run([cluster.bin("psql"), cluster.url(), "-Atc", "select datname from pg_database"],
+                            capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    return set(listed.stdout.split())

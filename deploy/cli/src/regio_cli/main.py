@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -141,3 +142,20 @@ def test(ctx: typer.Context) -> None:
     if testing.names_paths(ctx.args):
         raise typer.Exit(subprocess.run([sys.executable, "-m", "pytest", *ctx.args], cwd=CHECKOUT).returncode)
     raise typer.Exit(testing.run_suites(CHECKOUT, ctx.args, say))
+
+
+@app.command("dedicated-database")
+def dedicated_database(organisation: Annotated[str, typer.Argument(help="The organisation's uuid.")],
+                       state_dir: StateDir = None) -> None:
+    """Give an organisation a PostgreSQL server of its own in this region: its environments'
+    new databases are created there."""
+    try:
+        organisation = str(uuid.UUID(organisation))
+    except ValueError:
+        say(f"{organisation!r} is not an organisation's uuid (see GET /iam/v3/organisations/)")
+        raise typer.Exit(2)
+    layout = _layout(state_dir)
+    port = layout.add_dedicated_database(organisation)
+    layout.save()
+    say(f"organisation {organisation}: its database server listens on port {port}")
+    up(state_dir=state_dir)

@@ -71,6 +71,13 @@ class Region:
         return PostgresCluster("apps-postgres", self.state_dir, self.layout.ports.apps_postgres,
                                listen_addresses=listen)
 
+    def dedicated_databases(self) -> dict[str, PostgresCluster]:
+        """Organisation id → the database server of its own in this region."""
+        listen = self.apps_postgres.listen_addresses
+        return {organisation: PostgresCluster(f"dedicated-postgres-{organisation[:8]}", self.state_dir, port,
+                                              listen_addresses=listen)
+                for organisation, port in self.layout.dedicated_databases.items()}
+
     @property
     def storage(self) -> ManagedProcess:
         p = self.layout.ports
@@ -83,7 +90,11 @@ class Region:
         """For the control panel: where each of the region's services runs, and its administrator."""
         p = self.layout.ports
         access_key, secret_key = seaweedfs_admin_credentials(self.state_dir)
+        dedicated = [{"organisation": organisation,
+                      "connection": {"admin_url": cluster.url(), "host": self.services_address, "port": cluster.port}}
+                     for organisation, cluster in self.dedicated_databases().items()]
         return {
+            "dedicated": dedicated,
             "postgres-18": {"admin_url": self.apps_postgres.url(), "host": self.services_address,
                             "port": p.apps_postgres},
             "s3": {"endpoint": f"http://{self.services_address}:{p.storage_s3}", "access_key": access_key,
@@ -174,7 +185,8 @@ class Region:
         )
 
     def servers(self) -> list[ManagedProcess]:
-        return [self.postgres.process(), self.nats, self.caddy, self.apps_postgres.process(), self.storage]
+        return [self.postgres.process(), self.nats, self.caddy, self.apps_postgres.process(), self.storage,
+                *(cluster.process() for cluster in self.dedicated_databases().values())]
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -220,10 +232,10 @@ class Region:
     def _start_region_services(self) -> None:
         """The applications' database cluster and object storage, on the apps network's gateway."""
         self._services_address = apps_network.ensure_gateway()
-        apps_postgres = self.apps_postgres
-        apps_postgres.ensure_initialized()
-        self._start(apps_postgres.process(), timeout=60)
-        apps_postgres.wait_ready()
+        for cluster in [self.apps_postgres, *self.dedicated_databases().values()]:
+            cluster.ensure_initialized()
+            self._start(cluster.process(), timeout=60)
+            cluster.wait_ready()
         self._start(self.storage, timeout=60)
         wait_seaweedfs_ready(self.layout.ports.storage_s3, self.layout.ports.storage_master, host=self.services_address,
                              process=self.storage)

@@ -39,6 +39,15 @@ class Layout:
     region_domain: str = "local.regio.localhost"
     runners: int = 2  # a local region shows placement, spread and healing across runners from the start
     ports: Ports = field(default_factory=Ports)
+    # Organisations with a database server of their own in this region: organisation id → its port.
+    dedicated_databases: dict[str, int] = field(default_factory=dict)
+    DEDICATED_FIRST_PORT = 8760
+
+    def add_dedicated_database(self, organisation: str) -> int:
+        if organisation not in self.dedicated_databases:
+            self.dedicated_databases[organisation] = max(self.dedicated_databases.values(),
+                                                         default=self.DEDICATED_FIRST_PORT - 1) + 1
+        return self.dedicated_databases[organisation]
 
     @property
     def file(self) -> Path:
