@@ -51,7 +51,8 @@ def region() -> RunningRegion:
         reg.up()
     env = dict(line.removeprefix("export ").split("=", 1) for line in reg.env_lines())
     with httpx.Client(base_url=env["REGIO_API_URL"], headers={"Authorization": f"Token {env['REGIO_TOKEN']}"}) as c:
-        org = c.get("/iam/v3/organisations/").json()["results"][0]["uuid"]
+        # The one `regio up` seeded: tests (and the fuzzer) make others with their own traits.
+        org = c.get("/iam/v3/organisations/", params={"name": "Default organisation"}).json()["results"][0]["uuid"]
         region_id = c.get("/apps/v3/regions/").json()["results"][0]["uuid"]
     running = RunningRegion(env["REGIO_API_URL"], env["REGIO_TOKEN"], env["REGIO_INGRESS_URL"],
                             env["REGIO_REGION_DOMAIN"], org, region_id)

@@ -48,8 +48,10 @@ def test_a_deployment_provisions_a_database_and_storage_that_keep_their_data(reg
         first = deploy(client, test_env)
         assert first["success"], log_of(client, first)
         log = log_of(client, first)
-        assert "Provisioning: database service DEFAULT created on PostgreSQL 18 and attached" in log
-        assert "Provisioning: storage service DEFAULT created on" in log
+        provisioning = [line for line in log.splitlines() if "Provisioning" in line]
+        assert "[regio] Provisioning: database service DEFAULT created on PostgreSQL 18 and attached" in provisioning
+        assert any(line.startswith("[regio] Provisioning: storage service DEFAULT created on ")
+                   for line in provisioning), provisioning
         assert "si_" not in log and "postgres://" not in log  # no names of credentials, no DSN
         states = client.get("/apps/v3/service-instances/", params={"environment": test_env}).json()["results"]
         assert {s["service_status"] for s in states} == {"ATTACHED"}
@@ -59,6 +61,13 @@ def test_a_deployment_provisions_a_database_and_storage_that_keep_their_data(reg
                             "DEFAULT_STORAGE_DSN": "********"}  # credentials: masked like sensitive variables
 
         host = f"{app['slug']}-stage.{region.domain}"
+        # The region's services are reached on their host; the platform's own servers on it are not.
+        ports = Layout.load(STATE).ports
+        reached = {port: httpx.get(f"{region.ingress_url}/reach", params={"port": port}, headers={"Host": host},
+                                   timeout=30).json()["reached"]
+                   for port in (ports.apps_postgres, ports.storage_s3, ports.postgres, ports.nats, ports.controlpanel)}
+        assert reached == {ports.apps_postgres: True, ports.storage_s3: True, ports.postgres: False,
+                           ports.nats: False, ports.controlpanel: False}
         write(region, host, "first note")
         assert notes(region, host) == {"rows": ["first note"], "objects": {"notes/0001.txt": "first note"},
                                        "database_url_is_default": True}

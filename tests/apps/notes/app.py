@@ -2,7 +2,8 @@
 POST /notes?text=… writes a row (DEFAULT_DATABASE_DSN) and an object (DEFAULT_STORAGE_DSN);
 GET /notes reads both back as JSON. GET /trespass?database=…&bucket=… tries another
 environment's database and bucket with this environment's own credentials and says what
-the servers answered."""
+the servers answered. GET /reach?port=N says whether a connection to that port of the
+services' host opens."""
 import json
 import os
 import socket
@@ -58,6 +59,15 @@ def trespass(database: str, bucket: str) -> dict:
     return answers
 
 
+def reach(port: int) -> bool:
+    host = urlsplit(os.environ["DEFAULT_DATABASE_DSN"]).hostname
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
 class Notes(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -68,6 +78,8 @@ class Notes(BaseHTTPRequestHandler):
             self._answer(200, notes())
         elif url.path == "/trespass":
             self._answer(200, trespass(query["database"], query["bucket"]))
+        elif url.path == "/reach":  # can this container open a connection to the services' host on ?port=
+            self._answer(200, {"reached": reach(int(query["port"]))})
         else:
             self._answer(200, {"host": socket.gethostname()})
 
