@@ -15,6 +15,9 @@ from regio_controlpanel.seed import seed
 from regio_controlpanel.services import tokens
 from regio_controlpanel.settings import Settings
 
+# The applications' database cluster and object storage, started per module that asks.
+from .region_servers import apps_cluster, storage  # noqa: F401
+
 ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
 
 

@@ -1,40 +1,11 @@
 """Environments' databases on a real application database cluster, a second PostgreSQL
 of this module's own (the platform's cluster is never used for applications)."""
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
 import asyncpg
 import pytest
 
-from regio_common.processes import wait_for_port
 from regio_common.servers import PostgresCluster
-from regio_common.testing.plugin import free_port
 from regio_controlpanel.region_services import database
 from regio_controlpanel.region_services.database import DatabaseToolFailed, check_name
-
-
-@pytest.fixture(scope="module")
-def apps_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
-    state = tmp_path_factory.mktemp("apps-pg")
-    # Run as root, PostgreSQL runs as an unprivileged user who must pass through pytest's
-    # private (0700) temp directories to reach its data directory.
-    state.chmod(0o755)
-    top = Path(tmp_path_factory.getbasetemp()).parent.parent
-    for parent in state.parents:
-        if parent == top:
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    cluster = PostgresCluster(name="apps-postgres-test", state_dir=state, port=free_port())
-    cluster.ensure_initialized()
-    process = cluster.process()
-    process.start()
-    try:
-        wait_for_port(cluster.port, 30, process=process)
-        cluster.wait_ready()
-        yield cluster
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,18 @@
 """Roles, scopes and organisations: every request is authorised against the caller's role
 where the object lives, and what the caller may not see does not exist for them."""
 import re
+import secrets
 import uuid
+from datetime import timedelta
 
 import pytest
 from fastapi.routing import APIRoute
 
+from regio_common.db import make_engine, make_sessionmaker
+from regio_common.messages import utcnow
+from regio_controlpanel.db.models import Backup, BackupDownload, BackupRestore, ServiceInstanceBackup
 from regio_controlpanel.main import create_app
+from regio_controlpanel.services.crypto import Vault
 
 
 async def test_members_operate_but_only_admins_manage(member, application):
@@ -88,8 +94,36 @@ async def test_a_new_organisation_is_owned_by_its_creator(stranger):
     assert [m["role"] for m in members["results"]] == ["owner"]
 
 
+async def backup_objects(settings, env_id: str, storage_service_id: str) -> dict[str, str]:
+    """A backup with one part, a restore and a download link, as the consumer leaves them
+    (looking them up needs no servers)."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            backup = Backup(environment_id=uuid.UUID(env_id), state="COMPLETED", success="SUCCESS", trigger="MANUAL")
+            session.add(backup)
+            await session.flush()
+            part = ServiceInstanceBackup(backup_id=backup.id, storage_service_id=uuid.UUID(storage_service_id),
+                                         type="STORAGE", prefix="DEFAULT", state="COMPLETED", success="SUCCESS", size=0)
+            restore = BackupRestore(backup_id=backup.id, environment_id=backup.environment_id, state="COMPLETED",
+                                    success="SUCCESS")
+            session.add_all([part, restore])
+            await session.flush()
+            download = BackupDownload(
+                backup_id=backup.id, service_instance_backup_ids=[str(part.id)], trigger="MANUAL",
+                token_hash=secrets.token_hex(32),
+                token_encrypted=Vault(settings.secrets_key, settings.region_key).encrypt(secrets.token_urlsafe(32)),
+                expires_at=utcnow() + timedelta(hours=1))
+            session.add(download)
+            await session.flush()
+            return {"backups": str(backup.id), "service-instance-backups": str(part.id),
+                    "backup-restores": str(restore.id), "backup-downloads": str(download.id)}
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
-async def one_of_everything(api, application, seeded):
+async def one_of_everything(api, application, seeded, settings):
     """An object of each kind in the seeded organisation, keyed by the path segment that names it."""
     env_id = application["test_status"]["uuid"]
     variable = (await api.post("/apps/v3/environment-variables/", json={
@@ -106,6 +140,7 @@ async def one_of_everything(api, application, seeded):
         "environment-variables": variable["uuid"], "domains": domain["uuid"], "deployments": deployment["uuid"],
         "memberships": memberships["results"][0]["uuid"], "organisations": seeded["organisation"],
         "service-instances": instance["uuid"], "tokens": (await api.get("/iam/v3/tokens/")).json()["results"][0]["uuid"],
+        **await backup_objects(settings, env_id, next(s["uuid"] for s in services if s["type"] == "STORAGE")),
     }
 
 
@@ -135,7 +170,7 @@ async def test_lists_show_a_stranger_nothing_of_ours(stranger, one_of_everything
     app_id = one_of_everything["applications"]
     for path in ("/apps/v3/applications/", "/apps/v3/environments/", "/apps/v3/environment-variables/",
                  "/apps/v3/domains/", "/apps/v3/deployments/", "/apps/v3/service-instances/",
-                 "/apps/v3/repositories/"):
+                 "/apps/v3/repositories/", "/apps/v3/backups/"):
         body = (await stranger.get(path, params={"application": app_id})).json()
         ours = set(one_of_everything.values())
         assert not {r["uuid"] for r in body["results"]} & ours, path

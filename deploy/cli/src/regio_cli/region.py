@@ -3,6 +3,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -292,12 +293,17 @@ class Region:
         """First start: the default region, a plan, an admin, an organisation and an API token."""
         token_file = self.state_dir / "secrets" / "admin-token"
         service = next(s for s in self.services() if s.name == "controlpanel")
+        password = self.admin_password_file
+        if not password.exists():  # the admin's web sign-in; editing the file changes it at the next `up`
+            password.write_text(secrets.token_urlsafe(18) + "\n")
+            password.chmod(0o600)
         servers = self.state_dir / "secrets" / "region-servers.json"
         servers.write_text(json.dumps(self.region_servers()))
         servers.chmod(0o600)
         result = subprocess.run(
             [sys.executable, "-m", "regio_controlpanel.seed", "--region", self.layout.region,
-             "--domain", self.layout.region_domain, "--servers", str(servers)],
+             "--domain", self.layout.region_domain, "--servers", str(servers),
+             "--admin-password-file", str(password)],
             env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"seeding failed:\n{result.stderr}")
@@ -305,6 +311,10 @@ class Region:
         if seeded.get("token"):  # shown once, at creation
             token_file.write_text(seeded["token"] + "\n")
             token_file.chmod(0o600)
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.state_dir / "secrets" / "admin-password"
 
     def env_lines(self) -> list[str]:
         token_file = self.state_dir / "secrets" / "admin-token"
@@ -317,6 +327,9 @@ class Region:
             # The root of Caddy's own CA, which signs every domain's certificate: curl --cacert "$REGIO_INGRESS_CA"
             f"export REGIO_INGRESS_CA={self.ingress_ca}",
             f"export REGIO_REGION_DOMAIN={self.layout.region_domain}",
+            # The web Control Panel: sign in as admin@regio.localhost with the password in this file.
+            f"export REGIO_WEB_URL={self.api_url}/web/",
+            f"export REGIO_ADMIN_PASSWORD_FILE={self.admin_password_file}",
         ]
 
     def _write_env(self) -> None:

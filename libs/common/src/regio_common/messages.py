@@ -290,3 +290,40 @@ class RoutesApplied(Message):
 
     environment_id: UUID
     revision: int
+
+
+# --- commands the control panel sends itself (appended) ------------------------
+
+
+@register
+class BackupRequested(Message):
+    """Control panel → itself: dump the databases and copy the buckets of a backup into the
+    region's object storage. Through the outbox and a durable consumer, like provisioning."""
+
+    kind = "backup.requested"
+    topic = "commands.backups"
+
+    backup_id: UUID
+
+
+@register
+class BackupRestoreRequested(Message):
+    """Control panel → itself: put a backup's service-instance backups back into an
+    environment's databases and buckets, replacing what they hold."""
+
+    kind = "backup-restore.requested"
+    topic = "commands.restores"
+
+    restore_id: UUID
+
+
+@register
+class ServiceDataDeletionRequested(Message):
+    """Control panel → itself: the environment of a service instance was deleted; delete its
+    database or bucket on the service's server (retried while the server does not answer)."""
+
+    kind = "service-data.deletion-requested"
+    topic = "commands.service-deletions"
+
+    service_id: UUID
+    credentials: str  # as stored on the instance: encrypted with the control panel's key

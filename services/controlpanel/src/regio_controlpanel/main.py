@@ -8,11 +8,14 @@ from regio_common.app import add_platform_routes
 from regio_common.bus import COMMANDS, EVENTS
 from regio_common.runtime import Runtime
 
+from . import web
 from .api import errors
 from .api.routes import (
     applications,
+    backups,
     deployments,
     domains,
+    downloads,
     environments,
     iam,
     logs,
@@ -24,12 +27,15 @@ from .api.routes import (
 from .api.routing import operation_id
 from .db.models import Region, inbox, outbox
 from .messaging import handlers
+from .services.backups import Backups
 from .services.crypto import Vault
 from .services.deployments import Deployments
 from .settings import Settings
 
 PUBLIC_ROUTERS = tuple(m.router for m in (
-    iam, tokens, regions, applications, environments, variables, domains, deployments, services, logs))
+    iam, tokens, regions, applications, environments, variables, domains, deployments, services, backups, logs))
+# Served to anyone: the secret in the path is the authorisation (backup download links).
+OPEN_ROUTERS = (downloads.router,)
 
 
 async def known_regions(runtime: Runtime) -> list[str]:
@@ -42,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime("controlpanel", settings, outbox, inbox)
     vault = Vault(settings.secrets_key, settings.region_key)
     deployments_service = Deployments(runtime.outbox, vault)
+    backups_service = Backups(runtime.outbox, vault)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -53,6 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.subscribe(EVENTS.name, handlers.durable(region), handlers.subject(region), handle)
             runtime.subscribe(COMMANDS.name, handlers.provisioning_durable(region),
                               handlers.provisioning_subject(region), handlers.provisioning_handler(deployments_service))
+            runtime.subscribe(COMMANDS.name, handlers.deletions_durable(region), handlers.deletions_subject(region),
+                              handlers.deletions_handler(vault))
+            runtime.subscribe(COMMANDS.name, handlers.backups_durable(region), handlers.backups_subject(region),
+                              handlers.backups_handler(backups_service))
+            runtime.subscribe(COMMANDS.name, handlers.restores_durable(region), handlers.restores_subject(region),
+                              handlers.restores_handler(backups_service))
         yield
         await runtime.stop()
 
@@ -62,9 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.vault = vault
     app.state.deployments = deployments_service
+    app.state.backups = backups_service
     errors.install(app)
     errors.document_errors(app)
     add_platform_routes(app, "controlpanel", runtime.readiness_checks())
-    for router in PUBLIC_ROUTERS:
+    for router in (*PUBLIC_ROUTERS, *OPEN_ROUTERS):
         app.include_router(router)
+    web.mount(app)
     return app

@@ -15,12 +15,15 @@ from .db.models import Membership, Organisation, PhysicalRegion, PlanGroup, Regi
 from .services import catalogue, tokens
 from .services.crypto import Vault
 from .settings import Settings
+from .web import passwords
 
 
 async def seed(settings: Settings, region_slug: str, domain: str, email: str,
-               servers: dict[str, dict] | None = None) -> dict:
+               servers: dict[str, dict] | None = None, admin_password: str | None = None) -> dict:
     """``servers``: for a service identifier (postgres-18, s3), where the region's server for
-    it is and how to administer it (see services/provisioning.py); stored encrypted."""
+    it is and how to administer it (see services/provisioning.py); stored encrypted.
+    ``admin_password``: the admin's password for the web Control Panel (stored hashed; set
+    again whenever it differs, so changing the file resets it)."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     created: dict = {}
@@ -51,6 +54,8 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
                 session.add(Membership(organisation_id=org.id, user_id=admin.id, role="owner"))
                 created["token"] = await tokens.create(session, admin, name="regio up")
                 created["organisation"] = str(org.id)
+            if admin_password and not passwords.verify_password(admin_password, admin.password_hash):
+                admin.password_hash = passwords.hash_password(admin_password)
             await session.flush()
             created["region"] = str(region.id)
     finally:
@@ -64,9 +69,11 @@ def main() -> None:
     parser.add_argument("--domain", default="local.regio.localhost")
     parser.add_argument("--email", default=os.environ.get("REGIO_ADMIN_EMAIL", "admin@regio.localhost"))
     parser.add_argument("--servers", type=Path, help="JSON file: the region's servers by service identifier")
+    parser.add_argument("--admin-password-file", type=Path, help="the admin's web sign-in password (first line)")
     args = parser.parse_args()
     servers = json.loads(args.servers.read_text()) if args.servers else None
-    print(json.dumps(asyncio.run(seed(Settings(), args.region, args.domain, args.email, servers))))
+    password = args.admin_password_file.read_text().splitlines()[0] if args.admin_password_file else None
+    print(json.dumps(asyncio.run(seed(Settings(), args.region, args.domain, args.email, servers, password))))
 
 
 if __name__ == "__main__":

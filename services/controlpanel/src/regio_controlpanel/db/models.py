@@ -275,6 +275,90 @@ class ServiceInstance(Base):
                                                  onupdate=func.now())
 
 
+class Backup(Base):
+    """A backup of some of an environment's service instances (Divio's fields). Its files are
+    in the region's object storage; see services/backups.py."""
+
+    __tablename__ = "backups"
+    __table_args__ = (Index("ix_backups_environment", "environment_id", "created_at"),)
+    id: Mapped[uuid.UUID] = _id()
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16))  # PENDING, WORKING, COMPLETED
+    success: Mapped[str | None] = mapped_column(String(16))  # SUCCESS, FAILURE once COMPLETED
+    trigger: Mapped[str] = mapped_column(String(32))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    # As the divio client asks for it; recorded, nothing deletes backups yet.
+    scheduled_for_deletion_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ServiceInstanceBackup(Base):
+    """One service instance's part of a backup: a pg_dump file, or a copy of a bucket's objects,
+    in the backup bucket of ``storage_service``. Its type and prefix are kept so it can be
+    restored after the instance is gone, into another environment's of the same kind."""
+
+    __tablename__ = "service_instance_backups"
+    id: Mapped[uuid.UUID] = _id()
+    backup_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("backups.id", ondelete="CASCADE"), index=True)
+    service_instance_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("service_instances.id", ondelete="SET NULL"))
+    storage_service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
+    type: Mapped[str] = mapped_column(String(16))  # DATABASE, STORAGE
+    prefix: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))
+    success: Mapped[str | None] = mapped_column(String(16))
+    size: Mapped[int | None] = mapped_column(BigInteger)  # bytes kept
+    error: Mapped[str | None] = mapped_column(Text)  # for a person; never credentials
+    created_at: Mapped[datetime] = _created()
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BackupRestore(Base):
+    """A backup's service-instance backups put back into an environment's instances (its own
+    or another's), replacing their data."""
+
+    __tablename__ = "backup_restores"
+    id: Mapped[uuid.UUID] = _id()
+    backup_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("backups.id", ondelete="CASCADE"), index=True)
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16))
+    success: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BackupRestoreItem(Base):
+    """One service-instance backup of a restore and the instance it goes into."""
+
+    __tablename__ = "backup_restore_items"
+    id: Mapped[uuid.UUID] = _id()
+    restore_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("backup_restores.id", ondelete="CASCADE"), index=True)
+    service_instance_backup_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("service_instance_backups.id", ondelete="CASCADE"))
+    service_instance_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("service_instances.id", ondelete="SET NULL"))
+    success: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class BackupDownload(Base):
+    """A time-limited URL that downloads some of a backup without credentials. The token is
+    found by its hash; it is also kept encrypted so the API can show the URL again to those
+    who may operate the environment, as Divio's client reads it from a GET."""
+
+    __tablename__ = "backup_downloads"
+    id: Mapped[uuid.UUID] = _id()
+    backup_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("backups.id", ondelete="CASCADE"), index=True)
+    service_instance_backup_ids: Mapped[list] = mapped_column(JSON)  # in the order asked
+    trigger: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    token_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class AuditEvent(Base):
     """Who changed what, when. Kept when the object, the user or the organisation is gone,
     so it holds ids and the actor's email rather than foreign keys."""
@@ -295,3 +379,16 @@ class AuditEvent(Base):
 
 
 outbox, inbox = messaging_tables(metadata)
+
+
+class WebSession(Base):
+    """A browser signed in to the web Control Panel. Kept server-side (not in a signed cookie)
+    so signing out, or an operator deleting a user's rows, ends a session at once."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the cookie's value
+    csrf_token: Mapped[str] = mapped_column(String(64))  # every form of the session carries it
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

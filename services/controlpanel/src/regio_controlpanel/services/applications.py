@@ -13,6 +13,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, PlanGroup, Region, Repository
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
+from . import service_instances
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -91,9 +92,10 @@ async def delete_application(session: AsyncSession, outbox: Outbox, app: Applica
     """Its environments are retired first (the controller stops their containers and routes),
     in the same transaction that deletes the rows."""
     region = await session.get(Region, app.region_id)
-    envs = (await session.execute(select(Environment).where(Environment.application_id == app.id))).scalars()
+    envs = list((await session.execute(select(Environment).where(Environment.application_id == app.id))).scalars())
     for env in envs:
         await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
+    await service_instances.delete_data_of(session, outbox, [env.id for env in envs], region.slug)
     await session.delete(app)
     await session.flush()
 

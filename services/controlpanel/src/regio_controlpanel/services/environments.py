@@ -11,6 +11,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, EnvironmentVariable, Region
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict
+from . import service_instances
 from .applications import check_slug
 from .crypto import Vault
 
@@ -61,5 +62,6 @@ async def delete_environment(session: AsyncSession, outbox: Outbox, env: Environ
         raise ApiError(f"The {env.slug} environment belongs to every application; delete the application instead.")
     region = await session.get(Region, app.region_id)
     await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
+    await service_instances.delete_data_of(session, outbox, [env.id], region.slug)
     await session.delete(env)
     await session.flush()

@@ -5,11 +5,15 @@ An instance is recorded NEW; the next deployment's provisioning step creates its
 or bucket and attaches it (its DSN goes into the releases). Detaching keeps the data and
 stops telling releases about it; removing a detached instance deletes the data."""
 import json
+import logging
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from regio_common.messages import ServiceDataDeletionRequested
+from regio_common.outbox import Outbox
 
 from ..db.models import Application, Environment, Region, Service, ServiceInstance
 from ..domain.errors import ApiError, Conflict, NotFound
@@ -17,6 +21,8 @@ from ..domain.service_instances import PREFIX, RemovalRefused, ServiceType, Stat
 from . import provisioning
 from .access import Action, Caller
 from .crypto import Vault
+
+log = logging.getLogger(__name__)
 
 # --- the catalogue ---------------------------------------------------------------------
 
@@ -163,3 +169,26 @@ async def attached_variables(session: AsyncSession, vault: Vault, environment_id
         if instance.state == State.ATTACHED and instance.credentials_encrypted:
             found |= provisioning.variables(instance, json.loads(vault.decrypt(instance.credentials_encrypted)))
     return found
+
+
+async def delete_data_of(session: AsyncSession, outbox: Outbox, environment_ids: list[UUID], region: str) -> None:
+    """The environments are being deleted: their instances' databases and buckets go too, once
+    this transaction commits (a command, retried while a server does not answer)."""
+    instances = (await session.execute(select(ServiceInstance).where(
+        ServiceInstance.environment_id.in_(environment_ids), ServiceInstance.credentials_encrypted.is_not(None)))
+    ).scalars()
+    for instance in instances:
+        await outbox.add(session, ServiceDataDeletionRequested(service_id=instance.service_id,
+                                                               credentials=instance.credentials_encrypted),
+                         region=region)
+
+
+async def on_data_deletion_requested(session: AsyncSession, vault: Vault,
+                                     message: ServiceDataDeletionRequested) -> None:
+    service = await session.get(Service, message.service_id)
+    if service is None:
+        log.warning("service %s is gone: the data of a deleted environment on it is left", message.service_id)
+        return
+    credentials = json.loads(vault.decrypt(message.credentials))
+    # Raises while the server does not answer: the consumer tries again, then gives up and logs.
+    await provisioning.deprovision(service, provisioning.server_of(service, vault), credentials)

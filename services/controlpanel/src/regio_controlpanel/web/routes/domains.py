@@ -1,0 +1,40 @@
+"""An environment's custom domains: add (primary, alias or redirect) and remove; the ingress
+follows at once."""
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse
+
+from regio_common.app import SessionDep
+
+from ...services import domains as service
+from ...services import lookups
+from ...services.access import Action
+from ..deps import WebAuditDep, WebCallerDep
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+
+
+@router.post("/environments/{uuid}/domains")
+async def add_domain(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
+                     domain: Annotated[str, Form(min_length=1, max_length=253)],
+                     kind: Annotated[Literal["PRIMARY", "ALIAS", "REDIRECT"], Form()] = "ALIAS"):
+    env, app = await lookups.environment(session, web.caller, uuid, Action.OPERATE)
+    added = await service.add_domain(session, env, domain, service.Kind(kind))
+    await service.announce(session, request.app.state.runtime.outbox, env, app)
+    audit.record(app.organisation_id, "domain.create", "domain", added.id,
+                 f"Domain {added.domain} added to {app.slug}/{env.slug} as {added.kind.lower()}",
+                 {"domain": added.domain, "kind": added.kind})
+    return RedirectResponse(f"/web/environments/{env.id}#domains", status_code=303)
+
+
+@router.post("/domains/{uuid}/delete")
+async def delete_domain(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
+    domain, env, app = await service.get_domain(session, web.caller, uuid, Action.OPERATE)
+    audit.record(app.organisation_id, "domain.delete", "domain", domain.id,
+                 f"Domain {domain.domain} removed from {app.slug}/{env.slug}", {"domain": domain.domain})
+    await session.delete(domain)
+    await session.flush()
+    await service.announce(session, request.app.state.runtime.outbox, env, app)
+    return RedirectResponse(f"/web/environments/{env.id}#domains", status_code=303)

@@ -1,0 +1,61 @@
+"""An environment's page (its size, variables, domains and services), and scaling it
+within its application's plan group."""
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+
+from regio_common.app import SessionDep
+from regio_common.plans import MEMORY_SIZES_MB, cpu_share
+
+from ...db.models import Domain, EnvironmentVariable, Region
+from ...services import environment_events, lookups, scaling, service_instances
+from ...services.access import Action
+from ..deps import WebAuditDep, WebCallerDep
+from ..summaries import summarise
+from ..templating import render
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+EVENTS = 10
+
+
+@router.get("/environments/{uuid}")
+async def environment_page(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep):
+    env, app = await lookups.environment(session, web.caller, uuid, Action.VIEW)
+    limits = await scaling.limits_of(session, app)
+    variables = (await session.execute(select(EnvironmentVariable).where(EnvironmentVariable.environment_id == env.id)
+                                       .order_by(EnvironmentVariable.name))).scalars().all()
+    instances = (await session.execute(service_instances.instances_query(web.caller, env.id))).scalars().all()
+    services = await service_instances.services_by_id(session, {i.service_id for i in instances})
+    offered = (await session.execute(service_instances.services_query(web.caller, application_id=app.id))
+               ).scalars().all()
+    custom_domains = (await session.execute(select(Domain).where(Domain.environment_id == env.id)
+                                            .order_by(Domain.created_at))).scalars().all()
+    events = (await session.execute(environment_events.newest_first(env).limit(EVENTS))).scalars().all()
+    return render(request, "environment.html", web, app=app, env=env, region=await session.get(Region, app.region_id),
+                  summary=await summarise(session, request, app, env), limits=limits,
+                  memory_sizes=[m for m in MEMORY_SIZES_MB if m <= limits.memory_mb], cpu_share=cpu_share,
+                  variables=variables, custom_domains=custom_domains, instances=instances, services=services, offered=offered, events=events)
+
+
+@router.post("/environments/{uuid}/scale")
+async def scale(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
+                instances: Annotated[int, Form(ge=1)], memory_mb: Annotated[int, Form()]):
+    """As PATCH /apps/v3/environments/{uuid}/ with only instances and memory_mb: the right to
+    deploy is enough; a new size redeploys the serving release at that size."""
+    env, app = await lookups.environment(session, web.caller, uuid, Action.OPERATE)
+    scaled = await scaling.scale(session, request.app.state.runtime.outbox, request.app.state.deployments,
+                                 web.caller, env, app, {"instances": instances, "memory_mb": memory_mb})
+    audit.record(app.organisation_id, "environment.update", "environment", env.id,
+                 f"Environment {env.slug} of {app.slug} changed: {', '.join(scaled.changed) or 'nothing'}",
+                 scaled.changed)
+    if scaled.redeploy is not None:
+        audit.record(app.organisation_id, "deployment.create", "deployment", scaled.redeploy.id,
+                     f"Deployment of {app.slug}/{env.slug} requested (redeploying "
+                     f"{scaled.redeploy.source_deployment_id} at {env.memory_mb} MB)",
+                     {"environment": env.id, "redeploy": scaled.redeploy.source_deployment_id,
+                      "memory_mb": env.memory_mb})
+        return RedirectResponse(f"/web/deployments/{scaled.redeploy.id}", status_code=303)
+    return RedirectResponse(f"/web/environments/{env.id}#scaling", status_code=303)

@@ -1,0 +1,63 @@
+"""Organisations the user belongs to, their members and roles; creating one, adding a member."""
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+
+from regio_common.app import SessionDep
+
+from ...api.routes.iam import memberships_out
+from ...db.models import Membership, Organisation
+from ...domain.errors import NotFound
+from ...services import members as service
+from ...services.access import Action, Grant, Role
+from ..deps import WebAuditDep, WebCallerDep
+from ..templating import render
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+
+
+@router.get("/organisations")
+async def organisations_page(request: Request, session: SessionDep, web: WebCallerDep):
+    orgs = (await session.execute(select(Organisation).where(Organisation.id.in_(web.caller.organisations))
+                                  .order_by(Organisation.name))).scalars().all()
+    return render(request, "organisations.html", web, organisations=orgs, grants=web.caller.grants)
+
+
+@router.post("/organisations")
+async def create_organisation(session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
+                              name: Annotated[str, Form(min_length=1, max_length=200)]):
+    org = await service.create_organisation(session, web.caller, name.strip())
+    web.caller.grants[org.id] = Grant(Role.OWNER)
+    audit.record(org.id, "organisation.create", "organisation", org.id, f"Organisation {org.name} created",
+                 {"name": org.name})
+    return RedirectResponse(f"/web/organisations/{org.id}", status_code=303)
+
+
+@router.get("/organisations/{uuid}")
+async def organisation_page(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep):
+    org = await session.get(Organisation, uuid) if web.caller.can_see(uuid) else None
+    if org is None:
+        raise NotFound()
+    rows = (await session.execute(select(Membership).where(Membership.organisation_id == uuid)
+                                  .order_by(Membership.created_at))).scalars().all()
+    grant = web.caller.grants[uuid]
+    return render(request, "organisation.html", web, org=org, members=await memberships_out(session, list(rows)),
+                  role=grant.role, may_administer=grant.allows(Action.ADMINISTER) and not grant.scoped,
+                  roles=[r.value for r in Role])
+
+
+@router.post("/organisations/{uuid}/members")
+async def add_member(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
+                     email: Annotated[str, Form(min_length=3, max_length=254)],
+                     role: Annotated[Literal["owner", "admin", "member", "billing"], Form()] = "member"):
+    """A whole-organisation membership; narrowing it to some applications is the API's for now."""
+    if not web.caller.can_see(uuid):
+        raise NotFound()  # in the path here, not in a body as in the API: a 404 like every page's object
+    membership, user = await service.add_member(session, web.caller, uuid, email, Role(role), [], [])
+    audit.record(membership.organisation_id, "membership.create", "membership", membership.id,
+                 f"{user.email} added as {membership.role}",
+                 {"email": user.email, "role": membership.role, "applications": [], "environments": []})
+    return RedirectResponse(f"/web/organisations/{uuid}", status_code=303)
