@@ -11,10 +11,10 @@ from fastapi import Depends, Request
 from regio_common.app import SessionDep
 
 from ..api.deps import UnauditedChange
+from ..db.models import WebSession
 from ..services.access import Caller, load_grants
 from ..services.audit import AuditTrail
 from . import sessions
-from .models import WebSession
 
 log = logging.getLogger(__name__)
 
