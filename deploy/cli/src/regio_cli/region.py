@@ -290,7 +290,8 @@ class Region:
             raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(pending)}; see {logs}")
 
     def _seed(self) -> None:
-        """First start: the default region, a plan, an admin, an organisation and an API token."""
+        """Every start: the default region, a plan, an admin (with a web password), an organisation
+        and an API token on the first; where the region's service servers are on each."""
         token_file = self.state_dir / "secrets" / "admin-token"
         service = next(s for s in self.services() if s.name == "controlpanel")
         password = self.admin_password_file
