@@ -1,11 +1,23 @@
 """The web Control Panel over the ASGI app: signing in and out, CSRF, and that its pages
 see and change exactly what the same user's API token would."""
+import io
+import json
+import re
+import tarfile
+import uuid
+
 import httpx
 import pytest
 from sqlalchemy import text
 
-from regio_common.db import make_engine
+from regio_common.db import make_engine, make_sessionmaker
+from regio_common.messages import EnvironmentHostsChanged
+from regio_controlpanel.db.models import Service, ServiceInstance
+from regio_controlpanel.domain.service_instances import State
+from regio_controlpanel.services import provisioning
 
+from .test_backups import Data, db, finished, servers, vault  # noqa: F401
+from .test_resources import commands  # noqa: F401
 from .web_client import PASSWORD, Browser, csrf_of, new_user
 
 
@@ -187,3 +199,204 @@ async def test_audit_events_name_the_web_user(browser, api, application, setting
             "select action from controlpanel.audit_events where actor_email = 'admin@example.test'"))).scalars())
     await engine.dispose()
     assert {"session.create", "environment_variable.create"} <= actions
+
+
+# --- members --------------------------------------------------------------------------------
+
+
+def membership_of(page: httpx.Response, email: str) -> str:
+    found = re.search(rf'data-member="{re.escape(email)}">.*?/web/memberships/([0-9a-f-]+)', page.text, re.S)
+    assert found, f"no membership form for {email}"
+    return found.group(1)
+
+
+async def test_members_roles_change_and_members_go_by_the_apis_rules(app, settings, outsider, browser):
+    """In an organisation of its own (the outsider is its only owner), so its owners are known."""
+    made = await outsider.submit("/web/organisations", "/web/organisations", {"name": "Team"})
+    org = made.headers["location"]
+    colleague = await new_user(settings)
+    assert (await outsider.submit(org, f"{org}/members", {"email": colleague, "role": "admin"})).status_code == 303
+    page = await outsider.get(org)
+    mine, theirs = membership_of(page, outsider_email(page)), membership_of(page, colleague)
+
+    # The only owner stays one, and the message says why.
+    kept = await outsider.submit(org, f"/web/memberships/{mine}", {"role": "member"})
+    assert kept.status_code == 400 and "keeps at least one owner" in kept.text and "<html" in kept.text
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
+        admin = Browser(client)
+        await admin.sign_in(colleague)
+        # An admin changes members, but only an owner makes or removes owners.
+        promoted = await admin.submit(org, f"/web/memberships/{theirs}", {"role": "owner"})
+        assert promoted.status_code == 403 and "Only an owner can make or change owners." in promoted.text
+        removed = await admin.submit(org, f"/web/memberships/{mine}/delete", {})
+        assert removed.status_code == 403 and "Only an owner" in removed.text
+        assert (await admin.submit(org, f"/web/memberships/{theirs}", {"role": "billing"})).status_code == 303
+        assert re.search(rf'data-member="{re.escape(colleague)}">.*?value="billing" selected',
+                         (await outsider.get(org)).text, re.S)
+
+    # Another organisation's user does not find the membership at all.
+    assert (await browser.submit("/web/", f"/web/memberships/{theirs}", {"role": "owner"})).status_code == 404
+    assert (await browser.submit("/web/", f"/web/memberships/{theirs}/delete", {})).status_code == 404
+
+    assert (await outsider.submit(org, f"/web/memberships/{theirs}", {"role": "owner"})).status_code == 303
+    # Now two owners: the first may step down, then leaves; the page goes back to their organisations.
+    assert (await outsider.submit(org, f"/web/memberships/{mine}", {"role": "admin"})).status_code == 303
+    left = await outsider.submit(org, f"/web/memberships/{mine}/delete", {})
+    assert left.status_code == 303 and left.headers["location"] == "/web/organisations"
+    assert (await outsider.get(org)).status_code == 404
+
+
+def outsider_email(page: httpx.Response) -> str:
+    return re.search(r'<span class="me">([^<]+)</span>', page.text).group(1)
+
+
+# --- service instances ----------------------------------------------------------------------
+
+
+async def set_state(settings, instance_id: str, state: State) -> None:
+    """As a deployment's provisioning step leaves it (without a database behind it here)."""
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        (await session.get(ServiceInstance, uuid.UUID(instance_id))).state = state
+    await engine.dispose()
+
+
+async def test_service_instances_are_detached_attached_and_removed(browser, outsider, api, application, settings):
+    env_id = application["test_status"]["uuid"]
+    page = f"/web/environments/{env_id}"
+    offered = (await api.get("/apps/v3/services/", params={"website": application["uuid"]})).json()["results"][0]
+    assert (await browser.submit(page, f"{page}/services", {"service": offered["uuid"], "prefix": "MAIN"})
+            ).status_code == 303
+    instance = (await api.get("/apps/v3/service-instances/", params={"environment": env_id})).json()["results"][0]
+    path = f"/web/service-instances/{instance['uuid']}"
+    shown = (await browser.get(page)).text
+    assert "NEW" in shown and f"{path}/delete" in shown and "confirm(" in shown and f"{path}/detach" not in shown
+
+    # The service layer's refusal is shown on a page, not a 500.
+    refused = await browser.submit(page, f"{path}/detach", {})
+    assert refused.status_code == 409 and "Only an attached service instance can be detached" in refused.text
+
+    await set_state(settings, instance["uuid"], State.ATTACHED)
+    assert f"{path}/detach" in (await browser.get(page)).text
+    assert (await outsider.submit("/web/", f"{path}/detach", {})).status_code == 404
+    assert (await outsider.submit("/web/", f"{path}/delete", {})).status_code == 404
+    still = await browser.submit(page, f"{path}/delete", {})
+    assert still.status_code == 409 and "<html" in still.text
+    assert (await browser.submit(page, f"{path}/detach", {})).status_code == 303
+    assert (await api.get(f"/apps/v3/service-instances/{instance['uuid']}/")).json()["service_status"] == "DETACHED"
+    assert (await browser.submit(page, f"{path}/attach", {})).status_code == 303
+    assert (await api.get(f"/apps/v3/service-instances/{instance['uuid']}/")).json()["service_status"] == "ATTACHED"
+    assert (await browser.submit(page, f"{path}/detach", {})).status_code == 303
+    gone = await browser.submit(page, f"{path}/delete", {})
+    assert gone.status_code == 303 and gone.headers["location"].endswith("#services")
+    assert (await api.get(f"/apps/v3/service-instances/{instance['uuid']}/")).status_code == 404
+    events = (await api.get("/iam/v3/audit-events/", params={"target": instance["uuid"]})).json()["results"]
+    assert [e["action"] for e in events] == ["service_instance.delete", "service_instance.detach",
+                                             "service_instance.attach", "service_instance.detach",
+                                             "service_instance.create"]
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+async def test_environment_settings_change_and_the_https_redirect_is_routed_at_once(
+        browser, outsider, api, application, commands):  # noqa: F811
+    env_id = application["test_status"]["uuid"]
+    page = f"/web/environments/{env_id}"
+    saved = await browser.submit(page, f"{page}/settings",
+                                 {"branch": "release", "health_check_path": "/healthz", "https_redirect": "true"})
+    assert saved.status_code == 303
+    env = (await api.get(f"/apps/v3/environments/{env_id}/")).json()
+    assert (env["branch"], env["health_check_path"], env["https_redirect"]) == ("release", "/healthz", True)
+    assert (await commands(EnvironmentHostsChanged, env_id)).https_redirect is True
+    shown = (await browser.get(page)).text
+    assert 'value="release"' in shown and 'value="/healthz"' in shown and "checked" in shown
+    [event, *_] = (await api.get("/iam/v3/audit-events/", params={"target": env_id})).json()["results"]
+    assert event["action"] == "environment.update" and event["changes"] == {
+        "branch": "release", "health_check_path": "/healthz", "https_redirect": True}
+
+    # Left unticked, the redirect goes off; bad input is shown and changes nothing.
+    assert (await browser.submit(page, f"{page}/settings", {"branch": "release", "health_check_path": "/healthz"})
+            ).status_code == 303
+    assert (await commands(EnvironmentHostsChanged, env_id)).https_redirect is False
+    bad = await browser.submit(page, f"{page}/settings", {"branch": "main", "health_check_path": "healthz"})
+    assert bad.status_code == 400 and "health_check_path" in bad.text
+    assert (await api.get(f"/apps/v3/environments/{env_id}/")).json()["branch"] == "release"
+    refused = await outsider.submit("/web/", f"{page}/settings", {"branch": "x", "health_check_path": "/"})
+    assert refused.status_code == 404
+
+
+async def test_settings_take_the_right_to_manage_as_in_the_api(app, settings, browser, seeded, application):
+    env_id = application["test_status"]["uuid"]
+    email = await new_user(settings)
+    org = f"/web/organisations/{seeded['organisation']}"
+    assert (await browser.submit(org, f"{org}/members", {"email": email, "role": "member"})).status_code == 303
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
+        member = Browser(client)
+        await member.sign_in(email)
+        page = f"/web/environments/{env_id}"
+        refused = await member.submit(page, f"{page}/settings", {"branch": "theirs", "health_check_path": "/"})
+        assert refused.status_code == 403 and "does not allow" in refused.text
+
+
+# --- backups --------------------------------------------------------------------------------
+
+
+async def provisioned(api, db, vault, servers, application: dict) -> Data:  # noqa: F811
+    """As test_backups.provisioned, with the services the application may use (other modules
+    add regions of their own): its DEFAULT database and storage, created and attached."""
+    env_id = application["test_status"]["uuid"]
+    offered = {s["type"]: s["uuid"] for s in (await api.get("/apps/v3/services/", params={
+        "website": application["uuid"], "page_size": 100})).json()["results"] if s["identifier"] in ("postgres-18", "s3")}
+    instances, credentials = {}, {}
+    for kind in ("DATABASE", "STORAGE"):
+        added = await api.post("/apps/v3/service-instances/", json={"environment": env_id, "service": offered[kind]})
+        assert added.status_code == 201, added.text
+        instances[kind] = added.json()
+        async with db() as session, session.begin():
+            instance = await session.get(ServiceInstance, uuid.UUID(added.json()["uuid"]))
+            service = await session.get(Service, instance.service_id)
+            credentials[kind] = await provisioning.provision(service, provisioning.server_of(service, vault), instance)
+            instance.credentials_encrypted = vault.encrypt(json.dumps(credentials[kind]))
+            instance.state = State.ATTACHED
+    return Data(*servers, instances, credentials)
+
+
+async def test_backups_are_taken_restored_and_downloaded_from_the_page(
+        browser, outsider, api, application, db, vault, servers):  # noqa: F811
+    env_id = application["test_status"]["uuid"]
+    page = f"/web/environments/{env_id}"
+    nothing = await browser.submit(page, f"{page}/backups", {})
+    assert nothing.status_code == 400 and "no provisioned service instance to back up" in nothing.text
+
+    data = await provisioned(api, db, vault, servers, application)
+    await data.write("kept")
+    taken = await browser.submit(page, f"{page}/backups", {})
+    assert taken.status_code == 303 and taken.headers["location"].endswith("#backups")
+    [listed] = (await api.get("/apps/v3/backups/", params={"environment": env_id})).json()["results"]
+    backup = await finished(api, f"/apps/v3/backups/{listed['uuid']}/")
+    assert backup["success"] == "SUCCESS" and backup["trigger"] == "MANUAL"
+    shown = (await browser.get(page)).text
+    assert "COMPLETED · SUCCESS" in shown and "database DEFAULT" in shown
+    path = f"/web/backups/{backup['uuid']}"
+    assert f"{path}/restore" in shown and f"{path}/download" in shown
+
+    for action in (f"{page}/backups", f"{path}/restore", f"{path}/download"):
+        assert (await outsider.submit("/web/", action, {})).status_code == 404, action
+
+    link = await browser.submit(page, f"{path}/download", {})
+    assert link.status_code == 303 and link.headers["location"].startswith("/downloads/")
+    archive = await browser.get(link.headers["location"])
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
+        assert "database-DEFAULT.dump" in tar.getnames()
+
+    await data.write("after the backup")
+    restoring = await browser.submit(page, f"{path}/restore", {})
+    assert restoring.status_code == 303
+    [event, *_] = (await api.get("/iam/v3/audit-events/", params={"action": "backup_restore.create"})).json()["results"]
+    assert event["actor_email"] == "admin@example.test" and event["changes"]["backup"] == backup["uuid"]
+    restored = await finished(api, f"/apps/v3/backup-restores/{event['target']}/")
+    assert restored["success"] == "SUCCESS", restored
+    assert await data.rows() == ["kept"]

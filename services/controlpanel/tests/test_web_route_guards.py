@@ -8,7 +8,9 @@ import uuid
 import httpx
 from fastapi.routing import APIRoute
 
+from regio_common.db import make_engine, make_sessionmaker
 from regio_controlpanel import web
+from regio_controlpanel.db.models import Backup
 from regio_controlpanel.web import deps
 from regio_controlpanel.web.routes import auth
 
@@ -20,7 +22,19 @@ from .web_client import Browser, new_user
 OPEN = {("GET", "/"), ("GET", "/web/login"), ("POST", "/web/login")}
 FORM = {"name": "X", "value": "1", "domain": "walked.example.org", "kind": "ALIAS", "instances": "1",
         "memory_mb": "512", "service": str(uuid.uuid4()), "prefix": "DEFAULT", "email": "walked@example.test",
-        "role": "member"}
+        "role": "member", "branch": "main", "health_check_path": "/"}
+
+
+async def _completed_backup(settings, env_id: str) -> uuid.UUID:
+    """A backup row as the consumer leaves one (taking a real one needs the region's servers:
+    test_web.py does that); enough for the walk, which is refused before any of its data is read."""
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        backup = Backup(environment_id=uuid.UUID(env_id), state="COMPLETED", success="SUCCESS", trigger="MANUAL")
+        session.add(backup)
+        await session.flush()
+    await engine.dispose()
+    return backup.id
 
 
 def _web_routes() -> list[APIRoute]:
@@ -46,7 +60,7 @@ def test_every_page_but_signing_in_needs_a_session():
 
 def test_every_form_that_changes_state_checks_csrf_and_is_audited():
     mutating = [r for r in _web_routes() if r.methods & MUTATING and not _key(r) <= OPEN]
-    assert len(mutating) >= 12
+    assert len(mutating) >= 20
     for route in mutating:
         assert _depends_on(route.dependant, deps.check_csrf), route.path
         assert _depends_on(route.dependant, deps.audit_trail), route.path
@@ -62,9 +76,15 @@ async def test_every_page_of_an_object_is_not_found_for_another_organisation(app
     domain = (await api.post("/apps/v3/domains/", json={
         "environment": env_id, "domain": f"walk-{uuid.uuid4().hex[:6]}.example.org"})).json()
     token = (await api.post("/iam/v3/tokens/", json={"name": "walked"})).json()
+    membership = (await api.get("/iam/v3/memberships/", params={"organisation": application["organisation"]})
+                  ).json()["results"][0]
+    offered = (await api.get("/apps/v3/services/", params={"website": application["uuid"]})).json()["results"][0]
+    instance = (await api.post("/apps/v3/service-instances/", json={
+        "environment": env_id, "service": offered["uuid"], "prefix": "WALKED"})).json()
     objects = {"applications": application["uuid"], "environments": env_id, "variables": variable["uuid"],
                "deployments": deployment["uuid"], "domains": domain["uuid"], "tokens": token["uuid"],
-               "organisations": application["organisation"]}
+               "organisations": application["organisation"], "memberships": membership["uuid"],
+               "service-instances": instance["uuid"], "backups": str(await _completed_backup(settings, env_id))}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
         stranger = Browser(client)
         await stranger.sign_in(await new_user(settings))
@@ -72,7 +92,7 @@ async def test_every_page_of_an_object_is_not_found_for_another_organisation(app
         for route in _web_routes():
             if "{uuid}" not in route.path:
                 continue
-            kind = re.search(r"^/web/([a-z]+)/\{uuid\}", route.path).group(1)
+            kind = re.search(r"^/web/([a-z-]+)/\{uuid\}", route.path).group(1)
             path = route.path.replace("{uuid}", objects[kind])
             for method in route.methods:
                 if method == "GET":
@@ -81,4 +101,4 @@ async def test_every_page_of_an_object_is_not_found_for_another_organisation(app
                     response = await stranger.submit("/web/", path, FORM)
                 assert response.status_code == 404, f"{method} {path}: {response.status_code} {response.text}"
                 checked += 1
-        assert checked >= 12
+        assert checked >= 20

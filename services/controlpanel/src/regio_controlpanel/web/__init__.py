@@ -15,6 +15,7 @@ from . import deps, errors
 from .routes import (
     applications,
     auth,
+    backups,
     deployments,
     domains,
     environments,
@@ -28,7 +29,8 @@ from .routes import (
 STATIC = Path(__file__).parent / "static"
 STATIC_PATH = "/web/static"
 ROUTERS = tuple(m.router for m in (
-    auth, applications, deployments, environments, variables, domains, services, logs, tokens, organisations))
+    auth, applications, deployments, environments, variables, domains, services, backups, logs, tokens,
+    organisations))
 
 __all__ = ["ROUTERS", "STATIC_PATH", "WebSession", "deps", "mount"]
 

@@ -1,5 +1,5 @@
-"""An environment's page (its size, variables, domains and services), and scaling it
-within its application's plan group."""
+"""An environment's page (its size, settings, variables, domains, services and backups),
+scaling it within its application's plan group, and changing its settings."""
 from typing import Annotated
 from uuid import UUID
 
@@ -11,7 +11,9 @@ from regio_common.app import SessionDep
 from regio_common.plans import MEMORY_SIZES_MB, cpu_share
 
 from ...db.models import Domain, EnvironmentVariable, Region
-from ...services import environment_events, lookups, scaling, service_instances
+from ...domain.errors import ApiError
+from ...services import backups, domains, environment_events, lookups, scaling, service_instances
+from ...services import environments as service
 from ...services.access import Action
 from ..deps import WebAuditDep, WebCallerDep
 from ..summaries import summarise
@@ -19,6 +21,7 @@ from ..templating import render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 EVENTS = 10
+BACKUPS = 10  # the newest shown
 
 
 @router.get("/environments/{uuid}")
@@ -34,10 +37,13 @@ async def environment_page(uuid: UUID, request: Request, session: SessionDep, we
     custom_domains = (await session.execute(select(Domain).where(Domain.environment_id == env.id)
                                             .order_by(Domain.created_at))).scalars().all()
     events = (await session.execute(environment_events.newest_first(env).limit(EVENTS))).scalars().all()
+    kept = (await session.execute(backups.backups_query(web.caller, env.id).limit(BACKUPS))).scalars().all()
     return render(request, "environment.html", web, app=app, env=env, region=await session.get(Region, app.region_id),
                   summary=await summarise(session, request, app, env), limits=limits,
                   memory_sizes=[m for m in MEMORY_SIZES_MB if m <= limits.memory_mb], cpu_share=cpu_share,
-                  variables=variables, custom_domains=custom_domains, instances=instances, services=services, offered=offered, events=events)
+                  variables=variables, custom_domains=custom_domains, instances=instances, services=services,
+                  offered=offered, events=events, backups=kept,
+                  backup_parts=await backups.parts_of(session, [b.id for b in kept]))
 
 
 @router.post("/environments/{uuid}/scale")
@@ -59,3 +65,23 @@ async def scale(uuid: UUID, request: Request, session: SessionDep, web: WebCalle
                       "memory_mb": env.memory_mb})
         return RedirectResponse(f"/web/deployments/{scaled.redeploy.id}", status_code=303)
     return RedirectResponse(f"/web/environments/{env.id}#scaling", status_code=303)
+
+
+@router.post("/environments/{uuid}/settings")
+async def change_settings(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
+                          branch: Annotated[str, Form(min_length=1, max_length=255)],
+                          health_check_path: Annotated[str, Form(min_length=1, max_length=255, pattern=r"^/")],
+                          https_redirect: Annotated[bool, Form()] = False):
+    """As PATCH /apps/v3/environments/{uuid}/ with these settings: it takes the right to manage
+    the environment. Branch and health check apply at the next deployment; the HTTPS redirect
+    at once (the controller re-routes what runs now)."""
+    env, app = await lookups.environment(session, web.caller, uuid, Action.MANAGE)
+    if not branch.strip():
+        raise ApiError("Name a branch.", "branch")
+    changed = service.update_environment(env, {"branch": branch.strip(), "health_check_path": health_check_path,
+                                               "https_redirect": https_redirect})
+    if "https_redirect" in changed:
+        await domains.announce(session, request.app.state.runtime.outbox, env, app)
+    audit.record(app.organisation_id, "environment.update", "environment", env.id,
+                 f"Environment {env.slug} of {app.slug} changed: {', '.join(changed) or 'nothing'}", changed)
+    return RedirectResponse(f"/web/environments/{env.id}#settings", status_code=303)

@@ -1,4 +1,5 @@
-"""Organisations the user belongs to, their members and roles; creating one, adding a member."""
+"""Organisations the user belongs to, their members and roles; creating one, adding a member,
+changing a member's role and removing one (with the API's rules: see services/members.py)."""
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from ..deps import WebAuditDep, WebCallerDep
 from ..templating import render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
+ROLE = Annotated[Literal["owner", "admin", "member", "billing"], Form()]
 
 
 @router.get("/organisations")
@@ -52,7 +54,7 @@ async def organisation_page(uuid: UUID, request: Request, session: SessionDep, w
 @router.post("/organisations/{uuid}/members")
 async def add_member(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
                      email: Annotated[str, Form(min_length=3, max_length=254)],
-                     role: Annotated[Literal["owner", "admin", "member", "billing"], Form()] = "member"):
+                     role: ROLE = "member"):
     """A whole-organisation membership; narrowing it to some applications is the API's for now."""
     if not web.caller.can_see(uuid):
         raise NotFound()  # in the path here, not in a body as in the API: a 404 like every page's object
@@ -61,3 +63,27 @@ async def add_member(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: 
                  f"{user.email} added as {membership.role}",
                  {"email": user.email, "role": membership.role, "applications": [], "environments": []})
     return RedirectResponse(f"/web/organisations/{uuid}", status_code=303)
+
+
+@router.post("/memberships/{uuid}")
+async def change_role(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep, role: ROLE):
+    """As PATCH /iam/v3/memberships/{uuid}/ with only a role: its scopes stay as they are."""
+    membership = await service.get_membership(session, web.caller, uuid)
+    await service.update_member(session, web.caller, membership, Role(role), None)
+    out = (await memberships_out(session, [membership]))[0]
+    audit.record(membership.organisation_id, "membership.update", "membership", membership.id,
+                 f"Membership of {out.email} changed", {"role": role})
+    return RedirectResponse(f"/web/organisations/{membership.organisation_id}", status_code=303)
+
+
+@router.post("/memberships/{uuid}/delete")
+async def remove_member(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
+    """As DELETE /iam/v3/memberships/{uuid}/: anyone may leave; admins remove others."""
+    membership = await service.get_membership(session, web.caller, uuid)
+    out = (await memberships_out(session, [membership]))[0]
+    await service.remove_member(session, web.caller, membership)
+    audit.record(membership.organisation_id, "membership.delete", "membership", membership.id,
+                 f"{out.email} removed", {"email": out.email, "role": out.role})
+    if membership.user_id == web.caller.user.id:  # left: the organisation is no longer theirs to see
+        return RedirectResponse("/web/organisations", status_code=303)
+    return RedirectResponse(f"/web/organisations/{membership.organisation_id}", status_code=303)

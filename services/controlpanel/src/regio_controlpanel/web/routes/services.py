@@ -1,9 +1,10 @@
-"""Adding a service instance (a database, a bucket) to an environment; the next deployment
-provisions and attaches it. Their states are shown on the environment's page."""
+"""Service instances (a database, a bucket) of an environment: adding one (the next
+deployment provisions and attaches it), detaching it (its data is kept), attaching it again,
+and removing it with its data. Their states are shown on the environment's page."""
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
 from regio_common.app import SessionDep
@@ -13,6 +14,10 @@ from ...services.access import Action
 from ..deps import WebAuditDep, WebCallerDep
 
 router = APIRouter(prefix="/web", include_in_schema=False)
+
+
+def _back(environment_id: UUID) -> RedirectResponse:
+    return RedirectResponse(f"/web/environments/{environment_id}#services", status_code=303)
 
 
 @router.post("/environments/{uuid}/services")
@@ -25,4 +30,37 @@ async def add_service_instance(uuid: UUID, session: SessionDep, web: WebCallerDe
     audit.record(app.organisation_id, "service_instance.create", "service_instance", instance.id,
                  f"Added {offered.name} as {instance.prefix} to {app.slug} {env.slug}",
                  {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
-    return RedirectResponse(f"/web/environments/{env.id}#services", status_code=303)
+    return _back(env.id)
+
+
+@router.post("/service-instances/{uuid}/detach")
+async def detach_service_instance(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
+    """As POST /apps/v3/service-instances/{uuid}/detach/: releases are no longer told of it."""
+    instance, offered, env, app = await service_instances.get_instance(session, web.caller, uuid, Action.OPERATE)
+    service_instances.detach(instance)
+    audit.record(app.organisation_id, "service_instance.detach", "service_instance", instance.id,
+                 f"Detached {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
+                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    return _back(env.id)
+
+
+@router.post("/service-instances/{uuid}/attach")
+async def attach_service_instance(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
+    instance, offered, env, app = await service_instances.get_instance(session, web.caller, uuid, Action.OPERATE)
+    service_instances.attach(instance)
+    audit.record(app.organisation_id, "service_instance.attach", "service_instance", instance.id,
+                 f"Attached {offered.name} ({instance.prefix}) to {app.slug} {env.slug}",
+                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    return _back(env.id)
+
+
+@router.post("/service-instances/{uuid}/delete")
+async def remove_service_instance(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep,
+                                  audit: WebAuditDep):
+    """As DELETE /apps/v3/service-instances/{uuid}/: a NEW one, or a DETACHED one with its data."""
+    instance, offered, env, app = await service_instances.get_instance(session, web.caller, uuid, Action.OPERATE)
+    await service_instances.remove_instance(session, request.app.state.vault, instance, offered)
+    audit.record(app.organisation_id, "service_instance.delete", "service_instance", instance.id,
+                 f"Removed {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
+                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    return _back(env.id)

@@ -1,0 +1,61 @@
+"""Backing up an environment's databases and buckets now, restoring a completed backup into
+it, and downloading one. The work is done after the answer (by the control panel's
+consumer): the environment's page shows each backup's state."""
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+
+from regio_common.app import SessionDep
+
+from ...domain.backups import DEFAULT_TRIGGER
+from ...services import backup_downloads, backups, lookups
+from ...services.access import Action
+from ..deps import WebAuditDep, WebCallerDep
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+
+
+def _back(environment_id: UUID) -> RedirectResponse:
+    return RedirectResponse(f"/web/environments/{environment_id}#backups", status_code=303)
+
+
+@router.post("/environments/{uuid}/backups")
+async def back_up_now(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
+    """As POST /apps/v3/backups/ for all the environment's provisioned instances."""
+    env, _ = await lookups.environment(session, web.caller, uuid, Action.OPERATE)  # 404 in the path, as every page
+    backup, parts, env, app = await request.app.state.backups.request_backup(
+        session, web.caller, env.id, None, DEFAULT_TRIGGER, "")
+    audit.record(app.organisation_id, "backup.create", "backup", backup.id,
+                 f"Backup of {app.slug} {env.slug} requested: {', '.join(f'{p.type.lower()} {p.prefix}' for p in parts)}",
+                 {"environment": env.id, "services": [str(p.service_instance_id) for p in parts],
+                  "trigger": backup.trigger})
+    return _back(env.id)
+
+
+@router.post("/backups/{uuid}/restore")
+async def restore_backup(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
+    """As POST /apps/v3/backup-restores/: every part, into the backup's own environment."""
+    await backups.get_backup(session, web.caller, uuid, Action.OPERATE)  # 404 in the path, as every page
+    restore, parts, env, app = await request.app.state.backups.request_restore(session, web.caller, uuid, None, None)
+    audit.record(app.organisation_id, "backup_restore.create", "backup_restore", restore.id,
+                 f"Restore of backup {restore.backup_id} into {app.slug} {env.slug} requested: "
+                 f"{', '.join(f'{p.type.lower()} {p.prefix}' for p in parts)}",
+                 {"backup": restore.backup_id, "environment": env.id,
+                  "service_instance_backups": [str(p.id) for p in parts]})
+    return _back(env.id)
+
+
+@router.post("/backups/{uuid}/download")
+async def download_backup(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
+    """As POST /apps/v3/backup-downloads/ for every part; the browser is sent on to the link
+    (on this host, whatever the region's public URL), which gives the file."""
+    await backups.get_backup(session, web.caller, uuid, Action.OPERATE)  # 404 in the path, as every page
+    download, backup, env, app = await backup_downloads.create(
+        session, web.caller, request.app.state.vault, uuid, None, DEFAULT_TRIGGER)
+    audit.record(app.organisation_id, "backup_download.create", "backup_download", download.id,
+                 f"Download link for backup {backup.id} of {app.slug} {env.slug}, until {download.expires_at:%c} UTC",
+                 {"backup": backup.id, "service_instance_backups": download.service_instance_backup_ids,
+                  "trigger": download.trigger, "expires_at": download.expires_at.isoformat()})
+    link, _ = backup_downloads.urls("", request.app.state.vault, download)
+    return RedirectResponse(link, status_code=303)
