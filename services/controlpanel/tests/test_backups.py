@@ -107,11 +107,18 @@ class Data:
                     for o in await bucket.list_objects(bucket_name)}
 
 
+async def usable_services(api, env_id: str) -> dict[str, str]:
+    """The region's database and storage services, by type, as the environment's application may
+    use them (other test modules add regions of their own)."""
+    application = (await api.get(f"/apps/v3/environments/{env_id}/")).json()["application"]
+    offered = (await api.get("/apps/v3/services/", params={"website": application, "page_size": 100})).json()
+    return {s["type"]: s["uuid"] for s in offered["results"] if s["identifier"] in ("postgres-18", "s3")}
+
+
 async def provisioned(api, db, vault, servers, env_id: str) -> Data:
     """The environment's DEFAULT database and storage, created on the servers as a
     deployment's provisioning step does, and attached."""
-    offered = {s["type"]: s["uuid"] for s in (await api.get("/apps/v3/services/")).json()["results"]
-               if s["identifier"] in ("postgres-18", "s3")}
+    offered = await usable_services(api, env_id)
     instances, credentials = {}, {}
     for kind in ("DATABASE", "STORAGE"):
         added = await api.post("/apps/v3/service-instances/", json={"environment": env_id, "service": offered[kind]})
@@ -386,8 +393,7 @@ async def test_bad_input_names_the_field(api, application, db, vault, servers, s
 
     data = await provisioned(api, db, vault, servers, test_env)
     await data.write("x")
-    offered = {s["type"]: s["uuid"] for s in (await api.get("/apps/v3/services/")).json()["results"]
-               if s["identifier"] in ("postgres-18", "s3")}
+    offered = await usable_services(api, test_env)
     new = (await api.post("/apps/v3/service-instances/", json={
         "environment": test_env, "service": offered["DATABASE"], "prefix": "EXTRA"})).json()
     elsewhere = (await api.post("/apps/v3/service-instances/", json={

@@ -1,7 +1,6 @@
 """The web Control Panel over the ASGI app: signing in and out, CSRF, and that its pages
 see and change exactly what the same user's API token would."""
 import io
-import json
 import re
 import tarfile
 import uuid
@@ -12,11 +11,10 @@ from sqlalchemy import text
 
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.messages import EnvironmentHostsChanged
-from regio_controlpanel.db.models import Service, ServiceInstance
+from regio_controlpanel.db.models import ServiceInstance
 from regio_controlpanel.domain.service_instances import State
-from regio_controlpanel.services import provisioning
 
-from .test_backups import Data, db, finished, servers, vault  # noqa: F401
+from .test_backups import db, finished, provisioned, servers, vault  # noqa: F401
 from .test_resources import commands  # noqa: F401
 from .web_client import PASSWORD, Browser, csrf_of, new_user
 
@@ -343,26 +341,6 @@ async def test_settings_take_the_right_to_manage_as_in_the_api(app, settings, br
 # --- backups --------------------------------------------------------------------------------
 
 
-async def provisioned(api, db, vault, servers, application: dict) -> Data:  # noqa: F811
-    """As test_backups.provisioned, with the services the application may use (other modules
-    add regions of their own): its DEFAULT database and storage, created and attached."""
-    env_id = application["test_status"]["uuid"]
-    offered = {s["type"]: s["uuid"] for s in (await api.get("/apps/v3/services/", params={
-        "website": application["uuid"], "page_size": 100})).json()["results"] if s["identifier"] in ("postgres-18", "s3")}
-    instances, credentials = {}, {}
-    for kind in ("DATABASE", "STORAGE"):
-        added = await api.post("/apps/v3/service-instances/", json={"environment": env_id, "service": offered[kind]})
-        assert added.status_code == 201, added.text
-        instances[kind] = added.json()
-        async with db() as session, session.begin():
-            instance = await session.get(ServiceInstance, uuid.UUID(added.json()["uuid"]))
-            service = await session.get(Service, instance.service_id)
-            credentials[kind] = await provisioning.provision(service, provisioning.server_of(service, vault), instance)
-            instance.credentials_encrypted = vault.encrypt(json.dumps(credentials[kind]))
-            instance.state = State.ATTACHED
-    return Data(*servers, instances, credentials)
-
-
 async def test_backups_are_taken_restored_and_downloaded_from_the_page(
         browser, outsider, api, application, db, vault, servers):  # noqa: F811
     env_id = application["test_status"]["uuid"]
@@ -370,7 +348,7 @@ async def test_backups_are_taken_restored_and_downloaded_from_the_page(
     nothing = await browser.submit(page, f"{page}/backups", {})
     assert nothing.status_code == 400 and "no provisioned service instance to back up" in nothing.text
 
-    data = await provisioned(api, db, vault, servers, application)
+    data = await provisioned(api, db, vault, servers, env_id)
     await data.write("kept")
     taken = await browser.submit(page, f"{page}/backups", {})
     assert taken.status_code == 303 and taken.headers["location"].endswith("#backups")
