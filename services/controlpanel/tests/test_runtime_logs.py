@@ -78,11 +78,25 @@ async def test_requests_are_interleaved_with_the_output_and_cannot_push_it_out(a
     assert [(r["service"], r["message"][:5]) for r in page["results"]] == [
         ("web", "appli"), ("ingress", "GET /"), ("web", "serve")]
 
+    # One kind of line at a time; following one kind passes the others.
+    requests = (await api.get(f"/apps/v3/environments/{environment}/logs/", params={"service": "ingress"})).json()
+    assert [r["message"][:5] for r in requests["results"]] == ["GET /"]
+    web = (await api.get(f"/apps/v3/environments/{environment}/logs/", params={"service": "web"})).json()
+    assert [r["message"] for r in web["results"]] == ["application started", "served /"]
+    await write(js, settings, environment, "GET /again 200", service=ACCESS)
+    await write(js, settings, environment, "served /again")
+    followed = (await api.get(web["next"])).json()
+    assert [r["message"] for r in followed["results"]] == ["served /again"]
+    assert (await api.get(followed["next"])).json()["results"] == []
+    bad = await api.get(f"/apps/v3/environments/{environment}/logs/", params={"service": "db"})
+    assert bad.status_code == 400 and "service" in bad.json()
+
     # A busy site: more requests than the stream keeps of one subject.
     await asyncio.gather(*(write(js, settings, environment, *(f"GET /{n}-{i} 200" for i in range(500)),
                                  service=ACCESS) for n in range(11)))
     everything = await runtime_logs.read(js, runtime_logs.subjects(settings.region, uuid.UUID(environment)))
-    assert [line.message for _, line in everything if line.service == WEB] == ["application started", "served /"]
+    assert [line.message for _, line in everything if line.service == WEB] == [
+        "application started", "served /", "served /again"]
 
 
 async def test_following_in_pages_of_limit_lines(api, js, settings, environment):

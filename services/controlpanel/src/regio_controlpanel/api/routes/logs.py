@@ -1,7 +1,7 @@
 """An environment's runtime logs: what its instances printed and what the platform said
 about them. The divio client shows the newest lines, then follows ``next``."""
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import Query, Request
@@ -21,7 +21,7 @@ MAX_LINES = bus.LOGS.max_msgs_per_subject  # what the stream keeps of an environ
 
 class LogEntry(BaseModel):
     timestamp: datetime
-    service: str  # "web" for the application's output, "platform" for the platform's lines
+    service: str  # "web": the application's output; "platform": the platform's lines; "ingress": requests
     instance: UUID | None  # the instance that printed it, or that it is about
     message: str
 
@@ -38,11 +38,15 @@ async def environment_logs(
     uuid: UUID, request: Request, session: SessionDep, caller: CallerDep,
     after: Annotated[int | None, Query(ge=0, description="Only lines after this position (from `next`).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = 1000,
+    service: Annotated[Literal["web", "platform", "ingress"] | None, Query(description=(
+        "Only the application's output (web), the platform's lines about its instances (platform), "
+        "or the ingress's line per request (ingress)."))] = None,
 ) -> LogPage:
     """The newest lines, oldest first; ``next`` returns the lines written since."""
     env, app = await lookups.environment(session, caller, uuid, Action.VIEW)
-    stored = await runtime_logs.lines(session, request.app.state.runtime.js, env, app, after, limit)
-    position = stored[-1].sequence if stored else after or 0
+    stored, position = await runtime_logs.lines(session, request.app.state.runtime.js, env, app, after, limit,
+                                                service)
+    position = position or 0
     return LogPage(
         count=len(stored),
         next=str(request.url.include_query_params(after=position)),
