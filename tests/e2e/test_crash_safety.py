@@ -49,11 +49,13 @@ def test_a_service_killed_mid_deployment_leaves_nothing_half_done(region, probe,
     engine = docker.from_env()
     try:
         deadline = time.monotonic() + 30
-        while len(containers := engine.containers.list(all=True, filters={"label": f"regio.environment={env_id}"})) > 1:
-            assert time.monotonic() < deadline, [(c.name, c.status) for c in containers]
+        # The engine's list alone: inspecting each (containers.list does) races with the removal of the old one.
+        labelled = {"label": f"regio.environment={env_id}"}
+        while len(containers := engine.api.containers(all=True, filters=labelled)) > 1:
+            assert time.monotonic() < deadline, [(c["Names"], c["State"]) for c in containers]
             time.sleep(0.5)
-        assert [c.status for c in containers] == ["running"]
-        assert containers[0].labels["regio.release"] == client_release(region, deployment_id)
+        assert [c["State"] for c in containers] == ["running"]
+        assert containers[0]["Labels"]["regio.release"] == client_release(region, deployment_id)
     finally:
         engine.close()
 
