@@ -118,7 +118,9 @@ def test_a_lost_runner_with_its_containers_gone_is_replaced_on_the_other_runner(
             wait_until(lambda: len(hosts_answering(load, since)) == 2, "both instances answering")
             time.sleep(1)
         with region.client() as client:
-            told = events(client, env_id)
+            # Told once the lost instance's drain is over, which may come after both answer.
+            told = wait_until(lambda: (e := events(client, env_id)) and any("runner runner-2 is lost" in m for m in e)
+                              and e, "the lost runner in the events", timeout=60)
             # The platform's lines only: the load's requests are lines of the log too.
             logs = [line["message"] for line in client.get(f"/apps/v3/environments/{env_id}/logs/",
                                                            params={"service": "platform"}).json()["results"]]
