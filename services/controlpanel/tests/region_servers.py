@@ -2,7 +2,8 @@
 application database cluster (a PostgreSQL of its own, never the platform's) and
 SeaweedFS's S3 gateway, one of each per test module that asks (conftest.py offers them).
 """
-import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +23,11 @@ from regio_controlpanel.region_services.storage import Credentials
 
 @pytest.fixture(scope="module")
 def apps_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
-    state = tmp_path_factory.mktemp("apps-pg")
-    # Run as root, PostgreSQL runs as an unprivileged user who must pass through pytest's
-    # private (0700) temp directories to reach its data directory.
+    # Outside pytest's private (0700) temp tree, which PostgreSQL (an unprivileged user) would
+    # have to pass through: a chmod of those parents was undone mid-session once, and a cluster
+    # restarting after a crashed backend then could not find its data directory.
+    state = Path(tempfile.mkdtemp(prefix="regio-apps-pg-"))
     state.chmod(0o755)
-    top = Path(tmp_path_factory.getbasetemp()).parent.parent
-    for parent in state.parents:
-        if parent == top:
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
     cluster = PostgresCluster(name="apps-postgres-test", state_dir=state, port=free_port())
     cluster.ensure_initialized()
     process = cluster.process()
@@ -41,6 +38,7 @@ def apps_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         process.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @dataclass
