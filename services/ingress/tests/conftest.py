@@ -324,6 +324,7 @@ def settings(database_url, nats_url, region, caddy) -> Settings:
         controller_url=f"http://127.0.0.1:{free_port()}",  # no controller: the ingress keeps its own table
         resync_seconds=0.5,
         dns_listen=f"127.0.0.1:{free_udp_port()}",
+        edge_listen=f"127.0.0.1:{free_port()}",
     )
 
 

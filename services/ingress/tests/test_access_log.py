@@ -15,8 +15,12 @@ from regio_common.runtime_logs import ACCESS
 from regio_ingress.access_log import AccessLog
 from regio_ingress.caddy.admin import CaddyAdmin
 from regio_ingress.caddy.config import ProxySettings, render
+from regio_ingress.dns.responder import DnsResponder
+from regio_ingress.dns.table import UpstreamTable
+from regio_ingress.edge import EdgeApp, EdgeServer
+from regio_ingress.routes.destination import PublicPorts
 
-from .conftest import NatsRelay, free_udp_port
+from .conftest import NatsRelay, free_port, free_udp_port
 
 TS = 1795725718.3975224
 
@@ -186,25 +190,36 @@ async def test_real_caddy_entries_are_understood(access_log, caddy, js, region, 
     a host it does not serve (mapped to an environment here, to see its line)."""
     shop = uuid4()
     receiver, _ = await access_log(Hosts(**{"shop.test": shop}))
-    admin = CaddyAdmin(caddy.admin_url)
+    # An empty table: the DNS responder sends the request to the edge, which answers 404.
+    edge_listen = f"127.0.0.1:{free_port()}"
+    table = UpstreamTable(0.2, 3, edge_listen, PublicPorts(caddy.http_port, None))
+    edge, responder = EdgeServer(EdgeApp(table), edge_listen), DnsResponder(table, f"127.0.0.1:{free_udp_port()}")
+    await edge.start()
+    await responder.start()
     try:
-        await admin.load(render([], ProxySettings(
-            http_listen=caddy.http_listen, admin_listen=f"127.0.0.1:{caddy.admin_port}",
-            access_log_address=f"{receiver.host}:{receiver.port}")))
+        admin = CaddyAdmin(caddy.admin_url)
+        try:
+            await admin.load(render(ProxySettings(
+                http_listen=caddy.http_listen, admin_listen=f"127.0.0.1:{caddy.admin_port}",
+                access_log_address=f"{receiver.host}:{receiver.port}", edge_address=edge_listen,
+                upstreams_resolver=f"udp/{responder.host}:{responder.port}")))
+        finally:
+            await admin.close()
+        status_before = metric("regio_ingress_requests_total", environment=str(shop), method="GET", status="4xx")
+
+        response = await caddy.get("shop.test", "/hello?x=1")
+        await caddy.get("shop.test", "/again", headers={"X-Request-Id": "from-the-client"})
+
+        assert response.status_code == 404
+        await eventually(lambda: _has_lines(js, region, shop, 2), what="Caddy's entries as lines")
+        first, second = await lines(js, region, shop)
+        method, uri, status, duration, size, client, request = first.message.split()
+        assert (method, uri, status, client) == ("GET", "/hello?x=1", "404", "client=127.0.0.1")
+        assert duration.endswith("ms") and size == f"{len(response.content)}B"
+        UUID(request.removeprefix("request="))  # the id Caddy gave the request, as the application sees it
+        assert second.message.endswith(" request=from-the-client")  # one the client sent is kept
+        assert metric("regio_ingress_requests_total", environment=str(shop), method="GET",
+                      status="4xx") == status_before + 2
     finally:
-        await admin.close()
-    status_before = metric("regio_ingress_requests_total", environment=str(shop), method="GET", status="4xx")
-
-    response = await caddy.get("shop.test", "/hello?x=1")
-    await caddy.get("shop.test", "/again", headers={"X-Request-Id": "from-the-client"})
-
-    assert response.status_code == 404
-    await eventually(lambda: _has_lines(js, region, shop, 2), what="Caddy's entries as lines")
-    first, second = await lines(js, region, shop)
-    method, uri, status, duration, size, client, request = first.message.split()
-    assert (method, uri, status, client) == ("GET", "/hello?x=1", "404", "client=127.0.0.1")
-    assert duration.endswith("ms") and size == f"{len(response.content)}B"
-    UUID(request.removeprefix("request="))  # the id Caddy gave the request, as the application sees it
-    assert second.message.endswith(" request=from-the-client")  # one the client sent is kept
-    assert metric("regio_ingress_requests_total", environment=str(shop), method="GET",
-                  status="4xx") == status_before + 2
+        responder.stop()
+        await edge.stop()

@@ -1,5 +1,4 @@
 """Caddy restarts, or is down for a while: the route table comes back without help."""
-import asyncio
 from uuid import uuid4
 
 from sqlalchemy import text
@@ -22,7 +21,9 @@ async def test_routes_survive_a_caddy_restart(seed, ingress, instance, caddy, ev
         await eventually(lambda: caddy.serves("shop.example.com", "shop"), timeout=5, what="table reloaded")
 
 
-async def test_a_host_added_while_caddy_is_down_is_applied_when_it_is_back(ingress, instance, caddy, region_bus):
+async def test_a_host_added_while_caddy_is_down_is_served_when_it_is_back(ingress, instance, caddy, region_bus):
+    """Caddy's config names no host: a new one is in the ingress's answers, which Caddy asks for
+    each request once it is back."""
     environment = uuid4()
     shop = instance("shop")
 
@@ -32,12 +33,9 @@ async def test_a_host_added_while_caddy_is_down_is_applied_when_it_is_back(ingre
 
         caddy.stop()
         await region_bus.announce(environment, ["shop.example.com", "www.shop.example.com"], [shop], revision=2)
-        await asyncio.sleep(1.5)
-        assert region_bus.applied.empty()  # not live, so not reported
+        assert (await region_bus.next_applied()).revision == 2
 
         caddy.start()
-        applied = await region_bus.next_applied(timeout=15)
-        assert applied.revision == 2
         assert await caddy.answer_from("www.shop.example.com") == "shop"
 
 

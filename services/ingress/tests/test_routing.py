@@ -86,6 +86,6 @@ async def test_an_environment_without_instances_keeps_its_hosts_and_answers_503(
 
         await eventually(unavailable)
         response = await caddy.get("idle.example.com")
+        assert (await caddy.get("other.example.com")).status_code == 404
 
     assert response.text == "503 Service Unavailable: the application has no running instance.\n"
-    assert (await caddy.get("other.example.com")).status_code == 404

@@ -147,6 +147,7 @@ class Region:
                 "HTTPS_LISTEN": f"127.0.0.1:{p.ingress_https}",
                 "ACCESS_LOG_LISTEN": f"127.0.0.1:{p.ingress_access_log}",
                 "DNS_LISTEN": f"127.0.0.1:{p.ingress_dns}",
+                "EDGE_LISTEN": f"127.0.0.1:{p.ingress_edge}",
                 "CONTROLLER_URL": self.url_of("controller"),
             }),
         ]
@@ -229,6 +230,8 @@ class Region:
         for what, port in (("dns", self.layout.ports.ingress_dns), ("access log", self.layout.ports.ingress_access_log)):
             if not self.process(ingress).running() and _udp_port_taken(port):
                 raise PortTaken(f"ingress ({what})", port)
+        if not self.process(ingress).running() and port_open(self.layout.ports.ingress_edge):
+            raise PortTaken("ingress (edge)", self.layout.ports.ingress_edge)
 
     def _start_region_services(self) -> None:
         """The applications' database cluster and object storage, on the apps network's gateway."""

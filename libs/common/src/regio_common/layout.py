@@ -24,6 +24,7 @@ class Ports:
     ingress_http: int = 8780
     ingress_https: int = 8743
     ingress_access_log: int = 8754  # UDP: Caddy sends the ingress one access log entry per datagram
+    ingress_edge: int = 8755  # the ingress's own answers (redirects, unknown hosts), as Caddy proxies to them
     # The region's services for applications, on the apps network's gateway (and loopback).
     apps_postgres: int = 8734
     storage_s3: int = 8735

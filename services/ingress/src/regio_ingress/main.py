@@ -16,6 +16,7 @@ from .controller import ControllerClient
 from .db.models import inbox, outbox
 from .dns.responder import DnsResponder
 from .dns.table import UpstreamTable
+from .edge import EdgeApp, EdgeServer
 from .messaging.routes_changed import CONSUMER, routes_changed_handler
 from .settings import Settings
 from .sync import CaddyLoader, CaddyWatch, Resync
@@ -27,7 +28,7 @@ def proxy_settings(settings: Settings) -> ProxySettings:
     return ProxySettings(http_listen=settings.http_listen, admin_listen=settings.caddy_admin_listen,
                          https_listen=settings.https_listen or None, tls_issuer=settings.tls_issuer,
                          acme_email=settings.acme_email, acme_directory=settings.acme_directory,
-                         access_log_address=settings.access_log_listen or None,
+                         access_log_address=settings.access_log_listen or None, edge_address=settings.edge_listen,
                          dial_timeout=settings.dial_timeout, read_timeout=settings.read_timeout,
                          max_body_bytes=settings.max_body_bytes, upstreams_resolver=f"udp/{settings.dns_listen}",
                          upstreams_refresh=f"{round(settings.upstreams_refresh_seconds * 1000)}ms",
@@ -42,11 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         caddy = CaddyAdmin(settings.caddy_admin_url)
         controller = ControllerClient(settings.controller_url, settings.service_token)
-        table = UpstreamTable(settings.upstreams_refresh_seconds, settings.upstreams_grace_seconds)
+        proxy = proxy_settings(settings)
+        table = UpstreamTable(settings.upstreams_refresh_seconds, settings.upstreams_grace_seconds,
+                              settings.edge_listen, proxy.public_ports)
         responder = DnsResponder(table, settings.dns_listen)
+        edge = EdgeServer(EdgeApp(table), settings.edge_listen)
         await runtime.start()
         await responder.start()
-        loader = CaddyLoader(runtime.sessions, caddy, table, proxy_settings(settings), runtime.outbox)
+        await edge.start()
+        loader = CaddyLoader(runtime.sessions, caddy, table, proxy, runtime.outbox)
         access_log = None
         if settings.access_log_listen:
             # Before the first load names this address to Caddy; reads the host index of each load.
@@ -67,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if access_log is not None:
                 await access_log.stop()  # its last lines go out on the runtime's NATS connection
             await runtime.stop()
+            await edge.stop()
             responder.stop()
             await caddy.close()
             await controller.close()

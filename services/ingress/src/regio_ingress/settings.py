@@ -27,6 +27,8 @@ class Settings(ServiceSettings):
     resync_seconds: float = Field(10.0, description="How often the route table is compared with the controller and Caddy.")
     dns_listen: str = Field("127.0.0.1:8753", description="Where the ingress answers Caddy's lookups of "
                             "environments' instances (UDP); Caddy must reach it there.")
+    edge_listen: str = Field("127.0.0.1:8755", description="Where the ingress answers the requests Caddy "
+                             "sends to no instance (redirects, unknown hosts) and Caddy's certificate asks.")
     upstreams_refresh_seconds: float = Field(0.2, description="How long Caddy uses a looked-up set of "
                                              "instances before asking again: the delay of a switch.")
     upstreams_grace_seconds: float = Field(3.0, description="After a failed lookup, how long Caddy keeps "

@@ -1,10 +1,10 @@
 """Two loops keep Caddy carrying the route table.
 
-The loader wakes on every change, gives the DNS responder the instances of every
-environment and, when hosts changed, loads the whole config into Caddy in one step;
-changes that land while it works are folded into its next round. Only once Caddy
-carries a revision does it announce it live, because the controller drains old
-instances on that word.
+The loader wakes on every change and gives the DNS responder the new table, from which
+Caddy looks up each request's host; changes that land while it works are folded into its
+next round. Caddy's config does not depend on the table: the loader loads it only when
+Caddy runs another. Only once Caddy can no longer be using an older answer does it
+announce a revision live, because the controller drains old instances on that word.
 
 The resync takes the controller's full route state every interval (the controller
 wins: missed events heal, removed environments go). The Caddy watch reloads Caddy when
@@ -42,8 +42,8 @@ class CaddyLoader:
         self.proxy = proxy
         self.outbox = outbox
         self.settle_seconds = settle_seconds
+        self.config = render(proxy)  # the same for every table
         self.last_loaded: dict | None = None  # the config Caddy accepted last
-        self.hosts = HostIndex()  # which environment each loaded host belongs to
         self._config_lost = False  # Caddy runs another config than last_loaded: load even if unchanged
         self._wanted = asyncio.Event()
         self._wanted.set()  # a starting ingress loads its table right away
@@ -51,8 +51,13 @@ class CaddyLoader:
     def wake(self) -> None:
         self._wanted.set()
 
+    @property
+    def hosts(self) -> HostIndex:
+        """Which environment each host of the table belongs to."""
+        return self.table.hosts
+
     def reload(self) -> None:
-        """Load the config again although the table did not change: Caddy lost it."""
+        """Load the config again: Caddy lost it."""
         self._config_lost = True
         self.wake()
 
@@ -89,22 +94,19 @@ class CaddyLoader:
     async def load(self) -> None:
         async with self.sessions() as session:
             routes = await RouteRepository(session).all()
-        # Instances first: a config that names an environment must find its answer there.
         self.table.replace(routes)
-        config = render(routes, self.proxy)
         if self.last_loaded is None and not self._config_lost:
-            # A restarted ingress finds Caddy running its table still: loading it again would
-            # replace Caddy's listening sockets for nothing, resetting queued connections.
+            # A restarted ingress finds Caddy running its config still: loading it again would
+            # end Caddy's server for nothing, closing kept-alive connections.
             self.last_loaded = await self.caddy.running_config()
-        if config != self.last_loaded or self._config_lost:
-            await self.caddy.load(config)
-            self.last_loaded = config
+        if self.config != self.last_loaded or self._config_lost:
+            await self.caddy.load(self.config)
+            self.last_loaded = self.config
             self._config_lost = False
             async with self.sessions() as session, session.begin():
-                await RouteRepository(session).record_applied_config(config_hash(config))
-            log.info("caddy carries %d routes (config %s)", len(routes), config_hash(config)[:12])
-        self.hosts = HostIndex(routes)
-        # Caddy does not hear of new instances: it asks again once its last answer is older than
+                await RouteRepository(session).record_applied_config(config_hash(self.config))
+            log.info("caddy runs the ingress config %s", config_hash(self.config)[:12])
+        # Caddy does not hear of changes: it asks again once its last answer is older than
         # the refresh. Announced any earlier, the controller would drain instances that requests
         # are still sent to.
         settled = max((self.table.settled_at(route.environment_id) for route in routes), default=0.0)

@@ -1,29 +1,30 @@
-"""The whole Caddy config for a route table: a pure function, loaded atomically with POST /load.
+"""The whole Caddy config: a pure function of the region's proxy settings, loaded with POST /load.
 
-Caddy is given the full state every time, never a patch, so what runs is exactly
-what the table says and a restarted or wiped Caddy is healed by one load.
+It holds no host and no instance address. Caddy looks each request up by its host in the
+ingress's DNS responder (dns/), which answers with the instances serving that host, or with
+the ingress's edge (edge/) for a redirect, an unknown host or an environment without instances.
+A load makes Caddy end its old server, closing kept-alive connections that a client may be
+sending a request into just then; so the route table never causes one. Caddy is loaded when
+the ingress starts and finds it running something else, and when Caddy lost its config.
 
-The config holds no instance address: Caddy looks each environment's instances up in the
-ingress's DNS responder (dns/), because every load makes Caddy replace its listening
-sockets and the kernel drops the connections queued on the old ones. So a deployment,
-which only moves an environment to other instances, changes no config and loads nothing."""
+Certificates are issued on demand, at a host's first TLS handshake, once the edge confirms
+that the host is routed."""
 import hashlib
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..dns.names import upstreams_name
-from ..routes import Route
+from ..dns.names import HOST_LOOKUP
+from ..edge.app import PERMISSION_PATH
+from ..routes.destination import NOT_FOUND_BODY, PublicPorts
 
 SERVER = "ingress"
 TLS_SERVER = "ingress-tls"
 ACCESS_LOGGER = "http.log.access"
-NOT_FOUND_BODY = "404 Not Found: no application is served at this address.\n"
-UNAVAILABLE_BODY = "503 Service Unavailable: the application has no running instance.\n"
 # Errors raised inside Caddy (an upstream that does not answer, a body too large) are
 # answered in plain text with the status only: no upstream address, no proxy detail.
 ERROR_BODY = "{http.error.status_code} {http.error.status_text}\n"
 PLAIN_TEXT = {"Content-Type": ["text/plain; charset=utf-8"]}
+HOST_NAME_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 # Methods a proxy may send twice when the first attempt failed after connecting (RFC 9110 §9.2.2).
 # A failed dial is always retried: the upstream never saw the request.
 IDEMPOTENT_METHODS = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
@@ -41,6 +42,7 @@ class ProxySettings:
     acme_email: str | None = None
     acme_directory: str | None = None  # None: Caddy's default ACME CA
     access_log_address: str | None = None  # where Caddy sends access log entries (UDP), None: not logged
+    edge_address: str = "127.0.0.1:8755"  # the ingress's own answers (edge/), as Caddy dials them
     dial_timeout: str = "5s"
     read_timeout: str = "30s"
     max_body_bytes: int = 500 * 1024 * 1024
@@ -56,19 +58,22 @@ class ProxySettings:
     def https_port(self) -> int | None:
         return _port_of(self.https_listen) if self.https_listen else None
 
+    @property
+    def public_ports(self) -> PublicPorts:
+        return PublicPorts(http=self.http_port, https=self.https_port)
+
 
 def _port_of(listen: str) -> int:
     return int(listen.rpartition(":")[2])
 
 
-def render(routes: Iterable[Route], proxy: ProxySettings) -> dict:
-    ordered = sorted((r for r in routes if r.hosts), key=_precedence)
-    servers = {SERVER: _server(ordered, proxy, tls=False)}
+def render(proxy: ProxySettings) -> dict:
+    servers = {SERVER: _server(proxy, tls=False)}
     apps: dict = {"http": {"http_port": proxy.http_port, "servers": servers}}
     if proxy.https_listen:
         apps["http"]["https_port"] = proxy.https_port
-        servers[TLS_SERVER] = _server(ordered, proxy, tls=True)
-        apps["tls"] = _certificates(ordered, proxy)
+        servers[TLS_SERVER] = _server(proxy, tls=True)
+        apps["tls"] = _certificates(proxy)
         # Caddy would otherwise try to add its root to the system's trust store.
         apps["pki"] = {"certificate_authorities": {"local": {"install_trust": False}}}
     config = {"admin": {"listen": proxy.admin_listen}, "apps": apps}
@@ -77,16 +82,17 @@ def render(routes: Iterable[Route], proxy: ProxySettings) -> dict:
     return config
 
 
-def _server(ordered: list[Route], proxy: ProxySettings, tls: bool) -> dict:
+def _server(proxy: ProxySettings, tls: bool) -> dict:
     server = {
         "listen": [proxy.https_listen if tls else proxy.http_listen],
-        # Certificates are managed from the table (_certificates), not guessed from routes,
-        # and HTTP is redirected to HTTPS only where an environment asks for it.
+        # Certificates are issued on demand (_certificates), and HTTP is redirected to HTTPS
+        # only where an environment asks for it (routes/destination.py).
         "automatic_https": {"disable": True},
         "routes": [
             _request_id_route(),
-            *(r for route in ordered for r in _environment_routes(route, proxy, tls)),
-            _not_found_route(),
+            _not_a_host_name_route(),
+            {"handle": [{"handler": "request_body", "max_size": proxy.max_body_bytes}, _reverse_proxy(proxy)],
+             "terminal": True},
         ],
         "errors": {"routes": [_error_route()]},
     }
@@ -98,17 +104,17 @@ def _server(ordered: list[Route], proxy: ProxySettings, tls: bool) -> dict:
     return server
 
 
-def _certificates(ordered: list[Route], proxy: ProxySettings) -> dict:
-    hosts = sorted({host for route in ordered for host in [*route.hosts, *route.redirect_hosts]})
+def _certificates(proxy: ProxySettings) -> dict:
     if proxy.tls_issuer == "acme":
         issuer = {"module": "acme", **({"email": proxy.acme_email} if proxy.acme_email else {}),
                   **({"ca": proxy.acme_directory} if proxy.acme_directory else {})}
     else:
         issuer = {"module": "internal"}
-    tls: dict = {"automation": {"policies": [{"issuers": [issuer]}]}}
-    if hosts:
-        tls["certificates"] = {"automate": hosts}
-    return tls
+    return {"automation": {
+        "policies": [{"issuers": [issuer], "on_demand": True}],
+        # Asked before a certificate is issued or loaded for a host: only routed hosts get one.
+        "on_demand": {"permission": {"module": "http", "endpoint": f"http://{proxy.edge_address}{PERMISSION_PATH}"}},
+    }}
 
 
 def _access_log(address: str) -> dict:
@@ -133,18 +139,15 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _precedence(route: Route) -> tuple[bool, str]:
-    # Exact host names before wildcards, so `app.example.com` beats `*.example.com`;
-    # then a stable order, so an unchanged table renders the same config.
-    return any("*" in host for host in route.hosts), str(route.environment_id)
-
-
 def _request_id_route() -> dict:
     """Give every request an X-Request-Id the application and its logs can quote, keeping
-    one a client or an outer proxy already set. Also drop Caddy's Server header."""
+    one a client or an outer proxy already set. Also drop the headers naming Caddy: its Server
+    header, at once (an application's own is kept), and the Via header the proxy adds to the
+    response (deferred: it is added later)."""
     return {
         "handle": [
             {"handler": "headers", "response": {"delete": ["Server"]}},
+            {"handler": "headers", "response": {"delete": ["Via"], "deferred": True}},
             {
                 "handler": "subroute",
                 "routes": [
@@ -158,65 +161,14 @@ def _request_id_route() -> dict:
     }
 
 
-def _environment_routes(route: Route, proxy: ProxySettings, tls: bool) -> list[dict]:
-    route_id = f"{'tls-' if tls else ''}environment-{route.environment_id}"  # ids are unique across servers
-    routes = []
-    if route.redirect_hosts:
-        routes.append(_redirect_route(route, proxy, tls))
-    if route.https_redirect and not tls and proxy.https_listen:
-        routes.append({
-            "@id": route_id,
-            "match": [{"host": list(route.hosts)}],
-            "handle": [_redirect(f"https://{{http.request.host}}{_port_suffix(proxy.https_port, 443)}"
-                                 "{http.request.uri}", status=308)],  # 308: the method and body are kept
-            "terminal": True,
-        })
-        return routes
-    handle: list[dict] = [{"handler": "request_body", "max_size": proxy.max_body_bytes}]
-    if route.upstreams:
-        handle.append(_reverse_proxy(route, proxy))
-    else:
-        handle.append({"handler": "static_response", "status_code": 503, "headers": PLAIN_TEXT,
-                       "body": UNAVAILABLE_BODY})
-    routes.append({
-        "@id": route_id,
-        "match": [{"host": list(route.hosts)}],
-        "handle": handle,
-        "terminal": True,
-    })
-    return routes
-
-
-def _redirect_route(route: Route, proxy: ProxySettings, tls: bool) -> dict:
-    """Redirect domains answer 301 to the primary domain (the first host), path and query kept,
-    on the scheme the environment is served on."""
-    if tls or (route.https_redirect and proxy.https_listen):
-        target = f"https://{route.hosts[0]}{_port_suffix(proxy.https_port, 443)}"
-    else:
-        target = f"http://{route.hosts[0]}{_port_suffix(proxy.http_port, 80)}"
-    return {
-        "match": [{"host": list(route.redirect_hosts)}],
-        "handle": [_redirect(target + "{http.request.uri}", status=301)],
-        "terminal": True,
-    }
-
-
-def _redirect(location: str, status: int) -> dict:
-    return {"handler": "static_response", "status_code": status, "headers": {"Location": [location]}}
-
-
-def _port_suffix(port: int | None, default: int) -> str:
-    return "" if port in (None, default) else f":{port}"
-
-
-def _reverse_proxy(route: Route, proxy: ProxySettings) -> dict:
+def _reverse_proxy(proxy: ProxySettings) -> dict:
     # X-Forwarded-For/-Proto/-Host are set by Caddy itself; values a client sent are
     # replaced because no trusted proxies are configured.
     return {
         "handler": "reverse_proxy",
         "dynamic_upstreams": {
             "source": "srv",
-            "name": upstreams_name(route.environment_id) + ".",  # rooted: no search domains tried
+            "name": HOST_LOOKUP,
             "refresh": proxy.upstreams_refresh,
             # After a failed lookup Caddy keeps the instances it had for this long, then asks
             # again, and keeps them again if it fails again: an ingress that is down leaves
@@ -247,8 +199,11 @@ def _reverse_proxy(route: Route, proxy: ProxySettings) -> dict:
     }
 
 
-def _not_found_route() -> dict:
+def _not_a_host_name_route() -> dict:
+    """A request whose host is no DNS name (none, an IP literal) has no name to look up: Caddy would
+    count the failed lookup as an empty one and wait out its retries. It is no application's."""
     return {
+        "match": [{"not": [{"vars_regexp": {"{http.request.host}": {"pattern": HOST_NAME_PATTERN}}}]}],
         "handle": [{"handler": "static_response", "status_code": 404, "headers": PLAIN_TEXT, "body": NOT_FOUND_BODY}],
         "terminal": True,
     }

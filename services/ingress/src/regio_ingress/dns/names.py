@@ -1,19 +1,30 @@
-"""The DNS names of the upstreams zone: one SRV name per environment, one address name per instance host.
+"""The DNS names of the upstreams zone: one SRV name per request host and scheme, one address name
+per instance host.
+
+Caddy looks a request up by its own host (HOST_LOOKUP, filled in per request), so a host added,
+moved or removed is a change of DNS answers, never of Caddy's config.
 
 Caddy drops SRV targets that are not host names (an IP address is not one), so each target is a
 name for the address, which Caddy's transport resolves through the same responder when it dials."""
 import ipaddress
-from uuid import UUID
 
 ZONE = "upstreams.regio.internal"
 ADDRESSES = f"addr.{ZONE}"
+HOSTS = f"hosts.{ZONE}"
+# Rooted, so no search domains are tried. Caddy fills the placeholders in for each request.
+HOST_LOOKUP = f"{{http.request.host}}.{{http.request.scheme}}.{HOSTS}."
+SCHEMES = ("http", "https")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def upstreams_name(environment_id: UUID) -> str:
-    """The SRV name Caddy looks an environment's instances up by (no trailing dot)."""
-    return f"_http._tcp.{environment_id}.{ZONE}"
+def request_of_name(name: str) -> tuple[str, str] | None:
+    """The host and scheme a HOST_LOOKUP name was filled in with; None for any other name."""
+    prefix, _, zone = name.rstrip(".").lower().rpartition("." + HOSTS)
+    host, _, scheme = prefix.rpartition(".")
+    if zone or not host or scheme not in SCHEMES:
+        return None
+    return host, scheme
 
 
 def target_name(host: str) -> str:

@@ -1,61 +1,73 @@
-"""Which instances each environment's SRV name answers with, and since when."""
+"""What each host's SRV name answers, and since when: the route table, as Caddy sees it."""
 import time
 from collections.abc import Iterable
 from uuid import UUID
 
 from ..routes import Route
-from .names import target_name, upstreams_name
+from ..routes.destination import PublicPorts, destination
+from ..routes.host_index import HostIndex
+from .names import request_of_name, target_name
 
 Service = tuple[str, int]  # an SRV target and port
 
 
-def _services(route: Route) -> tuple[Service, ...]:
-    return tuple((target_name(host), int(port)) for host, _, port in (u.address.rpartition(":") for u in route.upstreams))
+def _service(address: str) -> Service:
+    host, _, port = address.rpartition(":")
+    return target_name(host), int(port)
 
 
 class UpstreamTable:
-    """The answers the responder gives. Replaced whole from the route table, read per query."""
+    """The answers the responder gives. Replaced whole from the route table, read per query.
 
-    def __init__(self, refresh: float, grace: float, clock=time.monotonic):
+    A host served by instances answers with them; any other host (unknown, redirected, without
+    instances) answers with the ingress's edge, which gives the answer itself. So no name in the
+    zone is ever empty: to Caddy an empty answer is a failed lookup, after which it would keep a
+    host's old instances for the whole grace period."""
+
+    def __init__(self, refresh: float, grace: float, edge: str, ports: PublicPorts, clock=time.monotonic):
         self.refresh = refresh
         self.grace = grace
+        self.edge = (_service(edge),)
+        self.ports = ports
+        self.hosts = HostIndex()
         self._clock = clock
-        self._answers: dict[str, tuple[Service, ...]] = {}
-        self._settles: dict[str, float] = {}  # see settled_at
-        self._emptied_at: dict[str, float] = {}  # when a name last lost its services
+        self._routes: dict[UUID, Route] = {}
+        self._instances: dict[UUID, tuple[Service, ...]] = {}
+        self._settles: dict[UUID, float] = {}  # see settled_at
         self._started_at = clock()
 
     def lookup(self, name: str) -> tuple[Service, ...] | None:
-        """The services of ``name``; None for a name no environment has."""
-        return self._answers.get(name)
+        """The services of ``name``; None for a name outside the hosts zone."""
+        request = request_of_name(name)
+        if request is None:
+            return None
+        to = destination(self.hosts, *request, self.ports)
+        return self._instances[to.environment_id] if isinstance(to, Route) else self.edge
 
     def replace(self, routes: Iterable[Route]) -> None:
         now = self._clock()
-        answers = {upstreams_name(route.environment_id): _services(route) for route in routes}
-        for name in self._answers.keys() | answers.keys():
-            before, after = self._answers.get(name), answers.get(name)
-            if before == after:
-                continue
-            if before and not after:
-                self._emptied_at[name] = now
-            # Caddy caches an answer for `refresh` from when it got it: every request starting
-            # `refresh` after a change gets the new answer. But to Caddy an empty answer (or none)
-            # is a failed lookup, after which it keeps the services it had for the whole grace
-            # period; a name emptied less than that ago may still be pinned to its old services.
-            # (While a name is empty its hosts answer 503 from the config and are not looked up.)
-            emptied_at = self._emptied_at.get(name, -self.grace)
-            self._settles[name] = max(now + self.refresh, emptied_at + self.grace) if after else now
-        self._answers = answers
-        self._settles = {name: at for name, at in self._settles.items() if name in answers}
-        self._emptied_at = {name: at for name, at in self._emptied_at.items() if at + self.grace > now}
+        routes = {route.environment_id: route for route in routes}
+        for environment_id in self._routes.keys() | routes.keys():
+            if _answered(self._routes.get(environment_id)) != _answered(routes.get(environment_id)):
+                # Caddy caches an answer for `refresh` from when it got it: every request starting
+                # `refresh` after a change gets the new answer, for each of the route's hosts.
+                self._settles[environment_id] = now + self.refresh
+        self._routes = routes
+        self._instances = {e: tuple(_service(u.address) for u in r.upstreams) for e, r in routes.items()}
+        self.hosts = HostIndex(routes.values())
+        self._settles = {e: at for e, at in self._settles.items() if at > now}
 
     def settled_at(self, environment_id: UUID) -> float:
         """When Caddy can no longer be using an older answer than the current one for this environment.
 
         Before this responder started, Caddy's lookups failed and each kept its cached services
         for the grace period: until start + grace, any name may still be pinned to old ones."""
-        name = upstreams_name(environment_id)
-        return max(self._settles.get(name, 0.0), self._started_at + self.grace)
+        return max(self._settles.get(environment_id, 0.0), self._started_at + self.grace)
 
     def now(self) -> float:
         return self._clock()
+
+
+def _answered(route: Route | None) -> dict | None:
+    """What of a route the answers depend on: all but its revision."""
+    return route.model_dump(exclude={"revision"}) if route else None
