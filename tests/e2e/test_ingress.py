@@ -67,8 +67,9 @@ def test_two_applications_and_their_domains_are_routed_by_host(region, git_repo)
         served = wait_until(lambda: (r := get_page(region, shop_unique)).status_code == 200 and r, "custom domain")
         assert served.text == get_page(region, hello_host).text
 
-        redirected = httpx.get(f"{region.ingress_url}/basket?item=7", headers={"Host": f"old.{shop_unique}"})
-        assert redirected.status_code == 301
+        # Each domain is its own change of the route table: the redirect may follow the primary.
+        redirected = wait_until(lambda: (r := get_page(region, f"old.{shop_unique}", "/basket?item=7")).status_code
+                                == 301 and r, "redirect domain")
         assert redirected.headers["Location"] == f"http://{shop_unique}:{layout().ports.ingress_http}/basket?item=7"
 
         unknown = get_page(region, f"nobody.{region.domain}")
@@ -90,24 +91,24 @@ def test_two_applications_and_their_domains_are_routed_by_host(region, git_repo)
         assert get_page(region, probe_host).status_code == 200  # the other application did not ask
 
 
-def test_a_route_change_while_wrk_runs_loses_no_request_but_the_keep_alive_race(region, git_repo):
-    """A new domain is a Caddy config load, and a load ends the old server gracefully: requests
-    in flight are answered, but kept-alive connections idle at that instant are closed, and a
-    request a client sends into one just then is lost. Browsers send it again (RFC 9112 §9.3.1);
-    wrk counts a read error. Known gap (issue 6): routing hosts without config loads."""
+def test_route_changes_while_wrk_runs_lose_no_request(region, git_repo):
+    """New domains change the ingress's answers to Caddy's lookups, never Caddy's config: no
+    server is ended, so no kept-alive connection is closed under a client."""
     with region.client() as client:
         env_id, host = deployed(client, region, git_repo("probe"))
         with Wrk(region.ingress_url, host, seconds=15) as wrk:
-            for n in range(3):  # each new domain makes the ingress load a new config into Caddy
+            for n in range(3):
                 add_domain(client, env_id, f"alias-{n}-{time.time_ns()}.example.test", "ALIAS")
                 time.sleep(2)
+            added = f"redirect-{time.time_ns()}.example.test"
+            add_domain(client, env_id, added, "REDIRECT")
+            wait_until(lambda: get_page(region, added).status_code == 301, "the redirect domain")
     result = wrk.result
     print(f"route changes under wrk: {result.requests} requests, socket errors {result.socket_errors}")
     assert result.requests > 100, result.output
     assert result.non_2xx == 0, result.output  # every answer is the application's
-    errors = result.socket_errors
-    assert errors.get("connect", 0) == errors.get("write", 0) == errors.get("timeout", 0) == 0, result.output
-    assert errors.get("read", 0) <= max(3, result.requests // 500), result.output  # the race, and no more
+    assert not result.socket_errors, result.output
+
 
 
 def test_restarting_the_ingress_service_under_load_drops_no_request(region, git_repo):

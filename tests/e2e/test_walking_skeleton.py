@@ -21,8 +21,8 @@ def wait_for_deployment(client: httpx.Client, deployment_id: str) -> dict:
     raise AssertionError(f"deployment {deployment_id} did not end in {DEPLOY_TIMEOUT}s")
 
 
-def get_page(region, host: str) -> httpx.Response:
-    return httpx.get(f"{region.ingress_url}/", headers={"Host": host}, timeout=10)
+def get_page(region, host: str, path: str = "/") -> httpx.Response:
+    return httpx.get(f"{region.ingress_url}{path}", headers={"Host": host}, timeout=10)
 
 
 def create_application(client, region, repo_url: str, branch: str = "main", **fields) -> dict:

@@ -1,10 +1,12 @@
 """Where a request goes by its host and scheme, and what the DNS responder tells Caddy for it."""
+import struct
 from uuid import UUID
 
 import pytest
 from pydantic import ValidationError
 
 from regio_common.messages import Upstream
+from regio_ingress.dns.responder import answer
 from regio_ingress.dns.table import UpstreamTable
 from regio_ingress.routes import Route
 from regio_ingress.routes.destination import EdgeAnswer, PublicPorts, destination
@@ -97,3 +99,20 @@ def test_a_host_cannot_be_both_served_and_redirected():
         Route(**{**SHOP_ROUTE, "redirect_hosts": ["Shop.Example.com"]})
     with pytest.raises(ValidationError):
         Route(**{**SHOP_ROUTE, "hosts": []})
+
+
+def _srv_query(name: str) -> bytes:
+    labels = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split("."))
+    return struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", 33, 1)
+
+
+def test_a_starting_ingress_fails_lookups_until_it_has_read_its_table():
+    """Answering "unknown host" then would send live sites to the edge's 404; a failed lookup makes
+    Caddy keep the instances it had."""
+    table = UpstreamTable(refresh=0.2, grace=3.0, edge="127.0.0.1:8755", ports=LOCAL)
+    query = _srv_query("shop.example.com.https.hosts.upstreams.regio.internal.")
+
+    assert answer(table, query)[3] & 0x0F == 2  # SERVFAIL
+    table.replace([Route(**SHOP_ROUTE)])
+    reply = answer(table, query)
+    assert reply[3] & 0x0F == 0 and struct.unpack("!H", reply[6:8]) == (1,)  # one SRV record

@@ -54,7 +54,7 @@ async def test_every_domain_is_served_over_https_with_a_certificate_of_the_regio
             out, _ = await process.communicate()
             return process.returncode, out.decode()
 
-        async def certified(host: str) -> bool:  # a certificate is issued right after the load naming its host
+        async def certified(host: str) -> bool:  # issued at the host's first handshake
             return (await curl(host, "/", "--cacert", str(ca)))[0] == 0
 
         await eventually(lambda: certified("shop.example.com"), what="a certificate for shop.example.com")
@@ -69,6 +69,8 @@ async def test_every_domain_is_served_over_https_with_a_certificate_of_the_regio
 
         # A client that does not trust the region's CA is refused the connection.
         assert (await curl("shop.example.com"))[0] != 0
+        # A host no environment has gets no certificate: Caddy asks the ingress before issuing one.
+        assert (await curl("nobody.example.com", "/", "--cacert", str(ca)))[0] != 0
 
 
 async def test_an_environment_can_send_plain_http_to_https(seed, ingress, instance, caddy, eventually, tmp_path):

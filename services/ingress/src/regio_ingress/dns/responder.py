@@ -17,6 +17,10 @@ def answer(table: UpstreamTable, data: bytes) -> bytes | None:
         return wire.build_error(data, wire.RCODE_FORMAT_ERROR)
     if not in_zone(question.name):
         return wire.build_answer(question, wire.RCODE_NOT_IMPLEMENTED)  # not a recursive resolver
+    if not table.loaded:
+        # A starting ingress has not read its table yet: "every host is unknown" would send live
+        # sites to the edge's 404. A failure makes Caddy keep the answers it has (its grace period).
+        return wire.build_answer(question, wire.RCODE_SERVER_FAILURE)
     services = table.lookup(question.name)
     if services is not None:
         if question.type != wire.TYPE_SRV:

@@ -30,6 +30,7 @@ class UpstreamTable:
         self.edge = (_service(edge),)
         self.ports = ports
         self.hosts = HostIndex()
+        self.loaded = False  # replaced from the route table at least once
         self._clock = clock
         self._routes: dict[UUID, Route] = {}
         self._instances: dict[UUID, tuple[Service, ...]] = {}
@@ -55,6 +56,7 @@ class UpstreamTable:
         self._routes = routes
         self._instances = {e: tuple(_service(u.address) for u in r.upstreams) for e, r in routes.items()}
         self.hosts = HostIndex(routes.values())
+        self.loaded = True
         self._settles = {e: at for e, at in self._settles.items() if at > now}
 
     def settled_at(self, environment_id: UUID) -> float:

@@ -10,7 +10,8 @@ from ..routes.destination import EdgeAnswer, destination
 
 PERMISSION_PATH = "/certificate-permission"
 PLAIN_TEXT = (b"content-type", b"text/plain; charset=utf-8")
-# Answered when the table gave the host instances since Caddy looked it up (at most its refresh ago).
+# Answered when the table gave the host instances since Caddy looked it up (at most its refresh ago),
+# and before the table is read at all.
 BETWEEN_TABLES = EdgeAnswer(503, body="503 Service Unavailable: the application is being moved; try again.\n")
 
 
@@ -30,10 +31,12 @@ class EdgeApp:
             allowed = bool(domain) and self.table.hosts.find(domain) is not None
             await _respond(send, EdgeAnswer(200 if allowed else 403))
             return
-        host = headers.get("host", "")
-        scheme = headers.get("x-forwarded-proto", "http")
-        to = destination(self.table.hosts, host, scheme, self.table.ports)
-        answer = BETWEEN_TABLES if isinstance(to, Route) else to
+        if not self.table.loaded:
+            answer = BETWEEN_TABLES
+        else:
+            to = destination(self.table.hosts, headers.get("host", ""), headers.get("x-forwarded-proto", "http"),
+                             self.table.ports)
+            answer = BETWEEN_TABLES if isinstance(to, Route) else to
         extra = []
         if answer.location is not None:
             target = scope.get("raw_path") or scope["path"].encode()
