@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loader = CaddyLoader(runtime.sessions, caddy, table, proxy, runtime.outbox)
         access_log = None
         if settings.access_log_listen:
-            # Before the first load names this address to Caddy; reads the host index of each load.
+            # Before the first load names this address to Caddy; reads the host index of the table.
             access_log = AccessLog(runtime.nc, settings.region, lambda host: loader.hosts.environment_of(host),
                                    settings.access_log_listen)
             await access_log.start()
