@@ -54,18 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         await runtime.start()
         handle = handlers.dispatcher(deployments_service)
+        commands = handlers.command_consumers(deployments_service, backups_service, vault)
         # One consumer per region this control panel serves. A region added later is
         # picked up at the next start (noted: live region registration is future work).
         for region in {settings.region, *await known_regions(runtime)}:
             runtime.subscribe(EVENTS.name, handlers.durable(region), handlers.subject(region), handle)
-            runtime.subscribe(COMMANDS.name, handlers.provisioning_durable(region),
-                              handlers.provisioning_subject(region), handlers.provisioning_handler(deployments_service))
-            runtime.subscribe(COMMANDS.name, handlers.deletions_durable(region), handlers.deletions_subject(region),
-                              handlers.deletions_handler(vault))
-            runtime.subscribe(COMMANDS.name, handlers.backups_durable(region), handlers.backups_subject(region),
-                              handlers.backups_handler(backups_service))
-            runtime.subscribe(COMMANDS.name, handlers.restores_durable(region), handlers.restores_subject(region),
-                              handlers.restores_handler(backups_service))
+            for consumer in commands:
+                runtime.subscribe(COMMANDS.name, consumer.durable(region), consumer.subject(region), consumer)
         yield
         await runtime.stop()
 

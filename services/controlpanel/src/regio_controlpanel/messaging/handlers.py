@@ -3,6 +3,9 @@ deployment's log lines, its build result and its rollout result are applied in t
 order they were published. The controller's environment events come the same way. The
 provisioning, backup and restore commands it sends itself have a consumer each, so a long
 backup holds up neither deployments nor restores."""
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.bus import durable_name
@@ -35,68 +38,34 @@ def durable(region: str) -> str:
     return durable_name("controlpanel-events", region)
 
 
-def provisioning_subject(region: str) -> str:
-    return subject_for(ProvisioningRequested, region)
+@dataclass(frozen=True)
+class CommandConsumer:
+    """A command the control panel sends itself, read by a durable consumer of its own."""
+    name: str  # of the durable consumer: keep it, or the region's pending commands are read again
+    command: type[Message]
+    handle: Callable[[AsyncSession, Message], Awaitable[None]]
+
+    def subject(self, region: str) -> str:
+        return subject_for(self.command, region)
+
+    def durable(self, region: str) -> str:
+        return durable_name(f"controlpanel-{self.name}", region)
+
+    async def __call__(self, session: AsyncSession, message: Message) -> None:
+        if isinstance(message, self.command):
+            await self.handle(session, message)
 
 
-def provisioning_durable(region: str) -> str:
-    return durable_name("controlpanel-provisioning", region)
+def command_consumers(deployments: Deployments, backups: Backups, vault: Vault) -> list[CommandConsumer]:
+    async def delete_data(session: AsyncSession, message: ServiceDataDeletionRequested) -> None:
+        await service_instances.on_data_deletion_requested(session, vault, message)
 
-
-def provisioning_handler(deployments: Deployments):
-    async def handle(session: AsyncSession, message: Message) -> None:
-        if isinstance(message, ProvisioningRequested):
-            await deployments.on_provisioning_requested(session, message)
-
-    return handle
-
-
-def deletions_subject(region: str) -> str:
-    return subject_for(ServiceDataDeletionRequested, region)
-
-
-def deletions_durable(region: str) -> str:
-    return durable_name("controlpanel-service-deletions", region)
-
-
-def deletions_handler(vault: Vault):
-    async def handle(session: AsyncSession, message: Message) -> None:
-        if isinstance(message, ServiceDataDeletionRequested):
-            await service_instances.on_data_deletion_requested(session, vault, message)
-
-    return handle
-
-
-def backups_subject(region: str) -> str:
-    return subject_for(BackupRequested, region)
-
-
-def backups_durable(region: str) -> str:
-    return durable_name("controlpanel-backups", region)
-
-
-def restores_subject(region: str) -> str:
-    return subject_for(BackupRestoreRequested, region)
-
-
-def restores_durable(region: str) -> str:
-    return durable_name("controlpanel-restores", region)
-
-
-def backups_handler(backups: Backups):
-    async def handle(session: AsyncSession, message: Message) -> None:
-        if isinstance(message, BackupRequested):
-            await backups.on_backup_requested(session, message)
-
-    return handle
-
-
-def restores_handler(backups: Backups):
-    async def handle(session: AsyncSession, message: Message) -> None:
-        if isinstance(message, BackupRestoreRequested):
-            await backups.on_restore_requested(session, message)
-
-    return handle
+    return [
+        CommandConsumer("provisioning", ProvisioningRequested, deployments.on_provisioning_requested),
+        CommandConsumer("service-deletions", ServiceDataDeletionRequested, delete_data),
+        CommandConsumer("backups", BackupRequested, backups.on_backup_requested),
+        CommandConsumer("restores", BackupRestoreRequested, backups.on_restore_requested),
+    ]
 
 
 def dispatcher(deployments: Deployments):
