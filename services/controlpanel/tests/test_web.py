@@ -293,6 +293,7 @@ async def test_service_instances_are_detached_attached_and_removed(browser, outs
     assert [e["action"] for e in events] == ["service_instance.delete", "service_instance.detach",
                                              "service_instance.attach", "service_instance.detach",
                                              "service_instance.create"]
+    assert events[2]["summary"].startswith("Attached ") and f"({instance['prefix']}) to " in events[2]["summary"]
 
 
 # --- settings -------------------------------------------------------------------------------

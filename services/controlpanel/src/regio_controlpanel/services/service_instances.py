@@ -143,6 +143,24 @@ async def remove_instance(session: AsyncSession, vault: Vault, instance: Service
     await session.flush()
 
 
+# The audit trail's words for each change, alike whether the API or the web made it.
+_CHANGES = {
+    "create": "Added {service} as {prefix} to {application} {environment}",
+    "detach": "Detached {service} ({prefix}) from {application} {environment}",
+    "attach": "Attached {service} ({prefix}) to {application} {environment}",
+    "delete": "Removed {service} ({prefix}) from {application} {environment}",
+}
+
+
+def record_change(audit, change: str, instance: ServiceInstance, service: Service, environment: Environment,
+                  application: Application) -> None:
+    """Write a change of ``instance`` (one of _CHANGES) to the organisation's audit trail."""
+    audit.record(application.organisation_id, f"service_instance.{change}", "service_instance", instance.id,
+                 _CHANGES[change].format(service=service.name, prefix=instance.prefix, application=application.slug,
+                                         environment=environment.slug),
+                 {"environment": environment.id, "service": service.id, "prefix": instance.prefix})
+
+
 def detach(instance: ServiceInstance) -> None:
     if instance.state != State.ATTACHED:
         raise Conflict(f"Only an attached service instance can be detached; this one is {instance.state}.")

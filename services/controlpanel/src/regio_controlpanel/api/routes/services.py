@@ -67,9 +67,7 @@ async def add_service_instance(body: ServiceInstanceIn, session: SessionDep, cal
     env, app = await lookups.environment(session, caller, body.environment, Action.OPERATE, field="environment")
     instance, offered = await service_instances.add_instance(session, caller, env, app, service_id=body.service,
                                                              region_id=body.region, prefix=body.prefix)
-    audit.record(app.organisation_id, "service_instance.create", "service_instance", instance.id,
-                 f"Added {offered.name} as {instance.prefix} to {app.slug} {env.slug}",
-                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    service_instances.record_change(audit, "create", instance, offered, env, app)
     return instance_out(instance, offered)
 
 
@@ -86,9 +84,7 @@ async def detach_service_instance(uuid: UUID, session: SessionDep, caller: Calle
                                   audit: AuditDep) -> ServiceInstanceOut:
     instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
     service_instances.detach(instance)
-    audit.record(app.organisation_id, "service_instance.detach", "service_instance", instance.id,
-                 f"Detached {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
-                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    service_instances.record_change(audit, "detach", instance, offered, env, app)
     return instance_out(instance, offered)
 
 
@@ -98,9 +94,7 @@ async def attach_service_instance(uuid: UUID, session: SessionDep, caller: Calle
                                   audit: AuditDep) -> ServiceInstanceOut:
     instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
     service_instances.attach(instance)
-    audit.record(app.organisation_id, "service_instance.attach", "service_instance", instance.id,
-                 f"Attached {offered.name} ({instance.prefix}) to {app.slug} {env.slug}",
-                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    service_instances.record_change(audit, "attach", instance, offered, env, app)
     return instance_out(instance, offered)
 
 
@@ -112,7 +106,5 @@ async def remove_service_instance(request: Request, uuid: UUID, session: Session
     instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
     removed = instance_out(instance, offered, status=State.REMOVED)
     await service_instances.remove_instance(session, request.app.state.vault, instance, offered)
-    audit.record(app.organisation_id, "service_instance.delete", "service_instance", instance.id,
-                 f"Removed {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
-                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    service_instances.record_change(audit, "delete", instance, offered, env, app)
     return removed

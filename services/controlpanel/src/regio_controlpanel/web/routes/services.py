@@ -27,9 +27,7 @@ async def add_service_instance(uuid: UUID, session: SessionDep, web: WebCallerDe
     env, app = await lookups.environment(session, web.caller, uuid, Action.OPERATE)
     instance, offered = await service_instances.add_instance(session, web.caller, env, app, service_id=service,
                                                              region_id=None, prefix=prefix.strip())
-    audit.record(app.organisation_id, "service_instance.create", "service_instance", instance.id,
-                 f"Added {offered.name} as {instance.prefix} to {app.slug} {env.slug}",
-                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    service_instances.record_change(audit, "create", instance, offered, env, app)
     return _back(env.id)
 
 
@@ -38,9 +36,7 @@ async def detach_service_instance(uuid: UUID, session: SessionDep, web: WebCalle
     """As POST /apps/v3/service-instances/{uuid}/detach/: releases are no longer told of it."""
     instance, offered, env, app = await service_instances.get_instance(session, web.caller, uuid, Action.OPERATE)
     service_instances.detach(instance)
-    audit.record(app.organisation_id, "service_instance.detach", "service_instance", instance.id,
-                 f"Detached {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
-                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    service_instances.record_change(audit, "detach", instance, offered, env, app)
     return _back(env.id)
 
 
@@ -48,9 +44,7 @@ async def detach_service_instance(uuid: UUID, session: SessionDep, web: WebCalle
 async def attach_service_instance(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
     instance, offered, env, app = await service_instances.get_instance(session, web.caller, uuid, Action.OPERATE)
     service_instances.attach(instance)
-    audit.record(app.organisation_id, "service_instance.attach", "service_instance", instance.id,
-                 f"Attached {offered.name} ({instance.prefix}) to {app.slug} {env.slug}",
-                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    service_instances.record_change(audit, "attach", instance, offered, env, app)
     return _back(env.id)
 
 
@@ -60,7 +54,5 @@ async def remove_service_instance(uuid: UUID, request: Request, session: Session
     """As DELETE /apps/v3/service-instances/{uuid}/: a NEW one, or a DETACHED one with its data."""
     instance, offered, env, app = await service_instances.get_instance(session, web.caller, uuid, Action.OPERATE)
     await service_instances.remove_instance(session, request.app.state.vault, instance, offered)
-    audit.record(app.organisation_id, "service_instance.delete", "service_instance", instance.id,
-                 f"Removed {offered.name} ({instance.prefix}) from {app.slug} {env.slug}",
-                 {"environment": env.id, "service": offered.id, "prefix": instance.prefix})
+    service_instances.record_change(audit, "delete", instance, offered, env, app)
     return _back(env.id)
