@@ -320,6 +320,28 @@ async def test_a_download_link_gives_the_dump_and_the_objects_without_credential
     assert await audited(db, "backup_download.create", link["uuid"])
 
 
+async def test_the_official_clients_pull_finds_the_parts_url(api, anonymous, application, db, vault, servers,
+                                                            settings):
+    """What `divio app pull db` asks (divio-cli 4.0.5, localdev/backups.py and cloud.py): a link with
+    trigger PULL, its parts listed by ?backup=<link>, then the first polled (no slash) until ended_at."""
+    env = application["test_status"]["uuid"]
+    data = await provisioned(api, db, vault, servers, env)
+    await data.write("pulled")
+    backup = await back_up(api, env)
+    kept = await parts(api, backup)
+    link = (await api.post("/apps/v3/backup-downloads/", json={
+        "backup": backup["uuid"], "service_instance_backups": [kept["DATABASE"]["uuid"]], "trigger": "PULL"})).json()
+
+    listed = (await api.get("/apps/v3/backup-download-service-instances/", params={"backup": link["uuid"]})).json()
+    assert listed["count"] == 1
+    (part,) = listed["results"]
+    polled = (await api.get(f"/apps/v3/backup-download-service-instances/{part['uuid']}")).json()
+    assert polled["ended_at"] and polled["errors"] is None and polled["service_instance_backup"] == kept["DATABASE"]["uuid"]
+    assert polled["download_url"] == link["downloads"][0]["download_url"]
+    dump = await anonymous.get(local(polled["download_url"], settings))
+    assert dump.status_code == 200 and int(dump.headers["content-length"]) == kept["DATABASE"]["size"]
+
+
 async def test_an_expired_or_wrong_link_is_not_found(api, anonymous, application, db, vault, servers, settings):
     env = application["test_status"]["uuid"]
     data = await provisioned(api, db, vault, servers, env)
@@ -433,8 +455,11 @@ async def test_a_stranger_sees_none_of_it(api, stranger, application, db, vault,
     restored = await restore(api, backup)
     link = (await api.post("/apps/v3/backup-downloads/", json={"backup": backup["uuid"]})).json()
 
+    (part,) = (await api.get("/apps/v3/backup-download-service-instances/",
+                             params={"backup": link["uuid"], "page_size": 1})).json()["results"]
     for path in (f"/apps/v3/backups/{backup['uuid']}/", f"/apps/v3/backup-restores/{restored['uuid']}/",
-                 f"/apps/v3/backup-downloads/{link['uuid']}/",
+                 f"/apps/v3/backup-downloads/{link['uuid']}/", f"/apps/v3/backup-download-service-instances/{part['uuid']}/",
+                 f"/apps/v3/backup-download-service-instances/?backup={link['uuid']}",
                  *(f"/apps/v3/service-instance-backups/{p}/" for p in backup["service_instance_backups"])):
         assert (await stranger.get(path)).status_code == 404, path
     assert (await stranger.get("/apps/v3/backups/", params={"environment": env})).json()["count"] == 0

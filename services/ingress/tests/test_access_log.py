@@ -193,6 +193,7 @@ async def test_real_caddy_entries_are_understood(access_log, caddy, js, region, 
     # An empty table: the DNS responder sends the request to the edge, which answers 404.
     edge_listen = f"127.0.0.1:{free_port()}"
     table = UpstreamTable(0.2, 3, edge_listen, PublicPorts(caddy.http_port, None))
+    table.replace([])
     edge, responder = EdgeServer(EdgeApp(table), edge_listen), DnsResponder(table, f"127.0.0.1:{free_udp_port()}")
     await edge.start()
     await responder.start()

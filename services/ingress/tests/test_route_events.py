@@ -126,8 +126,10 @@ async def test_new_hosts_are_served_without_loading_anything_into_caddy(ingress,
 
 
 async def caddy_loaded_once(app) -> None:
+    """The starting ingress's load of Caddy is done and recorded."""
     for _ in range(100):
-        if app.state.loader.last_loaded is not None:
+        loader = app.state.loader
+        if loader.last_loaded == loader.config:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the ingress never loaded caddy")

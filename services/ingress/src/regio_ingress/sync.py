@@ -101,10 +101,12 @@ class CaddyLoader:
             self.last_loaded = await self.caddy.running_config()
         if self.config != self.last_loaded or self._config_lost:
             await self.caddy.load(self.config)
-            self.last_loaded = self.config
-            self._config_lost = False
             async with self.sessions() as session, session.begin():
                 await RouteRepository(session).record_applied_config(config_hash(self.config))
+            # Only now: what watches last_loaded sees the load recorded. (Were the record to fail, the
+            # retry loads the same config again, which Caddy takes as a no-op.)
+            self.last_loaded = self.config
+            self._config_lost = False
             log.info("caddy runs the ingress config %s", config_hash(self.config)[:12])
         # Caddy does not hear of changes: it asks again once its last answer is older than
         # the refresh. Announced any earlier, the controller would drain instances that requests

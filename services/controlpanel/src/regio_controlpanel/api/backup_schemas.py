@@ -95,3 +95,18 @@ class BackupDownloadOut(BaseModel):
         "(custom format, for pg_restore) or a tar of a storage's objects at their keys. Several: one tar with "
         "database-<PREFIX>.dump and storage-<PREFIX>/<key> for each."))
     downloads: list[PartDownload] = Field(description="A URL of its own for each service instance backup.")
+
+
+class BackupDownloadServiceInstanceOut(BaseModel):
+    """One part of a download link, as Divio's client polls it (`divio app pull`). A link is
+    ready when it is made, so its parts are COMPLETED from the start."""
+    uuid: UUID
+    backup_download: UUID
+    service_instance_backup: UUID
+    state: str = Field(description=STATE)
+    success: str | None = Field(description=SUCCESS)
+    errors: str | None = Field(description="Always null: a part that failed to back up cannot be downloaded.")
+    created_at: datetime
+    ended_at: datetime | None
+    expires_at: datetime
+    download_url: str = Field(description="Fetched without credentials until expires_at.")

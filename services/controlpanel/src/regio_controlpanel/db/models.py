@@ -359,6 +359,17 @@ class BackupDownload(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class BackupDownloadPart(Base):
+    """One service-instance backup of a download link, with an id of its own: what Divio calls a
+    backup download service instance, which its client polls for the part's URL."""
+
+    __tablename__ = "backup_download_parts"
+    id: Mapped[uuid.UUID] = _id()
+    download_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("backup_downloads.id", ondelete="CASCADE"), index=True)
+    service_instance_backup_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("service_instance_backups.id", ondelete="CASCADE"))
+
+
 class AuditEvent(Base):
     """Who changed what, when. Kept when the object, the user or the organisation is gone,
     so it holds ids and the actor's email rather than foreign keys."""

@@ -18,12 +18,20 @@ from datetime import timedelta
 from uuid import UUID
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import utcnow
 
-from ..db.models import Application, Backup, BackupDownload, Environment, Service, ServiceInstanceBackup
+from ..db.models import (
+    Application,
+    Backup,
+    BackupDownload,
+    BackupDownloadPart,
+    Environment,
+    Service,
+    ServiceInstanceBackup,
+)
 from ..domain.backups import DOWNLOAD_SECONDS, TRIGGER, backup_location
 from ..domain.errors import ApiError, NotFound
 from ..domain.service_instances import ServiceType
@@ -70,6 +78,8 @@ async def create(session: AsyncSession, caller: Caller, vault: Vault, backup_id:
                               created_at=now, expires_at=now + timedelta(seconds=DOWNLOAD_SECONDS))
     session.add(download)
     await session.flush()
+    session.add_all(BackupDownloadPart(download_id=download.id, service_instance_backup_id=p.id) for p in chosen)
+    await session.flush()
     return download, backup, env, app
 
 
@@ -79,6 +89,18 @@ async def get(session: AsyncSession, caller: Caller, download_id: UUID) -> Backu
         raise NotFound()
     await backups.get_backup(session, caller, download.backup_id, Action.OPERATE)
     return download
+
+
+def parts_query(download: BackupDownload) -> Select:
+    """A link's parts, in a stable order for paging."""
+    return select(BackupDownloadPart).where(BackupDownloadPart.download_id == download.id).order_by(BackupDownloadPart.id)
+
+
+async def part(session: AsyncSession, caller: Caller, part_id: UUID) -> tuple[BackupDownload, BackupDownloadPart]:
+    found = await session.get(BackupDownloadPart, part_id)
+    if found is None:
+        raise NotFound()
+    return await get(session, caller, found.download_id), found
 
 
 # --- serving a link --------------------------------------------------------------------------

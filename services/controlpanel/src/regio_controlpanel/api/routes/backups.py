@@ -3,12 +3,13 @@ from uuid import UUID
 
 from fastapi import Depends, Request
 
-from ...db.models import Backup, BackupDownload, BackupRestore, ServiceInstanceBackup
+from ...db.models import Backup, BackupDownload, BackupDownloadPart, BackupRestore, ServiceInstanceBackup
 from ...services import backup_downloads, backups
 from ...services.access import Action
 from ..backup_schemas import (
     BackupDownloadIn,
     BackupDownloadOut,
+    BackupDownloadServiceInstanceOut,
     BackupIn,
     BackupOut,
     BackupRestoreIn,
@@ -50,6 +51,14 @@ def download_out(request: Request, d: BackupDownload) -> BackupDownloadOut:
     return BackupDownloadOut(uuid=d.id, backup=d.backup_id, service_instance_backups=d.service_instance_backup_ids,
                              trigger=d.trigger, created_at=d.created_at, expires_at=d.expires_at, download_url=url,
                              downloads=[PartDownload(service_instance_backup=k, download_url=v) for k, v in each.items()])
+
+
+def download_part_out(request: Request, d: BackupDownload, p: BackupDownloadPart) -> BackupDownloadServiceInstanceOut:
+    _, each = backup_downloads.urls(request.app.state.settings.public_url, request.app.state.vault, d)
+    return BackupDownloadServiceInstanceOut(
+        uuid=p.id, backup_download=d.id, service_instance_backup=p.service_instance_backup_id, state="COMPLETED",
+        success="SUCCESS", errors=None, created_at=d.created_at, ended_at=d.created_at, expires_at=d.expires_at,
+        download_url=each[str(p.service_instance_backup_id)])
 
 
 # --- backups ---------------------------------------------------------------------------------
@@ -138,3 +147,23 @@ async def create_backup_download(request: Request, body: BackupDownloadIn, sessi
 async def get_backup_download(request: Request, uuid: UUID, session: SessionDep,
                               caller: CallerDep) -> BackupDownloadOut:
     return download_out(request, await backup_downloads.get(session, caller, uuid))
+
+
+@router.get("/backup-download-service-instances/", response_model=Page[BackupDownloadServiceInstanceOut],
+            description="The parts of a download link (`backup`: the backup download's uuid), each with its URL.")
+async def list_backup_download_service_instances(request: Request, session: SessionDep, caller: CallerDep,
+                                                 params: Annotated[PageParams, Depends()],
+                                                 backup: UUID) -> dict:
+    download = await backup_downloads.get(session, caller, backup)
+
+    async def serialize(rows):
+        return [download_part_out(request, download, p) for p in rows]
+
+    return await paginate(session, backup_downloads.parts_query(download), request, params, serialize)
+
+
+@router.get("/backup-download-service-instances/{uuid}/", response_model=BackupDownloadServiceInstanceOut)
+async def get_backup_download_service_instance(request: Request, uuid: UUID, session: SessionDep,
+                                               caller: CallerDep) -> BackupDownloadServiceInstanceOut:
+    download, found = await backup_downloads.part(session, caller, uuid)
+    return download_part_out(request, download, found)
