@@ -27,6 +27,13 @@ def kill_when(client, deployment_id: str, statuses: set[str], service: str) -> s
     return status
 
 
+def slow_build(repo) -> None:
+    """A build step that takes seconds, uncached: a cached build can end between two polls."""
+    dockerfile = repo.path / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("WORKDIR /app\n", f"WORKDIR /app\nRUN sleep 5 # {time.time_ns()}\n"))
+    repo.commit("a slow build")
+
+
 @pytest.mark.parametrize("service, statuses", [
     ("builder", {"build"}),
     ("controller", {"scaling", "sanity tests", "finalizing"}),
@@ -35,6 +42,8 @@ def test_a_service_killed_mid_deployment_leaves_nothing_half_done(region, probe,
     app, repo, host = probe
     env_id = app["test_status"]["uuid"]
     new_version(repo, 2)
+    if service == "builder":
+        slow_build(repo)
     with region.client() as client, Load(region.ingress_url, host) as load:
         deployment_id = client.post("/apps/v3/deployments/", json={"environment": env_id}).json()["uuid"]
         killed_at = kill_when(client, deployment_id, statuses, service)

@@ -342,6 +342,23 @@ async def test_the_official_clients_pull_finds_the_parts_url(api, anonymous, app
     assert dump.status_code == 200 and int(dump.headers["content-length"]) == kept["DATABASE"]["size"]
 
 
+async def test_deleting_the_application_deletes_its_backups_files(api, application, db, vault, servers):
+    env = application["test_status"]["uuid"]
+    data = await provisioned(api, db, vault, servers, env)
+    await data.write("to be forgotten")
+    backup = await back_up(api, env)
+    folder = f"backups/{backup['uuid']}/"
+    _, storage = servers
+    async with ObjectStorage(storage.endpoint, storage.admin_credentials()) as admin:
+        assert await admin.list_objects("regio-backups", folder)  # the dump and the bucket's copy
+
+        assert (await api.delete(f"/apps/v3/applications/{application['uuid']}/")).status_code == 204
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while await admin.list_objects("regio-backups", folder):
+            assert asyncio.get_running_loop().time() < deadline, "the backup's files are still there"
+            await asyncio.sleep(0.2)
+
+
 async def test_an_expired_or_wrong_link_is_not_found(api, anonymous, application, db, vault, servers, settings):
     env = application["test_status"]["uuid"]
     data = await provisioned(api, db, vault, servers, env)

@@ -318,6 +318,18 @@ class BackupRestoreRequested(Message):
 
 
 @register
+class BackupFilesDeletionRequested(Message):
+    """Control panel → itself: the environment of some backups was deleted; delete their files
+    from a storage service's backup bucket (retried while the storage does not answer)."""
+
+    kind = "backup-files.deletion-requested"
+    topic = "commands.backup-deletions"
+
+    storage_service_id: UUID
+    prefixes: list[str]  # one per backup: every key of its parts starts with it
+
+
+@register
 class ServiceDataDeletionRequested(Message):
     """Control panel → itself: the environment of a service instance was deleted; delete its
     database or bucket on the service's server (retried while the server does not answer)."""

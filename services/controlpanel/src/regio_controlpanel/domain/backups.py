@@ -29,10 +29,16 @@ TRIGGER = re.compile(r"^[A-Z][A-Z_]{0,31}$")
 DOWNLOAD_SECONDS = 3600  # how long a download URL works
 
 
+def backup_folder(backup_id: UUID) -> str:
+    """In the backup bucket: the prefix of all of a backup's files (with a trailing slash, so no
+    other backup's keys start with it)."""
+    return f"backups/{backup_id}/"
+
+
 def backup_location(backup_id: UUID, instance_backup_id: UUID, service_type: str) -> str:
     """In the backup bucket: a database's pg_dump file, or the prefix a bucket's objects were
     copied under (with a trailing slash, so no other backup's keys start with it)."""
-    base = f"backups/{backup_id}/{instance_backup_id}"
+    base = f"{backup_folder(backup_id)}{instance_backup_id}"
     return f"{base}.dump" if service_type == ServiceType.DATABASE else f"{base}/"
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.bus import durable_name
 from regio_common.messages import (
+    BackupFilesDeletionRequested,
     BackupRequested,
     BackupRestoreRequested,
     BuildFinished,
@@ -24,6 +25,7 @@ from regio_common.messages import (
     subject_for,
 )
 
+from ..services import backups as backup_service
 from ..services import environment_events, service_instances
 from ..services.backups import Backups
 from ..services.crypto import Vault
@@ -60,11 +62,15 @@ def command_consumers(deployments: Deployments, backups: Backups, vault: Vault) 
     async def delete_data(session: AsyncSession, message: ServiceDataDeletionRequested) -> None:
         await service_instances.on_data_deletion_requested(session, vault, message)
 
+    async def delete_backup_files(session: AsyncSession, message: BackupFilesDeletionRequested) -> None:
+        await backup_service.on_files_deletion_requested(session, vault, message)
+
     return [
         CommandConsumer("provisioning", ProvisioningRequested, deployments.on_provisioning_requested),
         CommandConsumer("service-deletions", ServiceDataDeletionRequested, delete_data),
         CommandConsumer("backups", BackupRequested, backups.on_backup_requested),
         CommandConsumer("restores", BackupRestoreRequested, backups.on_restore_requested),
+        CommandConsumer("backup-deletions", BackupFilesDeletionRequested, delete_backup_files),
     ]
 
 

@@ -39,6 +39,9 @@ class DatabaseToolFailed(RuntimeError):
     """pg_dump or pg_restore exited with an error (its message, never a password, is kept)."""
 
 
+SESSION_END_TRIES = 100  # of 50 ms: how long a restore waits for the old database's sessions to end
+
+
 def check_name(name: str) -> str:
     if not NAME.fullmatch(name) or name.startswith("pg_") or name in RESERVED:
         raise ValueError(f"{name!r} is not a valid database or role name: "
@@ -81,6 +84,37 @@ def _scram_verifier(password: str, iterations: int = 4096) -> str:
         return base64.b64encode(data).decode()
 
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _retired(name: str) -> str:
+    """What a restored database's old self is renamed to until it is dropped."""
+    return "_retired_" + hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+async def _swap_in(conn: asyncpg.Connection, scratch: str, name: str) -> None:
+    """``scratch`` takes the place of database ``name``, which is missing only between two renames
+    (dropping it first would take as long as removing its files). Renaming needs the old one free
+    of sessions: new ones are refused, the open ones ended, and what the refusal leaves is undone
+    if the swap fails."""
+    retired = _retired(name)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{retired}" WITH (FORCE)')  # an interrupted swap's
+    if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        await conn.execute(f'ALTER DATABASE "{scratch}" RENAME TO "{name}"')
+        return
+    await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    try:
+        for _ in range(SESSION_END_TRIES):
+            ending = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1", name)
+            if not ending:
+                break
+            await asyncio.sleep(0.05)  # a terminated session takes a moment to go
+        await conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{retired}"')
+    except BaseException:
+        await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        raise
+    await conn.execute(f'ALTER DATABASE "{scratch}" RENAME TO "{name}"')
+    await conn.execute(f'DROP DATABASE "{retired}" WITH (FORCE)')
 
 
 def _restore_scratch(name: str) -> str:
@@ -205,5 +239,4 @@ async def restore(admin_url: str, name: str, role: str, dump_file: Path) -> None
             await conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
         raise
     async with _connect(admin) as conn:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'ALTER DATABASE "{scratch}" RENAME TO "{name}"')
+        await _swap_in(conn, scratch, name)

@@ -13,7 +13,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, PlanGroup, Region, Repository
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
-from . import service_instances
+from . import backups, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -96,6 +96,7 @@ async def delete_application(session: AsyncSession, outbox: Outbox, app: Applica
     for env in envs:
         await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
     await service_instances.delete_data_of(session, outbox, [env.id for env in envs], region.slug)
+    await backups.delete_files_of(session, outbox, [env.id for env in envs], region.slug)
     await session.delete(app)
     await session.flush()
 

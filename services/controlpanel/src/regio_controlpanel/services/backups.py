@@ -13,6 +13,7 @@ credential); the consumer's message still succeeds, so nothing is retried behind
 user's back: they ask again."""
 import asyncio
 import json
+import logging
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from regio_common.messages import BackupRequested, BackupRestoreRequested, utcnow
+from regio_common.messages import BackupFilesDeletionRequested, BackupRequested, BackupRestoreRequested, utcnow
 from regio_common.outbox import Outbox
 
 from ..db.models import (
@@ -41,6 +42,7 @@ from ..domain.backups import (
     NotRestorable,
     Outcome,
     Progress,
+    backup_folder,
     backup_location,
     check_usable,
     is_provisioned,
@@ -52,6 +54,8 @@ from ..region_services import backup_files, database
 from . import lookups, provisioning
 from .access import Action, Caller
 from .crypto import Vault
+
+log = logging.getLogger(__name__)
 
 # --- reading ---------------------------------------------------------------------------
 
@@ -357,6 +361,32 @@ class Backups:
         else:
             secrets += [server.admin_url, make_url(server.admin_url).password or ""]
         return server
+
+
+async def delete_files_of(session: AsyncSession, outbox: Outbox, environment_ids: list[UUID], region: str) -> None:
+    """The environments are being deleted, and their backups' rows with them: their files go too,
+    once this transaction commits (a command per storage service holding some)."""
+    held = (await session.execute(
+        select(ServiceInstanceBackup.storage_service_id, Backup.id).join(Backup, Backup.id == ServiceInstanceBackup.backup_id)
+        .where(Backup.environment_id.in_(environment_ids)).distinct())).all()
+    by_storage: dict[UUID, set[str]] = {}
+    for storage_service_id, backup_id in held:
+        by_storage.setdefault(storage_service_id, set()).add(backup_folder(backup_id))
+    for storage_service_id, prefixes in by_storage.items():
+        await outbox.add(session, BackupFilesDeletionRequested(storage_service_id=storage_service_id,
+                                                               prefixes=sorted(prefixes)), region=region)
+
+
+async def on_files_deletion_requested(session: AsyncSession, vault: Vault, message: BackupFilesDeletionRequested) -> None:
+    service = await session.get(Service, message.storage_service_id)
+    if service is None:
+        log.warning("storage service %s is gone: the files of deleted backups on it are left", message.storage_service_id)
+        return
+    holder = provisioning.server_of(service, vault)
+    # Raises while the storage does not answer: the consumer tries again, then gives up and logs.
+    async with holder.client() as storage:
+        for prefix in message.prefixes:
+            await storage.delete_prefix(holder.backup_bucket, prefix)
 
 
 # --- helpers -------------------------------------------------------------------------------

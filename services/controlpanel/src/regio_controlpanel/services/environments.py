@@ -11,7 +11,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, EnvironmentVariable, Region
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict
-from . import service_instances
+from . import backups, service_instances
 from .applications import check_slug
 from .crypto import Vault
 
@@ -63,5 +63,6 @@ async def delete_environment(session: AsyncSession, outbox: Outbox, env: Environ
     region = await session.get(Region, app.region_id)
     await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
     await service_instances.delete_data_of(session, outbox, [env.id], region.slug)
+    await backups.delete_files_of(session, outbox, [env.id], region.slug)
     await session.delete(env)
     await session.flush()
