@@ -138,6 +138,18 @@ async def test_backup_and_restore_round_trip(admin, environment_bucket):
     assert await admin.list_objects(backups) == []
 
 
+async def test_a_file_is_uploaded_streamed_from_disk(admin, tmp_path):
+    """How a backup's dump goes up: read as it is sent, signed by a hash of a first reading."""
+    bucket = bucket_name()
+    await admin.ensure_bucket(bucket)
+    dump = tmp_path / "dump"
+    content = os.urandom(3 * 1024 * 1024 + 17)  # more than one read of the file
+    dump.write_bytes(content)
+
+    assert await admin.put_file(bucket, "backups/x/part.dump", dump, "application/octet-stream") == len(content)
+    assert await admin.get_object(bucket, "backups/x/part.dump") == content
+
+
 async def test_a_presigned_url_downloads_without_credentials_until_it_expires(admin, storage):
     backups = f"backups-{uuid.uuid4().hex[:8]}"
     await admin.ensure_bucket(backups)

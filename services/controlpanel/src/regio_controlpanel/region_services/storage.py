@@ -22,9 +22,10 @@ import hmac
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
@@ -97,13 +98,14 @@ def _signature(secret_key: str, amz_date: str, service: str, canonical_request: 
 
 def sign_headers(credentials: Credentials, method: str, host: str, path: str, query: str,
                  headers: Mapping[str, str], body: bytes, service: str = "s3",
-                 now: datetime | None = None) -> dict[str, str]:
+                 now: datetime | None = None, payload_hash: str | None = None) -> dict[str, str]:
     """``headers`` plus Host, X-Amz-Date, X-Amz-Content-Sha256 and the Authorization that signs
-    them all. ``path`` and ``query`` must be exactly as sent (already encoded)."""
+    them all. ``path`` and ``query`` must be exactly as sent (already encoded). A body sent as a
+    stream is signed by its ``payload_hash`` (SHA-256, hex) instead of ``body``."""
     amz_date = _amz_date(now or datetime.now(UTC))
     all_headers = {k.lower(): v for k, v in headers.items()}
     all_headers.update({"host": host, "x-amz-date": amz_date,
-                        "x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
+                        "x-amz-content-sha256": payload_hash or hashlib.sha256(body).hexdigest()})
     names = sorted(all_headers)
     canonical_headers = "".join(f"{n}:{' '.join(all_headers[n].split())}\n" for n in names)
     signed_headers = ";".join(names)
@@ -113,6 +115,30 @@ def sign_headers(credentials: Credentials, method: str, host: str, path: str, qu
     all_headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
                                     f"SignedHeaders={signed_headers}, Signature={signature}")
     return all_headers
+
+
+@dataclass(frozen=True)
+class _FileBody:
+    """A request body read from a file as it is sent, signed by the hash of a first reading."""
+    path: Path
+    size: int
+    sha256: str
+
+    CHUNK = 1024 * 1024
+
+    @classmethod
+    def of(cls, path: Path) -> "_FileBody":
+        digest, size = hashlib.sha256(), 0
+        with path.open("rb") as f:
+            while chunk := f.read(cls.CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return cls(path, size, digest.hexdigest())
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with self.path.open("rb") as f:
+            while chunk := await asyncio.to_thread(f.read, self.CHUNK):
+                yield chunk
 
 
 def _object_path(bucket: str, key: str = "") -> str:
@@ -164,13 +190,20 @@ class ObjectStorage:
         await self._client.aclose()
 
     async def _request(self, method: str, path: str = "/", query: Mapping[str, str] | None = None,
-                       headers: Mapping[str, str] | None = None, body: bytes = b"",
+                       headers: Mapping[str, str] | None = None, body: bytes | _FileBody = b"",
                        service: str = "s3") -> httpx.Response:
         query_string = canonical_query(query or {})
-        signed = sign_headers(self.credentials, method, self._host, path, query_string, headers or {}, body,
-                              service)
+        if isinstance(body, _FileBody):
+            headers = {**(headers or {}), "content-length": str(body.size)}
+            signed = sign_headers(self.credentials, method, self._host, path, query_string, headers, b"", service,
+                                  payload_hash=body.sha256)
+            content = body.chunks()
+        else:
+            signed = sign_headers(self.credentials, method, self._host, path, query_string, headers or {}, body,
+                                  service)
+            content = body
         url = self.endpoint + path + (f"?{query_string}" if query_string else "")
-        response = await self._client.request(method, url, headers=signed, content=body)
+        response = await self._client.request(method, url, headers=signed, content=content)
         if response.status_code >= 300:
             code, message = f"HTTP{response.status_code}", ""
             if response.content:
@@ -253,6 +286,14 @@ class ObjectStorage:
     async def put_object(self, bucket: str, key: str, body: bytes, content_type: str | None = None) -> None:
         headers = {"content-type": content_type} if content_type else {}
         await self._request("PUT", _object_path(bucket, key), headers=headers, body=body)
+
+    async def put_file(self, bucket: str, key: str, path: Path, content_type: str | None = None) -> int:
+        """Upload a file as one object, streamed from disk (a dump of any size is never held in
+        memory); its size."""
+        body = await asyncio.to_thread(_FileBody.of, path)
+        headers = {"content-type": content_type} if content_type else {}
+        await self._request("PUT", _object_path(bucket, key), headers=headers, body=body)
+        return body.size
 
     async def get_object(self, bucket: str, key: str) -> bytes:
         return (await self._request("GET", _object_path(bucket, key))).content

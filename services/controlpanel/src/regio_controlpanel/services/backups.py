@@ -11,7 +11,6 @@ holding exactly the backed-up objects.
 What fails is recorded on the backup or restore with a reason a person can read (never a
 credential); the consumer's message still succeeds, so nothing is retried behind the
 user's back: they ask again."""
-import asyncio
 import json
 import logging
 import tempfile
@@ -300,10 +299,7 @@ class Backups:
                 server = await self._server(session, instance.service_id, secrets)
                 with tempfile.TemporaryDirectory(prefix="regio-backup-") as scratch:
                     path = await database.dump(server.admin_url, credentials["database"], Path(scratch) / "dump")
-                    # One PUT of the whole dump (the storage client has no multipart upload yet).
-                    body = await asyncio.to_thread(path.read_bytes)
-                    await storage.put_object(holder.backup_bucket, location, body, "application/octet-stream")
-                    return path.stat().st_size
+                    return await storage.put_file(holder.backup_bucket, location, path, "application/octet-stream")
             await storage.delete_prefix(holder.backup_bucket, location)  # an interrupted attempt's copies
             await storage.copy_bucket(credentials["bucket"], holder.backup_bucket, location)
             return sum(o.size for o in await storage.list_objects(holder.backup_bucket, location))
