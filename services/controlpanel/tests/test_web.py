@@ -57,6 +57,24 @@ async def test_pages_need_a_session_and_sign_in_sets_a_safe_cookie(app, settings
         assert (await client.get("/web/")).status_code == 200
 
 
+async def test_password_guesses_are_throttled_by_email(app, settings):
+    email, other = await new_user(settings), await new_user(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
+        b = Browser(client)
+        for _ in range(5):
+            assert (await b.sign_in(email.upper(), "a guess")).status_code == 400
+        refused = await b.sign_in(email, PASSWORD)  # even the right password, for now
+        assert refused.status_code == 429 and "try again in 15 minutes" in refused.text, refused.text
+        assert "regio_session" not in client.cookies
+        assert (await b.sign_in(other)).status_code == 303  # another email is not held up
+
+    async with make_sessionmaker(make_engine(settings.database_url))() as session, session.begin():
+        await session.execute(text("UPDATE controlpanel.sign_in_failures SET created_at = created_at - "
+                                   "interval '15 minutes' WHERE email = :email"), {"email": email})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
+        assert (await Browser(client).sign_in(email)).status_code == 303  # the window has passed
+
+
 async def test_over_https_the_session_cookie_is_secure(app, settings):
     email = await new_user(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://cp.test") as client:

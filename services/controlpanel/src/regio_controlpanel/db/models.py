@@ -403,3 +403,14 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))  # every form of the session carries it
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SignInFailure(Base):
+    """A failed web sign-in, by the email tried: too many in a while and that email is refused
+    for a while (web/throttle.py). Kept only as long as they count."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_email", "email", "created_at"),)
+    id: Mapped[uuid.UUID] = _id()
+    email: Mapped[str] = mapped_column(String(254))  # lowercased, as tried: maybe no user's
+    created_at: Mapped[datetime] = _created()

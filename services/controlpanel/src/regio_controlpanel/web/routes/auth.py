@@ -1,4 +1,5 @@
 """Signing in with email and password, and signing out."""
+import math
 import secrets
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from regio_common.app import SessionDep
 
 from ...services.access import Caller
 from ...services.audit import AuditTrail
-from .. import sessions
+from .. import sessions, throttle
 from ..deps import WebAuditDep, WebCallerDep
 from ..templating import render
 
@@ -50,9 +51,16 @@ async def sign_in(request: Request, session: SessionDep, email: Annotated[str, F
     """Has no caller yet, so it records its audit event itself (see test_route_guards)."""
     if not sessions.csrf_matches(request.cookies.get(sessions.LOGIN_CSRF_COOKIE, ""), csrf_token):
         return _login_page(request, next, "The sign-in form expired; please try again.", email, 403)
+    wait = await throttle.refused_for(session, email)
+    if wait is not None:
+        minutes = max(1, math.ceil(wait.total_seconds() / 60))
+        return _login_page(request, next, f"Too many failed sign-ins with this email; try again in {minutes} "
+                           f"minute{'s' if minutes > 1 else ''}.", email, 429)
     user = await sessions.authenticate(session, email, password)
     if user is None:
+        await throttle.record_failure(session, email)
         return _login_page(request, next, "Wrong email or password.", email, 400)
+    await throttle.forget_failures(session, email)
     web_session, cookie = await sessions.start(session, user)
     AuditTrail(session, Caller(user, {}), getattr(request.state, "request_id", None)).record(
         None, "session.create", "web_session", web_session.id, f"{user.email} signed in to the web Control Panel")
