@@ -75,6 +75,30 @@ async def test_password_guesses_are_throttled_by_email(app, settings):
         assert (await Browser(client).sign_in(email)).status_code == 303  # the window has passed
 
 
+async def test_changing_the_password_signs_out_the_users_other_browsers(app, settings):
+    email = await new_user(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cp.test") as here, \
+            httpx.AsyncClient(transport=transport, base_url="http://cp.test") as elsewhere:
+        mine, other = Browser(here), Browser(elsewhere)
+        assert (await mine.sign_in(email)).status_code == 303 and (await other.sign_in(email)).status_code == 303
+
+        wrong = await mine.submit("/web/account", "/web/account/password",
+                                  {"current": "not it", "new": "a new secret", "repeated": "a new secret"})
+        assert wrong.status_code == 400 and "current password is wrong" in wrong.text
+        short = await mine.submit("/web/account", "/web/account/password",
+                                  {"current": PASSWORD, "new": "short", "repeated": "short"})
+        assert short.status_code == 400 and "at least 8 characters" in short.text
+        changed = await mine.submit("/web/account", "/web/account/password",
+                                    {"current": PASSWORD, "new": "a new secret", "repeated": "a new secret"})
+        assert changed.status_code == 200 and "data-password-changed" in changed.text
+
+        assert (await here.get("/web/")).status_code == 200  # this browser stays signed in
+        assert (await elsewhere.get("/web/")).status_code == 303  # the other is signed out
+        assert (await other.sign_in(email)).status_code == 400  # the old password is gone
+        assert (await other.sign_in(email, "a new secret")).status_code == 303
+
+
 async def test_over_https_the_session_cookie_is_secure(app, settings):
     email = await new_user(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://cp.test") as client:

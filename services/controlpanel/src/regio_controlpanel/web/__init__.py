@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from ..db.models import WebSession
 from . import deps, errors
 from .routes import (
+    account,
     applications,
     auth,
     backups,
@@ -29,7 +30,7 @@ from .routes import (
 STATIC = Path(__file__).parent / "static"
 STATIC_PATH = "/web/static"
 ROUTERS = tuple(m.router for m in (
-    auth, applications, deployments, environments, variables, domains, services, backups, logs, tokens,
+    auth, account, applications, deployments, environments, variables, domains, services, backups, logs, tokens,
     organisations))
 
 __all__ = ["ROUTERS", "STATIC_PATH", "WebSession", "deps", "mount"]

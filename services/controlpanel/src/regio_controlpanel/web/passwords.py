@@ -43,6 +43,10 @@ async def verify_password_async(password: str, stored: str | None) -> bool:
     return await asyncio.to_thread(verify_password, password, stored)
 
 
+async def hash_password_async(password: str) -> str:
+    return await asyncio.to_thread(hash_password, password)
+
+
 def check_new_password(password: str) -> None:
     if len(password) < MIN_LENGTH:
         raise ValueError(f"A password needs at least {MIN_LENGTH} characters.")
