@@ -10,7 +10,13 @@ from fastapi.routing import APIRoute
 
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.messages import utcnow
-from regio_controlpanel.db.models import Backup, BackupDownload, BackupRestore, ServiceInstanceBackup
+from regio_controlpanel.db.models import (
+    Backup,
+    BackupDownload,
+    BackupDownloadPart,
+    BackupRestore,
+    ServiceInstanceBackup,
+)
 from regio_controlpanel.main import create_app
 from regio_controlpanel.services.crypto import Vault
 
@@ -116,8 +122,12 @@ async def backup_objects(settings, env_id: str, storage_service_id: str) -> dict
                 expires_at=utcnow() + timedelta(hours=1))
             session.add(download)
             await session.flush()
+            download_part = BackupDownloadPart(download_id=download.id, service_instance_backup_id=part.id)
+            session.add(download_part)
+            await session.flush()
             return {"backups": str(backup.id), "service-instance-backups": str(part.id),
-                    "backup-restores": str(restore.id), "backup-downloads": str(download.id)}
+                    "backup-restores": str(restore.id), "backup-downloads": str(download.id),
+                    "backup-download-service-instances": str(download_part.id)}
     finally:
         await engine.dispose()
 
