@@ -274,6 +274,16 @@ async def test_members_roles_change_and_members_go_by_the_apis_rules(app, settin
         assert (await admin.submit(org, f"/web/memberships/{theirs}", {"role": "billing"})).status_code == 303
         assert re.search(rf'data-member="{re.escape(colleague)}">.*?value="billing" selected',
                          (await outsider.get(org)).text, re.S)
+        # Now billing, the colleague no longer administers: no audit trail on their page.
+        assert "data-audit-trail" not in (await admin.get(org)).text
+
+    # An owner sees who changed what, newest first.
+    trail = (await outsider.get(org)).text
+    assert "data-audit-trail" in trail
+    actions = re.findall(r'data-action="([^"]+)"', trail)
+    assert actions == ["membership.update", "membership.create", "organisation.create"], actions
+    newest = re.search(r'data-action="membership.update"><td>[^<]*</td><td>([^<]+)</td>', trail)
+    assert newest.group(1) == colleague  # who made the last change
 
     # Another organisation's user does not find the membership at all.
     assert (await browser.submit("/web/", f"/web/memberships/{theirs}", {"role": "owner"})).status_code == 404
@@ -288,7 +298,7 @@ async def test_members_roles_change_and_members_go_by_the_apis_rules(app, settin
 
 
 def outsider_email(page: httpx.Response) -> str:
-    return re.search(r'<span class="me">([^<]+)</span>', page.text).group(1)
+    return re.search(r'<a class="me" href="/web/account">([^<]+)</a>', page.text).group(1)
 
 
 # --- service instances ----------------------------------------------------------------------

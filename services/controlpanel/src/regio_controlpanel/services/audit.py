@@ -3,10 +3,11 @@ itself, so a change and its record commit or roll back together."""
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.models import AuditEvent
-from .access import Caller
+from .access import Action, Caller
 
 
 @dataclass
@@ -30,3 +31,14 @@ class AuditTrail:
 
 def _jsonable(changes: dict) -> dict:
     return {k: (str(v) if isinstance(v, UUID) else v) for k, v in changes.items()}
+
+
+def events_query(caller: Caller, organisation: UUID | None = None) -> Select:
+    """The audit events the caller may read, newest first: those of the organisations it
+    administers with an unscoped role (all of them, or ``organisation``, else Forbidden/NotFound)."""
+    if organisation is not None:
+        caller.require_organisation(organisation, Action.ADMINISTER)
+        orgs = [organisation]
+    else:
+        orgs = [o for o, g in caller.grants.items() if g.allows(Action.ADMINISTER) and not g.scoped]
+    return select(AuditEvent).where(AuditEvent.organisation_id.in_(orgs)).order_by(AuditEvent.id.desc())

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from ...db.models import AuditEvent, Membership, Organisation, User
 from ...domain.errors import NotFound
+from ...services import audit as audit_service
 from ...services import members as service
 from ...services.access import Action, Caller, Grant, Role
 from ..deps import AuditDep, CallerDep, SessionDep
@@ -154,12 +155,7 @@ async def audit_events(request: Request, session: SessionDep, caller: CallerDep,
                        target: Annotated[UUID | None, Query(description="Events about this object.")] = None,
                        action: str | None = None) -> dict:
     """Every change in the organisations the caller administers, newest first."""
-    if organisation is not None:
-        caller.require_organisation(organisation, Action.ADMINISTER)
-        orgs = [organisation]
-    else:
-        orgs = [o for o, g in caller.grants.items() if g.allows(Action.ADMINISTER) and not g.scoped]
-    query = select(AuditEvent).where(AuditEvent.organisation_id.in_(orgs))
+    query = audit_service.events_query(caller, organisation)
     if target is not None:
         query = query.where(AuditEvent.target_id == target)
     if action is not None:
@@ -170,4 +166,4 @@ async def audit_events(request: Request, session: SessionDep, caller: CallerDep,
                               action=e.action, target_type=e.target_type, target=e.target_id, summary=e.summary,
                               changes=e.changes, request_id=e.request_id, created_at=e.created_at) for e in rows]
 
-    return await paginate(session, query.order_by(AuditEvent.id.desc()), request, params, serialize)
+    return await paginate(session, query, request, params, serialize)

@@ -12,12 +12,14 @@ from regio_common.app import SessionDep
 from ...api.routes.iam import memberships_out
 from ...db.models import Membership, Organisation
 from ...domain.errors import NotFound
+from ...services import audit
 from ...services import members as service
 from ...services.access import Action, Grant, Role
 from ..deps import WebAuditDep, WebCallerDep
 from ..templating import render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
+RECENT_EVENTS = 50  # of the audit trail, on the organisation's page; the API pages through all
 ROLE = Annotated[Literal["owner", "admin", "member", "billing"], Form()]
 
 
@@ -46,9 +48,11 @@ async def organisation_page(uuid: UUID, request: Request, session: SessionDep, w
     rows = (await session.execute(select(Membership).where(Membership.organisation_id == uuid)
                                   .order_by(Membership.created_at))).scalars().all()
     grant = web.caller.grants[uuid]
+    may_administer = grant.allows(Action.ADMINISTER) and not grant.scoped
+    events = (await session.execute(audit.events_query(web.caller, uuid).limit(RECENT_EVENTS))).scalars().all() \
+        if may_administer else []
     return render(request, "organisation.html", web, org=org, members=await memberships_out(session, list(rows)),
-                  role=grant.role, may_administer=grant.allows(Action.ADMINISTER) and not grant.scoped,
-                  roles=[r.value for r in Role])
+                  role=grant.role, may_administer=may_administer, roles=[r.value for r in Role], events=events)
 
 
 @router.post("/organisations/{uuid}/members")
