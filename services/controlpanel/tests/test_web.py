@@ -202,6 +202,29 @@ async def test_tokens_are_shown_once_and_revoked(browser, app):
         assert (await api.get("/iam/v3/me/")).status_code == 401
 
 
+async def test_a_custom_environment_is_added_as_a_copy_and_deleted(browser, api, application):
+    app_page = f"/web/applications/{application['uuid']}"
+    test_env = application["test_status"]["uuid"]
+    assert (await api.post("/apps/v3/environment-variables/", json={
+        "environment": test_env, "name": "FEATURE", "value": "on"})).status_code == 201
+    added = await browser.submit(app_page, f"{app_page}/environments",
+                                 {"slug": "demo", "branch": "demo-branch", "copy_from": test_env})
+    assert added.status_code == 303
+    demo = added.headers["location"].rsplit("/", 1)[1]
+    shown = await api.get(f"/apps/v3/environments/{demo}/")
+    assert shown.json()["slug"] == "demo" and shown.json()["branch"] == "demo-branch"
+    copied = (await api.get("/apps/v3/environment-variables/", params={"environment": demo})).json()["results"]
+    assert {(v["name"], v["value"]) for v in copied} >= {("FEATURE", "on")}
+    assert 'data-environment="demo"' in (await browser.get(app_page)).text
+    taken = await browser.submit(app_page, f"{app_page}/environments", {"slug": "demo", "copy_from": test_env})
+    assert taken.status_code in (400, 409) and "<html" in taken.text
+
+    assert "data-delete-environment" not in (await browser.get(f"/web/environments/{test_env}")).text
+    gone = await browser.submit(f"/web/environments/{demo}", f"/web/environments/{demo}/delete", {})
+    assert gone.status_code == 303 and gone.headers["location"] == app_page
+    assert (await api.get(f"/apps/v3/environments/{demo}/")).status_code == 404
+
+
 async def test_organisations_show_members_and_admins_add_them(browser, seeded):
     org = f"/web/organisations/{seeded['organisation']}"
     added = await browser.submit(org, f"{org}/members", {"email": "web-added@example.test", "role": "member"})

@@ -1,5 +1,6 @@
 """Use cases for environments: the default test and live, and custom ones copied from another."""
 import secrets
+from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -11,7 +12,8 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, EnvironmentVariable, Region
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict
-from . import backups, service_instances
+from . import backups, lookups, service_instances
+from .access import Action, Caller
 from .applications import check_slug
 from .crypto import Vault
 
@@ -66,3 +68,26 @@ async def delete_environment(session: AsyncSession, outbox: Outbox, env: Environ
     await backups.delete_files_of(session, outbox, [env.id], region.slug)
     await session.delete(env)
     await session.flush()
+
+
+async def copy_source(session: AsyncSession, caller: Caller, app: Application, copy_from: UUID | None) -> Environment:
+    """What a new environment of ``app`` copies: ``copy_from``, one of the same application, else test."""
+    if copy_from is None:
+        return (await session.execute(select(Environment).where(
+            Environment.application_id == app.id, Environment.slug == "test"))).scalar_one()
+    source, source_app = await lookups.environment(session, caller, copy_from, Action.VIEW, field="copy_from")
+    if source_app.id != app.id:
+        raise ApiError("Copy from an environment of the same application.", "copy_from")
+    return source
+
+
+def record_created(audit, env: Environment, app: Application, source: Environment) -> None:
+    """The audit record of a new custom environment, alike from the API and the web."""
+    audit.record(app.organisation_id, "environment.create", "environment", env.id,
+                 f"Environment {env.slug} of {app.slug} created from {source.slug}",
+                 {"slug": env.slug, "branch": env.branch, "copy_from": source.id})
+
+
+def record_deleted(audit, env: Environment, app: Application) -> None:
+    audit.record(app.organisation_id, "environment.delete", "environment", env.id,
+                 f"Environment {env.slug} of {app.slug} deleted", {"slug": env.slug})

@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from regio_common.plans import cpu_share
 
 from ...db.models import Application, Deployment, Environment, Region
-from ...domain.errors import ApiError
 from ...services import domains, environment_events, lookups, scaling
 from ...services import environments as service
 from ...services.access import Action
@@ -68,18 +67,10 @@ async def list_environments(request: Request, session: SessionDep, caller: Calle
 async def create_environment(body: EnvironmentIn, request: Request, session: SessionDep, caller: CallerDep,
                              audit: AuditDep) -> EnvironmentOut:
     app = await lookups.application(session, caller, body.application, Action.MANAGE, field="application")
-    if body.copy_from is not None:
-        source, source_app = await lookups.environment(session, caller, body.copy_from, Action.VIEW, field="copy_from")
-        if source_app.id != app.id:
-            raise ApiError("Copy from an environment of the same application.", "copy_from")
-    else:
-        source = (await session.execute(select(Environment).where(
-            Environment.application_id == app.id, Environment.slug == "test"))).scalar_one()
+    source = await service.copy_source(session, caller, app, body.copy_from)
     env = await service.create_environment(session, request.app.state.vault, app, source, slug=body.slug,
                                            branch=body.branch)
-    audit.record(app.organisation_id, "environment.create", "environment", env.id,
-                 f"Environment {env.slug} of {app.slug} created from {source.slug}",
-                 {"slug": env.slug, "branch": env.branch, "copy_from": source.id})
+    service.record_created(audit, env, app, source)
     return await environment_out(session, request, env, app)
 
 
@@ -142,7 +133,6 @@ async def delete_environment(uuid: UUID, request: Request, session: SessionDep, 
                              audit: AuditDep) -> Response:
     """A custom environment only; its containers and routes stop."""
     env, app = await lookups.environment(session, caller, uuid, Action.MANAGE)
-    audit.record(app.organisation_id, "environment.delete", "environment", env.id,
-                 f"Environment {env.slug} of {app.slug} deleted", {"slug": env.slug})
+    service.record_deleted(audit, env, app)
     await service.delete_environment(session, request.app.state.runtime.outbox, env, app)
     return Response(status_code=204)

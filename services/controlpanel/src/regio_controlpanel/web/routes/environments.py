@@ -11,6 +11,7 @@ from regio_common.app import SessionDep
 from regio_common.plans import MEMORY_SIZES_MB, cpu_share
 
 from ...db.models import Domain, EnvironmentVariable, Region
+from ...domain.environments import DEFAULT_ENVIRONMENTS
 from ...domain.errors import ApiError
 from ...services import backups, domains, environment_events, lookups, scaling, service_instances
 from ...services import environments as service
@@ -42,7 +43,7 @@ async def environment_page(uuid: UUID, request: Request, session: SessionDep, we
                   summary=await summarise(session, request, app, env), limits=limits,
                   memory_sizes=[m for m in MEMORY_SIZES_MB if m <= limits.memory_mb], cpu_share=cpu_share,
                   variables=variables, custom_domains=custom_domains, instances=instances, services=services,
-                  offered=offered, events=events, backups=kept,
+                  offered=offered, events=events, backups=kept, deletable=env.slug not in DEFAULT_ENVIRONMENTS,
                   backup_parts=await backups.parts_of(session, [b.id for b in kept]))
 
 
@@ -85,3 +86,27 @@ async def change_settings(uuid: UUID, request: Request, session: SessionDep, web
     audit.record(app.organisation_id, "environment.update", "environment", env.id,
                  f"Environment {env.slug} of {app.slug} changed: {', '.join(changed) or 'nothing'}", changed)
     return RedirectResponse(f"/web/environments/{env.id}#settings", status_code=303)
+
+
+@router.post("/applications/{uuid}/environments")
+async def add_environment(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
+                          slug: Annotated[str, Form(min_length=1, max_length=63)], copy_from: Annotated[UUID, Form()],
+                          branch: Annotated[str, Form(max_length=255)] = ""):
+    """As POST /apps/v3/environments/: a custom environment, with the settings and variables of
+    the one it copies."""
+    app = await lookups.application(session, web.caller, uuid, Action.MANAGE)
+    source = await service.copy_source(session, web.caller, app, copy_from)
+    env = await service.create_environment(session, request.app.state.vault, app, source, slug=slug.strip(),
+                                                branch=branch.strip() or None)
+    service.record_created(audit, env, app, source)
+    return RedirectResponse(f"/web/environments/{env.id}", status_code=303)
+
+
+@router.post("/environments/{uuid}/delete")
+async def delete_environment(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep,
+                             audit: WebAuditDep):
+    """As DELETE /apps/v3/environments/{uuid}/: a custom one only; its containers, routes and data go."""
+    env, app = await lookups.environment(session, web.caller, uuid, Action.MANAGE)
+    service.record_deleted(audit, env, app)
+    await service.delete_environment(session, request.app.state.runtime.outbox, env, app)
+    return RedirectResponse(f"/web/applications/{app.id}", status_code=303)
