@@ -22,7 +22,7 @@ from .web_client import Browser, new_user
 OPEN = {("GET", "/"), ("GET", "/web/login"), ("POST", "/web/login")}
 FORM = {"name": "X", "value": "1", "domain": "walked.example.org", "kind": "ALIAS", "instances": "1",
         "memory_mb": "512", "service": str(uuid.uuid4()), "prefix": "DEFAULT", "email": "walked@example.test",
-        "role": "member", "branch": "main", "health_check_path": "/"}
+        "role": "member", "branch": "main", "health_check_path": "/", "slug": "walked", "copy_from": str(uuid.uuid4())}
 
 
 async def _completed_backup(settings, env_id: str) -> uuid.UUID:
