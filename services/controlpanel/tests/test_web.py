@@ -396,6 +396,14 @@ async def test_environment_settings_change_and_the_https_redirect_is_routed_at_o
     assert (await commands(EnvironmentHostsChanged, env_id)).https_redirect is False
     bad = await browser.submit(page, f"{page}/settings", {"branch": "main", "health_check_path": "healthz"})
     assert bad.status_code == 400 and "health_check_path" in bad.text
+    assert (await browser.submit(page, f"{page}/settings", {"branch": "release", "health_check_path": "/healthz",
+                                                           "port": "8080"})).status_code == 303
+    assert (await api.get(f"/apps/v3/environments/{env_id}/")).json()["port"] == 8080
+    assert 'name="port" min="1" max="65535" value="8080"' in (await browser.get(page)).text
+    wrong_port = await browser.submit(page, f"{page}/settings", {"branch": "main", "health_check_path": "/",
+                                                                 "port": "70000"})
+    assert wrong_port.status_code == 400 and "port" in wrong_port.text
+    assert (await api.get(f"/apps/v3/environments/{env_id}/")).json()["port"] == 8080
     assert (await api.get(f"/apps/v3/environments/{env_id}/")).json()["branch"] == "release"
     refused = await outsider.submit("/web/", f"{page}/settings", {"branch": "x", "health_check_path": "/"})
     assert refused.status_code == 404

@@ -68,19 +68,29 @@ async def scale(uuid: UUID, request: Request, session: SessionDep, web: WebCalle
     return RedirectResponse(f"/web/environments/{env.id}#scaling", status_code=303)
 
 
+def _port(given: str) -> int | None:
+    """Empty: the image's EXPOSEd port, else 80 (as the API's null)."""
+    if not given.strip():
+        return None
+    if not given.strip().isdigit() or not 1 <= int(given) <= 65535:
+        raise ApiError("A port from 1 to 65535, or empty for the port the image EXPOSEs.", "port")
+    return int(given)
+
+
 @router.post("/environments/{uuid}/settings")
 async def change_settings(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
                           branch: Annotated[str, Form(min_length=1, max_length=255)],
                           health_check_path: Annotated[str, Form(min_length=1, max_length=255, pattern=r"^/")],
-                          https_redirect: Annotated[bool, Form()] = False):
+                          https_redirect: Annotated[bool, Form()] = False,
+                          port: Annotated[str, Form(max_length=5)] = ""):
     """As PATCH /apps/v3/environments/{uuid}/ with these settings: it takes the right to manage
-    the environment. Branch and health check apply at the next deployment; the HTTPS redirect
+    the environment. Branch, port and health check apply at the next deployment; the HTTPS redirect
     at once (the controller re-routes what runs now)."""
     env, app = await lookups.environment(session, web.caller, uuid, Action.MANAGE)
     if not branch.strip():
         raise ApiError("Name a branch.", "branch")
     changed = service.update_environment(env, {"branch": branch.strip(), "health_check_path": health_check_path,
-                                               "https_redirect": https_redirect})
+                                               "https_redirect": https_redirect, "port": _port(port)})
     if "https_redirect" in changed:
         await domains.announce(session, request.app.state.runtime.outbox, env, app)
     audit.record(app.organisation_id, "environment.update", "environment", env.id,
