@@ -83,6 +83,14 @@ async def create(session: AsyncSession, caller: Caller, vault: Vault, backup_id:
     return download, backup, env, app
 
 
+def record_created(audit, download: BackupDownload, backup: Backup, env: Environment, app: Application) -> None:
+    """The audit record of a new download link, alike from the API and the web."""
+    audit.record(app.organisation_id, "backup_download.create", "backup_download", download.id,
+                 f"Download link for backup {backup.id} of {app.slug} {env.slug}, until {download.expires_at:%c} UTC",
+                 {"backup": backup.id, "service_instance_backups": download.service_instance_backup_ids,
+                  "trigger": download.trigger, "expires_at": download.expires_at.isoformat()})
+
+
 async def get(session: AsyncSession, caller: Caller, download_id: UUID) -> BackupDownload:
     download = await session.get(BackupDownload, download_id)
     if download is None:

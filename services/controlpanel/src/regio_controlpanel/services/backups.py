@@ -359,6 +359,27 @@ class Backups:
         return server
 
 
+def _parts_named(parts) -> str:
+    return ", ".join(f"{p.type.lower()} {p.prefix}" for p in parts)
+
+
+def record_backup(audit, backup: Backup, parts: list[ServiceInstanceBackup], env: Environment,
+                  app: Application) -> None:
+    """The audit record of a requested backup, alike from the API and the web."""
+    audit.record(app.organisation_id, "backup.create", "backup", backup.id,
+                 f"Backup of {app.slug} {env.slug} requested: {_parts_named(parts)}",
+                 {"environment": env.id, "services": [str(p.service_instance_id) for p in parts],
+                  "trigger": backup.trigger})
+
+
+def record_restore(audit, restore: BackupRestore, parts: list[ServiceInstanceBackup], env: Environment,
+                   app: Application) -> None:
+    audit.record(app.organisation_id, "backup_restore.create", "backup_restore", restore.id,
+                 f"Restore of backup {restore.backup_id} into {app.slug} {env.slug} requested: {_parts_named(parts)}",
+                 {"backup": restore.backup_id, "environment": env.id,
+                  "service_instance_backups": [str(p.id) for p in parts]})
+
+
 async def delete_files_of(session: AsyncSession, outbox: Outbox, environment_ids: list[UUID], region: str) -> None:
     """The environments are being deleted, and their backups' rows with them: their files go too,
     once this transaction commits (a command per storage service holding some)."""

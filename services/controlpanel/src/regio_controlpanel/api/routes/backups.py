@@ -82,10 +82,7 @@ async def create_backup(request: Request, body: BackupIn, session: SessionDep, c
                         audit: AuditDep) -> BackupOut:
     backup, parts, env, app = await request.app.state.backups.request_backup(
         session, caller, body.environment, body.services, body.trigger, body.notes, body.scheduled_for_deletion_at)
-    audit.record(app.organisation_id, "backup.create", "backup", backup.id,
-                 f"Backup of {app.slug} {env.slug} requested: {', '.join(f'{p.type.lower()} {p.prefix}' for p in parts)}",
-                 {"environment": env.id, "services": [str(p.service_instance_id) for p in parts],
-                  "trigger": backup.trigger})
+    backups.record_backup(audit, backup, parts, env, app)
     return backup_out(backup, parts)
 
 
@@ -111,11 +108,7 @@ async def create_backup_restore(request: Request, body: BackupRestoreIn, session
                                 audit: AuditDep) -> BackupRestoreOut:
     restore, parts, env, app = await request.app.state.backups.request_restore(
         session, caller, body.backup, body.service_instance_backups, body.environment)
-    audit.record(app.organisation_id, "backup_restore.create", "backup_restore", restore.id,
-                 f"Restore of backup {restore.backup_id} into {app.slug} {env.slug} requested: "
-                 f"{', '.join(f'{p.type.lower()} {p.prefix}' for p in parts)}",
-                 {"backup": restore.backup_id, "environment": env.id,
-                  "service_instance_backups": [str(p.id) for p in parts]})
+    backups.record_restore(audit, restore, parts, env, app)
     return restore_out(restore, [p.id for p in parts])
 
 
@@ -135,10 +128,7 @@ async def create_backup_download(request: Request, body: BackupDownloadIn, sessi
                                  audit: AuditDep) -> BackupDownloadOut:
     download, backup, env, app = await backup_downloads.create(
         session, caller, request.app.state.vault, body.backup, body.service_instance_backups, body.trigger)
-    audit.record(app.organisation_id, "backup_download.create", "backup_download", download.id,
-                 f"Download link for backup {backup.id} of {app.slug} {env.slug}, until {download.expires_at:%c} UTC",
-                 {"backup": backup.id, "service_instance_backups": download.service_instance_backup_ids,
-                  "trigger": download.trigger, "expires_at": download.expires_at.isoformat()})
+    backup_downloads.record_created(audit, download, backup, env, app)
     return download_out(request, download)
 
 

@@ -26,10 +26,7 @@ async def back_up_now(uuid: UUID, request: Request, session: SessionDep, web: We
     env, _ = await lookups.environment(session, web.caller, uuid, Action.OPERATE)  # 404 in the path, as every page
     backup, parts, env, app = await request.app.state.backups.request_backup(
         session, web.caller, env.id, None, DEFAULT_TRIGGER, "")
-    audit.record(app.organisation_id, "backup.create", "backup", backup.id,
-                 f"Backup of {app.slug} {env.slug} requested: {', '.join(f'{p.type.lower()} {p.prefix}' for p in parts)}",
-                 {"environment": env.id, "services": [str(p.service_instance_id) for p in parts],
-                  "trigger": backup.trigger})
+    backups.record_backup(audit, backup, parts, env, app)
     return _back(env.id)
 
 
@@ -38,11 +35,7 @@ async def restore_backup(uuid: UUID, request: Request, session: SessionDep, web:
     """As POST /apps/v3/backup-restores/: every part, into the backup's own environment."""
     await backups.get_backup(session, web.caller, uuid, Action.OPERATE)  # 404 in the path, as every page
     restore, parts, env, app = await request.app.state.backups.request_restore(session, web.caller, uuid, None, None)
-    audit.record(app.organisation_id, "backup_restore.create", "backup_restore", restore.id,
-                 f"Restore of backup {restore.backup_id} into {app.slug} {env.slug} requested: "
-                 f"{', '.join(f'{p.type.lower()} {p.prefix}' for p in parts)}",
-                 {"backup": restore.backup_id, "environment": env.id,
-                  "service_instance_backups": [str(p.id) for p in parts]})
+    backups.record_restore(audit, restore, parts, env, app)
     return _back(env.id)
 
 
@@ -53,9 +46,6 @@ async def download_backup(uuid: UUID, request: Request, session: SessionDep, web
     await backups.get_backup(session, web.caller, uuid, Action.OPERATE)  # 404 in the path, as every page
     download, backup, env, app = await backup_downloads.create(
         session, web.caller, request.app.state.vault, uuid, None, DEFAULT_TRIGGER)
-    audit.record(app.organisation_id, "backup_download.create", "backup_download", download.id,
-                 f"Download link for backup {backup.id} of {app.slug} {env.slug}, until {download.expires_at:%c} UTC",
-                 {"backup": backup.id, "service_instance_backups": download.service_instance_backup_ids,
-                  "trigger": download.trigger, "expires_at": download.expires_at.isoformat()})
+    backup_downloads.record_created(audit, download, backup, env, app)
     link, _ = backup_downloads.urls("", request.app.state.vault, download)
     return RedirectResponse(link, status_code=303)
