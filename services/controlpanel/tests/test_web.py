@@ -462,3 +462,14 @@ async def test_backups_are_taken_restored_and_downloaded_from_the_page(
     restored = await finished(api, f"/apps/v3/backup-restores/{event['target']}/")
     assert restored["success"] == "SUCCESS", restored
     assert await data.rows() == ["kept"]
+
+    # Into another environment of the application, chosen on the page.
+    live_id = application["live_status"]["uuid"]
+    live = await provisioned(api, db, vault, servers, live_id)
+    await live.write("live's own")
+    assert f'<option value="{live_id}"' in (await browser.get(page)).text
+    assert (await browser.submit(page, f"{path}/restore", {"environment": live_id})).status_code == 303
+    [event, *_] = (await api.get("/iam/v3/audit-events/", params={"action": "backup_restore.create"})).json()["results"]
+    assert event["changes"]["environment"] == live_id
+    assert (await finished(api, f"/apps/v3/backup-restores/{event['target']}/"))["success"] == "SUCCESS"
+    assert await live.rows() == ["kept"]

@@ -1,9 +1,10 @@
 """Backing up an environment's databases and buckets now, restoring a completed backup into
 it, and downloading one. The work is done after the answer (by the control panel's
 consumer): the environment's page shows each backup's state."""
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
 from regio_common.app import SessionDep
@@ -31,10 +32,13 @@ async def back_up_now(uuid: UUID, request: Request, session: SessionDep, web: We
 
 
 @router.post("/backups/{uuid}/restore")
-async def restore_backup(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
-    """As POST /apps/v3/backup-restores/: every part, into the backup's own environment."""
+async def restore_backup(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep, audit: WebAuditDep,
+                         environment: Annotated[UUID | None, Form()] = None):
+    """As POST /apps/v3/backup-restores/: every part, into the backup's own environment or
+    ``environment`` (the API's rules: one the user may operate, with instances of the same kinds)."""
     await backups.get_backup(session, web.caller, uuid, Action.OPERATE)  # 404 in the path, as every page
-    restore, parts, env, app = await request.app.state.backups.request_restore(session, web.caller, uuid, None, None)
+    restore, parts, env, app = await request.app.state.backups.request_restore(session, web.caller, uuid, None,
+                                                                               environment)
     backups.record_restore(audit, restore, parts, env, app)
     return _back(env.id)
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from regio_common.app import SessionDep
 from regio_common.plans import MEMORY_SIZES_MB, cpu_share
 
-from ...db.models import Domain, EnvironmentVariable, Region
+from ...db.models import Application, Domain, Environment, EnvironmentVariable, Region
 from ...domain.environments import DEFAULT_ENVIRONMENTS
 from ...domain.errors import ApiError
 from ...services import backups, domains, environment_events, lookups, scaling, service_instances
@@ -39,11 +39,15 @@ async def environment_page(uuid: UUID, request: Request, session: SessionDep, we
                                             .order_by(Domain.created_at))).scalars().all()
     events = (await session.execute(environment_events.newest_first(env).limit(EVENTS))).scalars().all()
     kept = (await session.execute(backups.backups_query(web.caller, env.id).limit(BACKUPS))).scalars().all()
+    siblings = (await session.execute(select(Environment).join(Application, Application.id == Environment.application_id)
+                                      .where(Environment.application_id == app.id, web.caller.visible_environments())
+                                      .order_by(Environment.created_at))).scalars().all()
     return render(request, "environment.html", web, app=app, env=env, region=await session.get(Region, app.region_id),
                   summary=await summarise(session, request, app, env), limits=limits,
                   memory_sizes=[m for m in MEMORY_SIZES_MB if m <= limits.memory_mb], cpu_share=cpu_share,
                   variables=variables, custom_domains=custom_domains, instances=instances, services=services,
                   offered=offered, events=events, backups=kept, deletable=env.slug not in DEFAULT_ENVIRONMENTS,
+                  siblings=siblings,
                   backup_parts=await backups.parts_of(session, [b.id for b in kept]))
 
 
