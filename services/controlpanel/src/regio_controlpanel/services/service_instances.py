@@ -161,6 +161,15 @@ def record_change(audit, change: str, instance: ServiceInstance, service: Servic
                  {"environment": environment.id, "service": service.id, "prefix": instance.prefix})
 
 
+async def change_attachment(session: AsyncSession, caller: Caller, audit, instance_id: UUID, change: str
+                            ) -> tuple[ServiceInstance, Service, Environment, Application]:
+    """Detach or attach an instance (``change``) and record it: what the API and the web do alike."""
+    instance, service, env, app = await get_instance(session, caller, instance_id, Action.OPERATE)
+    {"detach": detach, "attach": attach}[change](instance)
+    record_change(audit, change, instance, service, env, app)
+    return instance, service, env, app
+
+
 def detach(instance: ServiceInstance) -> None:
     if instance.state != State.ATTACHED:
         raise Conflict(f"Only an attached service instance can be detached; this one is {instance.state}.")

@@ -53,12 +53,17 @@ def download_out(request: Request, d: BackupDownload) -> BackupDownloadOut:
                              downloads=[PartDownload(service_instance_backup=k, download_url=v) for k, v in each.items()])
 
 
-def download_part_out(request: Request, d: BackupDownload, p: BackupDownloadPart) -> BackupDownloadServiceInstanceOut:
-    _, each = backup_downloads.urls(request.app.state.settings.public_url, request.app.state.vault, d)
+def download_parts_out(request: Request, d: BackupDownload,
+                       parts: list[BackupDownloadPart]) -> list[BackupDownloadServiceInstanceOut]:
+    _, each = backup_downloads.urls(request.app.state.settings.public_url, request.app.state.vault, d)  # one decrypt
+    return [_download_part_out(d, p, each[str(p.service_instance_backup_id)]) for p in parts]
+
+
+def _download_part_out(d: BackupDownload, p: BackupDownloadPart, url: str) -> BackupDownloadServiceInstanceOut:
     return BackupDownloadServiceInstanceOut(
         uuid=p.id, backup_download=d.id, service_instance_backup=p.service_instance_backup_id, state="COMPLETED",
         success="SUCCESS", errors=None, created_at=d.created_at, ended_at=d.created_at, expires_at=d.expires_at,
-        download_url=each[str(p.service_instance_backup_id)])
+        download_url=url)
 
 
 # --- backups ---------------------------------------------------------------------------------
@@ -147,7 +152,7 @@ async def list_backup_download_service_instances(request: Request, session: Sess
     download = await backup_downloads.get(session, caller, backup)
 
     async def serialize(rows):
-        return [download_part_out(request, download, p) for p in rows]
+        return download_parts_out(request, download, list(rows))
 
     return await paginate(session, backup_downloads.parts_query(download), request, params, serialize)
 
@@ -156,4 +161,4 @@ async def list_backup_download_service_instances(request: Request, session: Sess
 async def get_backup_download_service_instance(request: Request, uuid: UUID, session: SessionDep,
                                                caller: CallerDep) -> BackupDownloadServiceInstanceOut:
     download, found = await backup_downloads.part(session, caller, uuid)
-    return download_part_out(request, download, found)
+    return download_parts_out(request, download, [found])[0]

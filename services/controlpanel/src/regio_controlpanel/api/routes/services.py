@@ -82,9 +82,7 @@ async def get_service_instance(uuid: UUID, session: SessionDep, caller: CallerDe
         "ATTACHED instance: 409 otherwise."))
 async def detach_service_instance(uuid: UUID, session: SessionDep, caller: CallerDep,
                                   audit: AuditDep) -> ServiceInstanceOut:
-    instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
-    service_instances.detach(instance)
-    service_instances.record_change(audit, "detach", instance, offered, env, app)
+    instance, offered, _, _ = await service_instances.change_attachment(session, caller, audit, uuid, "detach")
     return instance_out(instance, offered)
 
 
@@ -92,9 +90,7 @@ async def detach_service_instance(uuid: UUID, session: SessionDep, caller: Calle
         "Attaches a DETACHED instance again, with its data: the next deployment's release gets its DSN."))
 async def attach_service_instance(uuid: UUID, session: SessionDep, caller: CallerDep,
                                   audit: AuditDep) -> ServiceInstanceOut:
-    instance, offered, env, app = await service_instances.get_instance(session, caller, uuid, Action.OPERATE)
-    service_instances.attach(instance)
-    service_instances.record_change(audit, "attach", instance, offered, env, app)
+    instance, offered, _, _ = await service_instances.change_attachment(session, caller, audit, uuid, "attach")
     return instance_out(instance, offered)
 
 

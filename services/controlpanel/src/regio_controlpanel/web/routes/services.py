@@ -34,17 +34,13 @@ async def add_service_instance(uuid: UUID, session: SessionDep, web: WebCallerDe
 @router.post("/service-instances/{uuid}/detach")
 async def detach_service_instance(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
     """As POST /apps/v3/service-instances/{uuid}/detach/: releases are no longer told of it."""
-    instance, offered, env, app = await service_instances.get_instance(session, web.caller, uuid, Action.OPERATE)
-    service_instances.detach(instance)
-    service_instances.record_change(audit, "detach", instance, offered, env, app)
+    _, _, env, _ = await service_instances.change_attachment(session, web.caller, audit, uuid, "detach")
     return _back(env.id)
 
 
 @router.post("/service-instances/{uuid}/attach")
 async def attach_service_instance(uuid: UUID, session: SessionDep, web: WebCallerDep, audit: WebAuditDep):
-    instance, offered, env, app = await service_instances.get_instance(session, web.caller, uuid, Action.OPERATE)
-    service_instances.attach(instance)
-    service_instances.record_change(audit, "attach", instance, offered, env, app)
+    _, _, env, _ = await service_instances.change_attachment(session, web.caller, audit, uuid, "attach")
     return _back(env.id)
 
 
