@@ -85,11 +85,12 @@ async def eventually_async(fetch: Callable[[], Awaitable], accept: Callable[[obj
 
 
 class AppServer:
-    """Plays an application container: answers every request with ``status``, or, with
-    None, accepts connections and never answers."""
+    """Plays an application container: answers every request with ``status`` (after
+    ``delay`` seconds), or, with None, accepts connections and never answers."""
 
-    def __init__(self, status: int | None):
+    def __init__(self, status: int | None, delay: float = 0.0):
         self.status = status
+        self.delay = delay
         self.requests = 0
         self._server: asyncio.Server | None = None
         self._closing = asyncio.Event()
@@ -114,6 +115,7 @@ class AppServer:
             if self.status is None:
                 await self._closing.wait()
                 return
+            await asyncio.sleep(self.delay)
             writer.write(f"HTTP/1.1 {self.status} Status\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
                          .encode())
             await writer.drain()
@@ -369,8 +371,8 @@ class Region:
         self._stoppers.append(api.stop)
         return api
 
-    async def app_server(self, status: int | None) -> AppServer:
-        server = await AppServer(status).start()
+    async def app_server(self, status: int | None, delay: float = 0.0) -> AppServer:
+        server = await AppServer(status, delay).start()
         self._stoppers.append(server.stop)
         return server
 
