@@ -24,7 +24,9 @@ def test_a_cancelled_deployment_leaves_the_previous_release_serving(region, prob
     with region.client() as client:
         if during == "build":
             dockerfile = repo.path / "Dockerfile"
-            dockerfile.write_text(dockerfile.read_text().replace("COPY app.py", "RUN sleep 60\nCOPY app.py"))
+            # Unique, so no earlier run's layer cache skips the step (the engine's cache is shared).
+            dockerfile.write_text(dockerfile.read_text().replace("COPY app.py",
+                                                                 f"RUN sleep 60 # {time.time_ns()}\nCOPY app.py"))
         else:  # the new release never answers: the sanity test waits
             client.patch(f"/apps/v3/environments/{env_id}/", json={"sanity_timeout_seconds": 120})
             client.post("/apps/v3/environment-variables/", json={"environment": env_id, "name": "MODE", "value": "silent"})

@@ -114,18 +114,18 @@ async def test_a_slow_503_is_the_reason_given_even_when_the_last_probe_runs_out_
     runner = await region.runner("r1", memory_mb=2048)
     ingress = await region.ingress()
     environment = uuid4()
-    # Each answer takes 1.2 s, so the second probe of a 2 s test is cut short by the deadline.
-    slow = await region.app_server(503, delay=1.2)
+    # Each answer takes 1.5 s, so the third probe of a 4 s test is cut short by the deadline.
+    slow = await region.app_server(503, delay=1.5)
     runner.addresses["app:slow"] = slow.address
 
     async with region.controller():
         await _serve_first_release(region, runner, ingress, environment)
 
-        request = await region.request(region.rollout(environment, "app:slow", sanity_timeout_seconds=2))
+        request = await region.request(region.rollout(environment, "app:slow", sanity_timeout_seconds=4))
         finished = await region.events.finished(request.deployment_id)
 
         assert not finished.success
-        assert "within 2s" in finished.error and "(last: HTTP 503)" in finished.error
+        assert "within 4s" in finished.error and "(last: HTTP 503)" in finished.error
 
 
 async def test_instance_that_never_answers_fails_within_the_sanity_timeout(region):
