@@ -144,6 +144,48 @@ def test(ctx: typer.Context) -> None:
     raise typer.Exit(testing.run_suites(CHECKOUT, ctx.args, say))
 
 
+# --- the steps of `up`, one at a time, for the containers of docker-compose.yml ----------
+
+def _region_step(step: str, state_dir: Path | None) -> None:
+    try:
+        getattr(Region(_layout(state_dir), say), step)()
+    except (RuntimeError, TimeoutError, PermissionError, subprocess.CalledProcessError) as e:
+        say(f"{step} failed: {e}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def prepare(state_dir: StateDir = None) -> None:
+    """Before any server starts: the layout, secrets, clusters' data directories, apps network."""
+    _region_step("prepare", state_dir)
+
+
+@app.command()
+def setup(state_dir: StateDir = None) -> None:
+    """Once Postgres and NATS run: the services' roles, the streams, every migration."""
+    _region_step("setup", state_dir)
+
+
+@app.command()
+def seed(state_dir: StateDir = None) -> None:
+    """Once the control panel's schema exists: the region, plans, admin, token; the env file."""
+    _region_step("seed", state_dir)
+
+
+def _component(name: str, region: Region):
+    components = region.components()
+    if name not in components:
+        say(f"no component {name!r}; the region has: {', '.join(components)}")
+        raise typer.Exit(2)
+    return components[name]
+
+
+@app.command()
+def run(name: str, state_dir: StateDir = None) -> None:
+    """Run one server or service in the foreground, logging to stdout (a container's command)."""
+    _component(name, Region(_layout(state_dir), say)).exec()
+
+
 @app.command("dedicated-database")
 def dedicated_database(organisation: Annotated[str, typer.Argument(help="The organisation's uuid.")],
                        state_dir: StateDir = None) -> None:

@@ -35,7 +35,9 @@ def docker_answers() -> bool:
 REQUIRED = (("dockerd", "docker.io"), ("mmdebstrap", "mmdebstrap"), ("git", "git"))
 # jq: the README's curl walkthrough; curl and wrk: the ingress's tests and benchmark;
 # chromium: the web Control Panel's browser tests (Playwright drives it, downloading no browser).
-HELPFUL = (("jq", "jq"), ("curl", "curl"), ("wrk", "wrk"), ("chromium", "chromium"))
+# docker-compose: the containerised region (docker-compose.yml) and its test.
+HELPFUL = (("jq", "jq"), ("curl", "curl"), ("wrk", "wrk"), ("chromium", "chromium"),
+           ("docker-compose", "docker-compose"))
 
 
 def ensure(state_dir: Path, say) -> None:

