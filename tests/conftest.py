@@ -34,9 +34,22 @@ class RunningRegion:
     def delete_applications(self) -> None:
         """Deleting an application stops its containers and routes: the region is left as found."""
         with self.client() as client:
-            for app_id in self.applications:
-                response = client.delete(f"/apps/v3/applications/{app_id}/")
+            while self.applications:
+                response = client.delete(f"/apps/v3/applications/{self.applications.pop()}/")
                 assert response.status_code in (204, 404), response.text
+
+
+_shared_regions: list[RunningRegion] = []  # the session's `region`, once a test asked for it
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _applications_deleted_after_each_module():
+    """A module's applications are deleted when it ends, not with the session: until then the
+    runners hold their instances, and a later module needs the room (the lost-runner test
+    moves every instance of one runner onto the other)."""
+    yield
+    for region in _shared_regions:
+        region.delete_applications()
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +69,9 @@ def region() -> RunningRegion:
         region_id = c.get("/apps/v3/regions/").json()["results"][0]["uuid"]
     running = RunningRegion(env["REGIO_API_URL"], env["REGIO_TOKEN"], env["REGIO_INGRESS_URL"],
                             env["REGIO_REGION_DOMAIN"], org, region_id)
+    _shared_regions.append(running)
     yield running
+    _shared_regions.remove(running)
     running.delete_applications()
     if started_here:
         reg.down()
