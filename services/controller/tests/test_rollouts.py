@@ -114,8 +114,9 @@ async def test_a_slow_503_is_the_reason_given_even_when_the_last_probe_runs_out_
     runner = await region.runner("r1", memory_mb=2048)
     ingress = await region.ingress()
     environment = uuid4()
-    # Each answer takes 1.5 s, so the third probe of a 4 s test is cut short by the deadline.
-    slow = await region.app_server(503, delay=1.5)
+    # Each answer takes 1 s, so the fourth probe of a 4 s test is cut short by the deadline. (An
+    # answer well inside the 2 s a probe may take: a loaded machine must not time them all out.)
+    slow = await region.app_server(503, delay=1.0)
     runner.addresses["app:slow"] = slow.address
 
     async with region.controller():
