@@ -111,7 +111,7 @@ async def add_environment(uuid: UUID, request: Request, session: SessionDep, web
     app = await lookups.application(session, web.caller, uuid, Action.MANAGE)
     source = await service.copy_source(session, web.caller, app, copy_from)
     env = await service.create_environment(session, request.app.state.vault, app, source, slug=slug.strip(),
-                                                branch=branch.strip() or None)
+                                           branch=branch.strip() or None)
     service.record_created(audit, env, app, source)
     return RedirectResponse(f"/web/environments/{env.id}", status_code=303)
 
