@@ -124,6 +124,28 @@ async def test_a_restart_reported_by_a_runner_becomes_an_event_of_the_environmen
     assert told.message.endswith("restarted on runner r1 after exit code 137, out of memory (restart 1)")
 
 
+async def test_an_instance_restarted_at_a_new_port_leaves_the_routes_and_rejoins_them_there(region):
+    """A runner restarts an exited container in place, and the engine publishes it on a new
+    port: the routes must follow it, or they point at a port nothing answers (or another's)."""
+    r1 = await region.runner("r1", memory_mb=4096)
+    ingress = await region.ingress()
+    environment = uuid4()
+    async with region.controller():
+        await first_release(region, environment, [r1])
+        [instance] = upstreams(ingress, environment)
+        old = ingress.routes[environment].upstreams[0].address
+        moved_to = await region.app_server(200)
+        r1.addresses["app:v1"], r1.restarts["app:v1"] = moved_to.address, 1
+        await eventually(lambda: [u.address for u in ingress.routes[environment].upstreams] == [moved_to.address],
+                         what="the route at the new address")
+        [told] = events(region, environment, "moved")
+    assert upstreams(ingress, environment) == {instance}  # the same instance, checked again, not a replacement
+    assert told.message.startswith(f"instance {instance} restarted at {moved_to.address}: it leaves the routes")
+    # Between the two, the route had no instance: never the old port once the new one was known.
+    addresses = [[u.address for u in c.upstreams] for c in ingress.received if c.environment_id == environment]
+    assert addresses[-3:] == [[old], [], [moved_to.address]]
+
+
 async def test_a_dedicated_regions_instances_go_only_on_its_organisations_runners(region):
     organisation = uuid4()
     public = await region.runner("public", memory_mb=8192)

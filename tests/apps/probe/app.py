@@ -16,6 +16,10 @@ MODE = os.environ.get("MODE", "")
 
 class Probe(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in one write, as production servers send a small response: a
+    # process killed between two writes would truncate an answer already begun, which no
+    # proxy can retry (tests kill instances under load and count failed requests).
+    wbufsize = 64 * 1024
 
     def do_GET(self):
         query = parse_qs(urlsplit(self.path).query)

@@ -80,7 +80,7 @@ class Controller:
                           subject_for(RoutesApplied, settings.region), on_routes_applied(applied))
         runtime.spawn("heartbeats",
                       HeartbeatWatcher(runtime.js, runtime.sessions, self.registry, settings.region,
-                                       runtime.outbox).run)
+                                       runtime.outbox, on_back=self.healer.restarted).run)
         runtime.spawn("rollouts", self.worker.run)
         runtime.spawn("reconcile", reconciler.run)
         runtime.spawn("healer", self.healer.run)

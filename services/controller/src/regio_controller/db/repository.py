@@ -381,6 +381,30 @@ async def move_instances(session: AsyncSession, ids: Iterable[UUID], target: Ins
     return list(moved)
 
 
+async def serving_at_other_addresses(session: AsyncSession, reported: dict[UUID, str]) -> list[Instance]:
+    """Healthy instances whose runner reports them running at another address than the routes
+    have: restarted in place, with a new published port."""
+    if not reported:
+        return []
+    instances = await session.scalars(
+        select(Instance).where(Instance.id.in_(list(reported)), Instance.state == InstanceState.HEALTHY))
+    return [i for i in instances if i.address != reported[i.id]]
+
+
+async def readdress(session: AsyncSession, instance_id: UUID, address: str) -> bool:
+    """A healthy instance restarted at ``address`` is running again, not healthy: it serves
+    nothing until it passes its health check there. False if it is no longer healthy at
+    another address (moved on, or already readdressed)."""
+    moved = await session.scalar(
+        update(Instance)
+        .where(Instance.id == instance_id, Instance.state == InstanceState.HEALTHY,
+               Instance.address.is_distinct_from(address))
+        .values(state=InstanceState.RUNNING, address=address, updated_at=func.now())
+        .returning(Instance.id)
+    )
+    return moved is not None
+
+
 async def observe_instances(session: AsyncSession, seen: dict[UUID, tuple[InstanceState, str | None]]) -> None:
     """What heartbeats report: only forward moves (pending → starting → running), so a late
     heartbeat changes nothing decided. One statement per target state, executed for many."""

@@ -25,6 +25,10 @@ ACTIVE_STATES = (
 # Instance lifecycle: only these moves exist. Heartbeats move instances forward
 # (pending → starting → running); rollouts and the healer decide the rest. Nothing leaves
 # stopped, failed or lost, so a late heartbeat cannot resurrect an instance.
+# One move back is kept out of this table, so that no guarded move can make it by mistake:
+# healthy → running, of an instance its runner restarted at a new address. It is made only
+# where that address is compared (repository.readdress), and the instance is checked again
+# before it serves.
 TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
     InstanceState.PENDING: frozenset({InstanceState.STARTING, InstanceState.RUNNING, InstanceState.FAILED,
                                       InstanceState.STOPPED, InstanceState.LOST}),

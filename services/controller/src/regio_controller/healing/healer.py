@@ -2,19 +2,22 @@
 deployment. It adds instances when the count grows, removes them (drained first) when it
 shrinks, and replaces the instances of lost and draining runners: a replacement must pass
 the same health check as a rollout's instance before the routes take it, and only then do
-the instances it replaces leave the routes.
+the instances it replaces leave the routes. An instance its runner restarted in place comes
+back at a new published port: it leaves the routes, and rejoins them at its new address
+once it passes that check again.
 
 Level-triggered like the reconcile loop: each pass reads the database and does what is
 missing, so a controller restarted in the middle carries on. Environments with a rollout
 under way are left to it. What it does is told as the environment's events."""
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import EnvironmentEvent
+from regio_common.runners import ObservedInstance
 
 from ..db import repository
 from ..db.models import Instance, Runner
@@ -53,9 +56,18 @@ class Healer:
         self._not_before: dict[UUID, float] = {}  # by environment: the next placement
         self._told_unplaceable: dict[UUID, str] = {}  # by environment: the reason last told
         self._checking = asyncio.Semaphore(CHECKS_AT_ONCE)
+        self._restarted: dict[UUID, str] = {}  # by instance: the address its runner restarted it at
 
     def wake(self) -> None:
         self._wake.set()
+
+    def restarted(self, instances: Iterable[ObservedInstance]) -> None:
+        """Runners report these instances running again after a restart: at the next pass, the
+        ones the routes have at another address leave them until checked there."""
+        for instance in instances:
+            if instance.address:
+                self._restarted[instance.instance_id] = instance.address
+        self.wake()
 
     async def run(self) -> None:
         try:
@@ -79,6 +91,7 @@ class Healer:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def heal(self) -> None:
+        await self._readdress_restarted()
         async with self.ctx.sessions() as session:
             runners = await repository.all_runners(session)
             environments = await repository.workloads_to_heal(session)
@@ -163,6 +176,42 @@ class Healer:
         if drains:
             self._spawn_drain(environment_id, drains, revision, lost)
         return touched
+
+    # --- instances restarted at a new address -------------------------------------------
+
+    async def _readdress_restarted(self) -> None:
+        """The routes must not keep a restarted instance's old port: nothing answers there, and
+        the runner may publish another instance on it later."""
+        reported, self._restarted = self._restarted, {}
+        async with self.ctx.sessions() as session:
+            moved = await repository.serving_at_other_addresses(session, reported)
+        for instance in moved:
+            address = reported[instance.id]
+            try:
+                done = await self._readdress(instance, address)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("instance %s: not readdressed; retrying at the next pass", instance.id)
+                done = False
+            if not done:
+                self._restarted.setdefault(instance.id, address)
+
+    async def _readdress(self, instance: Instance, address: str) -> bool:
+        """Takes the instance out of the routes and leaves its check to the pass that follows;
+        False while a rollout of its environment is under way (the rollout decides the routes)."""
+        async with self.ctx.sessions() as session, session.begin():
+            await repository.lock_environment(session, instance.environment_id)
+            workload = await repository.lock_workload(session, instance.environment_id)
+            if workload is None or await repository.has_unfinished_rollout(session, instance.environment_id):
+                return False
+            if await repository.readdress(session, instance.id, address):
+                revision = await reroute(session, self.ctx.outbox, workload)
+                await self._tell(session, instance.environment_id, "moved",
+                                 f"instance {instance.id} restarted at {address}: it leaves the routes "
+                                 f"(route revision {revision}) until it passes its health check there",
+                                 instance.id)
+        return True
 
     # --- health checks of new instances ------------------------------------------------
 

@@ -3,6 +3,7 @@ refreshes the runner's row and moves the instances it reports forward in the dat
 the other heartbeats of the moment, in one transaction."""
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -46,8 +47,11 @@ def restart_event(runner: str, instance: ObservedInstance) -> EnvironmentEvent:
 
 class HeartbeatWatcher:
     def __init__(self, js: JetStreamContext, sessions: async_sessionmaker[AsyncSession], registry: RunnerRegistry,
-                 region: str, outbox: Outbox):
+                 region: str, outbox: Outbox,
+                 on_back: Callable[[list[ObservedInstance]], None] | None = None):
         self.js = js
+        # Told of instances running again after a restart, which may be at a new address.
+        self.on_back = on_back
         self.outbox = outbox
         self.sessions = sessions
         self.registry = registry
@@ -100,6 +104,9 @@ class HeartbeatWatcher:
                      if (before := self.registry.observed(i.instance_id)) is not None and i.restarts > before.restarts]
         changed = self.registry.record(heartbeat, seen_at)
         self._batch.add(heartbeat, seen_at, changed, restarted, self.registry.lost_after)
+        back = [i for i in changed if i.restarts and i.state == ContainerState.RUNNING and i.address]
+        if back and self.on_back is not None:
+            self.on_back(back)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="heartbeat writes")
         if len(self._batch) >= MAX_BATCH:
