@@ -25,6 +25,8 @@ comparison is fair either way. Its address is the controller's own view of the r
 """
 import argparse
 import json
+import os
+import resource
 import shutil
 import signal
 import statistics
@@ -33,9 +35,10 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
 import httpx
 
 from regio_common.layout import Layout, default_state_dir
@@ -117,6 +120,47 @@ class Run:
     p99_ms: float
     megabytes_per_second: float
     errors: int
+    # CPU microseconds per request of each process on the path: what the ratio depends on when
+    # they share the machine's cores, and what a machine with cores to spare would not show.
+    cpu_us: dict[str, float] = field(default_factory=dict)
+
+
+def cpu_seconds_of_pid(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def port_proxy_pid(port: int) -> int | None:
+    """Docker's userland port proxy for a published port, if the engine uses one."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"docker-proxy") and b"-host-port" in argv and \
+                    argv[argv.index(b"-host-port") + 1] == str(port).encode():
+                return int(entry.name)
+    return None
+
+
+class CpuMeter:
+    """CPU time so far of wrk (this process's children), Caddy, the instance's container and
+    the engine's port proxy in front of it."""
+
+    def __init__(self, container_id: str, caddy_pid: int, published_port: int):
+        self.engine = docker.from_env()
+        self.container_id = container_id
+        self.pids = {"caddy": caddy_pid}
+        if (proxy := port_proxy_pid(published_port)) is not None:
+            self.pids["port proxy"] = proxy
+
+    def read(self) -> dict[str, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        stats = self.engine.api.stats(self.container_id, stream=False, one_shot=True)
+        return {"wrk": children.ru_utime + children.ru_stime,
+                "app": stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9,
+                **{name: cpu_seconds_of_pid(pid) for name, pid in self.pids.items()}}
 
 
 def env_of_region() -> dict[str, str]:
@@ -192,6 +236,15 @@ class BenchApp:
             time.sleep(0.2)
         sys.exit("the controller never routed the environment")
 
+    def container_id(self) -> str:
+        engine = docker.from_env()
+        try:
+            [container] = engine.api.containers(filters={"label": f"regio.environment={self.environment}",
+                                                         "status": "running"})
+        finally:
+            engine.close()
+        return container["Id"]
+
     def wait_until_served(self, direct: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         for url, headers in ((f"http://{direct}/", {}), (f"{self.ingress_url}/", {"Host": self.host})):
@@ -227,7 +280,8 @@ class Load:
     connections: int
 
 
-def wrk(url: str, host: str | None, load: Load, script: Path, seconds: int) -> Run:
+def wrk(url: str, host: str | None, load: Load, script: Path, seconds: int, cpu: CpuMeter | None = None) -> Run:
+    before = cpu.read() if cpu else {}
     command = ["wrk", f"-t{load.threads}", f"-c{load.connections}", f"-d{seconds}s", "--timeout", "10s",
                "-s", str(script), url]
     if host:
@@ -235,19 +289,23 @@ def wrk(url: str, host: str | None, load: Load, script: Path, seconds: int) -> R
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     report = json.loads(next(line for line in out.splitlines() if line.startswith("REGIO ")).removeprefix("REGIO "))
     seconds = report["duration_us"] / 1e6
+    used = {name: (spent - before[name]) * 1e6 / max(1, report["requests"])
+            for name, spent in cpu.read().items()} if cpu else {}
     return Run(requests_per_second=report["requests"] / seconds, p50_ms=report["p50_us"] / 1000,
                p99_ms=report["p99_us"] / 1000, megabytes_per_second=report["bytes"] / seconds / 1e6,
-               errors=report["errors"] + report["non_2xx"])
+               errors=report["errors"] + report["non_2xx"], cpu_us=used)
 
 
 def median_run(runs: list[Run]) -> Run:
-    return Run(*(statistics.median(getattr(r, f) for r in runs) for f in Run.__dataclass_fields__))
+    medians = {f: statistics.median(getattr(r, f) for r in runs) for f in Run.__dataclass_fields__ if f != "cpu_us"}
+    return Run(**medians, cpu_us={name: statistics.median(r.cpu_us.get(name, 0.0) for r in runs)
+                                  for name in runs[0].cpu_us})
 
 
 Results = dict[tuple[str, str], dict[str, Run]]  # (case, load) -> {"direct": run, "ingress": run}
 
 
-def measure(app: BenchApp, direct: str, loads: list[Load], args, script: Path) -> Results:
+def measure(app: BenchApp, direct: str, loads: list[Load], args, script: Path, cpu: CpuMeter) -> Results:
     targets = {"direct": (f"http://{direct}", None), "ingress": (app.ingress_url, app.host)}
     runs: dict[tuple[str, str], dict[str, list[Run]]] = {
         (case, load.name): {name: [] for name in targets} for case in PATHS for load in loads}
@@ -260,7 +318,7 @@ def measure(app: BenchApp, direct: str, loads: list[Load], args, script: Path) -
                 order = list(targets) if round_ % 2 == 0 else list(reversed(targets))  # drift hits both alike
                 for name in order:
                     url, host = targets[name]
-                    runs[case, load.name][name].append(run := wrk(url + path, host, load, script, args.duration))
+                    runs[case, load.name][name].append(run := wrk(url + path, host, load, script, args.duration, cpu))
                     print(f"  round {round_ + 1} {case:<5} {load.name:<4} {name:<7} {run.requests_per_second:9.0f} "
                           f"req/s  p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms", flush=True)
     return {key: {name: median_run(r) for name, r in by_target.items()} for key, by_target in runs.items()}
@@ -288,6 +346,12 @@ def report(results: Results, loads: list[Load], args, app: BenchApp, direct: str
             verdicts.insert(0, f"throughput goal {'met' if ratio >= GOAL_RATIO else 'missed'}")
         print(f"  {case:<6}{load:<6}throughput {ratio:5.2f}   p50 {added_p50:+7.2f} ms   p99 {added_p99:+7.2f} ms   "
               + ", ".join(verdicts))
+    names = list(next(iter(next(iter(results.values())).values())).cpu_us)
+    print(f"\n  CPU per request, µs (the machine's {os.cpu_count()} cores are shared by all of them):")
+    print(f"  {'case':<6}{'load':<6}{'via':<9}" + "".join(f"{n:>12}" for n in names))
+    for (case, load), by_target in results.items():
+        for name, r in by_target.items():
+            print(f"  {case:<6}{load:<6}{name:<9}" + "".join(f"{r.cpu_us.get(n, 0.0):12.1f}" for n in names))
     if errors := sum(r.errors for by_target in results.values() for r in by_target.values()):
         print(f"  {errors:.0f} requests failed or did not answer 2xx: the numbers above are not trustworthy")
 
@@ -334,7 +398,9 @@ def main() -> None:
             direct = app.direct_address()
             app.wait_until_served(direct)
             logging = ingress_logging(layout.ports.caddy_admin)
-            results = measure(app, direct, loads, args, script)
+            cpu = CpuMeter(app.container_id(), int((STATE / "run" / "caddy.pid").read_text()),
+                           int(direct.rpartition(":")[2]))
+            results = measure(app, direct, loads, args, script, cpu)
             report(results, loads, args, app, direct, logging)
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
