@@ -51,16 +51,41 @@ def ensure(state_dir: Path, say) -> None:
         raise MissingPrerequisite(
             f"missing: {', '.join(missing)}. Install them (Debian/Ubuntu: sudo apt-get install {' '.join(missing)})"
             " and run `regio up` again.")
-    if docker_answers():
-        return
-    if not root:
-        raise MissingPrerequisite("no Docker Engine answers: start dockerd (or set DOCKER_HOST) and run `regio up` again")
+    if not docker_answers():
+        if not root:
+            raise MissingPrerequisite(
+                "no Docker Engine answers: start dockerd (or set DOCKER_HOST) and run `regio up` again")
+        _start_dockerd(state_dir, say)
+    if root:
+        guard_loopback()
+
+
+# Without the userland proxy the engine publishes ports on 127.0.0.1 by NAT, and for that lets
+# its bridges route 127.0.0.0/8 (route_localnet). A packet a container addressed to 127.0.0.1
+# would then reach the host's loopback services: the region's Postgres, NATS and APIs. Only
+# replies and the engine's own NAT may arrive there from another interface (the rule
+# Kubernetes adds for CVE-2020-8558). Containers lack the capabilities to forge such packets;
+# this is the second wall.
+LOOPBACK_GUARD = ["INPUT", "-d", "127.0.0.0/8", "!", "-i", "lo", "-m", "conntrack",
+                  "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP"]
+
+
+def guard_loopback() -> None:
+    if subprocess.run(["iptables", "-C", *LOOPBACK_GUARD], capture_output=True).returncode != 0:
+        subprocess.run(["iptables", "-I", *LOOPBACK_GUARD], check=True, capture_output=True)
+
+
+def _start_dockerd(state_dir: Path, say) -> None:
     say("starting dockerd")
     log = state_dir / "logs" / "dockerd.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+        # Published ports by the kernel's NAT, not the userland proxy: that proxy copied every
+        # byte of every request through one more process (35-90 µs of CPU per small request,
+        # bench/ingress.py), and accepted connections for an app not yet listening only to
+        # close them, which a proxy in front must treat as a failed request, not a refused dial.
+        subprocess.Popen(["dockerd", "--userland-proxy=false"], stdout=out, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if docker_answers():
