@@ -22,13 +22,16 @@ comparison is fair either way. Its address is the controller's own view of the r
 
     .venv/bin/python3 bench/ingress.py                # needs ./regio up and wrk (apt-get install wrk)
     .venv/bin/python3 bench/ingress.py --duration 20 --connections 64 --rounds 3
+    .venv/bin/python3 bench/ingress.py --bare-caddy  # and a Caddy that only proxies, for comparison
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +45,7 @@ import docker
 import httpx
 
 from regio_common.layout import Layout, default_state_dir
+from regio_common.servers import venv_bin
 from regio_common.service_auth import SERVICE_TOKEN_HEADER
 
 STATE = default_state_dir(Path(__file__).parent)
@@ -148,10 +152,10 @@ class CpuMeter:
     """CPU time so far of wrk (this process's children), Caddy, the instance's container and
     the engine's port proxy in front of it."""
 
-    def __init__(self, container_id: str, caddy_pid: int, published_port: int):
+    def __init__(self, container_id: str, caddy_pid: int, published_port: int, bare_caddy_pid: int | None):
         self.engine = docker.from_env()
         self.container_id = container_id
-        self.pids = {"caddy": caddy_pid}
+        self.pids = {"caddy": caddy_pid} | ({"bare caddy": bare_caddy_pid} if bare_caddy_pid else {})
         if (proxy := port_proxy_pid(published_port)) is not None:
             self.pids["port proxy"] = proxy
 
@@ -305,8 +309,46 @@ def median_run(runs: list[Run]) -> Run:
 Results = dict[tuple[str, str], dict[str, Run]]  # (case, load) -> {"direct": run, "ingress": run}
 
 
-def measure(app: BenchApp, direct: str, loads: list[Load], args, script: Path, cpu: CpuMeter) -> Results:
+class BareCaddy:
+    """A second Caddy, of the same binary, with nothing but a reverse proxy to the instance: no
+    host lookup, retries, headers, body limit or access log. Between direct and the ingress,
+    it tells what Caddy itself costs here from what the ingress's configuration adds."""
+
+    def __init__(self, direct: str, workdir: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.config = workdir / "bare-caddy.json"
+        self.config.write_text(json.dumps({"admin": {"disabled": True}, "apps": {"http": {"servers": {"bare": {
+            "listen": [f"127.0.0.1:{self.port}"], "automatic_https": {"disable": True},
+            "routes": [{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": direct}]}]}]}}}}}))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "BareCaddy":
+        self.process = subprocess.Popen([venv_bin("caddy"), "run", "--config", str(self.config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        env={**os.environ, "HOME": str(self.config.parent)})
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(self.url, timeout=1)
+                return self
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    self.__exit__()
+                    sys.exit("the bare Caddy did not start")
+                time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def measure(app: BenchApp, direct: str, loads: list[Load], args, script: Path, cpu: CpuMeter,
+            bare: BareCaddy | None) -> Results:
     targets = {"direct": (f"http://{direct}", None), "ingress": (app.ingress_url, app.host)}
+    if bare is not None:
+        targets["bare"] = (bare.url, None)
     runs: dict[tuple[str, str], dict[str, list[Run]]] = {
         (case, load.name): {name: [] for name in targets} for case in PATHS for load in loads}
     for path in PATHS.values():
@@ -315,7 +357,7 @@ def measure(app: BenchApp, direct: str, loads: list[Load], args, script: Path, c
     for round_ in range(args.rounds):
         for case, path in PATHS.items():
             for load in loads:
-                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))  # drift hits both alike
+                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))  # drift hits all alike
                 for name in order:
                     url, host = targets[name]
                     runs[case, load.name][name].append(run := wrk(url + path, host, load, script, args.duration, cpu))
@@ -339,6 +381,10 @@ def report(results: Results, loads: list[Load], args, app: BenchApp, direct: str
     for (case, load), by_target in results.items():
         direct_run, ingress_run = by_target["direct"], by_target["ingress"]
         ratio = ingress_run.requests_per_second / direct_run.requests_per_second
+        if "bare" in by_target:
+            bare_ratio = by_target["bare"].requests_per_second / direct_run.requests_per_second
+            print(f"  {case:<6}{load:<6}bare Caddy throughput {bare_ratio:5.2f}   "
+                  f"p50 {by_target['bare'].p50_ms - direct_run.p50_ms:+7.2f} ms")
         added_p50 = ingress_run.p50_ms - direct_run.p50_ms
         added_p99 = ingress_run.p99_ms - direct_run.p99_ms
         verdicts = [f"p50 goal {'met' if added_p50 < GOAL_ADDED_P50_MS else 'missed'}"]
@@ -368,6 +414,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat direct/ingress pairs, report medians")
     parser.add_argument("--keep", action="store_true", help="do not delete the deployed application")
     parser.add_argument("--loaded-only", action="store_true", help="skip the one-connection latency runs")
+    parser.add_argument("--bare-caddy", action="store_true",
+                        help="also measure a Caddy that only proxies to the instance (what Caddy itself costs)")
     args = parser.parse_args()
     loads = [Load("load", args.threads, args.connections)]
     if not args.loaded_only:  # the latency the proxy adds to one request, without queueing behind others
@@ -398,9 +446,11 @@ def main() -> None:
             direct = app.direct_address()
             app.wait_until_served(direct)
             logging = ingress_logging(layout.ports.caddy_admin)
-            cpu = CpuMeter(app.container_id(), int((STATE / "run" / "caddy.pid").read_text()),
-                           int(direct.rpartition(":")[2]))
-            results = measure(app, direct, loads, args, script, cpu)
+            with contextlib.ExitStack() as stack:
+                bare = stack.enter_context(BareCaddy(direct, Path(tmp))) if args.bare_caddy else None
+                cpu = CpuMeter(app.container_id(), int((STATE / "run" / "caddy.pid").read_text()),
+                               int(direct.rpartition(":")[2]), bare and bare.process.pid)
+                results = measure(app, direct, loads, args, script, cpu, bare)
             report(results, loads, args, app, direct, logging)
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)

@@ -25,6 +25,7 @@ class Wrk:
         self.argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
                      "-H", f"Host: {host}", f"{url}{path}"]
         self.seconds = seconds
+        self.connections = connections
         self.result: WrkResult | None = None
 
     def __enter__(self) -> "Wrk":

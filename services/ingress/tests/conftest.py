@@ -27,7 +27,7 @@ from regio_common.messages import (
     subject_for,
 )
 from regio_common.processes import ManagedProcess, wait_for_port
-from regio_common.servers import caddy_process
+from regio_common.servers import CADDY_HTTP_SOCKET, CADDY_HTTPS_SOCKET, caddy_process
 from regio_common.testing.plugin import free_port
 from regio_ingress.main import create_app
 from regio_ingress.routes import Route
@@ -177,7 +177,8 @@ class Caddy:
 @pytest.fixture
 def caddy(tmp_path) -> Caddy:
     admin_port, http_port, https_port = free_port(), free_port(), free_port()
-    server = Caddy(caddy_process(tmp_path / "state", admin_port, http_port), admin_port, http_port, https_port)
+    server = Caddy(caddy_process(tmp_path / "state", admin_port, http_port, https_port), admin_port, http_port,
+                   https_port)
     server.start()
     yield server
     server.stop()
@@ -320,6 +321,8 @@ def settings(database_url, nats_url, region, caddy) -> Settings:
         caddy_admin_url=caddy.admin_url,
         http_listen=caddy.http_listen,
         https_listen=f"127.0.0.1:{caddy.https_port}",
+        http_socket=CADDY_HTTP_SOCKET,
+        https_socket=CADDY_HTTPS_SOCKET,
         access_log_listen=f"127.0.0.1:{free_udp_port()}",
         controller_url=f"http://127.0.0.1:{free_port()}",  # no controller: the ingress keeps its own table
         resync_seconds=0.5,

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from regio_common import runtime_logs
 from regio_common.runtime_logs import ACCESS
+from regio_common.servers import CADDY_HTTP_SOCKET
 from regio_ingress.access_log import AccessLog
 from regio_ingress.caddy.admin import CaddyAdmin
 from regio_ingress.caddy.config import ProxySettings, render
@@ -201,7 +202,7 @@ async def test_real_caddy_entries_are_understood(access_log, caddy, js, region, 
         admin = CaddyAdmin(caddy.admin_url)
         try:
             await admin.load(render(ProxySettings(
-                http_listen=caddy.http_listen, admin_listen=f"127.0.0.1:{caddy.admin_port}",
+                http_listen=caddy.http_listen, http_socket=CADDY_HTTP_SOCKET, admin_listen=f"127.0.0.1:{caddy.admin_port}",
                 access_log_address=f"{receiver.host}:{receiver.port}", edge_address=edge_listen,
                 upstreams_resolver=f"udp/{responder.host}:{responder.port}")))
         finally:

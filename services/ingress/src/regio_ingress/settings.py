@@ -15,6 +15,10 @@ class Settings(ServiceSettings):
     http_listen: str = Field("127.0.0.1:8780", description="Where Caddy accepts the applications' traffic.")
     https_listen: str | None = Field("127.0.0.1:8743", description="Where Caddy accepts it over HTTPS; "
                                      "empty: no HTTPS.")
+    http_socket: str | None = Field(None, description="A listening socket Caddy inherits and serves "
+                                    "http_listen on (fd/3), from the process that holds it across Caddy's "
+                                    "restarts; empty: Caddy binds http_listen itself.")
+    https_socket: str | None = Field(None, description="The same for https_listen.")
     tls_issuer: Literal["internal", "acme"] = Field("internal", description="Who signs the domains' "
                                                     "certificates: Caddy's own CA (a local region) or ACME.")
     acme_email: str | None = Field(None, description="The ACME account's contact, for expiry notices.")

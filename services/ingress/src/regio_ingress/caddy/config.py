@@ -38,6 +38,9 @@ class ProxySettings:
     http_listen: str
     admin_listen: str
     https_listen: str | None = None  # None: plain HTTP only
+    # Listening sockets Caddy inherits (fd/N) and serves the two addresses on; None: it binds them.
+    http_socket: str | None = None
+    https_socket: str | None = None
     tls_issuer: str = "internal"  # "internal": Caddy's own CA (local regions); "acme": Let's Encrypt & co.
     acme_email: str | None = None
     acme_directory: str | None = None  # None: Caddy's default ACME CA
@@ -84,7 +87,7 @@ def render(proxy: ProxySettings) -> dict:
 
 def _server(proxy: ProxySettings, tls: bool) -> dict:
     server = {
-        "listen": [proxy.https_listen if tls else proxy.http_listen],
+        "listen": [(proxy.https_socket or proxy.https_listen) if tls else (proxy.http_socket or proxy.http_listen)],
         # Certificates are issued on demand (_certificates), and HTTP is redirected to HTTPS
         # only where an environment asks for it (routes/destination.py).
         "automatic_https": {"disable": True},
