@@ -61,6 +61,7 @@ class Holder:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         fds = tuple(range(FIRST_FD, FIRST_FD + len(self.sockets)))
+        self.child_pidfile.parent.mkdir(parents=True, exist_ok=True)
         streak = 0
         while not self.stopping:
             started = time.monotonic()
