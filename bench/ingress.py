@@ -45,7 +45,7 @@ import docker
 import httpx
 
 from regio_common.layout import Layout, default_state_dir
-from regio_common.servers import venv_bin
+from regio_common.servers import caddy_child_pidfile, venv_bin
 from regio_common.service_auth import SERVICE_TOKEN_HEADER
 
 STATE = default_state_dir(Path(__file__).parent)
@@ -448,7 +448,7 @@ def main() -> None:
             logging = ingress_logging(layout.ports.caddy_admin)
             with contextlib.ExitStack() as stack:
                 bare = stack.enter_context(BareCaddy(direct, Path(tmp))) if args.bare_caddy else None
-                cpu = CpuMeter(app.container_id(), int((STATE / "run" / "caddy.pid").read_text()),
+                cpu = CpuMeter(app.container_id(), int(caddy_child_pidfile(STATE).read_text()),
                                int(direct.rpartition(":")[2]), bare and bare.process.pid)
                 results = measure(app, direct, loads, args, script, cpu, bare)
             report(results, loads, args, app, direct, logging)

@@ -20,6 +20,7 @@ def test_the_config_is_a_catch_all_that_looks_each_request_up_by_its_host():
                         "handle": [{"handler": "headers",
                                     "request": {"set": {"X-Request-Id": ["{http.request.uuid}"]}}}],
                     }]},
+                    {"handler": "log_append", "key": "request_id", "value": "{http.request.header.X-Request-Id}"},
                 ]},
                 {
                     "match": [{"not": [{"vars_regexp": {"{http.request.host}": {

@@ -6,10 +6,13 @@ fields) are ignored, and the ones a filter encoder may delete have defaults."""
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # Go canonicalises header names ("x-request-id" arrives as "X-Request-Id"), HTTP/2 ones too.
 REQUEST_ID_HEADER = "X-Request-Id"
+# The entry's field with that header's value as the application received it (the ingress's
+# config appends it; the request's headers are not logged).
+REQUEST_ID_LOG_FIELD = "request_id"
 # A client chooses both: clipped, so that one request cannot fill an environment's log.
 MAX_URI = 2048
 MAX_REQUEST_ID = 128
@@ -21,7 +24,9 @@ class Request(BaseModel):
     uri: str  # path and query
     remote_ip: str = ""
     client_ip: str = ""  # the client behind trusted proxies, as Caddy decided; else the remote address
-    headers: dict[str, Any] = {}  # lists of strings; not validated further: only the request id is read
+    # Lists of strings, not validated further: only the request id is read, from entries of a
+    # config from before REQUEST_ID_LOG_FIELD.
+    headers: dict[str, Any] = {}
 
 
 class AccessEntry(BaseModel):
@@ -33,6 +38,7 @@ class AccessEntry(BaseModel):
     # Caddy's id for the request ({http.request.uuid}), logged once something used it: the
     # ingress's config sets it as X-Request-Id when the client sent none.
     uuid: str | None = None
+    logged_request_id: str | None = Field(None, alias=REQUEST_ID_LOG_FIELD)
 
     @property
     def timestamp(self) -> datetime:
@@ -48,8 +54,9 @@ class AccessEntry(BaseModel):
 
     @property
     def request_id(self) -> str | None:
-        """The X-Request-Id the application saw: the client's own (Caddy logs the request's
-        headers as they arrived, and keeps that one), else the one Caddy gave it."""
+        """The X-Request-Id the application saw: the client's own, else the one Caddy gave it."""
+        if self.logged_request_id:
+            return self.logged_request_id
         values = self.request.headers.get(REQUEST_ID_HEADER)
         if isinstance(values, list) and values and isinstance(values[0], str) and values[0]:
             return values[0]
