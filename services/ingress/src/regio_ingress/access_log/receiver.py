@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 # Room in the kernel for a burst of entries while the event loop is busy elsewhere: a datagram
 # that does not fit is dropped unseen. The kernel caps it at net.core.rmem_max.
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+MAX_DATAGRAM = 65536  # the most UDP carries
+DRAIN_AT_ONCE = 256
 WARN_INVALID_EVERY = 60.0  # seconds: a misconfigured writer would otherwise log every request
 
 EnvironmentOf = Callable[[str], UUID | None]
@@ -39,28 +41,54 @@ class AccessLog:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.shipper = LineShipper(nc, max_buffered)
-        self._transport: asyncio.DatagramTransport | None = None
+        self._socket: socket.socket | None = None
         self.metrics = metrics.Recorder()
         self._environments: dict[UUID, tuple[str, str]] = {}
         self._invalid_since_warning = 0
         self._warned_at = -WARN_INVALID_EVERY
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self),
-                                                                 local_addr=(self.host, self.port))
-        sock: socket.socket = self._transport.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            sock.bind((self.host, self.port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
+        # Read by a reader of our own, not a datagram transport: that reads one datagram per
+        # turn of the event loop; this drains what has arrived (16 µs of CPU a datagram
+        # against 6, measured with a sender on loopback).
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._drain)
         self.shipper.start()
         log.info("receiving Caddy's access log on udp/%s:%d (receive buffer %d bytes)", self.host, self.port,
                  sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
     async def stop(self) -> None:
         """Stop receiving, then publish the lines still buffered. Before the NATS connection closes."""
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._socket is not None:
+            asyncio.get_running_loop().remove_reader(self._socket.fileno())
+            self._socket.close()
+            self._socket = None
         await self.shipper.stop()
+
+    def _drain(self) -> None:
+        """Everything a datagram causes happens here without waiting; at most DRAIN_AT_ONCE per
+        turn, so the rest of the service (the shipper, the API) keeps its turns under load."""
+        for _ in range(DRAIN_AT_ONCE):
+            try:
+                data = self._socket.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.warning("access log socket: %s", e)
+                return
+            try:
+                self.receive(data)
+            except Exception:  # a bug here must cost one line, not the receiver
+                log.exception("could not handle an access log entry")
 
     def receive(self, data: bytes) -> None:
         try:
@@ -97,17 +125,3 @@ class AccessLog:
                         self._invalid_since_warning, data[:80])
             self._invalid_since_warning = 0
             self._warned_at = now
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, access_log: AccessLog):
-        self.access_log = access_log
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        try:
-            self.access_log.receive(data)
-        except Exception:  # a bug here must cost one line, not the receiver
-            log.exception("could not handle an access log entry")
-
-    def error_received(self, exc: Exception) -> None:
-        log.warning("access log socket: %s", exc)
