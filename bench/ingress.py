@@ -149,13 +149,16 @@ def port_proxy_pid(port: int) -> int | None:
 
 
 class CpuMeter:
-    """CPU time so far of wrk (this process's children), Caddy, the instance's container and
-    the engine's port proxy in front of it."""
+    """CPU time so far of wrk (this process's children), Caddy, the ingress service, the
+    instance's container and the engine's port proxy in front of it (if it has one)."""
 
-    def __init__(self, container_id: str, caddy_pid: int, published_port: int, bare_caddy_pid: int | None):
+    def __init__(self, container_id: str, caddy_pid: int, ingress_pid: int, published_port: int,
+                 bare_caddy_pid: int | None):
         self.engine = docker.from_env()
         self.container_id = container_id
-        self.pids = {"caddy": caddy_pid} | ({"bare caddy": bare_caddy_pid} if bare_caddy_pid else {})
+        # The ingress service reads every request's access log entry: its share of the cost.
+        self.pids = {"caddy": caddy_pid, "ingress": ingress_pid} | (
+            {"bare caddy": bare_caddy_pid} if bare_caddy_pid else {})
         if (proxy := port_proxy_pid(published_port)) is not None:
             self.pids["port proxy"] = proxy
 
@@ -449,7 +452,8 @@ def main() -> None:
             with contextlib.ExitStack() as stack:
                 bare = stack.enter_context(BareCaddy(direct, Path(tmp))) if args.bare_caddy else None
                 cpu = CpuMeter(app.container_id(), int(caddy_child_pidfile(STATE).read_text()),
-                               int(direct.rpartition(":")[2]), bare and bare.process.pid)
+                               int((STATE / "run" / "ingress.pid").read_text()), int(direct.rpartition(":")[2]),
+                               bare and bare.process.pid)
                 results = measure(app, direct, loads, args, script, cpu, bare)
             report(results, loads, args, app, direct, logging)
         except KeyboardInterrupt:
