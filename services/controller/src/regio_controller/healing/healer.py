@@ -183,8 +183,14 @@ class Healer:
         """The routes must not keep a restarted instance's old port: nothing answers there, and
         the runner may publish another instance on it later."""
         reported, self._restarted = self._restarted, {}
-        async with self.ctx.sessions() as session:
-            moved = await repository.serving_at_other_addresses(session, reported)
+        if not reported:
+            return
+        try:
+            async with self.ctx.sessions() as session:
+                moved = await repository.serving_at_other_addresses(session, reported)
+        except Exception:
+            self._restarted = reported | self._restarted  # kept for the next pass; newer reports win
+            raise
         for instance in moved:
             address = reported[instance.id]
             try:
