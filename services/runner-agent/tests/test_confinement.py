@@ -15,10 +15,20 @@ CAPABILITY_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "KILL": 5, "SETGI
 PLATFORM_PORTS = (8700, 8701, 8702, 8703, 8710, 8719, 8722, 8732, 8780)
 
 # Run inside the instance's container: which of the given (host, port) accept a connection.
+# The first target is the instance's own application, which the runner reports running as
+# soon as its process starts, before it listens: it is waited for, then every target tried.
 PROBE = """
-import json, socket, sys
+import json, socket, sys, time
+targets = json.loads(sys.argv[1])
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(tuple(targets[0]), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
 reached = {}
-for host, port in json.loads(sys.argv[1]):
+for host, port in targets:
     s = socket.socket()
     s.settimeout(3)
     try:
