@@ -31,7 +31,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import docker
 import httpx
 
 from regio_common.layout import Layout, default_state_dir
+from regio_common.processes import free_port, wait_for_port
 from regio_common.servers import caddy_child_pidfile, venv_bin
 from regio_common.service_auth import SERVICE_TOKEN_HEADER
 
@@ -318,9 +318,7 @@ class BareCaddy:
     it tells what Caddy itself costs here from what the ingress's configuration adds."""
 
     def __init__(self, direct: str, workdir: Path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.config = workdir / "bare-caddy.json"
         self.config.write_text(json.dumps({"admin": {"disabled": True}, "apps": {"http": {"servers": {"bare": {
             "listen": [f"127.0.0.1:{self.port}"], "automatic_https": {"disable": True},
@@ -331,16 +329,12 @@ class BareCaddy:
         self.process = subprocess.Popen([venv_bin("caddy"), "run", "--config", str(self.config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         env={**os.environ, "HOME": str(self.config.parent)})
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(self.url, timeout=1)
-                return self
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    self.__exit__()
-                    sys.exit("the bare Caddy did not start")
-                time.sleep(0.1)
+        try:
+            wait_for_port(self.port, 20)
+        except TimeoutError:
+            self.__exit__()
+            sys.exit("the bare Caddy did not start")
+        return self
 
     def __exit__(self, *exc) -> None:
         self.process.terminate()

@@ -14,9 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from regio_cli import prerequisites
-
-APPS_NETWORK = "regio-apps"
+from regio_cli import apps_network, prerequisites
 
 
 @pytest.fixture
@@ -25,11 +23,11 @@ def rerouted_container():
     function that runs Python (the host's) in its network namespace."""
     engine = docker.from_env()
     container = engine.containers.run("regio/python:3.11", entrypoint=["sleep", "120"], detach=True,
-                                      network=APPS_NETWORK, labels={"regio.test": "host-loopback"})
+                                      network=apps_network.NAME, labels={"regio.test": "host-loopback"})
     try:
         container.reload()
         pid = container.attrs["State"]["Pid"]
-        gateway = engine.networks.get(APPS_NETWORK).attrs["IPAM"]["Config"][0]["Gateway"]
+        gateway = apps_network.ensure_gateway()
         netns = ["nsenter", "-t", str(pid), "-n"]
         for command in (["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.eth0.route_localnet=1"],
                         ["ip", "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local"],
@@ -69,7 +67,7 @@ def test_a_container_cannot_reach_the_hosts_loopback_even_by_forged_routes(regio
 def loopback_routed_on_apps_bridge() -> bool:
     engine = docker.from_env()
     try:
-        bridge = f"br-{engine.networks.get(APPS_NETWORK).id[:12]}"
+        bridge = f"br-{engine.networks.get(apps_network.NAME).id[:12]}"
     finally:
         engine.close()
     return Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet").read_text().strip() == "1"

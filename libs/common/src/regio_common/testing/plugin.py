@@ -5,7 +5,6 @@ speed, each test module getting its own database; with none running, the fixture
 starts its own on a free port under a temporary directory and stops it at the end
 of the session. NATS is always the session's own."""
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -15,14 +14,8 @@ from pathlib import Path
 import pytest
 
 from ..layout import Layout, default_state_dir
-from ..processes import ManagedProcess, wait_for_port
+from ..processes import ManagedProcess, free_port, wait_for_port  # noqa: F401 (free_port: for the tests)
 from ..servers import PostgresCluster, nats_process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _running_region() -> Layout | None:

@@ -62,11 +62,9 @@ class Healer:
         self._wake.set()
 
     def restarted(self, instances: Iterable[ObservedInstance]) -> None:
-        """Runners report these instances running again after a restart: at the next pass, the
-        ones the routes have at another address leave them until checked there."""
-        for instance in instances:
-            if instance.address:
-                self._restarted[instance.instance_id] = instance.address
+        """Runners report these instances running again at an address after a restart: at the
+        next pass, the ones the routes have at another address leave them until checked there."""
+        self._restarted.update((i.instance_id, i.address) for i in instances)
         self.wake()
 
     async def run(self) -> None:
