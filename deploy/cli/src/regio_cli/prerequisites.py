@@ -36,8 +36,9 @@ REQUIRED = (("dockerd", "docker.io"), ("mmdebstrap", "mmdebstrap"), ("git", "git
 # jq: the README's curl walkthrough; curl and wrk: the ingress's tests and benchmark;
 # chromium: the web Control Panel's browser tests (Playwright drives it, downloading no browser).
 # docker-compose: the containerised region (docker-compose.yml) and its test.
+# ip: the host-loopback test re-routes a container's network with it.
 HELPFUL = (("jq", "jq"), ("curl", "curl"), ("wrk", "wrk"), ("chromium", "chromium"),
-           ("docker-compose", "docker-compose"))
+           ("docker-compose", "docker-compose"), ("ip", "iproute2"))
 
 
 def ensure(state_dir: Path, say) -> None:
