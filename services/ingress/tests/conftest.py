@@ -50,6 +50,16 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.
         await asyncio.sleep(0.05)
 
 
+async def caddy_loaded_once(app) -> None:
+    """The starting ingress's load of Caddy is done and recorded (Caddy serves it a moment earlier)."""
+    for _ in range(100):
+        loader = app.state.loader
+        if loader.last_loaded == loader.config:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the ingress never loaded caddy")
+
+
 @pytest.fixture
 def eventually():
     """Await ``check()`` until it is true, failing after ``timeout`` seconds."""

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from regio_ingress.db.models import applied_configs, inbox
 from regio_ingress.routes.destination import NOT_FOUND_BODY
 
-from .conftest import NatsRelay
+from .conftest import NatsRelay, caddy_loaded_once
 
 
 async def test_an_announced_route_carries_traffic_before_it_is_reported_applied(ingress, instance, caddy,
@@ -123,16 +123,6 @@ async def test_new_hosts_are_served_without_loading_anything_into_caddy(ingress,
         assert all([await caddy.answer_from(f"shop{n}.example.com") == "shop" for n in range(8)])
 
     assert loads == 0
-
-
-async def caddy_loaded_once(app) -> None:
-    """The starting ingress's load of Caddy is done and recorded."""
-    for _ in range(100):
-        loader = app.state.loader
-        if loader.last_loaded == loader.config:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the ingress never loaded caddy")
 
 
 async def test_caddy_serves_the_last_table_while_nats_is_unreachable(ingress, instance, caddy, region_bus, nats_url,
