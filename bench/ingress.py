@@ -44,7 +44,7 @@ import docker
 import httpx
 
 from regio_common.layout import Layout, default_state_dir
-from regio_common.processes import free_port, wait_for_port
+from regio_common.processes import cpu_seconds, free_port, wait_for_port
 from regio_common.servers import caddy_child_pidfile, venv_bin
 from regio_common.service_auth import SERVICE_TOKEN_HEADER
 
@@ -129,11 +129,6 @@ class Run:
     cpu_us: dict[str, float] = field(default_factory=dict)
 
 
-def cpu_seconds_of_pid(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def port_proxy_pid(port: int) -> int | None:
     """Docker's userland port proxy for a published port, if the engine uses one."""
     for entry in Path("/proc").iterdir():
@@ -167,7 +162,7 @@ class CpuMeter:
         stats = self.engine.api.stats(self.container_id, stream=False, one_shot=True)
         return {"wrk": children.ru_utime + children.ru_stime,
                 "app": stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9,
-                **{name: cpu_seconds_of_pid(pid) for name, pid in self.pids.items()}}
+                **{name: cpu_seconds(pid) for name, pid in self.pids.items()}}
 
 
 def env_of_region() -> dict[str, str]:

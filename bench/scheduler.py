@@ -49,7 +49,7 @@ from regio_common.messages import (
     RoutesChanged,
     decode,
 )
-from regio_common.processes import wait_for_port
+from regio_common.processes import cpu_seconds, wait_for_port
 from regio_common.runners import RunnerDesired
 from regio_common.sealing import new_key, seal
 from regio_common.servers import PostgresCluster, nats_process
@@ -71,6 +71,8 @@ class Bench:
         self.args = args
         self.state = state
         self.processes: list[subprocess.Popen] = []
+        self.named: dict[str, subprocess.Popen] = {}
+        self.database_name = ""
 
     # --- servers and services -------------------------------------------------------
 
@@ -79,7 +81,7 @@ class Bench:
         if layout is None:
             sys.exit("no running region: start one with ./regio up (the bench uses its Postgres)")
         cluster = PostgresCluster("postgres", layout.state_dir, layout.ports.postgres)
-        name = f"bench_{uuid.uuid4().hex[:8]}"
+        name = self.database_name = f"bench_{uuid.uuid4().hex[:8]}"
         subprocess.run([cluster.bin("psql"), cluster.url(), "-qc", f'CREATE DATABASE "{name}"'], check=True)
         self.drop = lambda: subprocess.run([cluster.bin("psql"), cluster.url(), "-qc",
                                             f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], capture_output=True)
@@ -94,7 +96,24 @@ class Bench:
         out = open(self.state / f"{name}.log", "wb")
         process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
         self.processes.append(process)
+        self.named[name] = process
         return process
+
+    def cpu(self, nats_pid: int) -> dict[str, float]:
+        """CPU seconds used so far by the controller, the fleets, NATS and the Postgres
+        backends serving the bench's database (those still connected)."""
+        used = {"controller": cpu_seconds(self.named["controller"].pid),
+                "hollow runners": sum(cpu_seconds(p.pid) for n, p in self.named.items() if n.startswith("fleet")),
+                "nats": cpu_seconds(nats_pid), "postgres": 0.0}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    title = (entry / "cmdline").read_bytes()  # "postgres: <user> <database> <client> ..."
+                    if title.startswith(b"postgres: ") and f" {self.database_name} ".encode() in title:
+                        used["postgres"] += cpu_seconds(int(entry.name))
+                except OSError:
+                    continue  # a backend that ended meanwhile
+        return used
 
     def controller(self, database_url: str, nats_url: str) -> None:
         port = free_port()
@@ -223,6 +242,7 @@ async def main(args) -> None:
 
         log(f"rolling out {args.environments} environments x {args.instances} instances of {MEMORY_MB} MB")
         sealed = seal(REGION_KEY, {"SECRET_KEY": "bench"})
+        cpu_before = bench.cpu(nats_server.pid())
         started = time.monotonic()
         for _ in range(args.environments):
             request = RolloutRequested(
@@ -249,6 +269,7 @@ async def main(args) -> None:
         t_running = time.monotonic() - started
         await wait_for(rolled_out, "every rollout finished", args.timeout, engine)
         t_done = time.monotonic() - started
+        cpu_used = {name: used - cpu_before[name] for name, used in bench.cpu(nats_server.pid()).items()}
         failed = sum(1 for ok in finished.values() if not ok)
         c = await counts(engine)
 
@@ -294,6 +315,9 @@ async def main(args) -> None:
         print(f"all reported running:  {t_running:7.2f}s  {total / t_running:7.0f} placements/s "
               f"(ratio to baseline: {baseline / t_running:.3f})")
         print(f"all rollouts finished: {t_done:7.2f}s  ({failed} failed; instance states {c})")
+        print("CPU until then, ms per placement: " + ", ".join(
+            f"{name} {1000 * used / total:.1f}" for name, used in cpu_used.items())
+            + f" (wall time {1000 * t_done / total:.1f} ms per placement, on {os.cpu_count()} cores)")
         if args.scale:
             print(f"scale-up by {total} more (the healer, no rollout): placed in {s_placed:.2f}s "
                   f"= {total / s_placed:.0f} placements/s, healthy and routed in {s_healthy:.2f}s "

@@ -9,7 +9,7 @@ from sqlalchemy import MetaData, text
 
 from regio_common import bus
 from regio_common.db import make_engine, make_sessionmaker
-from regio_common.messages import BuildStarted, decode, subject_for
+from regio_common.messages import BuildFinished, BuildStarted, decode, subject_for
 from regio_common.outbox import Outbox, OutboxRelay
 from regio_common.runtime import messaging_tables
 from regio_common.subscriber import Subscriber
@@ -127,6 +127,47 @@ async def test_a_message_that_failed_once_is_not_overtaken_by_later_ones(session
     try:
         await asyncio.wait_for(done.wait(), 10)
         assert handled == [m.deployment_id for m in published]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await js.delete_consumer(bus.EVENTS.name, f"{r}_test")
+
+
+async def test_messages_of_other_lanes_pass_a_slow_one_and_each_lane_keeps_its_order(sessions, js):
+    """A consumer ordered per environment: one environment's slow command holds up only that
+    environment's later commands, not every other environment's."""
+    factory, _, inbox = sessions
+    r = region()
+    slow, other = uuid.uuid4(), uuid.uuid4()
+    handled: list[tuple[uuid.UUID, int]] = []
+    release_slow = asyncio.Event()
+    other_done = asyncio.Event()
+    all_done = asyncio.Event()
+
+    async def handler(session, message):
+        lane, n = message.deployment_id, int(message.image.removeprefix("step-"))
+        if (lane, n) == (slow, 0):
+            await release_slow.wait()
+        handled.append((lane, n))
+        if sum(1 for h in handled if h[0] == other) == 3:
+            other_done.set()
+        if len(handled) == 6:
+            all_done.set()
+
+    subscriber = Subscriber(js, factory, inbox, stream=bus.EVENTS.name, durable=f"{r}_test",
+                            subject=subject_for(BuildFinished, r), handler=handler,
+                            lane=lambda message: message.deployment_id)
+    for n in range(3):
+        for lane in (slow, other):
+            message = BuildFinished(deployment_id=lane, build_id=uuid.uuid4(), success=True, image=f"step-{n}")
+            await js.publish(message.subject(r), message.model_dump_json().encode(), headers=message.headers())
+    task = asyncio.create_task(subscriber.run())
+    try:
+        await asyncio.wait_for(other_done.wait(), 10)
+        assert handled == [(other, 0), (other, 1), (other, 2)]  # the slow lane's first is still in its handler
+        release_slow.set()
+        await asyncio.wait_for(all_done.wait(), 10)
+        assert [n for lane, n in handled if lane == slow] == [0, 1, 2]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -1,5 +1,6 @@
 """Rollouts end to end against real Postgres and NATS, with the runner agent and the
 ingress played by their test doubles (see conftest.py)."""
+import asyncio
 from uuid import uuid4
 
 from regio_common.messages import (
@@ -7,6 +8,7 @@ from regio_common.messages import (
     RolloutProgressed,
     RoutesChanged,
 )
+from regio_controller.messaging.consumers import rollouts_consumer
 
 from .conftest import eventually, eventually_async
 
@@ -233,6 +235,36 @@ async def test_restarted_controller_resumes_a_rollout_with_the_instances_it_plac
         assert runner.desired_instance_ids() == placed  # nothing placed twice
         listed = routes_of(await api.get("/internal/v1/routes"))[str(environment)]
         assert {u["instance_id"] for u in listed["upstreams"]} == {str(i) for i in placed}
+
+
+async def test_rollouts_beyond_the_parallel_bound_wait_their_turn_and_all_succeed(region):
+    """A burst of deploys runs a bounded number of rollouts at once, so the ones running keep
+    the connections and the event loop they need to finish within their timeouts."""
+    runner = await region.runner("r1", memory_mb=4096)
+    await region.ingress()
+    good = await region.app_server(200)
+    runner.addresses["app:slow"] = good.address
+    runner.held.add("app:slow")
+
+    async with region.controller(region.settings(parallel_rollouts=2)):
+        requests = [await region.request(region.rollout(uuid4(), "app:slow")) for _ in range(3)]
+        await region.handled(rollouts_consumer(region.name))
+
+        def started(request) -> bool:
+            return bool(region.events.of(RolloutProgressed, request.deployment_id))
+
+        def in_sanity_tests(request) -> bool:
+            return any(p.step == "sanity tests" for p in region.events.of(RolloutProgressed, request.deployment_id))
+
+        # Requests of different environments are recorded side by side: which two start is not told.
+        await eventually(lambda: sum(map(in_sanity_tests, requests)) == 2,
+                         what="two rollouts waiting in their sanity tests")
+        await asyncio.sleep(1.5)  # three polls of the worker: room for a (wrong) third start
+        assert sum(map(started, requests)) == 2
+
+        runner.held.clear()
+        for request in requests:
+            assert (await region.events.finished(request.deployment_id)).success
 
 
 async def test_environments_roll_out_in_parallel_and_each_environment_in_order(region):

@@ -7,10 +7,16 @@ message after a growing delay, up to ``max_deliver`` times, before any later
 message is handled, so a consumer applies its subject's messages in the order
 they were published even through a passing failure (a nak would let later ones
 overtake). After the last attempt the message is terminated and logged, never
-silently dropped."""
+silently dropped.
+
+A consumer whose messages only need ordering within one key (an environment's commands)
+names that key with ``lane``: the messages of a fetched batch are then handled side by
+side, one lane per key, each lane in published order, and the next batch waits for the
+whole batch. Handled one after another, a burst of a thousand rollout requests took a
+busy event loop's round trips a thousand times over."""
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from uuid import UUID
 
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -25,8 +31,14 @@ from .messages import Message, UnknownMessage, decode
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Message], Awaitable[None]]
+Lane = Callable[[Message], Hashable]
 
 BACKOFF_SECONDS = (0.5, 1, 2, 5, 10, 30)
+
+
+def by_environment(message: Message) -> Hashable:
+    """The lane of a message about one environment (None for one about none)."""
+    return getattr(message, "environment_id", None)
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -54,6 +66,7 @@ class Subscriber:
         max_deliver: int = 8,
         ack_wait: float = 60.0,
         deliver_new_only: bool = False,
+        lane: Lane | None = None,
     ):
         self.js = js
         self.sessions = sessions
@@ -63,6 +76,7 @@ class Subscriber:
         self.subject = subject
         self.handler = handler
         self.max_deliver = max_deliver
+        self.lane = lane
         self.config = ConsumerConfig(
             durable_name=durable,
             filter_subject=subject,
@@ -85,16 +99,27 @@ class Subscriber:
                 log.exception("%s: fetch failed", self.durable)
                 await asyncio.sleep(1)
                 continue
-            for msg in msgs:
-                await self._handle(msg)
+            await self._handle_batch(msgs)
 
-    async def _handle(self, msg) -> None:
-        try:
-            message = decode(msg.headers, msg.data)
-        except (UnknownMessage, ValueError) as e:
-            log.error("%s: cannot read message on %s: %s; terminated", self.durable, msg.subject, e)
-            await msg.term()
-            return
+    async def _handle_batch(self, msgs) -> None:
+        lanes: dict[Hashable, list] = {}
+        for msg in msgs:
+            try:
+                message = decode(msg.headers, msg.data)
+            except (UnknownMessage, ValueError) as e:
+                log.error("%s: cannot read message on %s: %s; terminated", self.durable, msg.subject, e)
+                await msg.term()
+                continue
+            key = self.lane(message) if self.lane is not None else None
+            lanes.setdefault(key, []).append((msg, message))
+
+        async def handle_in_order(lane: list) -> None:
+            for msg, message in lane:
+                await self._handle(msg, message)
+
+        await asyncio.gather(*(handle_in_order(lane) for lane in lanes.values()))
+
+    async def _handle(self, msg, message: Message) -> None:
         attempt = msg.metadata.num_delivered
         while True:
             try:

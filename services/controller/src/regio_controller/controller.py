@@ -16,6 +16,7 @@ from regio_common.messages import (
 )
 from regio_common.runtime import Runtime
 from regio_common.runtime_logs import PLATFORM, LogLine
+from regio_common.subscriber import by_environment
 
 from .db.models import inbox, outbox
 from .healing.healer import Healer
@@ -60,15 +61,18 @@ class Controller:
         applied = AppliedRoutes(runtime.sessions)
         ctx = RolloutContext(settings=settings, sessions=runtime.sessions, outbox=runtime.outbox,
                              registry=self.registry, desired=desired, applied=applied, http=self.http)
-        self.worker = RolloutWorker(ctx, settings.rollout_poll_seconds)
+        self.worker = RolloutWorker(ctx, settings.rollout_poll_seconds, parallel=settings.parallel_rollouts)
         self.healer = Healer(ctx, settings.reconcile_seconds, say=self._say)
         reconciler = Reconciler(runtime.sessions, desired, self.registry, self.registry.lost_after,
                                 settings.reconcile_seconds, on_lost=self.healer.wake)
 
+        # A burst of deploys is recorded side by side; each environment's requests stay in order.
         runtime.subscribe(COMMANDS.name, rollouts_consumer(settings.region),
                           subject_for(RolloutRequested, settings.region),
-                          on_rollout_requested(runtime.outbox, settings.sanity_timeout_seconds, self.worker.wake))
-        # EnvironmentHostsChanged shares the subject.
+                          on_rollout_requested(runtime.outbox, settings.sanity_timeout_seconds, self.worker.wake),
+                          lane=by_environment)
+        # EnvironmentHostsChanged shares the subject. One at a time, in order across environments:
+        # a domain moved from one environment to another must leave the first before it joins the second.
         runtime.subscribe(COMMANDS.name, environments_consumer(settings.region),
                           subject_for(EnvironmentRetired, settings.region),
                           on_environment_command(runtime.outbox, self.worker.stop, reconciler.wake,
@@ -77,7 +81,7 @@ class Controller:
                           subject_for(DeploymentCancelled, settings.region),
                           on_deployment_cancelled(ctx, self.worker.stop, reconciler.wake))
         runtime.subscribe(EVENTS.name, routes_applied_consumer(settings.region),
-                          subject_for(RoutesApplied, settings.region), on_routes_applied(applied))
+                          subject_for(RoutesApplied, settings.region), on_routes_applied(applied), lane=by_environment)
         runtime.spawn("heartbeats",
                       HeartbeatWatcher(runtime.js, runtime.sessions, self.registry, settings.region,
                                        runtime.outbox, on_back=self.healer.restarted).run)

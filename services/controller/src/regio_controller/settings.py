@@ -26,3 +26,7 @@ class Settings(ServiceSettings):
         30.0, description="Most time old instances drain: requests still in flight then are cut off.")
     reconcile_seconds: float = Field(2.0, description="Period of the level-triggered reconcile loop.")
     rollout_poll_seconds: float = Field(2.0, description="How often the rollout worker looks for due rollouts.")
+    parallel_rollouts: int = Field(
+        32, ge=1, description="Rollouts run at once; the others wait their turn, oldest first. Unbounded, a burst "
+        "of deploys shares the database connections and the event loop so thinly that rollouts time out waiting "
+        "for their own routes.")

@@ -1,5 +1,6 @@
 """What a rollout needs from the running controller."""
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
 
@@ -24,6 +25,10 @@ class RolloutContext:
     desired: DesiredState
     applied: AppliedRoutes
     http: httpx.AsyncClient
+    # Rollouts of this process queue here for the region's placement lock rather than each
+    # holding a pooled connection while it waits in Postgres: those connections are what
+    # every other rollout step needs meanwhile.
+    placing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def lost_after(self) -> timedelta:

@@ -33,7 +33,7 @@ class Scaling:
     title = "Scaling"
 
     async def run(self, ctx: RolloutContext, rollout: Rollout, release: Release) -> None:
-        async with ctx.sessions() as session, session.begin():
+        async with ctx.placing, ctx.sessions() as session, session.begin():
             await lock_unfinished(session, rollout.deployment_id)
             # Instances placed before a restart are kept: only the missing ones are placed.
             existing = await repository.deployment_instances(session, rollout.deployment_id)

@@ -1,4 +1,4 @@
-"""Runs due rollouts from the database: environments in parallel, each environment's
+"""Runs due rollouts from the database: environments in parallel (up to a bound), each environment's
 rollouts one at a time and in the order they were requested. Because it starts from
 the database, a restarted controller picks up where the killed one stopped."""
 import asyncio
@@ -25,9 +25,10 @@ async def cancel_all(tasks) -> None:
 
 
 class RolloutWorker:
-    def __init__(self, ctx: RolloutContext, poll_seconds: float, max_attempts: int = 5):
+    def __init__(self, ctx: RolloutContext, poll_seconds: float, max_attempts: int = 5, parallel: int = 32):
         self.ctx = ctx
         self.poll_seconds = poll_seconds
+        self.parallel = parallel
         self.max_attempts = max_attempts
         self._running: dict[UUID, asyncio.Task] = {}  # by environment
         self._running_deployment: dict[UUID, UUID] = {}  # environment → the deployment its task rolls out
@@ -69,7 +70,9 @@ class RolloutWorker:
     async def start_due(self) -> None:
         async with self.ctx.sessions() as session:
             due = await repository.due_rollouts(session)
-        for rollout in due:
+        for rollout in due:  # oldest first
+            if len(self._running) >= self.parallel:
+                break  # a rollout that ends wakes the worker for the next
             if rollout.environment_id not in self._running:
                 self._running[rollout.environment_id] = asyncio.create_task(
                     self._drive(rollout.environment_id, rollout.deployment_id),
