@@ -31,6 +31,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -200,8 +201,8 @@ async def floor(js, engine, runners: list[str], instances: int) -> float:
 
 
 async def main(args) -> None:
-    state = Path(f"/tmp/regio-bench-scheduler-{os.getpid()}")
-    state.mkdir(parents=True)
+    # Not named by pid alone: a pid comes round again, and an earlier run's logs are kept.
+    state = Path(tempfile.mkdtemp(prefix="regio-bench-scheduler-"))
     bench = Bench(args, state)
     nats_server = nats_process(state, free_port())
     nats_server.start()
