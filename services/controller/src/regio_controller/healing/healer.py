@@ -40,6 +40,10 @@ RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # Health checks under way at once. A scale-up of thousands of instances would otherwise wait
 # on the HTTP client's connection pool, and fail their checks there rather than at the instance.
 CHECKS_AT_ONCE = 32
+# Environments healed at once in a pass. One after another, a hundred environments that each
+# lost an instance with a runner waited for each other's transactions, and the runners heard
+# of their replacements only at the end of the pass. Bounded well under the connection pool.
+ENVIRONMENTS_AT_ONCE = 8
 
 
 class Healer:
@@ -93,16 +97,22 @@ class Healer:
         async with self.ctx.sessions() as session:
             runners = await repository.all_runners(session)
             environments = await repository.workloads_to_heal(session)
-        touched: set[str] = set()
-        for environment_id in environments:
-            try:
-                touched |= await self._heal(environment_id, runners)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("healing environment %s failed; retrying at the next pass", environment_id)
-        # Once for the whole pass: a scale of a thousand environments is a few batched writes.
-        await self.ctx.desired.publish_many(touched)
+        healing = asyncio.Semaphore(ENVIRONMENTS_AT_ONCE)
+
+        async def heal_one(environment_id: UUID) -> None:
+            async with healing:
+                try:
+                    touched = await self._heal(environment_id, runners)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("healing environment %s failed; retrying at the next pass", environment_id)
+                    return
+            # Its runners are told now, not at the end of the pass. The writer coalesces what
+            # environments ask for meanwhile: a thousand environments are still a few batched writes.
+            await self.ctx.desired.publish_many(touched)
+
+        await asyncio.gather(*(heal_one(environment_id) for environment_id in environments))
 
     async def _heal(self, environment_id: UUID, runners: dict[str, Runner]) -> set[str]:
         """Acts on one environment; returns the runners whose desired state changed."""
