@@ -48,7 +48,8 @@ def run_suites(checkout: Path, args: list[str], say) -> int:
     started = time.monotonic()
     sys.stdout.write(f"\n===== {' '.join(CROSS_SERVICE)} =====\n")
     sys.stdout.flush()
-    if pytest(checkout, [*CROSS_SERVICE, *args]).wait() != 0:
+    # This phase is most of the run's time: its slowest tests are named at the end of its output.
+    if pytest(checkout, [*CROSS_SERVICE, "--durations=12", *args]).wait() != 0:
         failed.append(CROSS_SERVICE[0])
     say(f"cross-service tests took {time.monotonic() - started:.0f}s")
     if failed:
