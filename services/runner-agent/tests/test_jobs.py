@@ -12,14 +12,20 @@ from .test_agent import container_gone
 
 
 class DeploymentLog:
-    """Every line the region's deployment logs receive, by deployment."""
+    """Every line the region's deployment logs receive, by deployment.
+
+    A plain subscription also sees the outbox's re-sends of a message whose publication an
+    agent stopped before recording; JetStream drops those by message id, and so does the
+    control panel's inbox. So does this log: a line shipped twice as two messages still counts twice."""
 
     def __init__(self):
         self.lines: dict[UUID, list[str]] = {}
+        self._seen: set[UUID] = set()
 
     async def on_message(self, msg) -> None:
         message = decode(msg.headers, msg.data)
-        if isinstance(message, DeploymentLogAppended):
+        if isinstance(message, DeploymentLogAppended) and message.id not in self._seen:
+            self._seen.add(message.id)
             self.lines.setdefault(message.deployment_id, []).extend(message.lines)
 
     def of(self, deployment_id: UUID) -> list[str]:
