@@ -71,8 +71,7 @@ class Bench:
     def __init__(self, args, state: Path):
         self.args = args
         self.state = state
-        self.processes: list[subprocess.Popen] = []
-        self.named: dict[str, subprocess.Popen] = {}
+        self.processes: dict[str, subprocess.Popen] = {}  # by name, as in their log files
         self.database_name = ""
 
     # --- servers and services -------------------------------------------------------
@@ -96,15 +95,14 @@ class Bench:
     def start(self, argv: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
         out = open(self.state / f"{name}.log", "wb")
         process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-        self.processes.append(process)
-        self.named[name] = process
+        self.processes[name] = process
         return process
 
     def cpu(self, nats_pid: int) -> dict[str, float]:
         """CPU seconds used so far by the controller, the fleets, NATS and the Postgres
         backends serving the bench's database (those still connected)."""
-        used = {"controller": cpu_seconds(self.named["controller"].pid),
-                "hollow runners": sum(cpu_seconds(p.pid) for n, p in self.named.items() if n.startswith("fleet")),
+        used = {"controller": cpu_seconds(self.processes["controller"].pid),
+                "hollow runners": sum(cpu_seconds(p.pid) for n, p in self.processes.items() if n.startswith("fleet")),
                 "nats": cpu_seconds(nats_pid), "postgres": 0.0}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
@@ -138,10 +136,10 @@ class Bench:
         }, f"fleet-{prefix.rstrip('-')}")
 
     def stop(self) -> None:
-        for process in self.processes:
+        for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()
-        for process in self.processes:
+        for process in self.processes.values():
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:

@@ -52,12 +52,12 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.
 
 async def caddy_loaded_once(app) -> None:
     """The starting ingress's load of Caddy is done and recorded (Caddy serves it a moment earlier)."""
-    for _ in range(100):
-        loader = app.state.loader
-        if loader.last_loaded == loader.config:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the ingress never loaded caddy")
+    loader = app.state.loader
+
+    async def recorded() -> bool:
+        return loader.last_loaded == loader.config
+
+    await _eventually(recorded, timeout=5, what="the ingress's load of caddy")
 
 
 @pytest.fixture

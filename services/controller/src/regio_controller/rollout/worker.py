@@ -25,7 +25,7 @@ async def cancel_all(tasks) -> None:
 
 
 class RolloutWorker:
-    def __init__(self, ctx: RolloutContext, poll_seconds: float, max_attempts: int = 5, parallel: int = 32):
+    def __init__(self, ctx: RolloutContext, poll_seconds: float, parallel: int, max_attempts: int = 5):
         self.ctx = ctx
         self.poll_seconds = poll_seconds
         self.parallel = parallel
