@@ -81,7 +81,8 @@ class Caller:
 
     def require_application(self, app: Application, action: Action, field: str | None = None) -> None:
         grant = self.grants.get(app.organisation_id)
-        if grant is None or not grant.allows(Action.VIEW):
+        # Billing members see no application, but may choose one's plan group.
+        if grant is None or not (grant.allows(Action.VIEW) or grant.allows(action)):
             raise _missing("Application", field)
         whole = not grant.scoped or app.id in grant.applications
         if not whole and app.id not in grant.environments.values():

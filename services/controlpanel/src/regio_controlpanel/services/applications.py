@@ -3,7 +3,7 @@ import re
 import secrets
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,7 +53,7 @@ async def create_application(session: AsyncSession, caller: Caller, vault: Vault
     check_slug(slug)
     region = await _region(session, caller, region_id)
     await _check_repository(session, repository_id, organisation_id)
-    await _check_plan_group(session, plan_group_id)
+    await _check_plan_group(session, plan_group_id, organisation_id)
     if (await session.execute(select(Application.id).where(Application.slug == slug))).first():
         raise Conflict("An application with this slug already exists.", "slug")
     app = Application(name=name, slug=slug, organisation_id=organisation_id, region_id=region.id,
@@ -70,13 +70,20 @@ async def create_application(session: AsyncSession, caller: Caller, vault: Vault
     return app
 
 
-async def update_application(session: AsyncSession, app: Application, changes: dict) -> dict:
+def update_action(changes: dict) -> Action:
+    """What a change needs: the plan group is what the organisation pays for, so owners,
+    admins and billing members choose it (members do not); anything else is managing."""
+    return Action.BILLING if changes and set(changes) <= {"plan_group"} else Action.MANAGE
+
+
+async def update_application(session: AsyncSession, caller: Caller, app: Application, changes: dict) -> dict:
     """Applies the given fields; returns what actually changed. The slug is fixed: it is part
     of every default domain and of the images' names."""
     if "repository" in changes:
         await _check_repository(session, changes["repository"], app.organisation_id)
     if "plan_group" in changes:
-        await _check_plan_group(session, changes["plan_group"])
+        caller.require_organisation(app.organisation_id, Action.BILLING)
+        await _check_plan_group(session, changes["plan_group"], app.organisation_id)
     columns = {"name": "name", "repository": "repository_id", "plan_group": "plan_group_id",
                "release_commands": "release_commands"}
     changed = {}
@@ -109,9 +116,17 @@ async def _check_repository(session: AsyncSession, repository_id: UUID | None, o
         raise ApiError("Repository not found in this organisation.", "repository")
 
 
-async def _check_plan_group(session: AsyncSession, plan_group_id: UUID | None) -> None:
-    if plan_group_id is not None and await session.get(PlanGroup, plan_group_id) is None:
-        raise ApiError("Plan group not found.", "plan_group")
+def usable_plan_groups(organisations: set[UUID]) -> ColumnElement[bool]:
+    """A WHERE clause over PlanGroup: the public ones and those dedicated to these organisations."""
+    return or_(PlanGroup.organisation_id.is_(None), PlanGroup.organisation_id.in_(organisations))
+
+
+async def _check_plan_group(session: AsyncSession, plan_group_id: UUID | None, organisation_id: UUID) -> None:
+    if plan_group_id is None:
+        return
+    group = await session.get(PlanGroup, plan_group_id)
+    if group is None or group.organisation_id not in (None, organisation_id):
+        raise ApiError("Plan group not found among those this organisation may use.", "plan_group")
 
 
 async def _region(session: AsyncSession, caller: Caller, region_id: UUID | None) -> Region:

@@ -114,8 +114,9 @@ async def get_application(uuid: UUID, request: Request, session: SessionDep, cal
 @router.patch("/applications/{uuid}/", response_model=ApplicationOut)
 async def update_application(uuid: UUID, body: ApplicationUpdate, request: Request, session: SessionDep,
                              caller: CallerDep, audit: AuditDep) -> ApplicationOut:
-    app = await lookups.application(session, caller, uuid, Action.MANAGE)
-    changed = await service.update_application(session, app, body.sent())
+    changes = body.sent()
+    app = await lookups.application(session, caller, uuid, service.update_action(changes))
+    changed = await service.update_application(session, caller, app, changes)
     audit.record(app.organisation_id, "application.update", "application", app.id,
                  f"Application {app.slug} changed: {', '.join(changed) or 'nothing'}", changed)
     return await application_out(session, request, caller, app)

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ...db.models import PhysicalRegion, PlanGroup, Region
 from ...domain.errors import NotFound
 from ...services.access import Caller
+from ...services.applications import usable_plan_groups
 from ..deps import CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
@@ -60,12 +61,14 @@ async def plan_groups(request: Request, session: SessionDep, caller: CallerDep,
     async def serialize(rows):
         return await _plan_groups_out(session, rows)
 
-    return await paginate(session, select(PlanGroup).order_by(PlanGroup.name), request, params, serialize)
+    query = select(PlanGroup).where(usable_plan_groups(caller.organisations)).order_by(PlanGroup.name)
+    return await paginate(session, query, request, params, serialize)
 
 
 @router.get("/billing/v3/application-plan-groups/{uuid}/", response_model=PlanGroupOut)
 async def plan_group(uuid: UUID, session: SessionDep, caller: CallerDep) -> PlanGroupOut:
-    group = await session.get(PlanGroup, uuid)
+    group = (await session.execute(select(PlanGroup).where(
+        PlanGroup.id == uuid, usable_plan_groups(caller.organisations)))).scalars().first()
     if group is None:
         raise NotFound()
     return (await _plan_groups_out(session, [group]))[0]

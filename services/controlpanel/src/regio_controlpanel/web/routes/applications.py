@@ -35,13 +35,14 @@ async def list_applications(request: Request, session: SessionDep, web: WebCalle
 
 async def _choices(session, caller) -> dict:
     """Where an application may be made: organisations the caller manages as a whole, the
-    regions they may use (as /apps/v3/regions/ lists them) and the plan groups."""
+    regions they may use (as /apps/v3/regions/ lists them) and the plan groups those organisations may use."""
     managed = [o for o, g in caller.grants.items() if g.allows(Action.MANAGE) and not g.scoped]
     orgs = (await session.execute(select(Organisation).where(Organisation.id.in_(managed))
                                   .order_by(Organisation.name))).scalars().all()
     regions = (await session.execute(_visible_regions(caller).order_by(Region.is_default.desc(), Region.name))
                ).scalars().all()
-    plans = (await session.execute(select(PlanGroup).order_by(PlanGroup.name))).scalars().all()
+    plans = (await session.execute(select(PlanGroup).where(service.usable_plan_groups(set(managed)))
+                                   .order_by(PlanGroup.name))).scalars().all()
     return {"organisations": orgs, "regions": regions, "plan_groups": plans}
 
 
