@@ -9,7 +9,16 @@ from sqlalchemy import MetaData, text
 
 from regio_common import bus
 from regio_common.db import make_engine, make_sessionmaker
-from regio_common.messages import BuildFinished, BuildStarted, decode, subject_for
+from regio_common.dead_letters import DeadLetters, listed
+from regio_common.messages import (
+    MAX_PAYLOAD_BYTES,
+    BuildFinished,
+    BuildStarted,
+    DeploymentLogAppended,
+    MessageTooLarge,
+    decode,
+    subject_for,
+)
 from regio_common.outbox import Outbox, OutboxRelay
 from regio_common.runtime import messaging_tables
 from regio_common.subscriber import Subscriber
@@ -55,7 +64,7 @@ async def test_committed_messages_are_published_and_rolled_back_ones_are_not(ses
         async with factory() as session, session.begin():
             await outbox.add(session, dropped)
             raise RuntimeError("the change failed")
-    relay = OutboxRelay(outbox, factory, js)
+    relay = OutboxRelay(outbox, factory, js, DeadLetters(js, "test"))
     assert await relay.publish_pending() == 1
     assert await relay.publish_pending() == 0  # published rows are not sent again
 
@@ -172,3 +181,74 @@ async def test_messages_of_other_lanes_pass_a_slow_one_and_each_lane_keeps_its_o
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await js.delete_consumer(bus.EVENTS.name, f"{r}_test")
+
+
+async def test_a_message_too_big_for_the_bus_is_refused_where_it_is_made(sessions, js):
+    factory, outbox_table, _ = sessions
+    outbox = Outbox(outbox_table, region())
+    deployment_id = uuid.uuid4()
+    huge = DeploymentLogAppended(deployment_id=deployment_id, lines=["x" * 1000] * 1100)
+    async with factory() as session, session.begin():
+        with pytest.raises(MessageTooLarge) as refused:
+            await outbox.add(session, huge)
+        assert await session.scalar(outbox_table.select().with_only_columns(outbox_table.c.id)) is None
+    assert refused.value.size > refused.value.limit == MAX_PAYLOAD_BYTES
+    assert f"over the message limit of {MAX_PAYLOAD_BYTES} bytes" in str(refused.value)
+
+
+async def test_a_message_over_the_servers_limit_is_set_aside_and_the_next_one_is_published(sessions, js):
+    """An outbox row the server cannot take (written before the check existed, or by a service
+    whose server has a smaller limit) no longer holds up every message behind it."""
+    factory, outbox_table, _ = sessions
+    r = region()
+    outbox = Outbox(outbox_table, r)
+    stuck = DeploymentLogAppended(deployment_id=uuid.uuid4(), lines=["x" * 1000] * 1100)
+    behind = BuildStarted(deployment_id=uuid.uuid4(), build_id=uuid.uuid4())
+    async with factory() as session, session.begin():
+        await session.execute(outbox_table.insert().values(  # as an outbox without the check wrote it
+            id=stuck.id, subject=stuck.subject(r), headers=stuck.headers(), payload=stuck.model_dump_json().encode()))
+    async with factory() as session, session.begin():
+        await outbox.add(session, behind)
+    relay = OutboxRelay(outbox, factory, js, DeadLetters(js, "builder"))
+
+    assert await relay.publish_pending() == 2
+    assert await relay.publish_pending() == 0  # set aside once, not tried again
+
+    sub = await js.pull_subscribe(subject_for(BuildStarted, r), durable=None, stream=bus.EVENTS.name)
+    assert [decode(m.headers, m.data).id for m in await sub.fetch(5, timeout=2)] == [behind.id]
+    [record] = await listed(js, r)
+    assert record.service == "builder" and record.consumer is None
+    assert record.message_kind == "deployment.log" and record.message_id == str(stuck.id)
+    assert record.deployment_id == stuck.deployment_id and record.size_bytes > MAX_PAYLOAD_BYTES
+    assert f"over the server's message limit of {MAX_PAYLOAD_BYTES} bytes" in record.reason
+
+
+async def test_a_message_at_its_delivery_limit_is_set_aside_and_the_next_one_is_handled(sessions, js):
+    factory, _, inbox = sessions
+    r = region()
+    poisoned, healthy = (BuildStarted(deployment_id=uuid.uuid4(), build_id=uuid.uuid4()) for _ in range(2))
+    handled = asyncio.Event()
+
+    async def handler(session, message):
+        if message.id == poisoned.id:
+            raise RuntimeError("the deployment's row is locked by a broken migration")
+        handled.set()
+
+    subscriber = Subscriber(js, factory, inbox, stream=bus.EVENTS.name, durable=f"{r}_test",
+                            subject=subject_for(BuildStarted, r), handler=handler, max_deliver=2,
+                            dead_letters=DeadLetters(js, "controlpanel"))
+    for message in (poisoned, healthy):
+        await js.publish(message.subject(r), message.model_dump_json().encode(), headers=message.headers())
+    task = asyncio.create_task(subscriber.run())
+    try:
+        await asyncio.wait_for(handled.wait(), 10)
+        [record] = await listed(js, r)
+        assert record.consumer == f"{r}_test" and record.service == "controlpanel"
+        assert record.deployment_id == poisoned.deployment_id and record.message_kind == "build.started"
+        assert "failed 2 times" in record.reason and "broken migration" in record.reason
+        assert record.stream_sequence is not None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await js.delete_consumer(bus.EVENTS.name, f"{r}_test")
+

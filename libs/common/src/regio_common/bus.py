@@ -46,7 +46,20 @@ LOGS = StreamConfig(
     max_age=7 * DAY,
     discard=DiscardPolicy.OLD,
 )
-STREAMS = (COMMANDS, EVENTS, LOGS)
+# Messages a service could not publish or handle, each with its reason (see
+# messages.MessageSetAside): kept a month for operators (`regio dead-letters`) and read by the
+# control panel, which fails what they belonged to. One subject per service that set them aside.
+DEAD_LETTERS = StreamConfig(
+    name="REGIO_DEAD_LETTERS",
+    subjects=["region.*.dead-letters.>"],
+    retention=RetentionPolicy.LIMITS,
+    storage=StorageType.FILE,
+    max_age=30 * DAY,
+    max_msgs_per_subject=10_000,
+    discard=DiscardPolicy.OLD,
+    duplicate_window=120.0,
+)
+STREAMS = (COMMANDS, EVENTS, LOGS, DEAD_LETTERS)
 
 
 def durable_name(consumer: str, region: str) -> str:
@@ -74,6 +87,8 @@ async def connect(url: str, name: str, user: str | None = None, password: str | 
         name=name,
         user=user,
         password=password,
+        # A user's replies under a prefix of its own, which only it may subscribe to (nats_auth).
+        inbox_prefix=f"_INBOX.{user}" if user else "_INBOX",
         max_reconnect_attempts=-1,  # keep trying forever: a restarted NATS must not kill services
         reconnect_time_wait=0.5,
         error_cb=on_error,
@@ -92,6 +107,12 @@ async def ensure_streams(js: JetStreamContext) -> None:
 async def ensure_buckets(js: JetStreamContext, region: str) -> None:
     for bucket, history in ((runner_desired_bucket(region), 1), (runner_state_bucket(region), 1)):
         try:
-            await js.key_value(bucket)
+            kv = await js.key_value(bucket)
         except BucketNotFoundError:
-            await js.create_key_value(KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE))
+            await js.create_key_value(KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE,
+                                                     direct=True))
+            continue
+        if not kv._direct:  # a bucket made before: direct gets name the key in their subject
+            info = await js.stream_info(f"KV_{bucket}")
+            info.config.allow_direct = True
+            await js.update_stream(info.config)

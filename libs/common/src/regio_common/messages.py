@@ -15,6 +15,10 @@ KIND_HEADER = "Regio-Kind"
 VERSION_HEADER = "Regio-Version"
 ID_HEADER = "Nats-Msg-Id"  # JetStream drops a duplicate within its window
 
+# NATS' default max_payload. A service checks against what its own server announces
+# (``Outbox.limit``); this is the bound where no server is known (tests, tools).
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -35,6 +39,32 @@ class Message(BaseModel):
 
     def headers(self) -> dict[str, str]:
         return {ID_HEADER: str(self.id), KIND_HEADER: self.kind, VERSION_HEADER: str(self.version)}
+
+    def encode(self, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+        """The payload, refused where the message is made when the server would refuse it:
+        published, it would only be set aside."""
+        payload = self.model_dump_json().encode()
+        size = wire_size(payload, self.headers())
+        if size > limit:
+            raise MessageTooLarge(self.kind, size, limit)
+        return payload
+
+
+class MessageTooLarge(ValueError):
+    """A message bigger than the bus carries: the thing it belongs to fails with this reason."""
+
+    def __init__(self, kind: str, size: int, limit: int):
+        super().__init__(f"a {kind} message is {size} bytes, over the message limit of {limit} bytes")
+        self.kind, self.size, self.limit = kind, size, limit
+
+
+def wire_size(payload: bytes, headers: dict[str, str] | None) -> int:
+    """What the server counts against its max_payload: the headers block ("NATS/1.0", a line
+    per header, a blank line) and the payload. Over it, the server closes the connection."""
+    if not headers:
+        return len(payload)
+    block = 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    return block + len(payload)
 
 
 def subject_for(message_type: type[Message], region: str) -> str:
@@ -86,9 +116,12 @@ class BuildRequested(Message):
 
     deployment_id: UUID
     application_id: UUID
-    repository_url: str
+    repository_url: str  # never with credentials in it
     branch: str
     build_mode: str = "AUTO"  # AUTO reuses an image built from the same commit; FORCE rebuilds
+    # The repository's token or deploy key, sealed with the build key that only the control
+    # panel and the builders hold (regio_common.sealing): never in clear on the bus.
+    repository_access_sealed: str | None = None
 
 
 class ReleaseCommand(BaseModel):
@@ -339,3 +372,32 @@ class ServiceDataDeletionRequested(Message):
 
     service_id: UUID
     credentials: str  # as stored on the instance: encrypted with the control panel's key
+
+
+# --- what could not be published or handled ------------------------------------
+
+
+@register
+class MessageSetAside(Message):
+    """Any service → the region's dead letters (``bus.DEAD_LETTERS``): a message it could not
+    publish (too big for the server, refused by the stream) or handle (its delivery limit
+    reached), set aside with the reason so that everything behind it flows on. The control
+    panel fails the deployment it belonged to; ``regio dead-letters`` lists them. Never the
+    message itself: it may be what was too big, and it may carry sealed secrets."""
+
+    kind = "message.set-aside"
+    topic = "dead-letters"
+
+    service: str  # that set it aside
+    message_subject: str
+    message_kind: str
+    message_id: str  # its Nats-Msg-Id header, as it was
+    size_bytes: int
+    reason: str  # one line for an operator
+    consumer: str | None = None  # the durable that could not handle it; None: never published
+    stream_sequence: int | None = None  # where it is kept, for one that was published
+    deployment_id: UUID | None = None  # what it belonged to, when it says
+    environment_id: UUID | None = None
+
+    def subject(self, region: str) -> str:
+        return f"region.{region}.{self.topic}.{self.service}"

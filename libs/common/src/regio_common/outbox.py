@@ -1,12 +1,18 @@
 """Transactional outbox: a message is written in the same transaction as the change it
 announces, and a relay publishes it to JetStream afterwards. A crash between the two
 loses nothing; a crash after publishing re-sends, and the ``Nats-Msg-Id`` header lets
-JetStream drop the duplicate."""
+JetStream drop the duplicate.
+
+A message too big for the server is refused where it is made (``Outbox.add`` raises
+``MessageTooLarge``), so the service can fail what it belongs to. One that still cannot be
+published (a server with a smaller limit, a stream that refuses it) is set aside by the relay
+with its reason (see dead_letters) instead of holding up every message behind it."""
 import asyncio
 import logging
 from datetime import timedelta
 
 from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError
 from sqlalchemy import (
     Column,
     DateTime,
@@ -26,7 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .messages import Message, utcnow
+from .dead_letters import DeadLetters
+from .messages import MAX_PAYLOAD_BYTES, Message, utcnow, wire_size
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +56,21 @@ def outbox_table(metadata: MetaData) -> Table:
 class Outbox:
     """Write side, used inside a request's or a handler's transaction."""
 
-    def __init__(self, table: Table, region: str):
+    def __init__(self, table: Table, region: str, limit: int = MAX_PAYLOAD_BYTES):
         self.table = table
         self.region = region
+        self.limit = limit  # bytes a message may have: the server's max_payload once connected
         self._wakeup = asyncio.Event()
 
     async def add(self, session: AsyncSession, message: Message, region: str | None = None) -> None:
+        """Raises ``MessageTooLarge`` (before writing anything) for a message the bus would refuse."""
+        payload = message.encode(self.limit)
         await session.execute(
             insert(self.table).values(
                 id=message.id,
                 subject=message.subject(region or self.region),
                 headers=message.headers(),
-                payload=message.model_dump_json().encode(),
+                payload=payload,
             )
         )
         # Wake the relay as soon as this transaction commits, not at the next poll.
@@ -84,10 +94,11 @@ class OutboxRelay:
     """Publishes outbox rows in order; several relays of one service may run at once."""
 
     def __init__(self, outbox: Outbox, sessions: async_sessionmaker[AsyncSession], js: JetStreamContext,
-                 poll_seconds: float = 1.0, keep: timedelta = timedelta(days=1)):
+                 dead_letters: DeadLetters, poll_seconds: float = 1.0, keep: timedelta = timedelta(days=1)):
         self.outbox = outbox
         self.sessions = sessions
         self.js = js
+        self.dead_letters = dead_letters
         self.poll_seconds = poll_seconds
         self.keep = keep
 
@@ -121,14 +132,32 @@ class OutboxRelay:
             # awaited together, so a busy server costs one round trip per batch, not per
             # message. A message whose ack is missing is sent again with the batch (the stream
             # drops the duplicate by its id).
-            acks = [await self.js.publish_async(row.subject, row.payload, headers=row.headers,
-                                                wait_stall=ACK_TIMEOUT_SECONDS) for row in rows]
+            set_aside: list[tuple[object, str]] = []
+            sent = []
+            for row in rows:
+                # Checked here, not left to the client: over the limit the server drops the
+                # connection, and the client's own check leaves a publish pending for ever.
+                size = wire_size(row.payload, row.headers)
+                if size > self.outbox.limit:
+                    set_aside.append((row, f"the message is {size} bytes, over the server's message limit of "
+                                           f"{self.outbox.limit} bytes"))
+                    continue
+                sent.append((row, await self.js.publish_async(row.subject, row.payload, headers=row.headers,
+                                                              wait_stall=ACK_TIMEOUT_SECONDS)))
+            acks = [ack for _, ack in sent]
             try:
                 async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
-                    await asyncio.gather(*acks)
+                    results = await asyncio.gather(*acks, return_exceptions=True)
             finally:
                 for ack in acks:
                     ack.cancel()  # the ones left: each holds a place among the pending publishes
+            for (row, _), result in zip(sent, results):
+                if isinstance(result, BadRequestError):  # the stream refuses this one, now and later
+                    set_aside.append((row, f"the stream refused it: {result.description or result}"))
+                elif isinstance(result, BaseException):
+                    raise result  # passing (no ack, no stream): the whole batch again
+            for row, reason in set_aside:
+                await self.dead_letters.set_aside(row.subject, row.headers, row.payload, reason)
             if rows:
                 await session.execute(
                     update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=utcnow())

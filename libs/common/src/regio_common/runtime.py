@@ -10,6 +10,7 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import bus, db
+from .dead_letters import DeadLetters
 from .outbox import Outbox, OutboxRelay, outbox_table
 from .settings import ServiceSettings
 from .subscriber import Handler, Subscriber, inbox_table
@@ -32,6 +33,7 @@ class Runtime:
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
+        self.dead_letters: DeadLetters | None = None
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -40,13 +42,17 @@ class Runtime:
         self.nc = await bus.connect(self.settings.nats_url, self.service, self.settings.nats_user,
                                     self.settings.nats_password)
         self.js = self.nc.jetstream()
-        self.spawn("outbox-relay", OutboxRelay(self.outbox, self.sessions, self.js).run)
+        self.outbox.limit = self.nc.max_payload  # as the server announced it
+        self.dead_letters = DeadLetters(self.js, self.service)
+        self.spawn("outbox-relay", OutboxRelay(self.outbox, self.sessions, self.js, self.dead_letters).run)
 
     def subscribe(self, stream: str, durable: str, subject: str, handler: Handler, **kwargs) -> None:
         # ``durable`` must name the region (see bus.durable_name): a durable keeps the filter
         # it was made with, so two regions on one NATS must never share one.
+        # Every consumer sets aside what it cannot handle, except the dead letters' own.
+        dead_letters = None if stream == bus.DEAD_LETTERS.name else self.dead_letters
         subscriber = Subscriber(self.js, self.sessions, self.inbox, stream=stream, durable=durable,
-                                subject=subject, handler=handler, **kwargs)
+                                subject=subject, handler=handler, dead_letters=dead_letters, **kwargs)
         self.spawn(f"consumer {durable}", subscriber.run)
 
     def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> None:

@@ -6,8 +6,10 @@ without running the handler twice. A handler that raises is retried on the same
 message after a growing delay, up to ``max_deliver`` times, before any later
 message is handled, so a consumer applies its subject's messages in the order
 they were published even through a passing failure (a nak would let later ones
-overtake). After the last attempt the message is terminated and logged, never
-silently dropped.
+overtake). After the last attempt the message is set aside with its reason (see
+dead_letters: the control panel fails the deployment it belonged to) and terminated, so
+the messages behind it flow on; never silently dropped. A message that cannot be read
+at all is set aside at once.
 
 A consumer whose messages only need ordering within one key (an environment's commands)
 names that key with ``lane``: the messages of a fetched batch are then handled side by
@@ -26,6 +28,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .dead_letters import DeadLetters
 from .messages import Message, UnknownMessage, decode
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ class Subscriber:
         ack_wait: float = 60.0,
         deliver_new_only: bool = False,
         lane: Lane | None = None,
+        dead_letters: DeadLetters | None = None,
     ):
         self.js = js
         self.sessions = sessions
@@ -77,6 +81,7 @@ class Subscriber:
         self.handler = handler
         self.max_deliver = max_deliver
         self.lane = lane
+        self.dead_letters = dead_letters  # None: only logged (the dead letters' own consumer)
         self.config = ConsumerConfig(
             durable_name=durable,
             filter_subject=subject,
@@ -107,8 +112,7 @@ class Subscriber:
             try:
                 message = decode(msg.headers, msg.data)
             except (UnknownMessage, ValueError) as e:
-                log.error("%s: cannot read message on %s: %s; terminated", self.durable, msg.subject, e)
-                await msg.term()
+                await self._set_aside(msg, f"it cannot be read: {e}")
                 continue
             key = self.lane(message) if self.lane is not None else None
             lanes.setdefault(key, []).append((msg, message))
@@ -132,10 +136,11 @@ class Subscriber:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as e:
                 if attempt >= self.max_deliver:
                     log.exception("%s: %s failed %d times; giving up", self.durable, message.kind, attempt)
-                    await msg.term()
+                    await self._set_aside(msg, f"handling it failed {attempt} times, last with "
+                                               f"{type(e).__name__}: {e}")
                     return
                 delay = BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)]
                 log.exception("%s: %s failed (attempt %d); retry in %ss", self.durable, message.kind, attempt, delay)
@@ -144,6 +149,22 @@ class Subscriber:
             await msg.in_progress()
             await asyncio.sleep(delay)
             attempt += 1
+
+    async def _set_aside(self, msg, reason: str) -> None:
+        """Puts the message aside with its reason and ends its deliveries, so the ones behind it
+        are handled. If the record cannot be published, the log line is all there is."""
+        if self.dead_letters is None:
+            log.error("%s: message on %s terminated: %s", self.durable, msg.subject, reason)
+        else:
+            try:
+                await self.dead_letters.set_aside(msg.subject, msg.headers, msg.data, reason, consumer=self.durable,
+                                                  stream_sequence=msg.metadata.sequence.stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: message on %s terminated, and could not be set aside: %s",
+                              self.durable, msg.subject, reason)
+        await msg.term()
 
     async def _seen(self, session: AsyncSession, message_id: UUID) -> bool:
         result = await session.execute(
