@@ -1,5 +1,6 @@
 """The web Control Panel over the ASGI app: signing in and out, CSRF, and that its pages
 see and change exactly what the same user's API token would."""
+import asyncio
 import io
 import re
 import tarfile
@@ -13,6 +14,7 @@ from regio_common.db import make_engine, make_sessionmaker
 from regio_common.messages import EnvironmentHostsChanged
 from regio_controlpanel.db.models import ServiceInstance
 from regio_controlpanel.domain.service_instances import State
+from regio_controlpanel.web import throttle
 
 from .test_backups import db, finished, provisioned, servers, vault  # noqa: F401
 from .test_resources import commands  # noqa: F401
@@ -73,6 +75,24 @@ async def test_password_guesses_are_throttled_by_email(app, settings):
                                    "interval '15 minutes' WHERE email = :email"), {"email": email})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
         assert (await Browser(client).sign_in(email)).status_code == 303  # the window has passed
+
+
+async def test_parallel_guesses_are_counted_before_they_are_checked(app, settings):
+    """A guesser who sends many guesses at once gets no more checked than one who waits."""
+    email = await new_user(settings)
+
+    async def guess(password: str) -> httpx.Response:
+        """From a browser of its own, as a guesser with many clients would."""
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
+            return await Browser(client).sign_in(email, password)
+
+    answers = await asyncio.gather(*(guess(f"guess {i}") for i in range(20)))
+    checked = [a for a in answers if "Wrong email or password" in a.text]
+    assert len(checked) == throttle.FAILURES_ALLOWED, [a.status_code for a in answers]
+    assert sorted(a.status_code for a in answers) == [400] * 5 + [429] * 15
+    refused = await guess(PASSWORD)
+    assert refused.status_code == 429 and "Too many failed sign-ins" in refused.text
+    assert "regio_session" not in refused.cookies
 
 
 async def test_changing_the_password_signs_out_the_users_other_browsers(app, settings):

@@ -51,14 +51,13 @@ async def sign_in(request: Request, session: SessionDep, email: Annotated[str, F
     """Has no caller yet, so it records its audit event itself (see test_route_guards)."""
     if not sessions.csrf_matches(request.cookies.get(sessions.LOGIN_CSRF_COOKIE, ""), csrf_token):
         return _login_page(request, next, "The sign-in form expired; please try again.", email, 403)
-    wait = await throttle.refused_for(session, email)
+    wait = await throttle.count_guess(request.app.state.runtime.sessions, email)
     if wait is not None:
         minutes = max(1, math.ceil(wait.total_seconds() / 60))
         return _login_page(request, next, f"Too many failed sign-ins with this email; try again in {minutes} "
                            f"minute{'s' if minutes > 1 else ''}.", email, 429)
     user = await sessions.authenticate(session, email, password)
-    if user is None:
-        await throttle.record_failure(session, email)
+    if user is None:  # already counted
         return _login_page(request, next, "Wrong email or password.", email, 400)
     await throttle.forget_failures(session, email)
     web_session, cookie = await sessions.start(session, user)
