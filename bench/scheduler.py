@@ -82,9 +82,8 @@ class Bench:
             sys.exit("no running region: start one with ./regio up (the bench uses its Postgres)")
         cluster = PostgresCluster("postgres", layout.state_dir, layout.ports.postgres)
         name = self.database_name = f"bench_{uuid.uuid4().hex[:8]}"
-        subprocess.run([cluster.bin("psql"), cluster.url(), "-qc", f'CREATE DATABASE "{name}"'], check=True)
-        self.drop = lambda: subprocess.run([cluster.bin("psql"), cluster.url(), "-qc",
-                                            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], capture_output=True)
+        cluster.psql(f'CREATE DATABASE "{name}"')
+        self.drop = lambda: cluster.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', check=False)
         url = cluster.url(name, driver="postgresql+asyncpg")
         for service, prefix in (("controller", "REGIO_CONTROLLER_"), ("runner-agent", "REGIO_RUNNER_")):
             subprocess.run([sys.executable, "-m", "alembic", "-c", str(ROOT / "services" / service / "alembic.ini"),

@@ -137,8 +137,7 @@ def test_an_organisation_with_its_own_database_server_gets_its_databases_there(r
 
 
 def databases_on(cluster: PostgresCluster) -> set[str]:
-    listed = subprocess.run([cluster.bin("psql"), cluster.url(), "-Atc", "select datname from pg_database"],
-                            capture_output=True, text=True, timeout=30)
+    listed = cluster.psql("select datname from pg_database", check=False)
     assert listed.returncode == 0, listed.stderr
     return set(listed.stdout.split())
 

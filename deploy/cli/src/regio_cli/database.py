@@ -2,20 +2,14 @@
 
 A service's role owns its schema and nothing else, so a service cannot read
 another's tables even by mistake."""
-import subprocess
-
+from regio_common.scram import scram_verifier
 from regio_common.servers import PostgresCluster
 
 DATABASE = "regio"
 
 
 def _psql(cluster: PostgresCluster, sql: str, database: str = "postgres") -> str:
-    result = subprocess.run(
-        [cluster.bin("psql"), cluster.url(database), "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
-        capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"psql failed: {result.stderr.strip()}")
-    return result.stdout.strip()
+    return cluster.psql(sql, database).stdout.strip()
 
 
 def role_name(schema: str) -> str:
@@ -34,7 +28,8 @@ def provision(cluster: PostgresCluster, passwords: dict[str, str]) -> None:
         statements += [
             f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
             f"CREATE ROLE {role} LOGIN; END IF; END $$",
-            f"ALTER ROLE {role} WITH LOGIN PASSWORD '{password}'",
+            # The verifier, not the password: a failed statement is written to the server's log.
+            f"ALTER ROLE {role} WITH LOGIN PASSWORD '{scram_verifier(password)}'",
             f'GRANT CONNECT ON DATABASE "{DATABASE}" TO {role}',
             f'CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION {role}',
             f'ALTER ROLE {role} SET search_path = "{schema}"',

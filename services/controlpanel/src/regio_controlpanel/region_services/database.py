@@ -12,9 +12,7 @@ The control panel calls these as the cluster's superuser (``admin_url``, a libpq
 SQLAlchemy URL over loopback). Every step can be re-run after a crash half way: a retried
 provisioning never fails on "already exists"."""
 import asyncio
-import base64
 import hashlib
-import hmac
 import os
 import re
 import secrets
@@ -26,6 +24,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from regio_common.scram import scram_verifier
 from regio_common.servers import PostgresCluster
 
 # A leading letter keeps names apart from the restore scratch databases (leading "_"), and
@@ -72,20 +71,6 @@ async def _connect(admin: _Admin, database: str = "postgres") -> AsyncIterator[a
         await conn.close()
 
 
-def _scram_verifier(password: str, iterations: int = 4096) -> str:
-    """The SCRAM-SHA-256 secret PostgreSQL stores, computed here (as psql's \\password does) so
-    the password itself never reaches the server, where a failed statement is logged in full."""
-    salt = secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    stored_key = hashlib.sha256(hmac.digest(salted, b"Client Key", "sha256")).digest()
-    server_key = hmac.digest(salted, b"Server Key", "sha256")
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
-
 def _retired(name: str) -> str:
     """What a restored database's old self is renamed to until it is dropped."""
     return "_retired_" + hashlib.sha256(name.encode()).hexdigest()[:32]
@@ -129,7 +114,7 @@ async def _ensure_role(conn: asyncpg.Connection, role: str, password: str) -> No
     except asyncpg.DuplicateObjectError:
         pass  # an earlier attempt got this far: its password is replaced below
     await conn.execute(f'ALTER ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION '
-                       f"NOBYPASSRLS PASSWORD '{_scram_verifier(password)}'")
+                       f"NOBYPASSRLS PASSWORD '{scram_verifier(password)}'")
 
 
 async def _ensure_database(conn: asyncpg.Connection, name: str, owner: str) -> None:
