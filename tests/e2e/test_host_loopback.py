@@ -15,6 +15,7 @@ import docker
 import pytest
 
 from regio_cli import apps_network, prerequisites
+from regio_runner import egress
 
 
 @pytest.fixture
@@ -74,11 +75,22 @@ def loopback_routed_on_apps_bridge() -> bool:
 
 
 def test_without_the_guard_it_could(region, rerouted_container):
-    """What the guard is for: the same datagram arrives once the rule is gone (and it is put back)."""
+    """What the guard is for: the same datagram arrives once the rule is gone (and it is put back).
+    The apps network's own firewall (regio_runner.egress), which refuses the host's addresses
+    too, is lifted for the time as well."""
     if not loopback_routed_on_apps_bridge():
         pytest.skip("this engine publishes ports with its userland proxy: its bridges route no loopback at all")
+    engine = docker.from_env()
+    try:
+        bridge = egress.bridge_of(engine.networks.get(apps_network.NAME).attrs)
+    finally:
+        engine.close()
+    to_apps_firewall = ["INPUT", "-i", bridge, "-j", egress.EgressPolicy(bridge, "", ()).chain]
+    firewalled = subprocess.run(["iptables", "-D", *to_apps_firewall], capture_output=True).returncode == 0
     subprocess.run(["iptables", "-D", *prerequisites.LOOPBACK_GUARD], check=True)
     try:
         assert delivered(rerouted_container, b"to the host's loopback")
     finally:
         prerequisites.guard_loopback()
+        if firewalled:
+            subprocess.run(["iptables", "-I", "INPUT", "1", *to_apps_firewall[1:]], check=True)

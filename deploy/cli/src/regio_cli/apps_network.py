@@ -8,6 +8,8 @@ nothing else of the host's platform."""
 import docker
 from docker.errors import APIError, DockerException
 
+from regio_runner import egress
+
 NAME = "regio-apps"
 ICC_OPTION = "com.docker.network.bridge.enable_icc"  # off: containers cannot talk to each other
 
@@ -27,6 +29,15 @@ def ensure_gateway() -> str:
                 network = next(n for n in client.networks.list(names=[NAME]) if n.name == NAME)
         network.reload()
         return network.attrs["IPAM"]["Config"][0]["Gateway"]
+    finally:
+        client.close()
+
+
+def bridge() -> str:
+    """The network's interface on the host, which its firewall rules match."""
+    client = docker.from_env()
+    try:
+        return egress.bridge_of(client.networks.get(NAME).attrs)
     finally:
         client.close()
 

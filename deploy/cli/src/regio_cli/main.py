@@ -10,6 +10,7 @@ import typer
 
 from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import PortTaken
+from regio_runner import egress
 
 from . import prerequisites, testing
 from . import runners as runner_admin
@@ -50,6 +51,9 @@ def up(state_dir: StateDir = None,
     except PortTaken as e:
         say(f"{e}; stop that program or choose other ports in {layout.file}")
         raise typer.Exit(3)
+    except egress.InvalidEgressSetting as e:
+        say(str(e))
+        raise typer.Exit(2)
     except (RuntimeError, TimeoutError, PermissionError, subprocess.CalledProcessError) as e:
         say(f"failed: {e}")
         raise typer.Exit(1)
@@ -125,6 +129,20 @@ def drain(name: str, state_dir: StateDir = None) -> None:
 def uncordon(name: str, state_dir: StateDir = None) -> None:
     """Put runner NAME back in service."""
     _change_runner("uncordon", name, state_dir)
+
+
+@app.command("apps-firewall")
+def apps_firewall(state_dir: StateDir = None) -> None:
+    """Put the host's firewall for the applications' network in force again, as `up` does (after
+    changing REGIO_RUNNER_EGRESS_ALLOW, the ranges applications may reach besides the internet)."""
+    try:
+        Region(_layout(state_dir), say).guard_apps_network()
+    except egress.InvalidEgressSetting as e:
+        say(str(e))
+        raise typer.Exit(2)
+    except subprocess.CalledProcessError as e:
+        say(f"failed: {e} {e.stderr or ''}")
+        raise typer.Exit(1)
 
 
 @app.command("base-images")

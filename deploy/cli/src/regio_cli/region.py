@@ -27,6 +27,7 @@ from regio_common.servers import (
     seaweedfs_process,
     wait_seaweedfs_ready,
 )
+from regio_runner import egress
 from regio_runner.settings import host_memory_mb
 
 from . import apps_network, database, secrets_store
@@ -101,6 +102,24 @@ class Region:
                                     listen=self.services_address)
         # Its S3 API listens on the gateway alone; its master, always on loopback, says it runs.
         return dataclasses.replace(process, port=p.storage_master)
+
+    def apps_service_ports(self) -> tuple[int, ...]:
+        """The ports on the apps network's gateway that applications may reach: their database
+        clusters and S3 API (not the storage's gRPC, filer or volume ports beside them)."""
+        return (self.layout.ports.apps_postgres, self.layout.ports.storage_s3,
+                *sorted(self.layout.dedicated_databases.values()))
+
+    def guard_apps_network(self) -> None:
+        """The host's firewall for the apps network (regio_runner.egress), its allowed ranges from
+        REGIO_RUNNER_EGRESS_ALLOW. Only root may change it: anyone else is told it is not in force."""
+        allowed = egress.parse_allowed(os.environ.get(egress.ALLOW_SETTING, ""))
+        if os.geteuid() != 0:
+            self.say("not root: applications may reach the host's private networks and instance metadata "
+                     "(see regio_runner/egress.py for the rules to apply)")
+            return
+        egress.apply(egress.EgressPolicy(bridge=apps_network.bridge(), gateway=apps_network.ensure_gateway(),
+                                         service_ports=self.apps_service_ports(), allowed=allowed,
+                                         resolvers=egress.host_resolvers()))
 
     def region_servers(self) -> dict[str, dict]:
         """For the control panel: where each of the region's services runs, and its administrator."""
@@ -217,6 +236,7 @@ class Region:
     def up(self) -> None:
         self._check_ports()
         self.prepare()
+        self.guard_apps_network()  # before any runner agent starts an application
         self._start(self.postgres.process(), timeout=60)
         self.postgres.wait_ready()
         self._start(self.nats, timeout=30)

@@ -55,6 +55,9 @@ class EgressPolicy:
     def rules(self, family: int) -> list[list[str]]:
         """The chain's rules for IPv4 or IPv6, in order: RETURN lets a packet on, to Docker's rules."""
         rules = [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"]]
+        if family == 6:  # neighbour discovery with the gateway, without which IPv6 goes nowhere
+            rules += [["-p", "ipv6-icmp", "--icmpv6-type", kind, "-j", "RETURN"]
+                      for kind in ("router-solicitation", "neighbour-solicitation", "neighbour-advertisement")]
         if family == 4:
             rules += [["-d", f"{self.gateway}/32", "-p", "tcp", "--dport", str(port), "-j", "RETURN"]
                       for port in self.service_ports]
