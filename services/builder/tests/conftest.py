@@ -243,6 +243,10 @@ async def settings(migrated_database, nats_url, region, tmp_path) -> Settings:
         nats_url=nats_url,
         service_token=SERVICE_TOKEN,
         work_dir=tmp_path / "work",
+        # As in a local region: these tests clone file:// repositories and loopback servers.
+        # test_repository_sources.py runs the builder as a production region's.
+        allow_local_repositories=True,
+        allow_private_repository_hosts=True,
     )
 
 

@@ -128,7 +128,7 @@ async def test_a_repository_that_cannot_be_cloned_fails(builder, publish, build_
     assert any("does not appear to be a git repository" in line for line in events.log(request.deployment_id))
 
 
-@pytest.mark.parametrize("url", ["ext::sh -c touch% /tmp/regio-pwned", "/etc", "user@host:repo.git"])
+@pytest.mark.parametrize("url", ["ext::sh -c touch% /tmp/regio-pwned", "/etc", "fd::17"])
 async def test_only_url_repositories_are_cloned(builder, publish, build_request, events, url):
     request = build_request(None, url=url)
 

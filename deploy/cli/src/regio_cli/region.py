@@ -166,11 +166,17 @@ class Region:
             Service("controlpanel", "regio_controlpanel", "controlpanel", p.controlpanel, {
                 **shared_key,
                 "SECRETS_KEY": self.secrets["controlpanel_key"],
+                "BUILD_KEY": self.secrets["build_key"],
                 "REGION_DOMAIN": self.layout.region_domain,
                 "PUBLIC_URL": self.api_url,
                 "INGRESS_PORT": str(p.ingress_http),
             }),
-            Service("builder", "regio_builder", "builder", p.builder, {}),
+            Service("builder", "regio_builder", "builder", p.builder, {
+                # One operator's machine: any repository they can read, servers on loopback.
+                "ALLOW_LOCAL_REPOSITORIES": "true",
+                "ALLOW_PRIVATE_REPOSITORY_HOSTS": "true",
+                "BUILD_KEY": self.secrets["build_key"],
+            }),
             Service("controller", "regio_controller", "controller", p.controller, {
                 # Every ingress of the region: a drain asks each what is in flight to old instances.
                 "INGRESS_URLS": json.dumps([self.url_of("ingress")]),

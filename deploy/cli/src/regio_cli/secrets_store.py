@@ -15,6 +15,9 @@ def load_or_create(state_dir: Path) -> dict:
         if "installation" not in data:  # regions made before it was added
             data["installation"] = secrets.token_hex(8)
             path.write_text(json.dumps(data, indent=2) + "\n")
+        if "build_key" not in data:  # regions made before it was added
+            data["build_key"] = new_key()
+            path.write_text(json.dumps(data, indent=2) + "\n")
         return data
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {
@@ -24,6 +27,8 @@ def load_or_create(state_dir: Path) -> dict:
         "region_key": new_key(),
         # Encrypts sensitive environment variables at rest in the control panel.
         "controlpanel_key": new_key(),
+        # Seals repository credentials between the control panel and the builders.
+        "build_key": new_key(),
         "database_passwords": {role: secrets.token_urlsafe(24) for role in ROLES},
     }
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -21,3 +21,10 @@ class Settings(ServiceSettings):
     poll_seconds: float = Field(1.0, description="How often the build worker looks for queued builds "
                                                  "when nothing woke it.")
     log_flush_seconds: float = Field(0.3, description="Longest a build log line waits before it is published.")
+    # Off outside a local region: a file:// repository reads the builder host's files (another
+    # tenant's checkouts), a private host reaches the builder's networks (metadata, databases).
+    allow_local_repositories: bool = Field(False, description="Build from file:// repositories on this host.")
+    allow_private_repository_hosts: bool = Field(
+        False, description="Build from hosts at loopback, link-local or private addresses.")
+    build_key: str = Field("", description="Fernet key opening the repository credentials the control panel "
+                                           "seals into build requests.")

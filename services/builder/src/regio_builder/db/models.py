@@ -31,6 +31,8 @@ builds = Table(
     Column("application_id", Uuid, nullable=False),
     Column("repository_url", Text, nullable=False),
     Column("branch", String(255), nullable=False),
+    # Sealed with the build key; cleared when the build ends.
+    Column("repository_access_sealed", Text),
     Column("build_mode", String(16), nullable=False),
     Column("state", String(16), nullable=False),  # domain.states.BuildState
     Column("commit", String(64)),

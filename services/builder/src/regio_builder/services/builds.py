@@ -46,6 +46,7 @@ async def record_requested(session: AsyncSession, request: BuildRequested) -> Ro
         repository_url=request.repository_url,
         branch=request.branch,
         build_mode=request.build_mode,
+        repository_access_sealed=request.repository_access_sealed,
     )
 
 
@@ -96,6 +97,7 @@ async def finish(session: AsyncSession, outbox: Outbox, build: Row, outcome: Out
         session, build.id, state, only_from=was,
         finished_at=utcnow(), commit=outcome.commit, image=outcome.image, image_tag=outcome.image_tag,
         exposed_port=outcome.exposed_port, reused=outcome.reused, error=outcome.error,
+        repository_access_sealed=None,  # the credentials are kept no longer than they are needed
     )
     if finished is None:  # another builder requeued it meanwhile; that run will announce the result
         log.warning("build %s was no longer %s; its result is dropped", build.id, was)

@@ -4,13 +4,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from regio_common.sealing import open_sealed
 
 from ..build import git
 from ..build.docker_build import DockerEngine
 from ..build.log import BuildLog
-from ..domain.errors import BuildFailed, NoDockerfile
+from ..domain.errors import BuildFailed, NoDockerfile, RepositoryUnavailable
 from ..domain.states import BuildMode
 from ..settings import Settings
 from . import builds
@@ -39,7 +42,9 @@ class BuildPipeline:
             checkout = workspace / "src"
             build_log.write(f"Cloning branch {build.branch} of {git.display_url(build.repository_url)}")
             commit = await git.clone(build.repository_url, build.branch, checkout,
-                                     self.settings.clone_timeout_seconds, build_log.write)
+                                     self.settings.clone_timeout_seconds, build_log.write,
+                                     policy=self._policy, access=self._access(build),
+                                     known_hosts=self.settings.work_dir / "known_hosts")
             build_log.write(f"Commit {commit}")
             async with self.sessions() as session, session.begin():
                 await builds.record_commit(session, build.id, commit)
@@ -53,6 +58,24 @@ class BuildPipeline:
             return Outcome(success=False, commit=commit, error=e.reason)
         finally:
             await asyncio.to_thread(shutil.rmtree, workspace, ignore_errors=True)
+
+    @property
+    def _policy(self) -> git.SourcePolicy:
+        return git.SourcePolicy(allow_local=self.settings.allow_local_repositories,
+                                allow_private_hosts=self.settings.allow_private_repository_hosts)
+
+    def _access(self, build: Row) -> git.Access | None:
+        if not build.repository_access_sealed:
+            return None
+        if not self.settings.build_key:
+            raise RepositoryUnavailable("the repository has credentials, but this builder has no build key "
+                                        "to open them (REGIO_BUILDER_BUILD_KEY)")
+        try:
+            opened = open_sealed(self.settings.build_key, build.repository_access_sealed)
+        except (InvalidToken, ValueError):
+            raise RepositoryUnavailable("the repository's credentials were sealed with another build key") from None
+        return git.Access(username=opened.get("username"), password=opened.get("password"),
+                          ssh_private_key=opened.get("ssh_private_key"))
 
     async def _reuse(self, build: Row, commit: str, build_log: BuildLog) -> Outcome | None:
         async with self.sessions() as session, session.begin():

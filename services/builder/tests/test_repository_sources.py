@@ -1,0 +1,141 @@
+"""What a tenant's repository URL can make the builder do. A production region's builder
+(local repositories and private hosts off) refuses to read its own files or reach its own
+networks; credentials reach git from a private file, never its command line or the log."""
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from regio_common import repository_sources
+from regio_common.sealing import new_key, seal
+
+from .git_server import GitHttpServer
+
+PRODUCTION = {"allow_local_repositories": False, "allow_private_repository_hosts": False}
+TOKEN = "glpat-s3cr3t-t0ken-value"
+
+
+async def _refused(start_builder, publish, events, request, **settings) -> str:
+    async with start_builder(**{**PRODUCTION, **settings}):
+        await publish(request)
+        finished = await events.finished(request.deployment_id)
+    assert not finished.success
+    assert finished.commit is None
+    log = events.log(request.deployment_id)
+    assert f"Build failed: {finished.error}" in log  # the reason is in the deployment's log
+    return finished.error
+
+
+async def test_a_production_builder_refuses_a_local_repository(start_builder, publish, build_request, events,
+                                                               make_repository):
+    # Another tenant's checkout, or any repository the builder's user can read.
+    repository = make_repository()
+
+    error = await _refused(start_builder, publish, events, build_request(repository))
+
+    assert "local repositories (file://) are not allowed in this region" in error
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "10.0.0.1", "[::1]",
+                                  "[::ffff:127.0.0.1]", "100.64.0.1"])
+async def test_a_production_builder_refuses_loopback_link_local_and_private_hosts(
+        start_builder, publish, build_request, events, make_repository, host):
+    repository = make_repository()
+    with GitHttpServer(repository.path.parent) as server:
+        url = f"http://{host}:{server.port}/{repository.path.name}"
+        error = await _refused(start_builder, publish, events, build_request(None, url=url))
+    assert "is a loopback, link-local or private address" in error
+    assert server.requests == 0
+
+
+async def test_a_branch_that_would_be_an_option_is_refused(start_builder, publish, build_request, events,
+                                                           make_repository, tmp_path):
+    repository = make_repository()
+    marker = tmp_path / "pwned"
+    request = build_request(repository, branch=f"--upload-pack=touch {marker}")
+
+    error = await _refused(start_builder, publish, events, request, allow_local_repositories=True)
+
+    assert "not a valid branch name" in error
+    assert not marker.exists()
+
+
+async def test_a_redirect_to_another_host_is_not_followed(start_builder, publish, build_request, events,
+                                                          make_repository):
+    repository = make_repository()
+    with GitHttpServer(repository.path.parent) as target, \
+            GitHttpServer(repository.path.parent, redirect_to=f"http://127.0.0.1:{target.port}") as redirecting:
+        url = f"http://127.0.0.1:{redirecting.port}/{repository.path.name}"
+        error = await _refused(start_builder, publish, events, build_request(None, url=url),
+                               allow_private_repository_hosts=True)
+    assert "git clone failed" in error
+    assert redirecting.requests >= 1 and target.requests == 0
+
+
+async def test_git_connects_to_the_address_that_was_checked(start_builder, publish, build_request, events,
+                                                            make_repository, monkeypatch):
+    """A name is resolved once, checked, and git connects there: were it to ask DNS again
+    (rebinding), this name, which DNS does not know, would not resolve at all."""
+    repository = make_repository()
+    checked = repository_sources.resolve
+
+    async def resolve(host, port):
+        return ["127.0.0.1"] if host == "repo.regio-pinned.invalid" else await checked(host, port)
+
+    monkeypatch.setattr(repository_sources, "resolve", resolve)
+    with GitHttpServer(repository.path.parent) as server:
+        url = f"http://repo.regio-pinned.invalid:{server.port}/{repository.path.name}"
+        request = build_request(None, url=url)
+        async with start_builder(allow_local_repositories=False, allow_private_repository_hosts=True):
+            await publish(request)
+            finished = await events.finished(request.deployment_id)
+    assert finished.success, events.log(request.deployment_id)
+    assert server.requests >= 1
+
+
+async def _command_lines_while(task: asyncio.Task) -> list[str]:
+    """Every process's command line, sampled until ``task`` ends."""
+    seen: set[str] = set()
+    while not task.done():
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    seen.add(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    pass
+        await asyncio.sleep(0.005)
+    return sorted(seen)
+
+
+async def test_a_token_reaches_git_but_no_command_line_or_log(start_builder, publish, build_request, events,
+                                                              make_repository):
+    key = new_key()
+    repository = make_repository()
+    with GitHttpServer(repository.path.parent, credentials=("deploy", TOKEN)) as server:
+        url = f"http://127.0.0.1:{server.port}/{repository.path.name}"
+        request = build_request(None, url=url).model_copy(update={
+            "repository_access_sealed": seal(key, {"username": "deploy", "password": TOKEN})})
+        async with start_builder(allow_private_repository_hosts=True, build_key=key) as builder:
+            await publish(request)
+            finished_task = asyncio.create_task(events.finished(request.deployment_id))
+            command_lines = await _command_lines_while(finished_task)
+            finished = finished_task.result()
+            record = (await builder.build_record(request.deployment_id)).text
+
+    assert finished.success, events.log(request.deployment_id)
+    assert any(a and a.startswith("Basic ") for a in server.authorizations)  # the token was used
+    assert any("git" in line and "clone" in line for line in command_lines)  # git was seen running
+    assert not [line for line in command_lines if TOKEN in line]
+    assert not [line for line in events.log(request.deployment_id) if TOKEN in line]
+    assert TOKEN not in finished.model_dump_json() and TOKEN not in record
+    assert TOKEN not in request.model_dump_json()  # sealed on the bus
+
+
+async def test_without_the_token_the_clone_fails(start_builder, publish, build_request, events, make_repository):
+    repository = make_repository()
+    with GitHttpServer(repository.path.parent, credentials=("deploy", TOKEN)) as server:
+        url = f"http://127.0.0.1:{server.port}/{repository.path.name}"
+        error = await _refused(start_builder, publish, events, build_request(None, url=url),
+                               allow_private_repository_hosts=True)
+    assert "git clone failed" in error
