@@ -364,7 +364,7 @@ async def test_service_instances_are_detached_attached_and_removed(browser, outs
     instance = (await api.get("/apps/v3/service-instances/", params={"environment": env_id})).json()["results"][0]
     path = f"/web/service-instances/{instance['uuid']}"
     shown = (await browser.get(page)).text
-    assert "NEW" in shown and f"{path}/delete" in shown and "confirm(" in shown and f"{path}/detach" not in shown
+    assert "NEW" in shown and f"{path}/delete" in shown and "data-confirm=" in shown and f"{path}/detach" not in shown
 
     # The service layer's refusal is shown on a page, not a 500.
     refused = await browser.submit(page, f"{path}/detach", {})

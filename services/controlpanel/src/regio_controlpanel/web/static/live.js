@@ -47,7 +47,7 @@ function followDeployment(el) {
     if (commit && d.commit) commit.textContent = d.commit;
     el.dataset.state = d.ended ? (d.success ? "succeeded" : "failed") : "running";
     if (!d.ended) return true;
-    if (error && d.error) { error.textContent = d.error; error.style.display = ""; }
+    if (error && d.error) { error.textContent = d.error; error.hidden = false; }
     if ("reloadWhenEnded" in el.dataset) setTimeout(() => location.reload(), 1000);
     return false;
   });
@@ -66,5 +66,27 @@ function followRuntimeLog(el) {
   });
 }
 
+// The pages carry no inline script (their Content-Security-Policy forbids it), so what a form
+// or link does beyond submitting is declared in data attributes and done here:
+//   form[data-confirm]  asks before sending; "{field}" is replaced by that field's chosen option
+//   a[data-back]        goes back in the history (the link's address is for when there is none)
+function confirmBeforeSending(form) {
+  form.addEventListener("submit", (event) => {
+    const question = form.dataset.confirm.replace(/\{(\w+)\}/g, (_, name) => {
+      const field = form.elements[name];
+      return field?.selectedOptions?.[0]?.text ?? field?.value ?? "";
+    });
+    if (!confirm(question)) event.preventDefault();
+  });
+}
+
+function backInHistory(link) {
+  link.addEventListener("click", (event) => {
+    if (history.length > 1) { event.preventDefault(); history.back(); }
+  });
+}
+
+document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSending);
+document.querySelectorAll("a[data-back]").forEach(backInHistory);
 document.querySelectorAll("[data-deployment]").forEach(followDeployment);
 document.querySelectorAll("[data-runtime-log]").forEach(followRuntimeLog);
