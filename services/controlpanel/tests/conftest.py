@@ -5,10 +5,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from regio_common import bus
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.sealing import new_key
+from regio_common.testing.dns import dns_server
 from regio_controlpanel.db.models import Membership, Organisation, User
 from regio_controlpanel.main import create_app
 from regio_controlpanel.seed import seed
@@ -36,6 +38,36 @@ async def settings(migrated_database, nats_url) -> Settings:
 @pytest.fixture(scope="session")
 async def seeded(settings) -> dict:
     return await seed(settings, settings.region, settings.region_domain, "admin@example.test")
+
+
+@pytest.fixture(scope="session")
+async def dns_zone(settings, seeded):
+    """The DNS that custom domains' owners publish their challenges in: the seeded region
+    looks TXT records up there (as a region does through its configured resolver)."""
+    with dns_server() as zone:
+        engine = make_engine(settings.database_url)
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE controlpanel.regions SET dns_resolver = :address WHERE id = :id"),
+                                     {"address": zone.address, "id": seeded["region"]})
+        await engine.dispose()
+        yield zone
+
+
+@pytest.fixture
+def verified_domain(api, dns_zone):
+    """``await verified_domain(env_id, name, kind)``: a custom domain added as its owner adds one:
+    the domain added (pending), its challenge published in DNS, then checked again."""
+    async def add(env_id: str, name: str, kind: str = "ALIAS", client: httpx.AsyncClient | None = None) -> dict:
+        client = client or api
+        added = await client.post("/apps/v3/domains/", json={"environment": env_id, "domain": name, "kind": kind})
+        assert added.status_code == 201, added.text
+        challenge = added.json()["verification"]
+        dns_zone.publish(challenge["record_name"], challenge["record_value"])
+        verified = await client.post(f"/apps/v3/domains/{added.json()['uuid']}/verify/")
+        assert verified.status_code == 200 and verified.json()["verification"]["status"] == "verified", verified.text
+        return verified.json()
+
+    return add
 
 
 @pytest.fixture(scope="session")

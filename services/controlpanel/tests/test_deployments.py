@@ -148,11 +148,11 @@ async def build_succeeds(js, settings, dep_id, image="sha256:feed", commit="abc1
     return await take(js, RolloutRequested, settings.region, dep_id)
 
 
-async def test_a_rollout_carries_the_redirect_domains_and_the_https_redirect(api, js, settings, application):
+async def test_a_rollout_carries_the_redirect_domains_and_the_https_redirect(api, js, settings, application,
+                                                                             verified_domain):
     env_id = application["test_status"]["uuid"]
     name = f"old.{uuid.uuid4().hex[:8]}.example.com"
-    added = await api.post("/apps/v3/domains/", json={"environment": env_id, "domain": name, "kind": "REDIRECT"})
-    assert added.status_code == 201, added.text
+    await verified_domain(env_id, name, "REDIRECT")
     assert (await api.patch(f"/apps/v3/environments/{env_id}/", json={"https_redirect": True})).status_code == 200
     dep_id = uuid.UUID((await deploy(api, application))["uuid"])
     rollout = await build_succeeds(js, settings, dep_id)

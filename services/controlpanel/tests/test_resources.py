@@ -122,28 +122,28 @@ async def test_variables_are_changed_and_removed_and_secrets_stay_secret(api, ap
     assert (await api.get(f"/apps/v3/environment-variables/{plain['uuid']}/")).status_code == 404
 
 
-async def test_domains_belong_to_one_environment_and_follow_the_primary(api, application, seeded, settings, commands):
+async def test_domains_belong_to_one_environment_and_follow_the_primary(api, application, seeded, settings, commands,
+                                                                        verified_domain):
     env_id = application["test_status"]["uuid"]
     name = f"www.{uuid.uuid4().hex[:8]}.example.com"
-    first = await api.post("/apps/v3/domains/", json={"environment": env_id, "domain": name.upper() + ".", "kind": "PRIMARY"})
-    assert first.status_code == 201, first.text
-    assert first.json()["domain"] == name and first.json()["is_primary"]
+    first = await verified_domain(env_id, name.upper() + ".", "PRIMARY")
+    assert first["domain"] == name and first["is_primary"]
     hosts = await commands(EnvironmentHostsChanged, env_id)
     assert hosts.hosts[0] == name and f"{application['slug']}-stage." in hosts.hosts[1]
     other = (await api.post("/apps/v3/applications/", json={
         "name": "Other", "slug": f"other-{uuid.uuid4().hex[:6]}", "organisation": seeded["organisation"]})).json()
     taken = await api.post("/apps/v3/domains/", json={"environment": other["test_status"]["uuid"], "domain": name})
-    assert taken.status_code == 409 and taken.json() == {"domain": ["This domain already belongs to an environment."]}
+    assert taken.status_code == 409 and taken.json() == {"domain": [f"The host {name} already belongs to another environment."]}
     for bad in ("http://x.example.com", "x.example.com:8080", "nodot", f"x.{'a' * 64}.com"):
         response = await api.post("/apps/v3/domains/", json={"environment": env_id, "domain": bad})
         assert response.status_code == 400 and "domain" in response.json(), bad
     regional = await api.post("/apps/v3/domains/", json={"environment": env_id, "domain": f"mine.{settings.region_domain}"})
     assert regional.status_code == 400 and "region" in regional.json()["domain"][0]
-    second = (await api.post("/apps/v3/domains/", json={"environment": env_id, "domain": "apex-" + name.removeprefix("www.")})).json()
+    second = await verified_domain(env_id, "apex-" + name.removeprefix("www."))
     assert second["kind"] == "ALIAS"
     promoted = await api.patch(f"/apps/v3/domains/{second['uuid']}/", json={"kind": "PRIMARY"})
     assert promoted.json()["is_primary"]
-    assert (await api.get(f"/apps/v3/domains/{first.json()['uuid']}/")).json()["kind"] == "ALIAS"
+    assert (await api.get(f"/apps/v3/domains/{first['uuid']}/")).json()["kind"] == "ALIAS"
     listed = (await api.get("/apps/v3/domains/", params={"environment": env_id})).json()
     assert sum(d["is_primary"] for d in listed["results"]) == 1
     assert (await commands(EnvironmentHostsChanged, env_id)).hosts[:2] == [name, second["domain"]]  # alias added
@@ -153,17 +153,17 @@ async def test_domains_belong_to_one_environment_and_follow_the_primary(api, app
     assert name in after_delete.hosts and second["domain"] not in after_delete.hosts
 
 
-async def test_a_redirect_domain_is_routed_as_a_redirect_not_served(api, application, settings, commands):
+async def test_a_redirect_domain_is_routed_as_a_redirect_not_served(api, application, settings, commands,
+                                                                    verified_domain):
     env_id = application["test_status"]["uuid"]
     name = f"old.{uuid.uuid4().hex[:8]}.example.com"
-    added = await api.post("/apps/v3/domains/", json={"environment": env_id, "domain": name, "kind": "REDIRECT"})
-    assert added.status_code == 201, added.text
+    added = await verified_domain(env_id, name, "REDIRECT")
     routed = await commands(EnvironmentHostsChanged, env_id)
     assert routed.redirect_hosts == [name] and name not in routed.hosts
     assert routed.hosts == [f"{application['slug']}-stage.{settings.region_domain}"]
 
     # Made an alias, it is served instead.
-    assert (await api.patch(f"/apps/v3/domains/{added.json()['uuid']}/", json={"kind": "ALIAS"})).status_code == 200
+    assert (await api.patch(f"/apps/v3/domains/{added['uuid']}/", json={"kind": "ALIAS"})).status_code == 200
     routed = await commands(EnvironmentHostsChanged, env_id)
     assert routed.redirect_hosts == [] and routed.hosts[1:] == [name]
 

@@ -274,12 +274,24 @@ class DomainUpdate(Update):
     kind: DomainKind = None
 
 
+class DomainVerificationOut(BaseModel):
+    status: Literal["pending", "verified", "failed"] = Field(
+        description="Only a verified domain is routed (and gets a certificate).")
+    record_type: Literal["TXT"] = "TXT"
+    record_name: str = Field(description="The DNS name of the TXT record that proves control of the domain.")
+    record_value: str = Field(description="What that TXT record must hold.")
+    last_error: str | None = Field(description="Why the last check did not verify the domain.")
+    checked_at: datetime | None
+    verified_at: datetime | None
+
+
 class DomainOut(BaseModel):
     uuid: UUID
     environment: UUID
     domain: str
     kind: str
     is_primary: bool
+    verification: DomainVerificationOut
     created_at: datetime
 
 

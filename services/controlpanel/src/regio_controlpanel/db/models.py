@@ -108,6 +108,10 @@ class Region(Base):
     physical_region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("physical_regions.id"))
     organisation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organisations.id"))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where custom domains' TXT challenges are looked up ("host:port"); null: the system's resolver.
+    dns_resolver: Mapped[str | None] = mapped_column(String(64))
+    # The operator controls the region's own domain: custom domains under it need no TXT proof.
+    trust_region_domain: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
 
 class PlanGroup(Base):
@@ -233,15 +237,34 @@ class EnvironmentEvent(Base):
 
 
 class Domain(Base):
-    """A custom domain of an environment. Unique in the whole platform: one host, one environment."""
+    """A custom domain of an environment. Routed only once verified (a DNS TXT record proves its
+    owner's control); several environments may ask for one name, only one gets its host (ClaimedHost)."""
 
     __tablename__ = "domains"
     __table_args__ = (Index("one_primary_domain", "environment_id", unique=True,
-                            postgresql_where=text("kind = 'PRIMARY'")),)
+                            postgresql_where=text("kind = 'PRIMARY'")),
+                      UniqueConstraint("environment_id", "domain"))
     id: Mapped[uuid.UUID] = _id()
     environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
-    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    domain: Mapped[str] = mapped_column(String(253), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # PRIMARY, ALIAS, REDIRECT
+    verification_status: Mapped[str] = mapped_column(String(16), default="pending",
+                                                     server_default="pending")  # pending, verified, failed
+    verification_error: Mapped[str | None] = mapped_column(Text)  # why the last check did not verify it
+    verification_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class ClaimedHost(Base):
+    """Every host an environment is given, default or custom: the primary key is the rule that
+    no two environments ever share one, concurrent requests included (services/hosts.py)."""
+
+    __tablename__ = "claimed_hosts"
+    host: Mapped[str] = mapped_column(String(253), primary_key=True)
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+    # Null for the environment's default host; else the verified custom domain that holds it.
+    domain_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), unique=True)
     created_at: Mapped[datetime] = _created()
 
 

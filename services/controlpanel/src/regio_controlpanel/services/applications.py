@@ -13,7 +13,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, PlanGroup, Region, Repository
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
-from . import backups, service_instances
+from . import backups, hosts, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -63,10 +63,12 @@ async def create_application(session: AsyncSession, caller: Caller, vault: Vault
         await session.flush()
     except IntegrityError as e:  # a concurrent create with the same slug
         raise Conflict("An application with this slug already exists.", "slug") from e
-    for env_slug in DEFAULT_ENVIRONMENTS:
-        session.add(Environment(application_id=app.id, slug=env_slug, branch=branch,
-                                secret_key_encrypted=vault.encrypt(secrets.token_urlsafe(48))))
+    envs = [Environment(application_id=app.id, slug=env_slug, branch=branch,
+                        secret_key_encrypted=vault.encrypt(secrets.token_urlsafe(48)))
+            for env_slug in DEFAULT_ENVIRONMENTS]
+    session.add_all(envs)
     await session.flush()
+    await hosts.claim_default(session, [(app, env) for env in envs])
     return app
 
 

@@ -1,4 +1,8 @@
 """Encryption at rest for sensitive values, with the control panel's own key."""
+import hashlib
+import hmac
+from uuid import UUID
+
 from regio_common.sealing import decrypt_value, encrypt_value, open_sealed, seal
 
 
@@ -18,6 +22,13 @@ class Vault:
 
     def decrypt_env(self, token: str) -> dict[str, str]:
         return open_sealed(self._secrets_key, token)
+
+    def domain_challenge(self, organisation_id: UUID, domain: str) -> str:
+        """What a custom domain's TXT record must hold: stable for one organisation and one domain
+        (so it can be set before the domain is added, and again after it is removed), and
+        unguessable without the control panel's key (no one can prepare another's proof)."""
+        message = f"regio-domain-challenge\0{organisation_id}\0{domain}".encode()
+        return hmac.new(self._secrets_key.encode(), message, hashlib.sha256).hexdigest()
 
     def seal_for_runners(self, env: dict[str, str]) -> str:
         """Only runner agents hold the region key: the controller carries this unread."""

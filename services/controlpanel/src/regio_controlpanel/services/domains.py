@@ -1,5 +1,6 @@
 """Custom domains of an environment: one primary, aliases served alongside it, and
-redirects to it. A domain belongs to one environment in the whole platform."""
+redirects to it. A domain is routed once verified (services/domain_verification.py), and
+then belongs to that one environment in the whole platform (services/hosts.py)."""
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,7 +16,10 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Domain, Environment, Region
 from ..domain.environments import default_domain
 from ..domain.errors import ApiError, Conflict, NotFound
+from . import domain_verification, hosts
 from .access import Action, Caller
+from .crypto import Vault
+from .domain_verification import Verification
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -41,10 +45,12 @@ class Hosts:
 
 
 async def hosts_of(session: AsyncSession, env: Environment, app: Application, region: Region) -> Hosts:
-    """The default domain stays served: as DOMAIN, or as an alias once a custom primary exists."""
+    """The default domain stays served: as DOMAIN, or as an alias once a custom primary exists.
+    Only verified domains count: one not yet proven is neither routed nor told to the release."""
     default = default_domain(app.slug, env.slug, region.domain)
-    rows = (await session.execute(select(Domain).where(Domain.environment_id == env.id)
-                                  .order_by(Domain.created_at))).scalars().all()
+    rows = (await session.execute(select(Domain).where(
+        Domain.environment_id == env.id, Domain.verification_status == Verification.VERIFIED)
+        .order_by(Domain.created_at))).scalars().all()
     primary = next((d.domain for d in rows if d.kind == Kind.PRIMARY), None)
     aliases = [d.domain for d in rows if d.kind == Kind.ALIAS]
     redirects = [d.domain for d in rows if d.kind == Kind.REDIRECT]
@@ -68,24 +74,44 @@ def normalise(name: str) -> str:
     return name.strip().lower().removesuffix(".")
 
 
-async def add_domain(session: AsyncSession, env: Environment, name: str, kind: Kind) -> Domain:
+async def add_domain(session: AsyncSession, vault: Vault, env: Environment, app: Application, name: str,
+                     kind: Kind) -> Domain:
+    """Verified at once when its TXT record is already there (or the region trusts the name);
+    else pending until ``verify``. A pending name does not keep anyone else from adding it:
+    whoever proves control first gets its host."""
     name = normalise(name)
     if not HOSTNAME.match(name):
         raise ApiError("Enter a host name such as www.example.com (no scheme, port or path).", "domain")
+    region = await session.get(Region, app.region_id)
     region_domains = (await session.execute(select(Region.domain))).scalars()
-    if any(name == d or name.endswith("." + d) for d in region_domains):
+    if (any(name == d or name.endswith("." + d) for d in region_domains)
+            and not domain_verification.trusted(region, name)):
         raise ApiError("Names under a region's domain are its default domains; use a domain of your own.", "domain")
-    if (await session.execute(select(Domain.id).where(Domain.domain == name))).first():
-        raise Conflict("This domain already belongs to an environment.", "domain")
+    if await hosts.is_taken(session, name):
+        raise hosts.HostTaken(name, "domain")
+    if (await session.execute(select(Domain.id).where(Domain.environment_id == env.id,
+                                                      Domain.domain == name))).first():
+        raise Conflict("This environment already has this domain.", "domain")
     if kind == Kind.PRIMARY:
         await _demote_primary(session, env.id)
-    domain = Domain(environment_id=env.id, domain=name, kind=kind)
+    domain = Domain(environment_id=env.id, domain=name, kind=kind, verification_status=Verification.PENDING)
     session.add(domain)
     try:
         await session.flush()
-    except IntegrityError as e:  # added concurrently elsewhere
-        raise Conflict("This domain already belongs to an environment.", "domain") from e
+    except IntegrityError as e:  # added concurrently to this environment
+        raise Conflict("This environment already has this domain.", "domain") from e
+    await domain_verification.verify(session, vault, domain, env, app, region)
     return domain
+
+
+async def verify(session: AsyncSession, vault: Vault, domain: Domain, env: Environment, app: Application) -> bool:
+    """Checks the domain's TXT record again; True when it became routed now."""
+    region = await session.get(Region, app.region_id)
+    return await domain_verification.verify(session, vault, domain, env, app, region)
+
+
+def is_routed(domain: Domain) -> bool:
+    return domain.verification_status == Verification.VERIFIED
 
 
 async def change_kind(session: AsyncSession, domain: Domain, kind: Kind) -> bool:

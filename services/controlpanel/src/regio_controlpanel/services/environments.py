@@ -12,7 +12,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, EnvironmentVariable, Region
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict
-from . import backups, lookups, service_instances
+from . import backups, hosts, lookups, service_instances
 from .access import Action, Caller
 from .applications import check_slug
 from .crypto import Vault
@@ -39,6 +39,7 @@ async def create_environment(session: AsyncSession, vault: Vault, app: Applicati
         await session.flush()
     except IntegrityError as e:
         raise Conflict("This application already has an environment with this slug.", "slug") from e
+    await hosts.claim_default(session, [(app, env)])
     variables = (await session.execute(select(EnvironmentVariable).where(
         EnvironmentVariable.environment_id == source.id))).scalars()
     for v in variables:

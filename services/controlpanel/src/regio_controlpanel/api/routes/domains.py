@@ -5,35 +5,58 @@ from fastapi import Depends, Request, Response
 from sqlalchemy import select
 
 from ...db.models import Application, Domain, Environment
+from ...services import domain_verification, lookups
 from ...services import domains as service
-from ...services import lookups
 from ...services.access import Action
+from ...services.crypto import Vault
 from ..deps import AuditDep, CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
-from ..schemas import DomainIn, DomainOut, DomainUpdate
+from ..schemas import DomainIn, DomainOut, DomainUpdate, DomainVerificationOut
 
 router = Router(prefix="/apps/v3", tags=["domains"])
 
 
-def domain_out(d: Domain) -> DomainOut:
+def domain_out(d: Domain, organisation_id: UUID, vault: Vault) -> DomainOut:
+    verification = DomainVerificationOut(
+        status=d.verification_status, record_name=domain_verification.record_name(d.domain),
+        record_value=vault.domain_challenge(organisation_id, d.domain), last_error=d.verification_error,
+        checked_at=d.verification_checked_at, verified_at=d.verified_at)
     return DomainOut(uuid=d.id, environment=d.environment_id, domain=d.domain, kind=d.kind,
-                     is_primary=d.kind == service.Kind.PRIMARY, created_at=d.created_at)
+                     is_primary=d.kind == service.Kind.PRIMARY, verification=verification,
+                     created_at=d.created_at)
 
 
 @router.post("/domains/", response_model=DomainOut, status_code=201)
 async def add_domain(body: DomainIn, request: Request, session: SessionDep, caller: CallerDep,
                      audit: AuditDep) -> DomainOut:
-    """The primary and aliases are routed at once to what runs now, and redirect domains answer
-    a 301 to the primary; the next release sees all of them in DOMAIN, DOMAIN_ALIASES and
-    DOMAIN_REDIRECTS."""
+    """Once verified (its `verification` TXT record found, now or by `verify`), the primary and
+    aliases are routed to what runs now, and redirect domains answer a 301 to the primary; the
+    next release sees all verified ones in DOMAIN, DOMAIN_ALIASES and DOMAIN_REDIRECTS."""
     env, app = await lookups.environment(session, caller, body.environment, Action.OPERATE, field="environment")
-    domain = await service.add_domain(session, env, body.domain, service.Kind(body.kind))
-    await service.announce(session, request.app.state.runtime.outbox, env, app)
+    vault = request.app.state.vault
+    domain = await service.add_domain(session, vault, env, app, body.domain, service.Kind(body.kind))
+    if service.is_routed(domain):
+        await service.announce(session, request.app.state.runtime.outbox, env, app)
     audit.record(app.organisation_id, "domain.create", "domain", domain.id,
                  f"Domain {domain.domain} added to {app.slug}/{env.slug} as {domain.kind.lower()}",
-                 {"domain": domain.domain, "kind": domain.kind})
-    return domain_out(domain)
+                 {"domain": domain.domain, "kind": domain.kind, "verification": domain.verification_status})
+    return domain_out(domain, app.organisation_id, vault)
+
+
+@router.post("/domains/{uuid}/verify/", response_model=DomainOut)
+async def verify_domain(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep,
+                        audit: AuditDep) -> DomainOut:
+    """Looks the domain's TXT record up again (through the region's resolver, a few seconds at
+    most); a domain found verified is routed at once."""
+    domain, env, app = await service.get_domain(session, caller, uuid, Action.OPERATE)
+    vault = request.app.state.vault
+    if await service.verify(session, vault, domain, env, app):
+        await service.announce(session, request.app.state.runtime.outbox, env, app)
+    audit.record(app.organisation_id, "domain.verify", "domain", domain.id,
+                 f"Domain {domain.domain} of {app.slug}/{env.slug} checked: {domain.verification_status}",
+                 {"verification": domain.verification_status})
+    return domain_out(domain, app.organisation_id, vault)
 
 
 @router.get("/domains/", response_model=Page[DomainOut])
@@ -49,15 +72,18 @@ async def list_domains(request: Request, session: SessionDep, caller: CallerDep,
         query = query.where(Environment.application_id == application)
 
     async def serialize(rows):
-        return [domain_out(d) for d in rows]
+        organisations = dict((await session.execute(
+            select(Environment.id, Application.organisation_id).join(Application)
+            .where(Environment.id.in_({d.environment_id for d in rows})))).all())
+        return [domain_out(d, organisations[d.environment_id], request.app.state.vault) for d in rows]
 
     return await paginate(session, query.order_by(Domain.created_at), request, params, serialize)
 
 
 @router.get("/domains/{uuid}/", response_model=DomainOut)
-async def get_domain(uuid: UUID, session: SessionDep, caller: CallerDep) -> DomainOut:
-    domain, _, _ = await service.get_domain(session, caller, uuid, Action.VIEW)
-    return domain_out(domain)
+async def get_domain(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep) -> DomainOut:
+    domain, _, app = await service.get_domain(session, caller, uuid, Action.VIEW)
+    return domain_out(domain, app.organisation_id, request.app.state.vault)
 
 
 @router.patch("/domains/{uuid}/", response_model=DomainOut)
@@ -70,7 +96,7 @@ async def update_domain(uuid: UUID, body: DomainUpdate, request: Request, sessio
     audit.record(app.organisation_id, "domain.update", "domain", domain.id,
                  f"Domain {domain.domain} of {app.slug}/{env.slug} is now {domain.kind.lower()}",
                  {"kind": domain.kind})
-    return domain_out(domain)
+    return domain_out(domain, app.organisation_id, request.app.state.vault)
 
 
 @router.delete("/domains/{uuid}/", status_code=204, response_class=Response)

@@ -13,7 +13,7 @@ from regio_common.plans import MEMORY_SIZES_MB, cpu_share
 from ...db.models import Application, Domain, Environment, EnvironmentVariable, Region
 from ...domain.environments import DEFAULT_ENVIRONMENTS
 from ...domain.errors import ApiError
-from ...services import backups, domains, environment_events, lookups, scaling, service_instances
+from ...services import backups, domain_verification, domains, environment_events, lookups, scaling, service_instances
 from ...services import environments as service
 from ...services.access import Action
 from ..deps import WebAuditDep, WebCallerDep
@@ -46,6 +46,9 @@ async def environment_page(uuid: UUID, request: Request, session: SessionDep, we
                   summary=await summarise(session, request, app, env), limits=limits,
                   memory_sizes=[m for m in MEMORY_SIZES_MB if m <= limits.memory_mb], cpu_share=cpu_share,
                   variables=variables, custom_domains=custom_domains, instances=instances, services=services,
+                  challenges={d.id: (domain_verification.record_name(d.domain),
+                                     request.app.state.vault.domain_challenge(app.organisation_id, d.domain))
+                              for d in custom_domains},
                   offered=offered, events=events, backups=kept, deletable=env.slug not in DEFAULT_ENVIRONMENTS,
                   siblings=siblings,
                   backup_parts=await backups.parts_of(session, [b.id for b in kept]))

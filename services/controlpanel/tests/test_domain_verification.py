@@ -1,0 +1,149 @@
+"""Attacks on custom domains: routing a domain one does not control, keeping its owner from
+it, and stalling the control panel through the DNS look-up. The region's resolver is a DNS
+server of the test's own on loopback (conftest.py's dns_zone), as a region's would be."""
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from regio_common.db import make_engine
+from regio_common.messages import EnvironmentHostsChanged
+from regio_common.sealing import open_sealed
+from regio_common.testing.dns import silent_resolver
+
+from .test_deployments import build_succeeds, deploy, js  # noqa: F401 (js: a fixture)
+from .test_resources import commands  # noqa: F401 (a fixture)
+
+
+def new_domain() -> str:
+    return f"www.{uuid.uuid4().hex[:10]}.example.com"
+
+
+async def add(client, env_id: str, name: str, kind: str = "ALIAS"):
+    return await client.post("/apps/v3/domains/", json={"environment": env_id, "domain": name, "kind": kind})
+
+
+async def test_a_domain_without_its_txt_record_is_neither_routed_nor_told_to_the_release(
+        api, js, settings, application, dns_zone, commands):  # noqa: F811
+    env_id = application["test_status"]["uuid"]
+    name = new_domain()
+    added = await add(api, env_id, name, "PRIMARY")
+    assert added.status_code == 201, added.text
+    verification = added.json()["verification"]
+    assert verification["status"] == "pending" and verification["record_type"] == "TXT"
+    assert verification["record_name"] == f"_regio-challenge.{name}"
+    assert verification["last_error"] == f"No TXT record found at _regio-challenge.{name}."
+    dep_id = uuid.UUID((await deploy(api, application))["uuid"])
+    rollout = await build_succeeds(js, settings, dep_id)
+    assert name not in rollout.hosts and name not in rollout.redirect_hosts
+    released = open_sealed(settings.region_key, rollout.sealed_env)
+    assert released["DOMAIN"] == f"{application['slug']}-stage.{settings.region_domain}"
+    assert name not in released["DOMAIN_ALIASES"]
+
+    dns_zone.publish(verification["record_name"], verification["record_value"])
+    verified = await api.post(f"/apps/v3/domains/{added.json()['uuid']}/verify/")
+    assert verified.status_code == 200 and verified.json()["verification"]["status"] == "verified"
+    assert verified.json()["verification"]["last_error"] is None
+    routed = await commands(EnvironmentHostsChanged, env_id)
+    assert routed.hosts[0] == name
+
+
+async def test_the_record_must_hold_this_organisations_value_for_this_domain(api, stranger, application, dns_zone):
+    """An attacker cannot reuse a value: it is derived from the organisation and the domain,
+    under a key only the control panel holds."""
+    env_id = application["test_status"]["uuid"]
+    victim, other = new_domain(), new_domain()
+    mine = (await add(api, env_id, victim)).json()
+    their_app = (await stranger.post("/apps/v3/applications/", json={
+        "name": "Squat", "slug": f"squat-{uuid.uuid4().hex[:6]}", "organisation": stranger.organisation})).json()
+    theirs = await add(stranger, their_app["live_status"]["uuid"], victim)
+    # A name waiting for verification does not keep anyone from adding it.
+    assert theirs.status_code == 201, theirs.text
+    values = {mine["verification"]["record_value"], theirs.json()["verification"]["record_value"],
+              (await add(api, env_id, other)).json()["verification"]["record_value"]}
+    assert len(values) == 3 and all(len(v) >= 32 for v in values)
+    assert (await api.get(f"/apps/v3/domains/{mine['uuid']}/")).json()["verification"]["record_value"] == \
+        mine["verification"]["record_value"]  # stable
+
+    # The owner publishes their value: the squatter's check fails, the owner's succeeds.
+    dns_zone.publish(mine["verification"]["record_name"], "something-else", mine["verification"]["record_value"])
+    squatted = (await stranger.post(f"/apps/v3/domains/{theirs.json()['uuid']}/verify/")).json()["verification"]
+    assert squatted["status"] == "failed"
+    assert squatted["last_error"] == f"The TXT records at _regio-challenge.{victim} do not hold the expected value."
+    assert "something-else" not in squatted["last_error"]
+    owned = (await api.post(f"/apps/v3/domains/{mine['uuid']}/verify/")).json()["verification"]
+    assert owned["status"] == "verified"
+
+    # Even with both values published, the host is the first verified one's.
+    dns_zone.publish(mine["verification"]["record_name"], theirs.json()["verification"]["record_value"])
+    late = (await stranger.post(f"/apps/v3/domains/{theirs.json()['uuid']}/verify/")).json()["verification"]
+    assert late["status"] == "failed" and late["last_error"] == "Another environment already serves this domain."
+    again = await add(stranger, their_app["test_status"]["uuid"], victim)
+    assert again.status_code == 409 and again.json() == {
+        "domain": [f"The host {victim} already belongs to another environment."]}
+
+
+async def test_a_record_published_before_the_domain_is_added_verifies_it_at_once(api, application, dns_zone):
+    env_id = application["test_status"]["uuid"]
+    name = new_domain()
+    first = (await add(api, env_id, name)).json()
+    assert (await api.delete(f"/apps/v3/domains/{first['uuid']}/")).status_code == 204
+    dns_zone.publish(first["verification"]["record_name"], first["verification"]["record_value"])
+    again = await add(api, env_id, name)
+    assert again.status_code == 201 and again.json()["verification"]["status"] == "verified"
+
+
+@pytest.fixture
+async def region_resolver(settings, seeded, dns_zone):
+    """``await point(address)``: the seeded region's resolver, for one test; put back after."""
+    engine = make_engine(settings.database_url)
+
+    async def point(address: str) -> None:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE controlpanel.regions SET dns_resolver = :a WHERE id = :id"),
+                                     {"a": address, "id": seeded["region"]})
+
+    yield point
+    await point(dns_zone.address)
+    await engine.dispose()
+
+
+async def test_a_resolver_that_never_answers_does_not_hold_the_request(api, application, region_resolver):
+    env_id = application["test_status"]["uuid"]
+    with silent_resolver() as address:
+        await region_resolver(address)
+        started = time.monotonic()
+        added = await add(api, env_id, new_domain())
+        took = time.monotonic() - started
+    assert added.status_code == 201 and took < 6, took
+    verification = added.json()["verification"]
+    assert verification["status"] == "failed"
+    assert verification["last_error"] == "The DNS resolver did not answer within 3 seconds."
+
+
+async def test_huge_and_many_records_are_read_safely(api, application, dns_zone):
+    env_id = application["test_status"]["uuid"]
+    many, huge = new_domain(), new_domain()
+    many_added = (await add(api, env_id, many)).json()
+    # 250 records of 200 characters (50 KB: only TCP carries it), the right one last.
+    dns_zone.publish(many_added["verification"]["record_name"],
+                     *[f"noise-{n:03d}-" + "x" * 190 for n in range(250)], many_added["verification"]["record_value"])
+    huge_added = (await add(api, env_id, huge)).json()
+    dns_zone.publish(huge_added["verification"]["record_name"], "y" * 60_000)
+    many_verified = await api.post(f"/apps/v3/domains/{many_added['uuid']}/verify/")
+    assert many_verified.json()["verification"]["status"] == "verified", many_verified.text
+    huge_checked = (await api.post(f"/apps/v3/domains/{huge_added['uuid']}/verify/")).json()["verification"]
+    assert huge_checked["status"] == "failed" and "y" * 20 not in huge_checked["last_error"]
+
+
+async def test_a_domain_that_does_not_exist_stays_pending(api, application, dns_zone):
+    env_id = application["test_status"]["uuid"]
+    added = (await add(api, env_id, new_domain())).json()
+    checked = (await api.post(f"/apps/v3/domains/{added['uuid']}/verify/")).json()["verification"]
+    assert checked["status"] == "pending" and checked["checked_at"] is not None
+
+
+async def test_another_organisation_cannot_verify_or_see_a_domain(api, stranger, application, dns_zone):
+    added = (await add(api, application["test_status"]["uuid"], new_domain())).json()
+    assert (await stranger.post(f"/apps/v3/domains/{added['uuid']}/verify/")).status_code == 404
