@@ -4,8 +4,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from regio_common import dead_letters
 from regio_common.app import add_platform_routes
-from regio_common.bus import COMMANDS, EVENTS
+from regio_common.bus import COMMANDS, DEAD_LETTERS, EVENTS
 from regio_common.runtime import Runtime
 
 from . import web
@@ -54,11 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         await runtime.start()
         handle = handlers.dispatcher(deployments_service)
+        set_aside = handlers.dead_letters_handler(deployments_service)
         commands = handlers.command_consumers(deployments_service, backups_service, vault)
         # One consumer per region this control panel serves. A region added later is
         # picked up at the next start (noted: live region registration is future work).
         for region in {settings.region, *await known_regions(runtime)}:
             runtime.subscribe(EVENTS.name, handlers.durable(region), handlers.subject(region), handle)
+            runtime.subscribe(DEAD_LETTERS.name, handlers.dead_letters_durable(region),
+                              dead_letters.subject(region), set_aside)
             for consumer in commands:
                 runtime.subscribe(COMMANDS.name, consumer.durable(region), consumer.subject(region), consumer)
         yield

@@ -1,7 +1,8 @@
 """The control panel reads each region's events through one ordered consumer, so a
 deployment's log lines, its build result and its rollout result are applied in the
 order they were published. The controller's environment events come the same way. The
-provisioning, backup and restore commands it sends itself have a consumer each, so a long
+messages any service of a region set aside (its dead letters) have a consumer of their own,
+which fails the deployments they belonged to. The provisioning, backup and restore commands it sends itself have a consumer each, so a long
 backup holds up neither deployments nor restores."""
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from regio_common.messages import (
     DeploymentLogAppended,
     EnvironmentEvent,
     Message,
+    MessageSetAside,
     ProvisioningRequested,
     RolloutFinished,
     RolloutProgressed,
@@ -38,6 +40,18 @@ def subject(region: str) -> str:
 
 def durable(region: str) -> str:
     return durable_name("controlpanel-events", region)
+
+
+def dead_letters_durable(region: str) -> str:
+    return durable_name("controlpanel-dead-letters", region)
+
+
+def dead_letters_handler(deployments: Deployments):
+    async def handle(session: AsyncSession, message: Message) -> None:
+        if isinstance(message, MessageSetAside):
+            await deployments.on_set_aside(session, message)
+
+    return handle
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ from regio_common.messages import (
     BuildStarted,
     DeploymentCancelled,
     DeploymentLogAppended,
+    EnvironmentEvent,
+    MessageSetAside,
+    MessageTooLarge,
     ProvisioningRequested,
     ReleaseCommand,
     RolloutFinished,
@@ -36,11 +39,11 @@ from ..domain.deployments import Status
 from ..domain.environments import release_environment, release_port
 from ..domain.errors import ApiError, Conflict
 from ..domain.service_instances import State as ServiceState
-from . import lookups, provisioning, service_instances
+from . import environment_events, lookups, provisioning, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 from .domains import hosts_of
-from .variables import sensitive_names, variables_of
+from .variables import MAX_ENVIRONMENT_BYTES, environment_bytes, sensitive_names, variables_of
 
 BUILD_MODES = ("AUTO", "FORCE", "ADOPT")
 
@@ -271,6 +274,22 @@ class Deployments:
         else:
             await self._fail(session, deployment, f"Deployment failed: {message.error}")
 
+    async def on_set_aside(self, session: AsyncSession, message: MessageSetAside) -> None:
+        """A message of a deployment was set aside (never published, or never handled): the
+        deployment cannot go on, so it fails with the reason. One about an environment alone
+        (a scale, new domains) shows among the environment's events."""
+        what = (f"a {message.message_kind} message could not be handled by the {message.service} "
+                f"({message.consumer})" if message.consumer else
+                f"the {message.service} could not send a {message.message_kind} message")
+        if message.deployment_id is not None:
+            deployment = await self._locked(session, message.deployment_id)
+            if deployment is not None and deployment.status not in lifecycle.FINAL:
+                await self._fail(session, deployment, f"Deployment failed: {what}: {message.reason}.")
+        elif message.environment_id is not None:
+            await environment_events.record(session, EnvironmentEvent(
+                id=message.id, environment_id=message.environment_id, occurred_at=message.occurred_at,
+                reason="failed", message=f"Not carried out: {what}: {message.reason}."))
+
     # --- helpers -------------------------------------------------------------------
 
     async def _request_rollout(self, session: AsyncSession, deployment: Deployment, environment: Environment,
@@ -279,16 +298,26 @@ class Deployments:
         environment's as they are now; the release (image and variables) is what runs. In a region
         dedicated to one organisation, its instances go only on that organisation's runners."""
         hosts = await hosts_of(session, environment, app, region)
-        await self.outbox.add(session, RolloutRequested(
-            deployment_id=deployment.id, application_id=app.id, environment_id=environment.id,
-            release_id=release.id, image=release.image, port=release.port, sealed_env=self.vault.seal_for_runners(env),
-            instances=environment.instances, memory_mb=environment.memory_mb, hosts=hosts.served,
-            redirect_hosts=hosts.redirects, https_redirect=environment.https_redirect,
-            health_check_path=environment.health_check_path,
-            sanity_timeout_seconds=environment.sanity_timeout_seconds,
-            release_commands=[ReleaseCommand(**c) for c in app.release_commands],
-            dedicated_to=region.organisation_id,
-        ), region=region.slug)
+        try:
+            await self.outbox.add(session, RolloutRequested(
+                deployment_id=deployment.id, application_id=app.id, environment_id=environment.id,
+                release_id=release.id, image=release.image, port=release.port,
+                sealed_env=self.vault.seal_for_runners(env),
+                instances=environment.instances, memory_mb=environment.memory_mb, hosts=hosts.served,
+                redirect_hosts=hosts.redirects, https_redirect=environment.https_redirect,
+                health_check_path=environment.health_check_path,
+                sanity_timeout_seconds=environment.sanity_timeout_seconds,
+                release_commands=[ReleaseCommand(**c) for c in app.release_commands],
+                dedicated_to=region.organisation_id,
+            ), region=region.slug)
+        except MessageTooLarge as e:
+            # Variables set before the API limited them, or many injected ones: this release
+            # cannot travel, and nothing else of the region waits for it.
+            await self._fail(session, deployment, f"Release failed: the release's environment is "
+                                                  f"{environment_bytes(env)} bytes, too big to send to the runners "
+                                                  f"(the rollout request would be {e.size} bytes, over the limit "
+                                                  f"of {e.limit}). Keep the environment's variables under "
+                                                  f"{MAX_ENVIRONMENT_BYTES} bytes.")
 
     async def _locked(self, session: AsyncSession, deployment_id: UUID) -> Deployment | None:
         # Events of one deployment arrive through several consumers: serialise their updates.

@@ -12,6 +12,14 @@ from .access import Action, Caller
 from .crypto import Vault
 
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# All of an environment's variables together, names and values in UTF-8: a release carries
+# them (sealed, with the injected ones) in one message, which the bus limits to 1 MiB.
+MAX_ENVIRONMENT_BYTES = 256 * 1024
+
+
+def environment_bytes(variables: dict[str, str]) -> int:
+    """The size of an environment's variables, as the limit counts it."""
+    return sum(len(name.encode()) + len(value.encode()) for name, value in variables.items())
 
 
 async def get_variable(session: AsyncSession, caller: Caller, variable_id: UUID,
@@ -35,6 +43,7 @@ async def create_variable(session: AsyncSession, vault: Vault, environment_id: U
         EnvironmentVariable.environment_id == environment_id, EnvironmentVariable.name == name))).first()
     if existing is not None:
         raise Conflict(f"Variable {name} already exists in this environment; update it instead.", "name")
+    await _check_size(session, vault, environment_id, name, value)
     variable = EnvironmentVariable(environment_id=environment_id, name=name)
     store_value(vault, variable, value, is_sensitive)
     session.add(variable)
@@ -48,7 +57,8 @@ def store_value(vault: Vault, variable: EnvironmentVariable, value: str, is_sens
     variable.value_encrypted = vault.encrypt(value) if is_sensitive else None
 
 
-def update_variable(vault: Vault, variable: EnvironmentVariable, value: str | None, is_sensitive: bool | None) -> None:
+async def update_variable(session: AsyncSession, vault: Vault, variable: EnvironmentVariable, value: str | None,
+                          is_sensitive: bool | None) -> None:
     """A sensitive variable stays sensitive: making it plain would send its secret back."""
     if variable.is_sensitive and is_sensitive is False:
         raise ApiError("A sensitive variable cannot be made plain; delete it and create it again.", "is_sensitive")
@@ -57,7 +67,20 @@ def update_variable(vault: Vault, variable: EnvironmentVariable, value: str | No
         if sensitive == variable.is_sensitive:
             return
         value = variable.value or ""  # plain → sensitive: encrypt the value it has
+    else:
+        await _check_size(session, vault, variable.environment_id, variable.name, value)
     store_value(vault, variable, value, sensitive)
+
+
+async def _check_size(session: AsyncSession, vault: Vault, environment_id: UUID, name: str, value: str) -> None:
+    """Refuses a value that would make the environment's variables bigger than a release carries."""
+    variables = await variables_of(session, vault, environment_id)
+    variables[name] = value
+    size = environment_bytes(variables)
+    if size > MAX_ENVIRONMENT_BYTES:
+        raise ApiError(f"With this value the environment's variables would be {size} bytes; they may be "
+                       f"{MAX_ENVIRONMENT_BYTES} bytes in all (names and values). Make it or others smaller.",
+                       "value")
 
 
 async def variables_of(session: AsyncSession, vault: Vault, environment_id: UUID) -> dict[str, str]:

@@ -70,7 +70,7 @@ async def update_variable(uuid: UUID, body: EnvironmentVariableUpdate, request: 
                           caller: CallerDep, audit: AuditDep) -> EnvironmentVariableOut:
     """A new value or sensitivity; the next deployment's release carries it."""
     variable, env, app = await service.get_variable(session, caller, uuid, Action.OPERATE)
-    service.update_variable(request.app.state.vault, variable, body.value, body.is_sensitive)
+    await service.update_variable(session, request.app.state.vault, variable, body.value, body.is_sensitive)
     audit.record(app.organisation_id, "environment_variable.update", "environment_variable", variable.id,
                  f"Variable {variable.name} changed on {app.slug}/{env.slug}", _audited_value(variable))
     await session.flush()

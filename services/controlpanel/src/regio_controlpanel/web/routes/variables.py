@@ -40,8 +40,8 @@ async def change_variable(uuid: UUID, request: Request, session: SessionDep, web
     """A sensitive variable's form is blank: left blank, its value stays as it is."""
     variable, env, app = await service.get_variable(session, web.caller, uuid, Action.OPERATE)
     keep = variable.is_sensitive and value == ""
-    service.update_variable(request.app.state.vault, variable, None if keep else value,
-                            True if variable.is_sensitive else is_sensitive)
+    await service.update_variable(session, request.app.state.vault, variable, None if keep else value,
+                                  True if variable.is_sensitive else is_sensitive)
     audit.record(app.organisation_id, "environment_variable.update", "environment_variable", variable.id,
                  f"Variable {variable.name} changed on {app.slug}/{env.slug}", _audited_value(variable))
     await session.flush()
