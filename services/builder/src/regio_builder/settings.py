@@ -11,7 +11,12 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGIO_BUILDER_", extra="ignore")
 
     port: int = 8701
-    build_timeout_seconds: float = Field(1800, description="A docker build running longer fails.")
+    build_timeout_seconds: float = Field(1800, gt=0, description="A docker build running longer fails "
+                                                                 "(30 minutes, as on Divio).")
+    # Builds run the repository's own code: bounded, so one cannot take the host from the rest.
+    build_memory_mb: int = Field(2048, gt=0, description="Memory each step of a docker build may use "
+                                                         "(no swap on top); past it the step is killed.")
+    build_cpus: float = Field(1.0, gt=0, description="CPUs each step of a docker build may use.")
     clone_timeout_seconds: float = Field(300, description="A git clone running longer fails the build.")
     work_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "regio-builder",

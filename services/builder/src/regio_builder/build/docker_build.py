@@ -3,8 +3,10 @@
 The docker SDK blocks, so its output is read in a thread and handed to the event loop
 through a queue; the event loop never waits on the Engine."""
 import asyncio
+import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,38 @@ from requests import RequestException
 from ..domain.errors import BuildTimedOut, DockerBuildFailed
 
 API_TIMEOUT = 60  # seconds, for short Engine calls (inspect, ping)
+CPU_PERIOD = 100_000  # µs: the scheduler period a build's CPU quota is a share of
+RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$")
+KILLED = "returned a non-zero code: 137"  # SIGKILL: the kernel's OOM killer, within the memory limit
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """What each step of an untrusted build may use: its RUN containers get these limits."""
+
+    memory_mb: int
+    cpus: float
+
+    def container_limits(self) -> dict[str, int]:
+        memory = self.memory_mb * 1024 * 1024
+        return {"memory": memory, "memswap": memory}  # memswap = memory: no swap on top
+
+    def cpu_quota(self) -> dict[str, int]:
+        return {"cpuperiod": CPU_PERIOD, "cpuquota": int(self.cpus * CPU_PERIOD)}
+
+
+class _BuildClient(docker.APIClient):
+    """The SDK's low-level client, passing a build's CPU quota on: the Engine's build API takes
+    cpuperiod and cpuquota, the SDK's build() only the four container limits it knows."""
+
+    def __init__(self, *args, build_params: dict[str, int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.build_params = build_params
+
+    def _post(self, url, **kwargs):
+        if url.endswith("/build"):
+            kwargs["params"] = {**(kwargs.get("params") or {}), **self.build_params}
+        return super()._post(url, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -67,8 +101,10 @@ class DockerEngine:
 
     def client(self, timeout: float = API_TIMEOUT) -> docker.APIClient:
         """A new low-level client (it connects: call it in a thread)."""
-        kwargs = {"base_url": self.docker_host} if self.docker_host else docker.utils.kwargs_from_env()
-        return docker.APIClient(version="auto", timeout=timeout, **kwargs)
+        return docker.APIClient(version="auto", timeout=timeout, **self._connection())
+
+    def _connection(self) -> dict:
+        return {"base_url": self.docker_host} if self.docker_host else docker.utils.kwargs_from_env()
 
     def _inspect(self, ref: str) -> Image | None:
         with self.client() as api:
@@ -93,14 +129,21 @@ class DockerEngine:
         await asyncio.to_thread(ping)
 
     async def build(self, context: Path, tag: str, on_line: Callable[[str], None],
-                    timeout: float) -> Image:
-        """Build ``context`` (its Dockerfile at the root) as ``tag``; every output line goes to
-        ``on_line`` as the Engine produces it. No build args: nothing of an environment's
-        variables reaches the build."""
+                    timeout: float, limits: BuildLimits) -> Image:
+        """Build ``context`` (its Dockerfile at the root) as ``tag``, each step within ``limits``
+        and the whole within ``timeout`` seconds; every output line goes to ``on_line`` as the
+        Engine produces it. No build args: nothing of an environment's variables reaches the build."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
         responses: list = []
+        steps: list[str] = []  # the ids of the containers that ran its RUN steps
+        started = time.time()
+
+        def on_step_line(line: str) -> None:
+            if step := RUNNING_IN.match(line):
+                steps.append(step.group(1))
+            on_line(line)
 
         def hand_over(item) -> None:
             try:
@@ -110,11 +153,12 @@ class DockerEngine:
 
         def produce() -> None:
             try:
-                with self.client(timeout=timeout) as api:
+                with _BuildClient(version="auto", timeout=timeout, build_params=limits.cpu_quota(),
+                                  **self._connection()) as api:
                     api.hooks["response"].append(lambda response, *args, **kwargs: responses.append(response))
                     # The layer cache is kept on purpose (no nocache): unchanged steps are not rebuilt.
                     for chunk in api.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False,
-                                           decode=True):
+                                           decode=True, container_limits=limits.container_limits()):
                         if stop.is_set():
                             break
                         hand_over(chunk)
@@ -126,7 +170,7 @@ class DockerEngine:
 
         # A daemon thread: a build stuck in the Engine must not keep the service from exiting.
         threading.Thread(target=produce, name=f"docker build {tag}", daemon=True).start()
-        lines = Lines(on_line)
+        lines = Lines(on_step_line)
         built: str | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -136,8 +180,11 @@ class DockerEngine:
                     if "error" in chunk or "errorDetail" in chunk:
                         lines.flush()
                         detail = chunk.get("errorDetail") or {}
-                        raise DockerBuildFailed((detail.get("message") or chunk.get("error") or "").strip()
-                                                or "docker build failed")
+                        reason = (detail.get("message") or chunk.get("error") or "").strip() or "docker build failed"
+                        if reason.endswith(KILLED) and await self._ran_out_of_memory(steps, started):
+                            reason += (f": the step ran out of memory (a build step may use at most "
+                                       f"{limits.memory_mb} MB)")
+                        raise DockerBuildFailed(reason)
                     if "stream" in chunk:
                         lines.feed(chunk["stream"])
                     elif "status" in chunk and not chunk.get("progressDetail"):
@@ -146,7 +193,7 @@ class DockerEngine:
                     if "aux" in chunk and (chunk["aux"] or {}).get("ID"):
                         built = chunk["aux"]["ID"]
         except TimeoutError:
-            raise BuildTimedOut(f"docker build did not finish within {timeout:g} seconds") from None
+            raise BuildTimedOut(f"docker build exceeded the build time limit of {_duration(timeout)}") from None
         finally:
             lines.flush()
             stop.set()
@@ -155,6 +202,30 @@ class DockerEngine:
         if image is None:
             raise DockerBuildFailed("docker build ended without an image")
         return image
+
+
+    async def _ran_out_of_memory(self, steps: list[str], since: float) -> bool:
+        """Whether the Engine saw the last step's container killed for memory (it is removed by now)."""
+        if not steps:
+            return False
+
+        def oom_events() -> list[dict]:
+            with self.client() as api:
+                return list(api.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                                       filters={"type": "container", "event": "oom"}))
+
+        try:
+            events = await asyncio.to_thread(oom_events)
+        except (DockerException, RequestException):
+            return False
+        return any((event.get("id") or event.get("Actor", {}).get("ID", "")).startswith(steps[-1]) for event in events)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 def _hang_up(responses: list) -> None:

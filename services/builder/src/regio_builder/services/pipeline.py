@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from regio_common.sealing import open_sealed
 
 from ..build import git
-from ..build.docker_build import DockerEngine
+from ..build.docker_build import BuildLimits, DockerEngine
 from ..build.log import BuildLog
 from ..domain.errors import BuildFailed, NoDockerfile, RepositoryUnavailable
 from ..domain.states import BuildMode
@@ -98,6 +98,7 @@ class BuildPipeline:
             checkout, tag,
             on_line=build_log.write,
             timeout=self.settings.build_timeout_seconds,
+            limits=BuildLimits(memory_mb=self.settings.build_memory_mb, cpus=self.settings.build_cpus),
         )
         port = f", exposing port {image.exposed_port}" if image.exposed_port else ", exposing no port"
         build_log.write(f"Built image {image.id}{port}")
