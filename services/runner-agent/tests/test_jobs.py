@@ -140,3 +140,18 @@ async def test_a_restarted_agent_adopts_a_running_job_without_running_it_again(
 async def _heartbeat_without_jobs(region, runner):
     heartbeat = await region.heartbeat(runner)
     return heartbeat is not None and heartbeat.desired_revision >= 2 and not heartbeat.jobs
+
+
+async def test_a_job_printing_long_lines_ships_them_all_in_messages_the_bus_takes(
+    region, start_agent, runner_name, app_image, eventually
+):
+    """2.4 MB of output within one flush: batched by lines alone it was one message over the
+    bus's limit, and the job's output (and everything the agent sent after it) stalled."""
+    log = await deployment_log(region)
+    job = region.job(app_image, "dump", "python3 -c 'for n in range(300): print(n, \"x\" * 7990)'")
+    async with start_agent(runner_name):
+        await region.put_desired(runner_name, 1, [], jobs=[job])
+        ended = await eventually(lambda: reported(region, runner_name, job.job_id), timeout=60)
+        assert ended.exit_code == 0
+        lines = await eventually(lambda: len(log.of(job.deployment_id)) == 300 and log.of(job.deployment_id))
+        assert lines == [f"[dump] {n} {'x' * 7990}" for n in range(300)]

@@ -5,6 +5,8 @@ consumer can refuse what it does not understand instead of misreading it.
 Subjects carry the region: ``region.<region>.commands.<queue>`` for work queues
 and ``region.<region>.events.<topic>`` for facts every interested service reads.
 """
+import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 from uuid import UUID, uuid4
@@ -242,6 +244,23 @@ class DeploymentLogAppended(Message):
 
     deployment_id: UUID
     lines: list[str]
+
+
+# A deployment log message's lines: a quarter of the bus's limit, whatever the lines hold
+# (a line of control characters is six times its length as JSON, one of emoji four).
+LOG_BATCH_BYTES = 256 * 1024
+
+
+def log_batch_length(lines: Sequence[str], max_lines: int, max_bytes: int = LOG_BATCH_BYTES) -> int:
+    """How many of ``lines``, from the first, go in one ``DeploymentLogAppended``: at most
+    ``max_lines`` of them and ``max_bytes`` of JSON, and at least one (its producer bounds a
+    line's length)."""
+    total = 0
+    for n, line in enumerate(lines[:max_lines]):
+        total += len(json.dumps(line, ensure_ascii=False).encode()) + 1  # and its comma
+        if n and total > max_bytes:
+            return n
+    return min(len(lines), max_lines)
 
 
 @register

@@ -19,7 +19,7 @@ from uuid import UUID
 from cryptography.fernet import InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from regio_common.messages import DeploymentLogAppended, utcnow
+from regio_common.messages import DeploymentLogAppended, log_batch_length, utcnow
 from regio_common.outbox import Outbox
 from regio_common.runners import ContainerState, DesiredJob, JobState, ObservedJob
 from regio_common.sealing import open_sealed
@@ -33,7 +33,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.3  # a batch of output lines waits at most this long for more
-MAX_BATCH = 500  # lines per message, far below NATS' payload limit
+MAX_BATCH = 500  # lines per message (and messages.LOG_BATCH_BYTES at most)
 MAX_LINE = 8_000  # characters; a longer line is cut
 KEEP_RECORDS = timedelta(days=7)  # long after any controller could still ask for the job
 
@@ -227,14 +227,17 @@ class JobRunner:
 
     async def _ship(self, job_id: UUID, lines: list[tuple[datetime, str]]) -> None:
         record = self._records[job_id]
-        for start in range(0, len(lines), MAX_BATCH):
-            batch = lines[start:start + MAX_BATCH]
+        texts = [f"[{record.label}] {_cut(text)}" for _, text in lines]
+        start = 0
+        while start < len(lines):
+            # Bounded in bytes as well as lines: long lines must not make a message the bus refuses.
+            end = start + log_batch_length(texts[start:], MAX_BATCH)
             async with self.sessions() as session, session.begin():
-                await self.outbox.add(session, DeploymentLogAppended(
-                    deployment_id=record.deployment_id,
-                    lines=[f"[{record.label}] {_cut(text)}" for _, text in batch]))
-                await repository.update_job(session, job_id, shipped_until=batch[-1][0])
-            self._merge(job_id, shipped_until=batch[-1][0])
+                await self.outbox.add(session, DeploymentLogAppended(deployment_id=record.deployment_id,
+                                                                     lines=texts[start:end]))
+                await repository.update_job(session, job_id, shipped_until=lines[end - 1][0])
+            self._merge(job_id, shipped_until=lines[end - 1][0])
+            start = end
 
     async def _finish(self, job_id: UUID, **values) -> None:
         values.setdefault("finished_at", utcnow())

@@ -1,16 +1,19 @@
 """A build's log on its way to the deployment log: lines are collected as they are
 produced and published in batches, a batch at least every ``interval`` seconds, so a
-user watches the build live without a message per line."""
+user watches the build live without a message per line. A batch is bounded in bytes as well
+as lines: a build printing long lines must not make a message the bus refuses."""
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+
+from regio_common.messages import log_batch_length
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[list[str]], Awaitable[None]]
 
 MAX_LINE = 8_000  # characters; a longer line (a minified file echoed by a build step) is cut
-MAX_BATCH = 500  # lines per message, far below NATS' payload limit
+MAX_BATCH = 500  # lines per message (and messages.LOG_BATCH_BYTES at most)
 
 
 class BuildLog:
@@ -58,6 +61,6 @@ class BuildLog:
 
     async def _flush(self) -> None:
         while self._pending:
-            batch = self._pending[:MAX_BATCH]
+            batch = self._pending[:log_batch_length(self._pending, MAX_BATCH)]
             await self.publish(batch)
             del self._pending[: len(batch)]
