@@ -14,6 +14,7 @@ import pytest
 from regio_cli import prerequisites
 from regio_cli.region import CHECKOUT, Region
 from regio_common.layout import Layout, default_state_dir
+from regio_common.testing.dns import Zone, dns_server
 
 APPS = Path(__file__).parent / "apps"
 
@@ -75,6 +76,32 @@ def region() -> RunningRegion:
     running.delete_applications()
     if started_here:
         reg.down()
+
+
+@pytest.fixture(scope="session")
+def challenge_dns(region):
+    """The DNS that custom domains' owners publish their TXT challenges in: a server of the
+    session's own on loopback, which the region's resolver points at while the session runs
+    (`regio region set`), put back as it was at the end."""
+    layout = Layout.load(default_state_dir(CHECKOUT))
+    reg = Region(layout, say=lambda m: print(f"regio: {m}"))
+    with dns_server() as zone:
+        before = reg.configure(layout.region, dns_resolver=zone.address)
+        try:
+            yield zone
+        finally:
+            reg.configure(layout.region, dns_resolver=before["dns_resolver"] or "")
+
+
+def add_verified_domain(client: httpx.Client, dns: Zone, env_id: str, domain: str, kind: str) -> dict:
+    """A custom domain added as its owner adds one: added (pending), its challenge published, checked."""
+    added = client.post("/apps/v3/domains/", json={"environment": env_id, "domain": domain, "kind": kind})
+    assert added.status_code == 201, added.text
+    challenge = added.json()["verification"]
+    dns.publish(challenge["record_name"], challenge["record_value"])
+    verified = client.post(f"/apps/v3/domains/{added.json()['uuid']}/verify/")
+    assert verified.status_code == 200 and verified.json()["verification"]["status"] == "verified", verified.text
+    return verified.json()
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import pytest
 
 from regio_common.layout import Layout
 from regio_common.servers import caddy_child_pidfile
+from regio_common.testing.dns import Zone
+from tests.conftest import add_verified_domain
 from tests.e2e.test_runners import (  # noqa: F401 (scalable_probe is a fixture)
     STATE,
     kill,
@@ -33,10 +35,9 @@ def layout() -> Layout:
     return layout
 
 
-def add_domain(client, env_id: str, domain: str, kind: str) -> dict:
-    answer = client.post("/apps/v3/domains/", json={"environment": env_id, "domain": domain, "kind": kind})
-    assert answer.status_code == 201, answer.text
-    return answer.json()
+def add_domain(client, dns: Zone, env_id: str, domain: str, kind: str) -> dict:
+    """Routed only once verified: its owner's TXT record is published in the session's DNS."""
+    return add_verified_domain(client, dns, env_id, domain, kind)
 
 
 def deployed(client, region, repo) -> tuple[str, str]:
@@ -56,13 +57,18 @@ def curl_https(host: str, path: str = "/", *, trust: bool = True) -> subprocess.
                           capture_output=True, text=True, timeout=30)
 
 
-def test_two_applications_and_their_domains_are_routed_by_host(region, git_repo):
+def test_two_applications_and_their_domains_are_routed_by_host(region, git_repo, challenge_dns):
     shop_unique = f"shop-{time.time_ns()}.example.test"
     with region.client() as client:
         hello_env, hello_host = deployed(client, region, git_repo("hello"))
         probe_env, probe_host = deployed(client, region, git_repo("probe"))
-        add_domain(client, hello_env, shop_unique, "PRIMARY")
-        add_domain(client, hello_env, f"old.{shop_unique}", "REDIRECT")
+        # Someone else's name, added without its owner's TXT record: before the others, so that
+        # once they are served it would have been too.
+        unproven = f"not-mine-{time.time_ns()}.example.test"
+        pending = client.post("/apps/v3/domains/", json={"environment": hello_env, "domain": unproven})
+        assert pending.status_code == 201 and pending.json()["verification"]["status"] == "pending", pending.text
+        add_domain(client, challenge_dns, hello_env, shop_unique, "PRIMARY")
+        add_domain(client, challenge_dns, hello_env, f"old.{shop_unique}", "REDIRECT")
 
         assert "version=" in get_page(region, probe_host).text
         assert "version=" not in get_page(region, hello_host).text  # hello's page, not the probe's
@@ -83,6 +89,9 @@ def test_two_applications_and_their_domains_are_routed_by_host(region, git_repo)
         assert https.stdout.rpartition("\n")[2].startswith("200")
         assert curl_https(hello_host).stdout.rpartition("\n")[2].startswith("200")
         assert curl_https(shop_unique, trust=False).returncode != 0
+        # The unproven name is neither routed nor given a certificate.
+        assert get_page(region, unproven).status_code == 404
+        assert curl_https(unproven).returncode != 0
 
         # The environment asks for HTTPS only: plain HTTP is redirected there, and the route follows
         # without a deployment.
@@ -93,17 +102,17 @@ def test_two_applications_and_their_domains_are_routed_by_host(region, git_repo)
         assert get_page(region, probe_host).status_code == 200  # the other application did not ask
 
 
-def test_route_changes_while_wrk_runs_lose_no_request(region, git_repo):
+def test_route_changes_while_wrk_runs_lose_no_request(region, git_repo, challenge_dns):
     """New domains change the ingress's answers to Caddy's lookups, never Caddy's config: no
     server is ended, so no kept-alive connection is closed under a client."""
     with region.client() as client:
         env_id, host = deployed(client, region, git_repo("probe"))
         with Wrk(region.ingress_url, host, seconds=15) as wrk:
             for n in range(3):
-                add_domain(client, env_id, f"alias-{n}-{time.time_ns()}.example.test", "ALIAS")
+                add_domain(client, challenge_dns, env_id, f"alias-{n}-{time.time_ns()}.example.test", "ALIAS")
                 time.sleep(2)
             added = f"redirect-{time.time_ns()}.example.test"
-            add_domain(client, env_id, added, "REDIRECT")
+            add_domain(client, challenge_dns, env_id, added, "REDIRECT")
             wait_until(lambda: get_page(region, added).status_code == 301, "the redirect domain")
     result = wrk.result
     print(f"route changes under wrk: {result.requests} requests, socket errors {result.socket_errors}")

@@ -1,9 +1,11 @@
 """Attacks on custom domains: routing a domain one does not control, keeping its owner from
 it, and stalling the control panel through the DNS look-up. The region's resolver is a DNS
 server of the test's own on loopback (conftest.py's dns_zone), as a region's would be."""
+import re
 import time
 import uuid
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -11,9 +13,12 @@ from regio_common.db import make_engine
 from regio_common.messages import EnvironmentHostsChanged
 from regio_common.sealing import open_sealed
 from regio_common.testing.dns import silent_resolver
+from regio_controlpanel.region_settings import configure
 
 from .test_deployments import build_succeeds, deploy, js  # noqa: F401 (js: a fixture)
+from .test_host_collisions import trusting_region  # noqa: F401 (a fixture)
 from .test_resources import commands  # noqa: F401 (a fixture)
+from .web_client import Browser, new_user
 
 
 def new_domain() -> str:
@@ -147,3 +152,40 @@ async def test_a_domain_that_does_not_exist_stays_pending(api, application, dns_
 async def test_another_organisation_cannot_verify_or_see_a_domain(api, stranger, application, dns_zone):
     added = (await add(api, application["test_status"]["uuid"], new_domain())).json()
     assert (await stranger.post(f"/apps/v3/domains/{added['uuid']}/verify/")).status_code == 404
+
+
+async def test_an_operator_sets_the_resolver_and_the_trust_of_a_region(settings, trusting_region):  # noqa: F811
+    """What `regio region set` runs: a resolver must be an address (it cannot itself need one)."""
+    with pytest.raises(ValueError, match="not an IP address"):
+        await configure(settings, trusting_region.slug, dns_resolver="dns.example.com:53")
+    shown = await configure(settings, trusting_region.slug, dns_resolver="[::1]:5353", trust_region_domain=False)
+    assert shown["dns_resolver"] == "[::1]:5353" and shown["trust_region_domain"] is False
+    assert (await configure(settings, trusting_region.slug, dns_resolver=""))["dns_resolver"] is None
+    with pytest.raises(LookupError):
+        await configure(settings, "no-such-region")
+
+
+async def test_the_page_shows_the_record_to_create_and_checks_again(app, settings, application, dns_zone):
+    """The web Control Panel's domains: a pending one says what TXT record to create, and
+    "Check again" verifies it once the record is there."""
+    await new_user(settings, "admin@example.test")
+    env_id = application["test_status"]["uuid"]
+    page = f"/web/environments/{env_id}"
+    name = new_domain()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
+        browser = Browser(client)
+        assert (await browser.sign_in("admin@example.test")).status_code == 303
+        assert (await browser.submit(page, f"{page}/domains", {"domain": name, "kind": "ALIAS"})).status_code == 303
+        shown = (await browser.get(page)).text
+        row = shown[shown.index(f'data-domain="{name}"'):]
+        row = row[:row.index("</tr>")]
+        assert 'data-verification="pending"' in row and f"_regio-challenge.{name}" in row
+        value = re.search(r"with the value <code>([0-9a-f]{64})</code>", row).group(1)
+        domain_id = re.search(r'action="/web/domains/([0-9a-f-]{36})/verify"', row).group(1)
+        dns_zone.publish(f"_regio-challenge.{name}", value)
+        checked = await browser.submit(page, f"/web/domains/{domain_id}/verify", {})
+        assert checked.status_code == 303
+        shown = (await browser.get(page)).text
+        row = shown[shown.index(f'data-domain="{name}"'):]
+        assert 'data-verification="verified"' in row[:row.index("</tr>")]
+        assert name in shown[shown.index("Served:"):][:500]

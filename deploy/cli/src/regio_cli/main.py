@@ -145,6 +145,30 @@ def apps_firewall(state_dir: StateDir = None) -> None:
         raise typer.Exit(1)
 
 
+region_app = typer.Typer(help="A region's settings, as its operator sets them.", no_args_is_help=True)
+app.add_typer(region_app, name="region")
+
+
+@region_app.command("set")
+def region_set(
+        name: Annotated[str, typer.Argument(help="The region's slug (the local one: local).")],
+        dns_resolver: Annotated[str | None, typer.Option(
+            help='Where custom domains\' TXT challenges are looked up: host[:port], or "" for the system\'s.')] = None,
+        trust_region_domain: Annotated[bool | None, typer.Option(
+            "--trust-region-domain/--no-trust-region-domain",
+            help="Custom domains under the region's own domain need no TXT record.")] = None,
+        state_dir: StateDir = None) -> None:
+    """Change a region's settings; prints them."""
+    try:
+        settings = Region(_layout(state_dir), say).configure(name, dns_resolver=dns_resolver,
+                                                             trust_region_domain=trust_region_domain)
+    except RuntimeError as e:
+        say(str(e))
+        raise typer.Exit(2)
+    for key, value in settings.items():
+        typer.echo(f"{key:20} {'' if value is None else value}")
+
+
 @app.command("base-images")
 def base_images(force: Annotated[bool, typer.Option("--force")] = False) -> None:
     """Build the FROM images application builds use (no registry needed)."""

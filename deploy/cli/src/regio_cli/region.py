@@ -378,7 +378,10 @@ class Region:
         result = subprocess.run(
             [sys.executable, "-m", "regio_controlpanel.seed", "--region", self.layout.region,
              "--domain", self.layout.region_domain, "--servers", str(servers),
-             "--admin-password-file", str(password)],
+             "--admin-password-file", str(password),
+             # One operator's machine: *.localhost names reach only it, so no one else can hold
+             # a name under the region's domain, and there is no public DNS to prove it in.
+             "--trust-region-domain"],
             env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"seeding failed:\n{result.stderr}")
@@ -386,6 +389,18 @@ class Region:
         if seeded.get("token"):  # shown once, at creation
             token_file.write_text(seeded["token"] + "\n")
             token_file.chmod(0o600)
+
+    def configure(self, name: str, *, dns_resolver: str | None = None, trust_region_domain: bool | None = None) -> dict:
+        """`regio region set`: a region's DNS resolver ("" for the system's) and trust in its domain."""
+        service = next(s for s in self.services() if s.name == "controlpanel")
+        options = [*(["--dns-resolver", dns_resolver] if dns_resolver is not None else []),
+                   *(["--trust-region-domain", "on" if trust_region_domain else "off"]
+                     if trust_region_domain is not None else [])]
+        result = subprocess.run([sys.executable, "-m", "regio_controlpanel.region_settings", name, *options],
+                                env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.strip() or "regio_controlpanel.region_settings failed")
+        return json.loads(result.stdout)
 
     @property
     def admin_password_file(self) -> Path:

@@ -19,11 +19,14 @@ from .web import passwords
 
 
 async def seed(settings: Settings, region_slug: str, domain: str, email: str,
-               servers: dict[str, dict] | None = None, admin_password: str | None = None) -> dict:
+               servers: dict[str, dict] | None = None, admin_password: str | None = None,
+               trust_region_domain: bool = False) -> dict:
     """``servers``: for a service identifier (postgres-18, s3), where the region's server for
     it is and how to administer it (see services/provisioning.py); stored encrypted.
     ``admin_password``: the admin's password for the web Control Panel (stored hashed; set
-    again whenever it differs, so changing the file resets it)."""
+    again whenever it differs, so changing the file resets it).
+    ``trust_region_domain``: the region, when made now, needs no DNS proof for custom domains
+    under its own domain (afterwards `regio region set` changes it)."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     created: dict = {}
@@ -36,7 +39,8 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
                 await session.flush()
                 default_exists = (await session.execute(select(Region.id).where(Region.is_default))).first()
                 region = Region(slug=region_slug, name=f"Local ({region_slug})", domain=domain,
-                                physical_region_id=physical.id, is_default=not default_exists)
+                                physical_region_id=physical.id, is_default=not default_exists,
+                                trust_region_domain=trust_region_domain)
                 session.add(region)
                 await session.flush()
             await catalogue.ensure_offered(session, region.id)
@@ -70,10 +74,13 @@ def main() -> None:
     parser.add_argument("--email", default=os.environ.get("REGIO_ADMIN_EMAIL", "admin@regio.localhost"))
     parser.add_argument("--servers", type=Path, help="JSON file: the region's servers by service identifier")
     parser.add_argument("--admin-password-file", type=Path, help="the admin's web sign-in password (first line)")
+    parser.add_argument("--trust-region-domain", action="store_true",
+                        help="a new region trusts custom domains under its own domain without a DNS record")
     args = parser.parse_args()
     servers = json.loads(args.servers.read_text()) if args.servers else None
     password = args.admin_password_file.read_text().splitlines()[0] if args.admin_password_file else None
-    print(json.dumps(asyncio.run(seed(Settings(), args.region, args.domain, args.email, servers, password))))
+    print(json.dumps(asyncio.run(seed(Settings(), args.region, args.domain, args.email, servers, password,
+                                      trust_region_domain=args.trust_region_domain))))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""An operator's settings of a region (`regio region set`): the DNS resolver that custom
+domains' TXT challenges are looked up through, and whether names under the region's own
+domain are trusted without one. Prints the region's settings as JSON."""
+import argparse
+import asyncio
+import json
+
+from sqlalchemy import select
+
+from regio_common.db import make_engine, make_sessionmaker
+
+from .db.models import Region
+from .region_services.dns import parse_resolver
+from .settings import Settings
+
+
+async def configure(settings: Settings, region_slug: str, *, dns_resolver: str | None = None,
+                    trust_region_domain: bool | None = None) -> dict:
+    """``dns_resolver``: ``host[:port]``, or "" for the system's resolver; None leaves it as it is."""
+    if dns_resolver:
+        parse_resolver(dns_resolver)  # ValueError: said before anything changes
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            region = (await session.execute(select(Region).where(Region.slug == region_slug))).scalar_one_or_none()
+            if region is None:
+                raise LookupError(f"no region {region_slug!r}")
+            if dns_resolver is not None:
+                region.dns_resolver = dns_resolver.strip() or None
+            if trust_region_domain is not None:
+                region.trust_region_domain = trust_region_domain
+            return {"region": region.slug, "domain": region.domain, "dns_resolver": region.dns_resolver,
+                    "trust_region_domain": region.trust_region_domain}
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("region")
+    parser.add_argument("--dns-resolver", help='host[:port] of the resolver; "" for the system\'s')
+    parser.add_argument("--trust-region-domain", choices=("on", "off"))
+    args = parser.parse_args()
+    trust = None if args.trust_region_domain is None else args.trust_region_domain == "on"
+    try:
+        result = asyncio.run(configure(Settings(), args.region, dns_resolver=args.dns_resolver,
+                                       trust_region_domain=trust))
+    except (ValueError, LookupError) as e:
+        parser.exit(2, f"{e}\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
