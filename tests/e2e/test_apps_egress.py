@@ -1,11 +1,12 @@
-"""On the region's own apps network, with the firewall `regio up` puts in force: an application
-reaches its database cluster and object storage on the gateway, and the internet; not the
-cloud's instance metadata, the host's private networks, the host itself, nor the storage's
-ports that are not its S3 API."""
+"""On the region's own apps and builds networks, with the firewall `regio up` puts in force: an
+application reaches its database cluster and object storage on the gateway, and the internet;
+not the cloud's instance metadata, the host's private networks, the host itself, nor the
+storage's ports that are not its S3 API. A build step reaches the internet alone."""
 import json
 import secrets
 from uuid import uuid4
 
+import docker
 import pytest
 
 from regio_cli import apps_network
@@ -56,4 +57,32 @@ def test_an_application_reaches_its_services_and_the_internet_but_not_the_hosts_
         f"{host_private}:{host_private_port}": False,
         f"{gateway}:{not_a_service}": False,
         f"{gateway}:{ports.storage_s3 + 10000}": False,
+    }
+
+
+def test_a_build_step_reaches_the_internet_but_not_the_hosts_networks_nor_the_apps_services(region):
+    """The builder runs RUN steps on the builds network: a container there, as the Engine's
+    classic builder starts one."""
+    ports = Layout.load(default_state_dir(CHECKOUT)).ports
+    services = apps_network.ensure_gateway()
+    engine = docker.from_env()
+    step = engine.containers.run("regio/python:3.11", ["sleep", "120"], detach=True,
+                                 network=apps_network.BUILDS_NAME, labels={"regio.test": "builds-egress"})
+    try:
+        a, b = secrets.randbelow(250) + 2, secrets.randbelow(250) + 2
+        internet, metadata, private_neighbour = f"198.51.100.{a}", "169.254.169.254", f"10.{a}.{b}.7"
+        with neighbourhood([internet, metadata, private_neighbour]):
+            targets = [(internet, NEIGHBOUR_PORT), (metadata, NEIGHBOUR_PORT), (private_neighbour, NEIGHBOUR_PORT),
+                       (services, ports.apps_postgres), (services, ports.storage_s3)]
+            code, output = step.exec_run(["python3", "-c", PROBE, json.dumps(targets)])
+    finally:
+        step.remove(force=True)
+        engine.close()
+    assert code == 0, output
+    assert json.loads(output) == {
+        f"{internet}:{NEIGHBOUR_PORT}": True,
+        f"{metadata}:{NEIGHBOUR_PORT}": False,
+        f"{private_neighbour}:{NEIGHBOUR_PORT}": False,
+        f"{services}:{ports.apps_postgres}": False,  # a build has no business with the apps' databases
+        f"{services}:{ports.storage_s3}": False,
     }

@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from regio_cli import apps_network, prerequisites
-from regio_runner import egress
+from regio_common import egress
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def loopback_routed_on_apps_bridge() -> bool:
 
 def test_without_the_guard_it_could(region, rerouted_container):
     """What the guard is for: the same datagram arrives once the rule is gone (and it is put back).
-    The apps network's own firewall (regio_runner.egress), which refuses the host's addresses
+    The apps network's own firewall (regio_common.egress), which refuses the host's addresses
     too, is lifted for the time as well."""
     if not loopback_routed_on_apps_bridge():
         pytest.skip("this engine publishes ports with its userland proxy: its bridges route no loopback at all")

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from regio_common import egress
 from regio_common.testing.networks import NEIGHBOUR_PORT, host_private_address, listening, neighbourhood
-from regio_runner import egress
 
 from .test_agent import _running
 from .test_confinement import PROBE

@@ -8,36 +8,39 @@ nothing else of the host's platform."""
 import docker
 from docker.errors import APIError, DockerException
 
-from regio_runner import egress
+from regio_common import egress
 
 NAME = "regio-apps"
+# Where builds' RUN steps run: behind the same firewall, with no service on its gateway.
+BUILDS_NAME = "regio-builds"
+ROLES = {NAME: "apps", BUILDS_NAME: "builds"}
 ICC_OPTION = "com.docker.network.bridge.enable_icc"  # off: containers cannot talk to each other
 
 
-def ensure_gateway() -> str:
+def ensure_gateway(name: str = NAME) -> str:
     """The network's gateway address (created with the network when missing)."""
     client = docker.from_env()
     try:
-        network = next((n for n in client.networks.list(names=[NAME]) if n.name == NAME), None)
+        network = next((n for n in client.networks.list(names=[name]) if n.name == name), None)
         if network is None:
             try:
-                network = client.networks.create(NAME, driver="bridge", labels={"regio.network": "apps"},
+                network = client.networks.create(name, driver="bridge", labels={"regio.network": ROLES[name]},
                                                  options={ICC_OPTION: "false"})
             except APIError as e:
                 if e.status_code != 409:  # a runner agent made it a moment ago
                     raise
-                network = next(n for n in client.networks.list(names=[NAME]) if n.name == NAME)
+                network = next(n for n in client.networks.list(names=[name]) if n.name == name)
         network.reload()
         return network.attrs["IPAM"]["Config"][0]["Gateway"]
     finally:
         client.close()
 
 
-def bridge() -> str:
+def bridge(name: str = NAME) -> str:
     """The network's interface on the host, which its firewall rules match."""
     client = docker.from_env()
     try:
-        return egress.bridge_of(client.networks.get(NAME).attrs)
+        return egress.bridge_of(client.networks.get(name).attrs)
     finally:
         client.close()
 

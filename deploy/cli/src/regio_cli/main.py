@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from regio_common import egress
 from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import PortTaken
-from regio_runner import egress
 
 from . import prerequisites, testing
 from . import runners as runner_admin
@@ -131,12 +131,13 @@ def uncordon(name: str, state_dir: StateDir = None) -> None:
     _change_runner("uncordon", name, state_dir)
 
 
-@app.command("apps-firewall")
-def apps_firewall(state_dir: StateDir = None) -> None:
-    """Put the host's firewall for the applications' network in force again, as `up` does (after
-    changing REGIO_RUNNER_EGRESS_ALLOW, the ranges applications may reach besides the internet)."""
+@app.command()
+def firewall(state_dir: StateDir = None) -> None:
+    """Put the host's firewall for the applications' and builds' networks in force again, as `up`
+    does (after changing REGIO_RUNNER_EGRESS_ALLOW or REGIO_BUILDER_EGRESS_ALLOW, the ranges they
+    may reach besides the internet)."""
     try:
-        Region(_layout(state_dir), say).guard_apps_network()
+        Region(_layout(state_dir), say).guard_networks()
     except egress.InvalidEgressSetting as e:
         say(str(e))
         raise typer.Exit(2)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from regio_common import bus
+from regio_common import bus, egress
 from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
 from regio_common.servers import (
@@ -27,7 +27,6 @@ from regio_common.servers import (
     seaweedfs_process,
     wait_seaweedfs_ready,
 )
-from regio_runner import egress
 from regio_runner.settings import host_memory_mb
 
 from . import apps_network, database, secrets_store
@@ -109,17 +108,23 @@ class Region:
         return (self.layout.ports.apps_postgres, self.layout.ports.storage_s3,
                 *sorted(self.layout.dedicated_databases.values()))
 
-    def guard_apps_network(self) -> None:
-        """The host's firewall for the apps network (regio_runner.egress), its allowed ranges from
-        REGIO_RUNNER_EGRESS_ALLOW. Only root may change it: anyone else is told it is not in force."""
-        allowed = egress.parse_allowed(os.environ.get(egress.ALLOW_SETTING, ""))
+    def guard_networks(self) -> None:
+        """The host's firewall (regio_common.egress) for the apps network, its allowed ranges from
+        REGIO_RUNNER_EGRESS_ALLOW, and for the builds network, from REGIO_BUILDER_EGRESS_ALLOW.
+        Only root may change it: anyone else is told it is not in force."""
+        networks = {apps_network.NAME: (self.apps_service_ports(), egress.ALLOW_SETTING),
+                    apps_network.BUILDS_NAME: ((), egress.BUILDS_ALLOW_SETTING)}
+        allowed = {name: egress.parse_allowed(os.environ.get(setting, ""), setting)
+                   for name, (_, setting) in networks.items()}
         if os.geteuid() != 0:
-            self.say("not root: applications may reach the host's private networks and instance metadata "
-                     "(see regio_runner/egress.py for the rules to apply)")
+            self.say("not root: applications and their builds may reach the host's private networks and "
+                     "instance metadata (see regio_common/egress.py for the rules to apply)")
             return
-        egress.apply(egress.EgressPolicy(bridge=apps_network.bridge(), gateway=apps_network.ensure_gateway(),
-                                         service_ports=self.apps_service_ports(), allowed=allowed,
-                                         resolvers=egress.host_resolvers()))
+        resolvers = egress.host_resolvers()
+        for name, (service_ports, _) in networks.items():
+            gateway = apps_network.ensure_gateway(name)  # made if missing
+            egress.apply(egress.EgressPolicy(bridge=apps_network.bridge(name), gateway=gateway,
+                                             service_ports=service_ports, allowed=allowed[name], resolvers=resolvers))
 
     def region_servers(self) -> dict[str, dict]:
         """For the control panel: where each of the region's services runs, and its administrator."""
@@ -176,6 +181,7 @@ class Region:
                 "ALLOW_LOCAL_REPOSITORIES": "true",
                 "ALLOW_PRIVATE_REPOSITORY_HOSTS": "true",
                 "BUILD_KEY": self.secrets["build_key"],
+                "BUILD_NETWORK": apps_network.BUILDS_NAME,
             }),
             Service("controller", "regio_controller", "controller", p.controller, {
                 # Every ingress of the region: a drain asks each what is in flight to old instances.
@@ -242,7 +248,7 @@ class Region:
     def up(self) -> None:
         self._check_ports()
         self.prepare()
-        self.guard_apps_network()  # before any runner agent starts an application
+        self.guard_networks()  # before any runner agent starts an application, or the builder a build
         self._start(self.postgres.process(), timeout=60)
         self.postgres.wait_ready()
         self._start(self.nats, timeout=30)
@@ -261,6 +267,7 @@ class Region:
         self.postgres.ensure_initialized()
         self._services_address = apps_network.ensure_gateway()
         self._services_address_file.write_text(self._services_address + "\n")
+        apps_network.ensure_gateway(apps_network.BUILDS_NAME)
         for cluster in [self.apps_postgres, *self.dedicated_databases().values()]:
             cluster.ensure_initialized()
         _ = self.storage  # writes SeaweedFS's identities and gRPC certificates once, before its readers

@@ -21,7 +21,7 @@ from .settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime("builder", settings, outbox, inbox)
-    docker = DockerEngine(settings.docker_host)
+    docker = DockerEngine(settings.docker_host, build_network=settings.build_network)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

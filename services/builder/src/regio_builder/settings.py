@@ -17,6 +17,9 @@ class Settings(ServiceSettings):
     build_memory_mb: int = Field(2048, gt=0, description="Memory each step of a docker build may use "
                                                          "(no swap on top); past it the step is killed.")
     build_cpus: float = Field(1.0, gt=0, description="CPUs each step of a docker build may use.")
+    build_network: str | None = Field(None, description="Docker network the build steps run on, whose firewall "
+                                                        "keeps them off the host's networks (regio up makes "
+                                                        "regio-builds); unset: the Engine's default bridge.")
     clone_timeout_seconds: float = Field(300, description="A git clone running longer fails the build.")
     work_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "regio-builder",

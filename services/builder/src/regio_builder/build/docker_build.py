@@ -96,8 +96,9 @@ class _Failed:
 
 
 class DockerEngine:
-    def __init__(self, docker_host: str | None = None):
+    def __init__(self, docker_host: str | None = None, build_network: str | None = None):
         self.docker_host = docker_host
+        self.build_network = build_network  # where RUN steps run; None: the Engine's default bridge
 
     def client(self, timeout: float = API_TIMEOUT) -> docker.APIClient:
         """A new low-level client (it connects: call it in a thread)."""
@@ -158,7 +159,8 @@ class DockerEngine:
                     api.hooks["response"].append(lambda response, *args, **kwargs: responses.append(response))
                     # The layer cache is kept on purpose (no nocache): unchanged steps are not rebuilt.
                     for chunk in api.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False,
-                                           decode=True, container_limits=limits.container_limits()):
+                                           decode=True, container_limits=limits.container_limits(),
+                                           network_mode=self.build_network):
                         if stop.is_set():
                             break
                         hand_over(chunk)

@@ -1,10 +1,12 @@
-"""The host's firewall for the applications' Docker network: what an instance may reach.
+"""The host's firewall for the Docker networks that run tenants' code: what an application's
+instance, or a step of its build, may reach.
 
-An instance reaches the internet, and of the host only the region's services for
-applications (their ports on the network's gateway). Everything else of the host's networks
-is refused: link-local addresses (a cloud's instance metadata at 169.254.169.254), the
-private and carrier-grade ranges, the host's own addresses and other Docker networks;
-unless the region's settings allow a range (``REGIO_RUNNER_EGRESS_ALLOW``).
+They reach the internet, and of the host only the region's services for applications
+(their ports on the apps network's gateway; none for builds). Everything else of the host's
+networks is refused: link-local addresses (a cloud's instance metadata at 169.254.169.254),
+the private and carrier-grade ranges, the host's own addresses and other Docker networks;
+unless the region's settings allow a range (``REGIO_RUNNER_EGRESS_ALLOW`` for instances,
+``REGIO_BUILDER_EGRESS_ALLOW`` for builds).
 
 The rules live in a chain of our own per network, jumped to from DOCKER-USER (what the
 containers send through the host) and from INPUT (what they send to the host itself), for
@@ -30,6 +32,7 @@ TOOL = {4: "iptables", 6: "ip6tables"}
 # Docker's own hook for forwarded traffic; the engine manages IPv4 only, so IPv6 hooks FORWARD.
 FORWARD_HOOK = {4: "DOCKER-USER", 6: "FORWARD"}
 ALLOW_SETTING = "REGIO_RUNNER_EGRESS_ALLOW"
+BUILDS_ALLOW_SETTING = "REGIO_BUILDER_EGRESS_ALLOW"
 # Where the engine's embedded DNS server forwards the containers' queries from, in their
 # own network namespace: these resolvers stay reachable on port 53 alone, wherever they are.
 RESOLV_CONFS = (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf"))
@@ -74,14 +77,14 @@ class EgressPolicy:
         return [[hook, "-i", self.bridge, "-j", self.chain] for hook in ("INPUT", FORWARD_HOOK[family])]
 
 
-def parse_allowed(value: str) -> tuple[IPNetwork, ...]:
-    """The ranges of ``REGIO_RUNNER_EGRESS_ALLOW`` ("10.1.2.0/24,fd00:1::/64"); a bad one is named."""
+def parse_allowed(value: str, setting: str = ALLOW_SETTING) -> tuple[IPNetwork, ...]:
+    """The ranges of an allow setting ("10.1.2.0/24,fd00:1::/64"); a bad one is named."""
     allowed = []
     for item in filter(None, (part.strip() for part in value.split(","))):
         try:
             allowed.append(ipaddress.ip_network(item))
         except ValueError as e:
-            raise InvalidEgressSetting(f"{ALLOW_SETTING}: {item!r} is not an IP network such as 10.1.2.0/24 "
+            raise InvalidEgressSetting(f"{setting}: {item!r} is not an IP network such as 10.1.2.0/24 "
                                        f"({e})") from None
     return tuple(allowed)
 
