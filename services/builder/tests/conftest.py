@@ -236,11 +236,14 @@ class Builder:
 
 
 @pytest.fixture
-async def settings(migrated_database, nats_url, region, tmp_path) -> Settings:
+async def settings(migrated_database, session_nats, nats_credentials, region, tmp_path) -> Settings:
+    user, password = (await nats_credentials(region, []))["builder"]  # the builder's own, as in a region
     return Settings(
         region=region,
         database_url=migrated_database(ALEMBIC_INI, "REGIO_BUILDER_"),
-        nats_url=nats_url,
+        nats_url=session_nats.url,
+        nats_user=user,
+        nats_password=password,
         service_token=SERVICE_TOKEN,
         work_dir=tmp_path / "work",
         # As in a local region: these tests clone file:// repositories and loopback servers.

@@ -321,10 +321,13 @@ class EventLog:
 
 
 class Region:
-    def __init__(self, name: str, database_url: str, nats_url: str, nc: Client, js: JetStreamContext):
+    def __init__(self, name: str, database_url: str, nats_url: str, nc: Client, js: JetStreamContext,
+                 nats_credentials: dict[str, tuple[str, str]] | None = None):
         self.name = name
         self.database_url = database_url
         self.nats_url = nats_url
+        # component -> (user, password): the controller connects as its own NATS user, as in a region
+        self.nats_credentials = nats_credentials or {}
         self.nc = nc
         self.js = js
         self.ingress_api: IngressApiDouble | None = None  # the one the controller asks, unless told others
@@ -337,8 +340,9 @@ class Region:
         return self
 
     def settings(self, **overrides) -> Settings:
+        user, password = self.nats_credentials.get("controller", (None, None))
         values = dict(region=self.name, database_url=self.database_url, nats_url=self.nats_url,
-                      service_token=SERVICE_TOKEN, runner_lost_seconds=5, drain_seconds=0.2, reconcile_seconds=0.5,
+                      nats_user=user, nats_password=password, service_token=SERVICE_TOKEN, runner_lost_seconds=5, drain_seconds=0.2, reconcile_seconds=0.5,
                       rollout_poll_seconds=0.5, routes_applied_timeout_seconds=5,
                       instance_start_timeout_seconds=15, ingress_urls=[self.ingress_api.url],
                       drain_grace_seconds=10)
@@ -410,14 +414,14 @@ class Region:
 
 
 @pytest.fixture
-async def region(nats_url, migrated_database) -> AsyncIterator[Region]:
+async def region(nats_url, session_nats, nats_credentials, migrated_database) -> AsyncIterator[Region]:
     database_url = migrated_database(ALEMBIC_INI, "REGIO_CONTROLLER_")
     name = f"t{uuid4().hex[:8]}"
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await bus.ensure_streams(js)
     await bus.ensure_buckets(js, name)
-    region = await Region(name, database_url, nats_url, nc, js).start()
+    region = await Region(name, database_url, session_nats.url, nc, js, await nats_credentials(name, [])).start()
     events = await nc.subscribe(f"region.{name}.events.>", cb=region.events.on_message)
     try:
         yield region

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import httpx
@@ -252,15 +253,17 @@ class NatsRelay:
     away and coming back, as the client sees it."""
 
     def __init__(self, target: str):
-        host, _, port = target.removeprefix("nats://").rpartition(":")
-        self.target = (host, int(port))
+        parsed = urlsplit(target)
+        self.target = (parsed.hostname, parsed.port)
+        # The session's URL carries the admin's credentials: the relay's carries them on.
+        self._userinfo = parsed.netloc.rpartition("@")[0] + "@" if "@" in parsed.netloc else ""
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self._userinfo}127.0.0.1:{self.port}"
 
     async def open(self) -> None:
         self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
@@ -322,10 +325,13 @@ def seed(database_url) -> Callable[..., Awaitable[None]]:
 
 
 @pytest.fixture
-def settings(database_url, nats_url, region, caddy) -> Settings:
+async def settings(database_url, session_nats, nats_credentials, region, caddy) -> Settings:
+    user, password = (await nats_credentials(region, []))["ingress"]  # the ingress's own, as in a region
     return Settings(
         database_url=database_url,
-        nats_url=nats_url,
+        nats_url=session_nats.url,
+        nats_user=user,
+        nats_password=password,
         region=region,
         service_token=SERVICE_TOKEN,
         caddy_admin_url=caddy.admin_url,

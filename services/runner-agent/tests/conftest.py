@@ -189,16 +189,20 @@ class RunningAgent:
 
 
 @pytest.fixture
-def start_agent(region, database_url, nats_url, app_network) -> Callable[..., object]:
-    """Factory: ``async with start_agent(name) as agent`` runs a runner agent app for the block."""
+def start_agent(region, database_url, session_nats, nats_credentials, app_network) -> Callable[..., object]:
+    """Factory: ``async with start_agent(name) as agent`` runs a runner agent app for the block,
+    with the NATS user of its runner (its own keys only, as in a region)."""
 
     @asynccontextmanager
     async def start(name: str, **overrides) -> AsyncIterator[RunningAgent]:
+        user, password = (await nats_credentials(region.name, [name]))[name]
         settings = Settings(**{
             "name": name,
             "region": region.name,
             "database_url": database_url,
-            "nats_url": nats_url,
+            "nats_url": session_nats.url,
+            "nats_user": user,
+            "nats_password": password,
             "region_key": region.key,
             "network": app_network,
             "heartbeat_seconds": 0.5,

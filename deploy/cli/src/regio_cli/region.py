@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from regio_common import bus, egress
+from regio_common import bus, egress, nats_auth
 from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
 from regio_common.servers import (
@@ -22,6 +22,7 @@ from regio_common.servers import (
     CADDY_HTTPS_SOCKET,
     PostgresCluster,
     caddy_process,
+    nats_config_file,
     nats_process,
     seaweedfs_admin_credentials,
     seaweedfs_process,
@@ -54,7 +55,7 @@ class Region:
         self.state_dir = layout.state_dir
         self.secrets = secrets_store.load_or_create(self.state_dir)
         self.postgres = PostgresCluster("postgres", self.state_dir, layout.ports.postgres)
-        self.nats = nats_process(self.state_dir, layout.ports.nats)
+        self.nats = nats_process(self.state_dir, layout.ports.nats, nats_config_file(self.state_dir))
         self.caddy = caddy_process(self.state_dir, layout.ports.caddy_admin, layout.ports.ingress_http,
                                    layout.ports.ingress_https)
         self._services_address: str | None = None
@@ -141,6 +142,22 @@ class Region:
                    "secret_key": secret_key, "host": self.services_address, "port": p.storage_s3},
         }
 
+    # --- NATS users ------------------------------------------------------------
+
+    def runner_names(self) -> list[str]:
+        return [f"runner-{i + 1}" for i in range(self.layout.runners)]
+
+    def nats_password(self, user: str) -> str:
+        """The NATS password of one component (made, and kept with the region's secrets, the first time)."""
+        return secrets_store.nats_password(self.state_dir, self.secrets, user)
+
+    def write_nats_users(self) -> None:
+        """Every component's NATS user with its permissions (nats_auth), into NATS's configuration;
+        a running NATS reads it again, so runners added since start are let in."""
+        users = nats_auth.users(self.layout.region, self.runner_names(), self.nats_password)
+        if nats_auth.write_config(nats_config_file(self.state_dir), users) and self.nats.running():
+            nats_auth.reload(self.nats.pid())
+
     # --- addresses -------------------------------------------------------------
 
     @property
@@ -213,9 +230,12 @@ class Region:
 
     def service_env(self, service: Service) -> dict[str, str]:
         password = self.secrets["database_passwords"][service.schema]
+        nats_user = service.extra_env.get("NAME", service.schema)  # a runner agent's user is its runner
         env = {
             "DATABASE_URL": database.service_url(self.postgres, service.schema, password),
             "NATS_URL": self.nats_url,
+            "NATS_USER": nats_user,
+            "NATS_PASSWORD": self.nats_password(nats_user),
             "REGION": self.layout.region,
             "SERVICE_TOKEN": self.secrets["service_token"],
             "HOST": "127.0.0.1",
@@ -264,6 +284,7 @@ class Region:
         """What must exist before any server starts: the layout, the secrets, the clusters' data
         directories, and the apps network, on whose gateway the region's services listen."""
         self.layout.save()
+        self.write_nats_users()
         self.postgres.ensure_initialized()
         self._services_address = apps_network.ensure_gateway()
         self._services_address_file.write_text(self._services_address + "\n")
@@ -328,7 +349,7 @@ class Region:
         wait_for_port(process.port, timeout, process=process)
 
     async def _declare_streams(self) -> None:
-        nc = await bus.connect(self.nats_url, "regio-cli")
+        nc = await bus.connect(self.nats_url, "regio-cli", nats_auth.ADMIN, self.nats_password(nats_auth.ADMIN))
         try:
             js = nc.jetstream()
             await bus.ensure_streams(js)

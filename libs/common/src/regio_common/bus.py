@@ -11,7 +11,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ LOGS = StreamConfig(
     max_msgs_per_subject=5000,
     max_age=7 * DAY,
     discard=DiscardPolicy.OLD,
+    allow_direct=True,  # a reader's last-line lookup names its subject, which permissions can limit
 )
 # Messages a service could not publish or handle, each with its reason (see
 # messages.MessageSetAside): kept a month for operators (`regio dead-letters`) and read by the
@@ -107,12 +108,13 @@ async def ensure_streams(js: JetStreamContext) -> None:
 async def ensure_buckets(js: JetStreamContext, region: str) -> None:
     for bucket, history in ((runner_desired_bucket(region), 1), (runner_state_bucket(region), 1)):
         try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
+            info = await js.stream_info(f"KV_{bucket}")
+        except NotFoundError:
             await js.create_key_value(KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE,
                                                      direct=True))
             continue
-        if not kv._direct:  # a bucket made before: direct gets name the key in their subject
-            info = await js.stream_info(f"KV_{bucket}")
+        # Direct gets name the key in their subject, where a runner's permissions can limit them
+        # to its own key (nats_auth); a bucket made before them is switched.
+        if not info.config.allow_direct:
             info.config.allow_direct = True
             await js.update_stream(info.config)

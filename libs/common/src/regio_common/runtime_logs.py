@@ -6,8 +6,9 @@ the REGIO_LOGS stream keeps the newest lines of each environment (see ``bus.LOGS
 the control panel reads them back for the API. A line's place is its stream sequence."""
 from datetime import datetime
 from typing import NamedTuple
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -60,13 +61,18 @@ async def read(js: JetStreamContext, subjects: str | list[str], after: int = 0,
     last = 0
     for each in subjects:
         try:
-            last = max(last, (await js.get_last_msg(LOGS.name, each)).seq)
+            last = max(last, (await _last_message(js, each)).seq)
         except NotFoundError:
             pass
     if last <= after:
         return []
+    # Named, and with one subject as its single filter: the server then takes the filter from
+    # the create request's subject, where a reader's NATS permissions can limit it (nats_auth).
+    one = len(subjects) == 1
     consumer = await js.add_consumer(LOGS.name, ConsumerConfig(
-        filter_subjects=subjects,
+        name=f"logs-reader-{uuid4().hex}",
+        filter_subject=subjects[0] if one else None,
+        filter_subjects=None if one else subjects,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=after + 1,
         ack_policy=AckPolicy.NONE,
@@ -97,3 +103,12 @@ async def read(js: JetStreamContext, subjects: str | list[str], after: int = 0,
         except NotFoundError:
             pass
     return lines
+
+
+async def _last_message(js: JetStreamContext, subject: str):
+    """A direct get names the subject in its own (see LOGS.allow_direct); a stream declared
+    before that allowed it answers the older request."""
+    try:
+        return await js.get_last_msg(LOGS.name, subject, direct=True)
+    except NoRespondersError:
+        return await js.get_last_msg(LOGS.name, subject)

@@ -110,18 +110,22 @@ class Agent:
 
     async def watch_desired(self) -> None:
         """Wake a pass on every write to this runner's desired state. The pass reads the
-        value itself, so a watcher that misses or repeats an update does no harm."""
-        while True:
-            watcher = await self._desired_kv.watch(self.name)
+        value itself, so a wake-up missed or repeated does no harm.
+
+        A plain subscription to its key's subject, which every write (put, delete) of the key
+        is published on: a KV watch needs a consumer on the bucket, whose filter a runner's
+        NATS user may not choose (nats_auth). The client renews it after a reconnect."""
+        subject = f"$KV.{bus.runner_desired_bucket(self.settings.region)}.{self.name}"
+        sub = await self.js._nc.subscribe(subject)  # the JetStream context's own connection
+        try:
+            self.poke()  # for what was written before
+            async for _msg in sub.messages:
+                self.poke()
+        finally:
             try:
-                async for _entry in watcher:  # None marks the end of the initial values
-                    self.poke()
-            finally:
-                try:
-                    await watcher.stop()
-                except Exception:  # the connection may already be gone at shutdown
-                    pass
-            await asyncio.sleep(1)
+                await sub.unsubscribe()
+            except Exception:  # the connection may already be gone at shutdown
+                pass
 
     async def run(self) -> None:
         """Reconcile and heartbeat every interval, or sooner when poked."""

@@ -3,16 +3,24 @@
 A running region's PostgreSQL (found through ``.regio/region.json``) is reused for
 speed, each test module getting its own database; with none running, the fixture
 starts its own on a free port under a temporary directory and stops it at the end
-of the session. NATS is always the session's own."""
+of the session. NATS is always the session's own, and lets in only its users (nats_auth):
+``nats_url`` carries the admin's credentials, for tests and fixtures that play the whole
+region; ``nats_credentials`` gives a test's components users of their own, limited as a
+region's are."""
+import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
+from .. import nats_auth
 from ..layout import Layout, default_state_dir
 from ..processes import ManagedProcess, free_port, wait_for_port  # noqa: F401 (free_port: for the tests)
 from ..servers import PostgresCluster, nats_process
@@ -48,16 +56,86 @@ def postgres_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
     process.stop()
 
 
+@dataclass
+class SessionNats:
+    """The session's NATS server and its users: the admin's, and each test region's components'."""
+
+    process: ManagedProcess
+    config: Path
+    passwords: dict[str, str] = field(default_factory=dict)
+    users: dict[str, nats_auth.User] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """Without credentials: a service under test is given its user and password besides."""
+        return f"nats://127.0.0.1:{self.process.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"nats://{nats_auth.ADMIN}:{quote(self.password_of(nats_auth.ADMIN), safe='')}@127.0.0.1:{self.process.port}"
+
+    def password_of(self, user: str) -> str:
+        return self.passwords.setdefault(user, secrets.token_urlsafe(18))
+
+    def write(self) -> bool:
+        return nats_auth.write_config(self.config, list(self.users.values()))
+
+    async def add_region(self, region: str, runners: list[str]) -> dict[str, tuple[str, str]]:
+        """Users for ``region``'s services and ``runners`` (named after the region, which is a
+        test's own); the server reloads and lets them in before this returns."""
+        made = nats_auth.users(region, runners, self.password_of, admin=False, user_prefix=f"{region}-")
+        new = [user for user in made if user.name not in self.users]
+        for user in made:
+            self.users[user.name] = user
+        if new and self.write():
+            nats_auth.reload(self.process.pid())
+            await self._wait_let_in(new[-1])
+        components = [*nats_auth.SERVICES, *runners]
+        return {c: (f"{region}-{c}", self.password_of(f"{region}-{c}")) for c in components}
+
+    async def _wait_let_in(self, user: nats_auth.User) -> None:
+        import nats
+
+        for _ in range(100):
+            try:
+                nc = await nats.connect(self.url, user=user.name, password=user.password, allow_reconnect=False,
+                                        max_reconnect_attempts=0, connect_timeout=1,
+                                        inbox_prefix=nats_auth.inbox_prefix(user.name))
+            except Exception:
+                await asyncio.sleep(0.05)
+                continue
+            await nc.close()
+            return
+        raise TimeoutError(f"NATS did not let {user.name} in after its reload")
+
+
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory) -> Iterator[str]:
+def session_nats(tmp_path_factory) -> Iterator[SessionNats]:
     """Always a NATS server of the test session's own: it starts in a blink, and the
     consumers tests create never pile up in a running region's server."""
     state = tmp_path_factory.mktemp("nats")
-    process: ManagedProcess = nats_process(state, free_port())
-    process.start()
-    wait_for_port(process.port, 30, process=process)
-    yield f"nats://127.0.0.1:{process.port}"
-    process.stop()
+    config = state / "secrets" / "nats.conf"
+    server = SessionNats(nats_process(state, free_port(), config), config)
+    server.users[nats_auth.ADMIN] = nats_auth.User(nats_auth.ADMIN, server.password_of(nats_auth.ADMIN), None)
+    server.write()
+    server.process.start()
+    wait_for_port(server.process.port, 30, process=server.process)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(session_nats) -> str:
+    """The session's NATS, as its admin (who may do everything)."""
+    return session_nats.admin_url
+
+
+@pytest.fixture
+def nats_credentials(session_nats):
+    """``await nats_credentials(region, runners)``: component -> (user, password) of the
+    region's services and runners, each limited as nats_auth says; connect to
+    ``session_nats.url`` with them."""
+    return session_nats.add_region
 
 
 @pytest.fixture(scope="session")
