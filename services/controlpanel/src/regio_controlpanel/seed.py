@@ -43,6 +43,10 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
                                 trust_region_domain=trust_region_domain)
                 session.add(region)
                 await session.flush()
+            # The seeded region is a local one (`regio up`, the compose region): one operator's
+            # machine, whose repositories and servers are on its own disk and loopback.
+            region.allow_local_repositories = True
+            region.allow_private_repository_hosts = True
             await catalogue.ensure_offered(session, region.id)
             await catalogue.register_servers(session, Vault(settings.secrets_key, settings.region_key), region.id,
                                              servers or {})

@@ -11,5 +11,6 @@ class Settings(ServiceSettings):
     public_url: str = Field("http://127.0.0.1:8700", description="Base of absolute links (pagination).")
     secrets_key: str = Field("", description="Fernet key for sensitive values at rest.")
     region_key: str = Field("", description="Fernet key sealing release environments for runner agents.")
+    build_key: str = Field("", description="Fernet key sealing repository credentials for the builders.")
     region_domain: str = "local.regio.localhost"
     ingress_port: int = Field(80, description="Port of the region's ingress, shown in site URLs.")

@@ -117,7 +117,10 @@ class RepositoryIn(Input):
 class RepositoryOut(BaseModel):
     uuid: UUID
     organisation: UUID
-    url: str
+    url: str = Field(description="Without credentials: a token given in the URL is kept encrypted apart.")
+    credentials_set: bool = Field(description="The repository has a token (HTTPS) the builder uses.")
+    deploy_key: str | None = Field(description="SSH repositories: the public key to add to the repository "
+                                               "as a read-only deploy key.")
     created_at: datetime
 
 

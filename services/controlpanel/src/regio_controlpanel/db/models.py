@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -108,6 +109,10 @@ class Region(Base):
     physical_region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("physical_regions.id"))
     organisation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organisations.id"))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Off but in a local region: file:// reads the builder host's files, a private host
+    # reaches the builder's networks. The builder enforces the same with its own settings.
+    allow_local_repositories: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    allow_private_repository_hosts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Where custom domains' TXT challenges are looked up ("host:port"); null: the system's resolver.
     dns_resolver: Mapped[str | None] = mapped_column(String(64))
     # The operator controls the region's own domain: custom domains under it need no TXT proof.
@@ -130,7 +135,10 @@ class Repository(Base):
     __tablename__ = "repositories"
     id: Mapped[uuid.UUID] = _id()
     organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
-    url: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)  # never with a secret in it (services/repositories.py)
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)  # {"username", "password"}, with the Vault
+    deploy_key: Mapped[str | None] = mapped_column(Text)  # the public half, OpenSSH format, shown to the user
+    deploy_key_private_encrypted: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
 
 

@@ -9,17 +9,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import EnvironmentRetired
 from regio_common.outbox import Outbox
+from regio_common.repository_sources import SourceRefused
+from regio_common.repository_sources import check_branch as check_branch_name
 
 from ..db.models import Application, Environment, PlanGroup, Region, Repository
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
-from . import backups, hosts, service_instances
+from . import backups, hosts, repositories, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 SLUG_RULE = "Use lowercase letters, digits and hyphens, starting and ending with a letter or digit (at most 63)."
-GIT_URL = re.compile(r"^(file|https?|git|ssh)://\S+$")  # what the builder clones
 
 
 def check_slug(slug: str, field: str = "slug") -> None:
@@ -36,14 +37,11 @@ async def repository(session: AsyncSession, caller: Caller, repository_id: UUID,
     return repo
 
 
-async def create_repository(session: AsyncSession, caller: Caller, organisation_id: UUID, url: str) -> Repository:
-    caller.require_organisation(organisation_id, Action.MANAGE, "organisation")
-    if not GIT_URL.match(url.strip()):
-        raise ApiError("Enter a git URL: file://, http://, https://, git:// or ssh://.", "url")
-    repo = Repository(organisation_id=organisation_id, url=url.strip())
-    session.add(repo)
-    await session.flush()
-    return repo
+def check_branch(branch: str, field: str = "branch") -> None:
+    try:
+        check_branch_name(branch)
+    except SourceRefused as e:
+        raise ApiError(f"{str(e)[:1].upper()}{str(e)[1:]}.", field) from None
 
 
 async def create_application(session: AsyncSession, caller: Caller, vault: Vault, *, name: str, slug: str,
@@ -51,8 +49,9 @@ async def create_application(session: AsyncSession, caller: Caller, vault: Vault
                              branch: str, plan_group_id: UUID | None, release_commands: list[dict]) -> Application:
     caller.require_organisation(organisation_id, Action.MANAGE, "organisation")
     check_slug(slug)
+    check_branch(branch)
     region = await _region(session, caller, region_id)
-    await _check_repository(session, repository_id, organisation_id)
+    await _check_repository(session, repository_id, organisation_id, region)
     await _check_plan_group(session, plan_group_id, organisation_id)
     if (await session.execute(select(Application.id).where(Application.slug == slug))).first():
         raise Conflict("An application with this slug already exists.", "slug")
@@ -82,7 +81,8 @@ async def update_application(session: AsyncSession, caller: Caller, app: Applica
     """Applies the given fields; returns what actually changed. The slug is fixed: it is part
     of every default domain and of the images' names."""
     if "repository" in changes:
-        await _check_repository(session, changes["repository"], app.organisation_id)
+        await _check_repository(session, changes["repository"], app.organisation_id,
+                                await session.get(Region, app.region_id))
     if "plan_group" in changes:
         caller.require_organisation(app.organisation_id, Action.BILLING)
         await _check_plan_group(session, changes["plan_group"], app.organisation_id)
@@ -110,12 +110,14 @@ async def delete_application(session: AsyncSession, outbox: Outbox, app: Applica
     await session.flush()
 
 
-async def _check_repository(session: AsyncSession, repository_id: UUID | None, organisation_id: UUID) -> None:
+async def _check_repository(session: AsyncSession, repository_id: UUID | None, organisation_id: UUID,
+                            region: Region) -> None:
     if repository_id is None:
         return
     repo = await session.get(Repository, repository_id)
     if repo is None or repo.organisation_id != organisation_id:
         raise ApiError("Repository not found in this organisation.", "repository")
+    await repositories.check_for_region(repo, region)
 
 
 def usable_plan_groups(organisations: set[UUID]) -> ColumnElement[bool]:

@@ -7,9 +7,10 @@ from regio_common.sealing import decrypt_value, encrypt_value, open_sealed, seal
 
 
 class Vault:
-    def __init__(self, secrets_key: str, region_key: str):
+    def __init__(self, secrets_key: str, region_key: str, build_key: str = ""):
         self._secrets_key = secrets_key
         self._region_key = region_key
+        self._build_key = build_key
 
     def encrypt(self, value: str) -> str:
         return encrypt_value(self._secrets_key, value)
@@ -29,6 +30,14 @@ class Vault:
         unguessable without the control panel's key (no one can prepare another's proof)."""
         message = f"regio-domain-challenge\0{organisation_id}\0{domain}".encode()
         return hmac.new(self._secrets_key.encode(), message, hashlib.sha256).hexdigest()
+
+    @property
+    def can_seal_for_builders(self) -> bool:
+        return bool(self._build_key)
+
+    def seal_for_builders(self, access: dict[str, str]) -> str:
+        """A repository's credentials, which only the builders (holding the build key) can open."""
+        return seal(self._build_key, access)
 
     def seal_for_runners(self, env: dict[str, str]) -> str:
         """Only runner agents hold the region key: the controller carries this unread."""

@@ -39,7 +39,7 @@ from ..domain.deployments import Status
 from ..domain.environments import release_environment, release_port
 from ..domain.errors import ApiError, Conflict
 from ..domain.service_instances import State as ServiceState
-from . import environment_events, lookups, provisioning, service_instances
+from . import environment_events, lookups, provisioning, repositories, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 from .domains import hosts_of
@@ -68,6 +68,9 @@ class Deployments:
         repository = await session.get(Repository, app.repository_id) if app.repository_id else None
         if source is None and repository is None:
             raise ApiError("The application has no repository to deploy from.", "environment")
+        if source is None and repositories.needs_access(repository) and not self.vault.can_seal_for_builders:
+            raise ApiError("This region has no build key to send the repository's credentials to its builders.",
+                           "environment")
         # One request at a time per environment decides what it supersedes.
         await session.execute(select(Environment.id).where(Environment.id == environment.id).with_for_update())
         region = await session.get(Region, app.region_id)
@@ -80,7 +83,7 @@ class Deployments:
         if source is not None:
             queued = f"redeploying the release of deployment {source.id} (commit {(source.commit or '?')[:12]})"
         else:
-            queued = f"branch {environment.branch} of {repository.url}"
+            queued = f"branch {environment.branch} of {repositories.shown_url(repository)}"
         await self._log(session, deployment.id, f"Deployment queued: {queued}{f' {why}' if why else ''}")
         if not await self._provision(session, deployment, region):
             await self._build_or_release(session, deployment, environment, app, region)
@@ -181,9 +184,11 @@ class Deployments:
             await self._release_again(session, deployment, source, environment, app, region)
             return
         repository = await session.get(Repository, app.repository_id)
+        access = repositories.access(self.vault, repository)
         await self.outbox.add(session, BuildRequested(
-            deployment_id=deployment.id, application_id=app.id, repository_url=repository.url,
+            deployment_id=deployment.id, application_id=app.id, repository_url=repositories.shown_url(repository),
             branch=environment.branch, build_mode="FORCE" if deployment.build_mode == "FORCE" else "AUTO",
+            repository_access_sealed=self.vault.seal_for_builders(access) if access else None,
         ), region=region.slug)
 
     async def _release_again(self, session: AsyncSession, deployment: Deployment, source: Deployment,

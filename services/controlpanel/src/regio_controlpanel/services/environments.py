@@ -14,7 +14,7 @@ from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict
 from . import backups, hosts, lookups, service_instances
 from .access import Action, Caller
-from .applications import check_slug
+from .applications import check_branch, check_slug
 from .crypto import Vault
 
 COPIED_SETTINGS = ("branch", "instances", "memory_mb", "port", "health_check_path", "sanity_timeout_seconds",
@@ -33,6 +33,7 @@ async def create_environment(session: AsyncSession, vault: Vault, app: Applicati
                       secret_key_encrypted=vault.encrypt(secrets.token_urlsafe(48)),
                       **{name: getattr(source, name) for name in COPIED_SETTINGS})
     if branch is not None:
+        check_branch(branch)
         env.branch = branch
     session.add(env)
     try:
@@ -52,6 +53,8 @@ async def create_environment(session: AsyncSession, vault: Vault, app: Applicati
 def update_environment(env: Environment, changes: dict) -> dict:
     """Settings that take effect at the next deployment (but https_redirect, which the caller
     announces to the controller at once); returns what changed."""
+    if changes.get("branch") is not None:
+        check_branch(changes["branch"])
     changed = {}
     for field, value in changes.items():
         if getattr(env, field) != value:

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ...db.models import Application, Environment, Region, Repository
 from ...domain.environments import default_domain
 from ...services import applications as service
-from ...services import lookups
+from ...services import lookups, repositories
 from ...services.access import Action, Caller
 from ..deps import AuditDep, CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
@@ -50,15 +50,20 @@ async def application_out(session: AsyncSession, request: Request, caller: Calle
 
 
 @router.post("/repositories/", response_model=RepositoryOut, status_code=201)
-async def create_repository(body: RepositoryIn, session: SessionDep, caller: CallerDep, audit: AuditDep) -> RepositoryOut:
-    repo = await service.create_repository(session, caller, body.organisation, body.url)
+async def create_repository(body: RepositoryIn, request: Request, session: SessionDep, caller: CallerDep,
+                            audit: AuditDep) -> RepositoryOut:
+    """An HTTPS token may be given in the URL (https://user:token@host/...): it is stored
+    encrypted and never shown again. An SSH repository gets a deploy key (``deploy_key``)."""
+    repo = await repositories.create(session, caller, request.app.state.vault, body.organisation, body.url)
     audit.record(repo.organisation_id, "repository.create", "repository", repo.id, f"Repository {repo.url} added",
                  {"url": repo.url})
     return repository_out(repo)
 
 
 def repository_out(repo: Repository) -> RepositoryOut:
-    return RepositoryOut(uuid=repo.id, organisation=repo.organisation_id, url=repo.url, created_at=repo.created_at)
+    return RepositoryOut(uuid=repo.id, organisation=repo.organisation_id, url=repositories.shown_url(repo),
+                         credentials_set=repositories.has_credentials(repo), deploy_key=repo.deploy_key,
+                         created_at=repo.created_at)
 
 
 @router.get("/repositories/", response_model=Page[RepositoryOut])

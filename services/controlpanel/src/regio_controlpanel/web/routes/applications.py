@@ -13,7 +13,7 @@ from regio_common.app import SessionDep
 from ...api.routes.regions import _visible_regions
 from ...db.models import Application, Deployment, Organisation, PlanGroup, Region
 from ...services import applications as service
-from ...services import lookups
+from ...services import lookups, repositories
 from ...services.access import Action
 from ..deps import WebAuditDep, WebCallerDep
 from ..summaries import summaries
@@ -65,7 +65,7 @@ async def create_application(
 ):
     """The repository and the application, as a client makes them through the API."""
     caller = web.caller
-    repo = await service.create_repository(session, caller, organisation, repository_url)
+    repo = await repositories.create(session, caller, request.app.state.vault, organisation, repository_url)
     audit.record(repo.organisation_id, "repository.create", "repository", repo.id, f"Repository {repo.url} added",
                  {"url": repo.url})
     app = await service.create_application(

@@ -1,10 +1,26 @@
 """Repository credentials encrypted at rest, deploy keys, and which repository sources a
-region allows: placeholder, filled in by the repository work.
+region allows. A repository URL held its token in clear (https://user:token@...), and any
+organisation could build file:// paths and private hosts of the builder's machine.
+
+Regions allow neither local repositories nor private hosts unless set; the seed of a local
+region (`regio up`) turns both on. Existing URLs with a secret in them have it moved into
+``credentials_encrypted`` when the control panel's key is in the environment (as when
+`regio up` migrates); without it they stay as they are, and the control panel still never
+shows, logs or sends the secret (services/repositories.py reads it out of the URL).
 
 Revision ID: 20261207_1100
 Revises: 20261207_1000
 Create Date: 2026-12-07 11:00:00
 """
+import json
+import os
+
+import sqlalchemy as sa
+from alembic import op
+
+from regio_common import repository_sources
+from regio_common.sealing import encrypt_value
+
 revision = "20261207_1100"
 down_revision = "20261207_1000"
 branch_labels = None
@@ -14,8 +30,36 @@ SCHEMA = "controlpanel"
 
 
 def upgrade() -> None:
-    pass
+    for column in ("allow_local_repositories", "allow_private_repository_hosts"):
+        op.add_column("regions", sa.Column(column, sa.Boolean(), nullable=False, server_default=sa.false()),
+                      schema=SCHEMA)
+    for column in ("credentials_encrypted", "deploy_key", "deploy_key_private_encrypted"):
+        op.add_column("repositories", sa.Column(column, sa.Text(), nullable=True), schema=SCHEMA)
+    _move_secrets_out_of_urls()
+
+
+def _move_secrets_out_of_urls() -> None:
+    key = os.environ.get("REGIO_CONTROLPANEL_SECRETS_KEY")
+    if not key:
+        return
+    bind = op.get_bind()
+    rows = bind.execute(sa.text(f"SELECT id, url FROM {SCHEMA}.repositories WHERE url LIKE '%@%'")).all()
+    for id_, url in rows:
+        try:
+            source = repository_sources.parse(url)
+        except repository_sources.SourceRefused:
+            continue
+        if source.credentials is None:
+            continue
+        username, password = source.credentials
+        bind.execute(sa.text(f"UPDATE {SCHEMA}.repositories SET url = :url, credentials_encrypted = :secret "
+                             "WHERE id = :id"),
+                     {"id": id_, "url": source.url,
+                      "secret": encrypt_value(key, json.dumps({"username": username, "password": password}))})
 
 
 def downgrade() -> None:
-    pass
+    for column in ("credentials_encrypted", "deploy_key", "deploy_key_private_encrypted"):
+        op.drop_column("repositories", column, schema=SCHEMA)
+    for column in ("allow_local_repositories", "allow_private_repository_hosts"):
+        op.drop_column("regions", column, schema=SCHEMA)

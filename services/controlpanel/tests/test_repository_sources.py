@@ -1,0 +1,147 @@
+"""Repositories as a tenant gives them: a region configured as a production one refuses
+sources that reach the builder host's files or private networks, and a token given in a URL
+is kept encrypted, never shown, logged, audited or sent in clear."""
+import json
+import uuid
+
+import pytest
+from sqlalchemy import update
+
+from regio_common.db import make_engine, make_sessionmaker
+from regio_common.messages import BuildRequested
+from regio_common.sealing import open_sealed
+from regio_controlpanel.db.models import Region
+
+from .test_deployments import js, take  # noqa: F401 (js is a fixture)
+
+TOKEN = "ghp_rEgIoS3cretT0kenValue"
+
+
+async def _set_region(settings, region_id: str, allowed: bool) -> None:
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        await session.execute(update(Region).where(Region.id == uuid.UUID(region_id)).values(
+            allow_local_repositories=allowed, allow_private_repository_hosts=allowed))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def production(settings, seeded):
+    """The seeded region configured as a production one for the length of a test."""
+    await _set_region(settings, seeded["region"], False)
+    yield
+    await _set_region(settings, seeded["region"], True)
+
+
+async def _repository(api, seeded, url):
+    return await api.post("/apps/v3/repositories/", json={"organisation": seeded["organisation"], "url": url})
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("file:///srv/git/other-tenant.git", "local repositories"),
+    ("https://127.0.0.1/app.git", "loopback, link-local or private"),
+    ("http://localhost:8080/app.git", "loopback, link-local or private"),
+    ("http://169.254.169.254/latest/meta-data", "loopback, link-local or private"),
+    ("https://10.1.2.3/app.git", "loopback, link-local or private"),
+    ("git://[::1]/app.git", "loopback, link-local or private"),
+    ("ssh://git@192.168.1.10/app.git", "loopback, link-local or private"),
+    ("ext::sh -c touch% /tmp/pwned", "must start with"),
+    ("--upload-pack=touch /tmp/pwned", "cannot start with '-'"),
+    ("ssh://-oProxyCommand=calc@host/app.git", "cannot be empty or start with '-'"),
+    ("ssh://git@-oProxyCommand=calc/app.git", "is not a host name"),
+])
+async def test_a_production_region_refuses_sources_that_reach_the_builder_host(api, seeded, production,
+                                                                               url, reason):
+    response = await _repository(api, seeded, url)
+
+    assert response.status_code == 400, response.text
+    assert reason in response.json()["url"][0].lower()
+
+
+async def test_a_local_region_accepts_local_repositories(api, seeded):
+    response = await _repository(api, seeded, "file:///srv/git/hello.git")
+    assert response.status_code == 201, response.text
+
+
+async def test_an_application_in_a_production_region_cannot_take_a_local_repository(api, seeded, settings,
+                                                                                     application):
+    local = (await _repository(api, seeded, "file:///srv/git/elsewhere.git")).json()  # made while allowed
+    await _set_region(settings, seeded["region"], False)
+    try:
+        created = await api.post("/apps/v3/applications/", json={
+            "name": "Sneaky", "slug": f"app-{uuid.uuid4().hex[:8]}", "organisation": seeded["organisation"],
+            "region": seeded["region"], "repository": local["uuid"]})
+        changed = await api.patch(f"/apps/v3/applications/{application['uuid']}/", json={"repository": local["uuid"]})
+    finally:
+        await _set_region(settings, seeded["region"], True)
+
+    assert created.status_code == 400 and "local repositories" in created.json()["repository"][0].lower()
+    assert changed.status_code == 400 and "local repositories" in changed.json()["repository"][0].lower()
+
+
+@pytest.mark.parametrize("branch", ["--upload-pack=touch /tmp/pwned", "-b", "a..b", "with space"])
+async def test_a_branch_that_git_would_read_as_an_option_is_refused(api, seeded, application, branch):
+    created = await api.post("/apps/v3/applications/", json={
+        "name": "Opt", "slug": f"app-{uuid.uuid4().hex[:8]}", "organisation": seeded["organisation"],
+        "region": seeded["region"], "branch": branch})
+    changed = await api.patch(f"/apps/v3/environments/{application['test_status']['uuid']}/",
+                              json={"branch": branch})
+
+    assert created.status_code == 400 and "branch" in created.json()
+    assert changed.status_code == 400 and "branch" in changed.json()
+
+
+async def test_a_token_in_a_url_is_kept_encrypted_and_never_shown(api, seeded, settings):
+    response = await _repository(api, seeded, f"https://deploy:{TOKEN}@git.example.test/org/app.git")
+
+    assert response.status_code == 201, response.text
+    repo = response.json()
+    assert repo["url"] == "https://git.example.test/org/app.git"
+    assert repo["credentials_set"] is True and repo["deploy_key"] is None
+    shown = [(await api.get(f"/apps/v3/repositories/{repo['uuid']}/")).text,
+             (await api.get("/apps/v3/repositories/", params={"page_size": 100})).text,
+             (await api.get("/iam/v3/audit-events/", params={"target": repo["uuid"]})).text]
+    assert all(TOKEN not in text for text in shown)
+    assert "git.example.test" in shown[2]  # the audit record is there, without the secret
+    engine = make_engine(settings.database_url)
+    async with engine.connect() as connection:
+        stored = (await connection.exec_driver_sql(
+            "SELECT url, credentials_encrypted FROM controlpanel.repositories WHERE id = $1",
+            (uuid.UUID(repo["uuid"]),))).one()
+    await engine.dispose()
+    assert TOKEN not in stored.url and TOKEN not in stored.credentials_encrypted
+
+
+async def test_the_builder_gets_the_token_sealed_and_the_log_never_shows_it(api, js, seeded, settings):  # noqa: F811
+    repo = (await _repository(api, seeded, f"https://deploy:{TOKEN}@git.example.test/org/app.git")).json()
+    app = (await api.post("/apps/v3/applications/", json={
+        "name": "Private", "slug": f"app-{uuid.uuid4().hex[:8]}", "organisation": seeded["organisation"],
+        "region": seeded["region"], "repository": repo["uuid"]})).json()
+
+    deployment = (await api.post("/apps/v3/deployments/", json={"environment": app["test_status"]["uuid"]})).json()
+    build = await take(js, BuildRequested, settings.region, uuid.UUID(deployment["uuid"]))
+
+    assert build.repository_url == "https://git.example.test/org/app.git"
+    assert TOKEN not in build.model_dump_json()  # what went over the bus
+    assert open_sealed(settings.build_key, build.repository_access_sealed) == {"username": "deploy",
+                                                                              "password": TOKEN}
+    log = (await api.get(f"/apps/v3/deployments/{deployment['uuid']}/logs")).text
+    assert "git.example.test" in log and TOKEN not in log
+
+
+async def test_an_ssh_repository_gets_a_deploy_key_the_builder_receives_sealed(api, js, seeded, settings):  # noqa: F811
+    response = await _repository(api, seeded, "git@git.example.test:org/app.git")
+
+    assert response.status_code == 201, response.text
+    repo = response.json()
+    assert repo["url"] == "ssh://git@git.example.test/org/app.git"
+    assert repo["deploy_key"].startswith("ssh-ed25519 ") and repo["credentials_set"] is False
+    app = (await api.post("/apps/v3/applications/", json={
+        "name": "Ssh", "slug": f"app-{uuid.uuid4().hex[:8]}", "organisation": seeded["organisation"],
+        "region": seeded["region"], "repository": repo["uuid"]})).json()
+    deployment = (await api.post("/apps/v3/deployments/", json={"environment": app["test_status"]["uuid"]})).json()
+    build = await take(js, BuildRequested, settings.region, uuid.UUID(deployment["uuid"]))
+
+    private = open_sealed(settings.build_key, build.repository_access_sealed)["ssh_private_key"]
+    assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert private not in build.model_dump_json() and "PRIVATE KEY" not in json.dumps(repo)
