@@ -24,10 +24,12 @@ ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
 
 
 @pytest.fixture(scope="session")
-async def settings(migrated_database, nats_url) -> Settings:
+async def settings(migrated_database, nats_url, session_nats) -> Settings:
     region = f"t{uuid.uuid4().hex[:8]}"
+    # The control panel's own NATS user, as in a region; the URL's admin credentials are the tests'.
+    user, password = (await session_nats.add_region(region, []))["controlpanel"]
     s = Settings(database_url=migrated_database(ALEMBIC_INI, "REGIO_CONTROLPANEL_"), nats_url=nats_url,
-                 region=region, secrets_key=new_key(), region_key=new_key(), build_key=new_key(),
+                 nats_user=user, nats_password=password, region=region, secrets_key=new_key(), region_key=new_key(), build_key=new_key(),
                  region_domain=f"{region}.regio.localhost", ingress_port=8780)
     nc = await bus.connect(nats_url, "test-setup")
     await bus.ensure_streams(nc.jetstream())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from regio_common import bus
+from regio_common import bus, egress, nats_auth
 from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
 from regio_common.servers import (
@@ -22,12 +22,12 @@ from regio_common.servers import (
     CADDY_HTTPS_SOCKET,
     PostgresCluster,
     caddy_process,
+    nats_config_file,
     nats_process,
     seaweedfs_admin_credentials,
     seaweedfs_process,
     wait_seaweedfs_ready,
 )
-from regio_runner import egress
 from regio_runner.settings import host_memory_mb
 
 from . import apps_network, database, secrets_store
@@ -55,7 +55,7 @@ class Region:
         self.state_dir = layout.state_dir
         self.secrets = secrets_store.load_or_create(self.state_dir)
         self.postgres = PostgresCluster("postgres", self.state_dir, layout.ports.postgres)
-        self.nats = nats_process(self.state_dir, layout.ports.nats)
+        self.nats = nats_process(self.state_dir, layout.ports.nats, nats_config_file(self.state_dir))
         self.caddy = caddy_process(self.state_dir, layout.ports.caddy_admin, layout.ports.ingress_http,
                                    layout.ports.ingress_https)
         self._services_address: str | None = None
@@ -109,17 +109,23 @@ class Region:
         return (self.layout.ports.apps_postgres, self.layout.ports.storage_s3,
                 *sorted(self.layout.dedicated_databases.values()))
 
-    def guard_apps_network(self) -> None:
-        """The host's firewall for the apps network (regio_runner.egress), its allowed ranges from
-        REGIO_RUNNER_EGRESS_ALLOW. Only root may change it: anyone else is told it is not in force."""
-        allowed = egress.parse_allowed(os.environ.get(egress.ALLOW_SETTING, ""))
+    def guard_networks(self) -> None:
+        """The host's firewall (regio_common.egress) for the apps network, its allowed ranges from
+        REGIO_RUNNER_EGRESS_ALLOW, and for the builds network, from REGIO_BUILDER_EGRESS_ALLOW.
+        Only root may change it: anyone else is told it is not in force."""
+        networks = {apps_network.NAME: (self.apps_service_ports(), egress.ALLOW_SETTING),
+                    apps_network.BUILDS_NAME: ((), egress.BUILDS_ALLOW_SETTING)}
+        allowed = {name: egress.parse_allowed(os.environ.get(setting, ""), setting)
+                   for name, (_, setting) in networks.items()}
         if os.geteuid() != 0:
-            self.say("not root: applications may reach the host's private networks and instance metadata "
-                     "(see regio_runner/egress.py for the rules to apply)")
+            self.say("not root: applications and their builds may reach the host's private networks and "
+                     "instance metadata (see regio_common/egress.py for the rules to apply)")
             return
-        egress.apply(egress.EgressPolicy(bridge=apps_network.bridge(), gateway=apps_network.ensure_gateway(),
-                                         service_ports=self.apps_service_ports(), allowed=allowed,
-                                         resolvers=egress.host_resolvers()))
+        resolvers = egress.host_resolvers()
+        for name, (service_ports, _) in networks.items():
+            gateway = apps_network.ensure_gateway(name)  # made if missing
+            egress.apply(egress.EgressPolicy(bridge=apps_network.bridge(name), gateway=gateway,
+                                             service_ports=service_ports, allowed=allowed[name], resolvers=resolvers))
 
     def region_servers(self) -> dict[str, dict]:
         """For the control panel: where each of the region's services runs, and its administrator."""
@@ -135,6 +141,22 @@ class Region:
             "s3": {"endpoint": f"http://{self.services_address}:{p.storage_s3}", "access_key": access_key,
                    "secret_key": secret_key, "host": self.services_address, "port": p.storage_s3},
         }
+
+    # --- NATS users ------------------------------------------------------------
+
+    def runner_names(self) -> list[str]:
+        return [f"runner-{i + 1}" for i in range(self.layout.runners)]
+
+    def nats_password(self, user: str) -> str:
+        """The NATS password of one component (made, and kept with the region's secrets, the first time)."""
+        return secrets_store.nats_password(self.state_dir, self.secrets, user)
+
+    def write_nats_users(self) -> None:
+        """Every component's NATS user with its permissions (nats_auth), into NATS's configuration;
+        a running NATS reads it again, so runners added since start are let in."""
+        users = nats_auth.users(self.layout.region, self.runner_names(), self.nats_password)
+        if nats_auth.write_config(nats_config_file(self.state_dir), users) and self.nats.running():
+            nats_auth.reload(self.nats.pid())
 
     # --- addresses -------------------------------------------------------------
 
@@ -176,6 +198,7 @@ class Region:
                 "ALLOW_LOCAL_REPOSITORIES": "true",
                 "ALLOW_PRIVATE_REPOSITORY_HOSTS": "true",
                 "BUILD_KEY": self.secrets["build_key"],
+                "BUILD_NETWORK": apps_network.BUILDS_NAME,
             }),
             Service("controller", "regio_controller", "controller", p.controller, {
                 # Every ingress of the region: a drain asks each what is in flight to old instances.
@@ -207,9 +230,12 @@ class Region:
 
     def service_env(self, service: Service) -> dict[str, str]:
         password = self.secrets["database_passwords"][service.schema]
+        nats_user = service.extra_env.get("NAME", service.schema)  # a runner agent's user is its runner
         env = {
             "DATABASE_URL": database.service_url(self.postgres, service.schema, password),
             "NATS_URL": self.nats_url,
+            "NATS_USER": nats_user,
+            "NATS_PASSWORD": self.nats_password(nats_user),
             "REGION": self.layout.region,
             "SERVICE_TOKEN": self.secrets["service_token"],
             "HOST": "127.0.0.1",
@@ -242,7 +268,7 @@ class Region:
     def up(self) -> None:
         self._check_ports()
         self.prepare()
-        self.guard_apps_network()  # before any runner agent starts an application
+        self.guard_networks()  # before any runner agent starts an application, or the builder a build
         self._start(self.postgres.process(), timeout=60)
         self.postgres.wait_ready()
         self._start(self.nats, timeout=30)
@@ -258,9 +284,11 @@ class Region:
         """What must exist before any server starts: the layout, the secrets, the clusters' data
         directories, and the apps network, on whose gateway the region's services listen."""
         self.layout.save()
+        self.write_nats_users()
         self.postgres.ensure_initialized()
         self._services_address = apps_network.ensure_gateway()
         self._services_address_file.write_text(self._services_address + "\n")
+        apps_network.ensure_gateway(apps_network.BUILDS_NAME)
         for cluster in [self.apps_postgres, *self.dedicated_databases().values()]:
             cluster.ensure_initialized()
         _ = self.storage  # writes SeaweedFS's identities and gRPC certificates once, before its readers
@@ -321,7 +349,7 @@ class Region:
         wait_for_port(process.port, timeout, process=process)
 
     async def _declare_streams(self) -> None:
-        nc = await bus.connect(self.nats_url, "regio-cli")
+        nc = await bus.connect(self.nats_url, "regio-cli", nats_auth.ADMIN, self.nats_password(nats_auth.ADMIN))
         try:
             js = nc.jetstream()
             await bus.ensure_streams(js)

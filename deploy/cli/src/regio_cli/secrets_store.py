@@ -34,3 +34,15 @@ def load_or_create(state_dir: Path) -> dict:
     path.write_text(json.dumps(data, indent=2) + "\n")
     path.chmod(0o600)
     return data
+
+
+def nats_password(state_dir: Path, data: dict, user: str) -> str:
+    """``user``'s NATS password, made and saved (mode 600) the first time it is asked for: a
+    runner that joins later gets one."""
+    passwords = data.setdefault("nats_passwords", {})
+    if user not in passwords:
+        passwords[user] = secrets.token_urlsafe(24)
+        path = state_dir / "secrets" / "region.json"
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        path.chmod(0o600)
+    return passwords[user]
