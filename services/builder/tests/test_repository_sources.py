@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from regio_common import repository_sources
 from regio_common.sealing import new_key, seal
 
 from .git_server import GitHttpServer
+from .ssh_server import SshServer
 
 PRODUCTION = {"allow_local_repositories": False, "allow_private_repository_hosts": False}
 TOKEN = "glpat-s3cr3t-t0ken-value"
@@ -138,4 +141,62 @@ async def test_without_the_token_the_clone_fails(start_builder, publish, build_r
         url = f"http://127.0.0.1:{server.port}/{repository.path.name}"
         error = await _refused(start_builder, publish, events, build_request(None, url=url),
                                allow_private_repository_hosts=True)
+    assert "git clone failed" in error
+
+
+def _deploy_key() -> tuple[str, str]:
+    """An ed25519 pair as the control panel makes for an SSH repository: (public, private)."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
+    return key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode(), private
+
+
+async def test_a_deploy_key_reaches_ssh_from_a_private_file_at_the_checked_address(
+        start_builder, publish, build_request, events, make_repository, tmp_path, monkeypatch):
+    public, private = _deploy_key()
+    repository = make_repository()
+    checked = repository_sources.resolve
+
+    async def resolve(host, port):  # DNS does not know this name: ssh must connect where it was checked
+        return ["127.0.0.1"] if host == "ssh.regio-pinned.invalid" else await checked(host, port)
+
+    monkeypatch.setattr(repository_sources, "resolve", resolve)
+    key = new_key()
+    server = SshServer(tmp_path / "sshd", public)
+    try:
+        request = build_request(None, url=f"ssh://root@ssh.regio-pinned.invalid:{server.port}{repository.path}")
+        request = request.model_copy(update={"repository_access_sealed": seal(key, {"ssh_private_key": private})})
+        async with start_builder(allow_local_repositories=False, allow_private_repository_hosts=True,
+                                 build_key=key) as builder:
+            await publish(request)
+            finished_task = asyncio.create_task(events.finished(request.deployment_id))
+            command_lines = await _command_lines_while(finished_task)
+            finished = finished_task.result()
+            work_dir = builder.settings.work_dir
+    finally:
+        server.close()
+
+    assert finished.success, events.log(request.deployment_id)
+    assert server.accepted_publickey()
+    assert any(line.startswith("ssh ") for line in command_lines)  # ssh was seen running
+    secret_line = private.splitlines()[1]
+    assert not [line for line in command_lines if secret_line in line]
+    assert not [line for line in events.log(request.deployment_id) if secret_line in line]
+    # Nothing of the key is left on the builder once the build is done.
+    leftovers = [p for p in work_dir.rglob("*") if p.is_file() and secret_line in p.read_text(errors="ignore")]
+    assert not leftovers
+
+
+async def test_without_the_deploy_key_ssh_is_refused(start_builder, publish, build_request, events,
+                                                      make_repository, tmp_path):
+    public, _ = _deploy_key()
+    repository = make_repository()
+    server = SshServer(tmp_path / "sshd", public)
+    try:
+        url = f"ssh://root@127.0.0.1:{server.port}{repository.path}"
+        # Not the builder's own keys, nor its agent: a repository gets in with its deploy key or not at all.
+        error = await _refused(start_builder, publish, events, build_request(None, url=url),
+                               allow_private_repository_hosts=True)
+    finally:
+        server.close()
     assert "git clone failed" in error

@@ -37,8 +37,9 @@ REQUIRED = (("dockerd", "docker.io"), ("mmdebstrap", "mmdebstrap"), ("git", "git
 # chromium: the web Control Panel's browser tests (Playwright drives it, downloading no browser).
 # docker-compose: the containerised region (docker-compose.yml) and its test.
 # ip: the host-loopback test re-routes a container's network with it.
+# sshd: the builder's tests clone over SSH with a repository's deploy key.
 HELPFUL = (("jq", "jq"), ("curl", "curl"), ("wrk", "wrk"), ("chromium", "chromium"),
-           ("docker-compose", "docker-compose"), ("ip", "iproute2"))
+           ("docker-compose", "docker-compose"), ("ip", "iproute2"), ("sshd", "openssh-server"))
 
 
 def ensure(state_dir: Path, say) -> None:
