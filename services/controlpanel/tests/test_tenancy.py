@@ -4,9 +4,12 @@ import re
 import secrets
 import uuid
 from datetime import timedelta
+from typing import get_args
 
 import pytest
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from sqlalchemy import select, text
 
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.messages import utcnow
@@ -15,6 +18,9 @@ from regio_controlpanel.db.models import (
     BackupDownload,
     BackupDownloadPart,
     BackupRestore,
+    PlanGroup,
+    Region,
+    Service,
     ServiceInstanceBackup,
 )
 from regio_controlpanel.main import create_app
@@ -188,3 +194,167 @@ async def test_lists_show_a_stranger_nothing_of_ours(stranger, one_of_everything
     assert one_of_everything["organisations"] not in {m["organisation"] for m in orgs}
     events = (await stranger.get("/iam/v3/audit-events/", params={"page_size": 1000})).json()["results"]
     assert one_of_everything["organisations"] not in {e["organisation"] for e in events}
+
+
+# --- another organisation's ids in request bodies ---------------------------------------------
+
+async def private_objects(settings, organisation: str) -> dict[str, str]:
+    """What an operator gives one organisation alone: a dedicated region, a plan group and a
+    database server of its own (looking them up needs no servers)."""
+    engine = make_engine(settings.database_url)
+    suffix = uuid.uuid4().hex[:8]
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            public = (await session.execute(select(Region).where(Region.slug == settings.region))).scalar_one()
+            region = Region(slug=f"dedicated-{suffix}", name="Dedicated", domain=f"{suffix}.dedicated.localhost",
+                            physical_region_id=public.physical_region_id, organisation_id=uuid.UUID(organisation))
+            group = PlanGroup(name=f"Dedicated {suffix}", organisation_id=uuid.UUID(organisation))
+            server = Service(region_id=public.id, organisation_id=uuid.UUID(organisation), type="DATABASE",
+                             identifier=f"own-postgres-{suffix}", name="Their own PostgreSQL")
+            session.add_all([region, group, server])
+            await session.flush()
+            return {"region": str(region.id), "plan_group": str(group.id), "service": str(server.id)}
+    finally:
+        await engine.dispose()
+
+
+async def rows_of_every_table(settings) -> dict[str, list[str]]:
+    """Every row of the control panel's schema, but the outbox's and inbox's (the relays change
+    those on their own time): what a refused request must leave as it was."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = (await connection.execute(text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'controlpanel' "
+                "AND table_type = 'BASE TABLE' AND table_name NOT LIKE '%outbox%' AND table_name NOT LIKE '%inbox%' "
+                "AND table_name <> 'alembic_version'"))).scalars().all()
+            return {table: sorted((await connection.execute(text(
+                f'SELECT to_jsonb(t)::text FROM controlpanel."{table}" t'))).scalars().all()) for table in tables}
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def strangers_own(stranger, settings, seeded):
+    """The stranger's objects of each kind, so that each body below is valid but for the one
+    field that names ours."""
+    org = stranger.organisation
+    repo = (await stranger.post("/apps/v3/repositories/", json={"organisation": org, "url": "file:///srv/git/x.git"})).json()
+    app = (await stranger.post("/apps/v3/applications/", json={
+        "name": "Theirs", "slug": f"theirs-{uuid.uuid4().hex[:8]}", "organisation": org,
+        "repository": repo["uuid"]})).json()
+    env_id = app["test_status"]["uuid"]
+    deployment = (await stranger.post("/apps/v3/deployments/", json={"environment": env_id})).json()
+    services = (await stranger.get("/apps/v3/services/")).json()["results"]
+    storage = next(s["uuid"] for s in services if s["type"] == "STORAGE")
+    instance = (await stranger.post("/apps/v3/service-instances/", json={
+        "environment": env_id, "service": storage, "prefix": "THEIRS"})).json()
+    member = (await stranger.post("/iam/v3/memberships/", json={
+        "organisation": org, "email": f"{uuid.uuid4().hex[:6]}@elsewhere.test", "role": "member"})).json()
+    plan = (await stranger.get("/billing/v3/application-plan-groups/")).json()["results"][0]["uuid"]
+    return {"organisation": org, "repository": repo["uuid"], "application": app["uuid"], "environment": env_id,
+            "deployment": deployment["uuid"], "service": storage, "service_instance": instance["uuid"],
+            "membership": member["uuid"], "plan_group": plan, "region": seeded["region"],
+            **await backup_objects(settings, env_id, storage)}
+
+
+def body_cases(own: dict[str, str]) -> list[tuple[str, str, dict, dict[str, str]]]:
+    """(method, path, a body valid with the stranger's own objects, {field: the kind of object it names})."""
+    new = uuid.uuid4().hex[:8]
+    return [
+        ("POST", "/iam/v3/memberships/", {"organisation": own["organisation"], "email": f"m-{new}@elsewhere.test",
+                                          "role": "member", "scopes": {"applications": [], "environments": []}},
+         {"organisation": "organisations", "scopes.applications": "applications",
+          "scopes.environments": "environments"}),
+        ("PATCH", f"/iam/v3/memberships/{own['membership']}/", {"scopes": {"applications": [], "environments": []}},
+         {"scopes.applications": "applications", "scopes.environments": "environments"}),
+        ("POST", "/apps/v3/repositories/", {"organisation": own["organisation"], "url": "file:///srv/git/y.git"},
+         {"organisation": "organisations"}),
+        ("POST", "/apps/v3/applications/", {"name": "New", "slug": f"new-{new}", "organisation": own["organisation"],
+                                            "region": own["region"], "repository": own["repository"],
+                                            "plan_group": own["plan_group"]},
+         {"organisation": "organisations", "region": "region", "repository": "repositories",
+          "plan_group": "plan_group"}),
+        ("PATCH", f"/apps/v3/applications/{own['application']}/", {"repository": own["repository"],
+                                                                   "plan_group": own["plan_group"]},
+         {"repository": "repositories", "plan_group": "plan_group"}),
+        ("POST", "/apps/v3/environments/", {"application": own["application"], "slug": f"e{new}",
+                                            "copy_from": own["environment"]},
+         {"application": "applications", "copy_from": "environments"}),
+        ("POST", "/apps/v3/environment-variables/", {"environment": own["environment"], "name": "V", "value": "1"},
+         {"environment": "environments"}),
+        ("POST", "/apps/v3/domains/", {"environment": own["environment"], "domain": f"{new}.elsewhere.example.com"},
+         {"environment": "environments"}),
+        ("POST", "/apps/v3/deployments/", {"environment": own["environment"], "redeploy": own["deployment"]},
+         {"environment": "environments", "redeploy": "deployments"}),
+        ("POST", "/apps/v3/service-instances/", {"environment": own["environment"], "service": own["service"],
+                                                 "region": own["region"], "prefix": f"P{new.upper()}"},
+         {"environment": "environments", "service": "service", "region": "region"}),
+        ("POST", "/apps/v3/backups/", {"environment": own["environment"], "services": [own["service_instance"]]},
+         {"environment": "environments", "services": "service-instances"}),
+        ("POST", "/apps/v3/backup-restores/", {"backup": own["backups"], "environment": own["environment"],
+                                               "service_instance_backups": [own["service-instance-backups"]]},
+         {"backup": "backups", "environment": "environments", "service_instance_backups": "service-instance-backups"}),
+        ("POST", "/apps/v3/backup-downloads/", {"backup": own["backups"],
+                                                "service_instance_backups": [own["service-instance-backups"]]},
+         {"backup": "backups", "service_instance_backups": "service-instance-backups"}),
+    ]
+
+
+def _with(body: dict, field: str, value: str) -> dict:
+    """``body`` with ``field`` (dotted for a nested one) naming ``value``; a list field names it alone."""
+    body = {**body}
+    *parents, last = field.split(".")
+    inner = body
+    for parent in parents:
+        inner[parent] = {**inner[parent]}
+        inner = inner[parent]
+    inner[last] = [value] if isinstance(inner.get(last), list) else value
+    return body
+
+
+def _id_fields(model, prefix: str = "") -> set[str]:
+    """The fields of a body model that name an object (a UUID, a list of them, or nested)."""
+    found = set()
+    for name, info in model.model_fields.items():
+        kinds = [a for arg in (get_args(info.annotation) or (info.annotation,)) for a in (get_args(arg) or (arg,))]
+        if uuid.UUID in kinds:
+            found.add(prefix + name)
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found |= _id_fields(kind, f"{prefix}{name}.")
+    return found
+
+
+async def test_every_body_field_naming_an_object_refuses_another_organisations(
+        stranger, strangers_own, one_of_everything, seeded, settings):
+    """The stranger sends, in a body otherwise valid for its own objects, one of ours at a time:
+    each is refused with the field named, and no row anywhere (the audit trail's included) changes."""
+    ours = {**one_of_everything, **await private_objects(settings, seeded["organisation"])}
+    cases = body_cases(strangers_own)
+
+    # Every body field of the API that names an object is tried: a new one needs a case here.
+    api_routes = [r for included in create_app().routes if hasattr(included, "original_router")
+                  for r in included.original_router.routes
+                  if isinstance(r, APIRoute) and r.include_in_schema and r.body_field is not None]
+    tried = {(method, re.sub(r"/[0-9a-f-]{36}/", "/{uuid}/", path), field)
+             for method, path, _, fields in cases for field in fields}
+    for route in api_routes:
+        for method in route.methods & {"POST", "PATCH", "PUT"}:
+            for field in _id_fields(route.body_field.field_info.annotation):
+                assert (method, route.path, field) in tried, f"{method} {route.path} {field} is not tried"
+
+    checked = 0
+    for method, path, body, fields in cases:
+        for field, kind in fields.items():
+            before = await rows_of_every_table(settings)
+            response = await stranger.request(method, path, json=_with(body, field, ours[kind]))
+            where = f"{method} {path} with our {kind} in {field}"
+            assert 400 <= response.status_code < 500, f"{where}: {response.status_code} {response.text}"
+            if response.status_code == 400:
+                assert {field, field.split(".")[0]} & set(response.json()), f"{where}: {response.text}"
+            after = await rows_of_every_table(settings)
+            changed = [t for t in before if before[t] != after.get(t)]
+            assert not changed, f"{where}: {response.status_code}, yet {changed} changed"
+            checked += 1
+    assert checked >= 25
