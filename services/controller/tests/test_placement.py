@@ -51,3 +51,17 @@ def test_no_runners_at_all():
 
 def test_zero_instances_needs_no_runner():
     assert place([], 0, 512) == []
+
+
+def test_an_instance_goes_where_its_environment_fits_in_the_runners_desired_state():
+    runners = [RunnerCapacity("roomy", 8192, 0, env_bytes=700_000), RunnerCapacity("r2", 2048, 0, env_bytes=100)]
+
+    assert place(runners, 2, 512, env_bytes=300_000, max_env_bytes=800_000) == ["r2", "r2"]
+
+
+def test_no_room_for_the_environment_anywhere_says_so_rather_than_memory():
+    runners = [RunnerCapacity("r1", 8192, 0, env_bytes=700_000)]
+
+    with pytest.raises(NoCapacity) as e:
+        place(runners, 1, 512, env_bytes=300_000, max_env_bytes=800_000)
+    assert e.value.env_bytes == 300_000 and "room for a 300000-byte environment" in str(e.value)

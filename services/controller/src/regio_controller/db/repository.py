@@ -95,30 +95,32 @@ async def lock_ready_runners(session: AsyncSession) -> list[Runner]:
     )
 
 
-async def memory_in_use(session: AsyncSession, environment_id: UUID) -> dict[str, tuple[int, int]]:
-    """Per runner: memory held by active instances and running jobs, and how many of those
-    instances belong to ``environment_id``."""
+async def memory_in_use(session: AsyncSession, environment_id: UUID) -> dict[str, tuple[int, int, int]]:
+    """Per runner: memory held by active instances and running jobs, how many of those
+    instances belong to ``environment_id``, and the bytes of their sealed environments (what
+    the runner's desired state carries)."""
     rows = await session.execute(
         select(
             Instance.runner,
             func.coalesce(func.sum(Release.memory_mb), 0),
             func.count().filter(Instance.environment_id == environment_id),
+            func.coalesce(func.sum(func.octet_length(Release.sealed_env)), 0),
         )
         .join(Release, Release.id == Instance.release_id)
         .where(Instance.state.in_(ACTIVE_STATES))
         .group_by(Instance.runner)
     )
-    usage = {runner: (int(used), int(mine)) for runner, used, mine in rows}
+    usage = {runner: (int(used), int(mine), int(env_bytes)) for runner, used, mine, env_bytes in rows}
     jobs = await session.execute(
-        select(Job.runner, func.sum(Release.memory_mb))
+        select(Job.runner, func.sum(Release.memory_mb), func.sum(func.octet_length(Release.sealed_env)))
         .join(Release, Release.id == Job.release_id)
         .join(Rollout, Rollout.deployment_id == Job.deployment_id)
         .where(Job.state == JobState.RUNNING, Rollout.state.in_(UNFINISHED_ROLLOUT_STATES))
         .group_by(Job.runner)
     )
-    for runner, used in jobs:
-        held, mine = usage.get(runner, (0, 0))
-        usage[runner] = (held + int(used), mine)
+    for runner, used, env_bytes in jobs:
+        held, mine, carried = usage.get(runner, (0, 0, 0))
+        usage[runner] = (held + int(used), mine, carried + int(env_bytes))
     return usage
 
 

@@ -86,11 +86,13 @@ class ReleaseCommands:
             runners = [r for r in await repository.lock_ready_runners(session)
                        if may_run(r.labels, ctx.settings.region, rollout.dedicated_to)]
             usage = await repository.memory_in_use(session, rollout.environment_id)
-            capacities = [RunnerCapacity(r.name, r.memory_mb, *usage.get(r.name, (0, 0))) for r in runners]
+            capacities = [RunnerCapacity(r.name, r.memory_mb, *usage.get(r.name, (0, 0, 0))) for r in runners]
             try:
-                [runner] = place(capacities, 1, release.memory_mb)
-            except NoCapacity:
-                raise RolloutFailed(f"no runner in region {ctx.settings.region} has {release.memory_mb} MB free "
+                [runner] = place(capacities, 1, release.memory_mb, env_bytes=len(release.sealed_env))
+            except NoCapacity as e:
+                lacking = (f"room for this release's environment ({e.env_bytes} bytes sealed)"
+                           if e.env_bytes is not None else f"{release.memory_mb} MB free")
+                raise RolloutFailed(f"no runner in region {ctx.settings.region} has {lacking} "
                                     f"for release command {command.label}")
             job = repository.job_row(
                 job_id=uuid4(), deployment_id=rollout.deployment_id, environment_id=rollout.environment_id,

@@ -26,10 +26,14 @@ async def assign(session: AsyncSession, *, region: str, environment_id: UUID,
     if not runners:
         raise Unplaceable(f"no runner of {where} is ready to take instances")
     usage = await repository.memory_in_use(session, environment_id)
-    capacities = [RunnerCapacity(r.name, r.memory_mb, *usage.get(r.name, (0, 0))) for r in runners]
+    capacities = [RunnerCapacity(r.name, r.memory_mb, *usage.get(r.name, (0, 0, 0))) for r in runners]
     try:
-        chosen = place(capacities, count, release.memory_mb)
+        chosen = place(capacities, count, release.memory_mb, env_bytes=len(release.sealed_env))
     except NoCapacity as e:
+        if e.env_bytes is not None:
+            raise Unplaceable(f"no runner of {where} has room for this release's environment ({e.env_bytes} "
+                              f"bytes sealed) among those it runs already ({e.placed} of {e.wanted} "
+                              f"instance(s) fit); a smaller environment fits more easily") from None
         raise Unplaceable(f"no runner of {where} has {release.memory_mb} MB free "
                           f"({e.placed} of {e.wanted} instance(s) fit)") from None
     instances = [repository.instance_row(instance_id=uuid4(), environment_id=environment_id, release_id=release.id,
