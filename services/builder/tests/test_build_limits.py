@@ -1,11 +1,12 @@
-"""A build runs the repository's own code: each of its steps within the region's memory and
-CPU limits, the whole within its time limit, and one over a limit fails saying which."""
+"""A build runs the repository's own code: each of its steps within the region's memory, CPU
+and process limits, the whole within its time limit, and one over a limit fails saying which."""
 import asyncio
 from uuid import uuid4
 
 import pytest
 
 from regio_builder.build.docker_build import CPU_PERIOD
+from regio_common import cgroups
 
 
 @pytest.fixture
@@ -61,3 +62,32 @@ async def test_a_build_past_its_time_limit_fails_and_its_steps_ran_within_the_li
     async with asyncio.timeout(30):
         while docker_api.containers(filters={"id": step["Id"]}):
             await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+def build_cgroup_parent():
+    """A cgroup parent of the test's own, limited to 40 processes as `regio up` limits the region's."""
+    parent = f"/regio-test-builds-{uuid4().hex[:8]}"
+    try:
+        cgroups.limit_pids(parent, 40)
+    except OSError as e:
+        pytest.skip(f"the cgroup hierarchy cannot be written here: {e}")
+    yield parent
+    cgroups.remove(parent)
+
+
+async def test_a_step_that_forks_past_the_process_limit_fails(
+        start_builder, publish, build_request, app_files, events, make_repository, base_image, build_cgroup_parent):
+    # A hundred processes at once, where a fork bomb would make them without end.
+    repository = make_repository(app_files(
+        f"FROM {base_image}\nRUN for i in $(seq 100); do sleep 5 & done; wait; echo all forked\n"))
+    request = build_request(repository)
+
+    async with start_builder(build_cgroup_parent=build_cgroup_parent):
+        await publish(request)
+        finished = await events.finished(request.deployment_id)
+
+    log = events.log(request.deployment_id)
+    assert not finished.success, log
+    assert "all forked" not in log
+    assert any("fork" in line.lower() for line in log), log  # the shell's own "Cannot fork"

@@ -30,7 +30,7 @@ from regio_common.servers import (
 )
 from regio_runner.settings import host_memory_mb
 
-from . import apps_network, database, secrets_store
+from . import apps_network, build_limits, database, secrets_store
 
 CHECKOUT = Path(__file__).resolve().parents[4]
 
@@ -127,6 +127,23 @@ class Region:
             egress.apply(egress.EgressPolicy(bridge=apps_network.bridge(name), gateway=gateway,
                                              service_ports=service_ports, allowed=allowed[name], resolvers=resolvers))
 
+    def limit_builds(self) -> None:
+        """The process limit on builds (build_limits), and the builder told where it is."""
+        parent = build_limits.prepare(self.say)
+        self._build_cgroup_file.write_text(f"{parent}\n" if parent else "")
+
+    @property
+    def _build_cgroup_file(self) -> Path:
+        return self.state_dir / "build-cgroup-parent"
+
+    def _build_cgroup_parent(self) -> dict[str, str]:
+        """For the builder's environment: the cgroup parent `up` limited, if it could."""
+        try:
+            parent = self._build_cgroup_file.read_text().strip()
+        except FileNotFoundError:
+            return {}
+        return {"BUILD_CGROUP_PARENT": parent} if parent else {}
+
     def region_servers(self) -> dict[str, dict]:
         """For the control panel: where each of the region's services runs, and its administrator."""
         p = self.layout.ports
@@ -199,6 +216,7 @@ class Region:
                 "ALLOW_PRIVATE_REPOSITORY_HOSTS": "true",
                 "BUILD_KEY": self.secrets["build_key"],
                 "BUILD_NETWORK": apps_network.BUILDS_NAME,
+                **self._build_cgroup_parent(),
             }),
             Service("controller", "regio_controller", "controller", p.controller, {
                 # Every ingress of the region: a drain asks each what is in flight to old instances.
@@ -269,6 +287,7 @@ class Region:
         self._check_ports()
         self.prepare()
         self.guard_networks()  # before any runner agent starts an application, or the builder a build
+        self.limit_builds()
         self._start(self.postgres.process(), timeout=60)
         self.postgres.wait_ready()
         self._start(self.nats, timeout=30)

@@ -17,6 +17,9 @@ class Settings(ServiceSettings):
     build_memory_mb: int = Field(2048, gt=0, description="Memory each step of a docker build may use "
                                                          "(no swap on top); past it the step is killed.")
     build_cpus: float = Field(1.0, gt=0, description="CPUs each step of a docker build may use.")
+    build_cgroup_parent: str | None = Field(None, description="Cgroup the build steps' containers are placed "
+                                                              "under, whose process limit bounds them (regio up "
+                                                              "makes /regio-builds); unset: the Engine's default.")
     build_network: str | None = Field(None, description="Docker network the build steps run on, whose firewall "
                                                         "keeps them off the host's networks (regio up makes "
                                                         "regio-builds); unset: the Engine's default bridge.")

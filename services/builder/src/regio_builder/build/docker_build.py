@@ -29,20 +29,28 @@ class BuildLimits:
 
     memory_mb: int
     cpus: float
+    # The cgroup the steps' containers are placed under, whose process limit is theirs
+    # (regio_common.cgroups): the build API has no process limit of its own.
+    cgroup_parent: str | None = None
 
     def container_limits(self) -> dict[str, int]:
         memory = self.memory_mb * 1024 * 1024
         return {"memory": memory, "memswap": memory}  # memswap = memory: no swap on top
 
-    def cpu_quota(self) -> dict[str, int]:
-        return {"cpuperiod": CPU_PERIOD, "cpuquota": int(self.cpus * CPU_PERIOD)}
+    def engine_params(self) -> dict[str, int | str]:
+        """The limits the Engine's build API takes that the SDK's build() does not."""
+        params: dict[str, int | str] = {"cpuperiod": CPU_PERIOD, "cpuquota": int(self.cpus * CPU_PERIOD)}
+        if self.cgroup_parent:
+            params["cgroupparent"] = self.cgroup_parent
+        return params
 
 
 class _BuildClient(docker.APIClient):
-    """The SDK's low-level client, passing a build's CPU quota on: the Engine's build API takes
-    cpuperiod and cpuquota, the SDK's build() only the four container limits it knows."""
+    """The SDK's low-level client, passing the rest of a build's limits on: the Engine's build
+    API takes cpuperiod, cpuquota and cgroupparent, the SDK's build() only the four container
+    limits it knows."""
 
-    def __init__(self, *args, build_params: dict[str, int], **kwargs):
+    def __init__(self, *args, build_params: dict[str, int | str], **kwargs):
         super().__init__(*args, **kwargs)
         self.build_params = build_params
 
@@ -154,7 +162,7 @@ class DockerEngine:
 
         def produce() -> None:
             try:
-                with _BuildClient(version="auto", timeout=timeout, build_params=limits.cpu_quota(),
+                with _BuildClient(version="auto", timeout=timeout, build_params=limits.engine_params(),
                                   **self._connection()) as api:
                     api.hooks["response"].append(lambda response, *args, **kwargs: responses.append(response))
                     # The layer cache is kept on purpose (no nocache): unchanged steps are not rebuilt.

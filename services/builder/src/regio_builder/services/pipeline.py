@@ -98,7 +98,8 @@ class BuildPipeline:
             checkout, tag,
             on_line=build_log.write,
             timeout=self.settings.build_timeout_seconds,
-            limits=BuildLimits(memory_mb=self.settings.build_memory_mb, cpus=self.settings.build_cpus),
+            limits=BuildLimits(memory_mb=self.settings.build_memory_mb, cpus=self.settings.build_cpus,
+                               cgroup_parent=self.settings.build_cgroup_parent),
         )
         port = f", exposing port {image.exposed_port}" if image.exposed_port else ", exposing no port"
         build_log.write(f"Built image {image.id}{port}")
