@@ -12,6 +12,7 @@ from regio_common.app import SessionDep
 
 from ...api.routes.regions import _visible_regions
 from ...db.models import Application, Deployment, Organisation, PlanGroup, Region
+from ...domain.errors import ApiError
 from ...services import applications as service
 from ...services import lookups, repositories
 from ...services.access import Action
@@ -65,13 +66,17 @@ async def create_application(
 ):
     """The repository and the application, as a client makes them through the API."""
     caller = web.caller
+    try:
+        plan_group_id = UUID(plan_group) if plan_group else None
+    except ValueError:
+        raise ApiError("Choose a plan group.", "plan_group") from None
     repo = await repositories.create(session, caller, request.app.state.vault, organisation, repository_url)
     audit.record(repo.organisation_id, "repository.create", "repository", repo.id, f"Repository {repo.url} added",
                  {"url": repo.url})
     app = await service.create_application(
         session, caller, request.app.state.vault, name=name.strip(), slug=slug.strip() or _slug_from(name),
         organisation_id=organisation, region_id=region, repository_id=repo.id, branch=branch.strip(),
-        plan_group_id=UUID(plan_group) if plan_group else None, release_commands=[])
+        plan_group_id=plan_group_id, release_commands=[])
     audit.record(app.organisation_id, "application.create", "application", app.id,
                  f"Application {app.slug} created", {"name": app.name, "slug": app.slug, "region": app.region_id})
     return RedirectResponse(f"/web/applications/{app.id}", status_code=303)
