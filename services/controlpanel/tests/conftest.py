@@ -39,7 +39,8 @@ async def settings(migrated_database, nats_url, session_nats) -> Settings:
 
 @pytest.fixture(scope="session")
 async def seeded(settings) -> dict:
-    return await seed(settings, settings.region, settings.region_domain, "admin@example.test")
+    return await seed(settings, settings.region, settings.region_domain, "admin@example.test",
+                      local_repository_sources=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,32 +5,29 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import update
 
-from regio_common.db import make_engine, make_sessionmaker
+from regio_common.db import make_engine
 from regio_common.messages import BuildRequested
 from regio_common.sealing import open_sealed
-from regio_controlpanel.db.models import Region
+from regio_controlpanel.region_settings import configure
 
 from .test_deployments import js, take  # noqa: F401 (js is a fixture)
 
 TOKEN = "ghp_rEgIoS3cretT0kenValue"
 
 
-async def _set_region(settings, region_id: str, allowed: bool) -> None:
-    engine = make_engine(settings.database_url)
-    async with make_sessionmaker(engine)() as session, session.begin():
-        await session.execute(update(Region).where(Region.id == uuid.UUID(region_id)).values(
-            allow_local_repositories=allowed, allow_private_repository_hosts=allowed))
-    await engine.dispose()
+async def _set_region(settings, allowed: bool) -> None:
+    """As the operator does with `regio region set --[no-]local-repositories --[no-]private-repository-hosts`."""
+    await configure(settings, settings.region, allow_local_repositories=allowed,
+                    allow_private_repository_hosts=allowed)
 
 
 @pytest.fixture
 async def production(settings, seeded):
     """The seeded region configured as a production one for the length of a test."""
-    await _set_region(settings, seeded["region"], False)
+    await _set_region(settings, False)
     yield
-    await _set_region(settings, seeded["region"], True)
+    await _set_region(settings, True)
 
 
 async def _repository(api, seeded, url):
@@ -66,14 +63,14 @@ async def test_a_local_region_accepts_local_repositories(api, seeded):
 async def test_an_application_in_a_production_region_cannot_take_a_local_repository(api, seeded, settings,
                                                                                      application):
     local = (await _repository(api, seeded, "file:///srv/git/elsewhere.git")).json()  # made while allowed
-    await _set_region(settings, seeded["region"], False)
+    await _set_region(settings, False)
     try:
         created = await api.post("/apps/v3/applications/", json={
             "name": "Sneaky", "slug": f"app-{uuid.uuid4().hex[:8]}", "organisation": seeded["organisation"],
             "region": seeded["region"], "repository": local["uuid"]})
         changed = await api.patch(f"/apps/v3/applications/{application['uuid']}/", json={"repository": local["uuid"]})
     finally:
-        await _set_region(settings, seeded["region"], True)
+        await _set_region(settings, True)
 
     assert created.status_code == 400 and "local repositories" in created.json()["repository"][0].lower()
     assert changed.status_code == 400 and "local repositories" in changed.json()["repository"][0].lower()

@@ -158,11 +158,21 @@ def region_set(
         trust_region_domain: Annotated[bool | None, typer.Option(
             "--trust-region-domain/--no-trust-region-domain",
             help="Custom domains under the region's own domain need no TXT record.")] = None,
+        local_repositories: Annotated[bool | None, typer.Option(
+            "--local-repositories/--no-local-repositories",
+            help="Applications may be built from file:// repositories on the builder's host (set the "
+                 "builder's REGIO_BUILDER_ALLOW_LOCAL_REPOSITORIES to match).")] = None,
+        private_repository_hosts: Annotated[bool | None, typer.Option(
+            "--private-repository-hosts/--no-private-repository-hosts",
+            help="Repositories may be on hosts at loopback, link-local or private addresses (set the "
+                 "builder's REGIO_BUILDER_ALLOW_PRIVATE_REPOSITORY_HOSTS to match).")] = None,
         state_dir: StateDir = None) -> None:
     """Change a region's settings; prints them."""
     try:
         settings = Region(_layout(state_dir), say).configure(name, dns_resolver=dns_resolver,
-                                                             trust_region_domain=trust_region_domain)
+                                                             trust_region_domain=trust_region_domain,
+                                                             local_repositories=local_repositories,
+                                                             private_repository_hosts=private_repository_hosts)
     except RuntimeError as e:
         say(str(e))
         raise typer.Exit(2)

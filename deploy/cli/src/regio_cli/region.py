@@ -428,7 +428,9 @@ class Region:
              "--admin-password-file", str(password),
              # One operator's machine: *.localhost names reach only it, so no one else can hold
              # a name under the region's domain, and there is no public DNS to prove it in.
-             "--trust-region-domain"],
+             "--trust-region-domain",
+             # and builds from the operator's own repositories and loopback servers (as its builder does).
+             "--local-repository-sources"],
             env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"seeding failed:\n{result.stderr}")
@@ -437,12 +439,17 @@ class Region:
             token_file.write_text(seeded["token"] + "\n")
             token_file.chmod(0o600)
 
-    def configure(self, name: str, *, dns_resolver: str | None = None, trust_region_domain: bool | None = None) -> dict:
+    def configure(self, name: str, *, dns_resolver: str | None = None, trust_region_domain: bool | None = None,
+                  local_repositories: bool | None = None, private_repository_hosts: bool | None = None) -> dict:
         """`regio region set`: a region's DNS resolver ("" for the system's) and trust in its domain."""
         service = next(s for s in self.services() if s.name == "controlpanel")
         options = [*(["--dns-resolver", dns_resolver] if dns_resolver is not None else []),
                    *(["--trust-region-domain", "on" if trust_region_domain else "off"]
-                     if trust_region_domain is not None else [])]
+                     if trust_region_domain is not None else []),
+                   *(["--local-repositories", "on" if local_repositories else "off"]
+                     if local_repositories is not None else []),
+                   *(["--private-repository-hosts", "on" if private_repository_hosts else "off"]
+                     if private_repository_hosts is not None else [])]
         result = subprocess.run([sys.executable, "-m", "regio_controlpanel.region_settings", name, *options],
                                 env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
         if result.returncode != 0:

@@ -15,7 +15,8 @@ from .settings import Settings
 
 
 async def configure(settings: Settings, region_slug: str, *, dns_resolver: str | None = None,
-                    trust_region_domain: bool | None = None) -> dict:
+                    trust_region_domain: bool | None = None, allow_local_repositories: bool | None = None,
+                    allow_private_repository_hosts: bool | None = None) -> dict:
     """``dns_resolver``: ``host[:port]``, or "" for the system's resolver; None leaves it as it is."""
     if dns_resolver:
         parse_resolver(dns_resolver)  # ValueError: said before anything changes
@@ -29,8 +30,14 @@ async def configure(settings: Settings, region_slug: str, *, dns_resolver: str |
                 region.dns_resolver = dns_resolver.strip() or None
             if trust_region_domain is not None:
                 region.trust_region_domain = trust_region_domain
+            if allow_local_repositories is not None:
+                region.allow_local_repositories = allow_local_repositories
+            if allow_private_repository_hosts is not None:
+                region.allow_private_repository_hosts = allow_private_repository_hosts
             return {"region": region.slug, "domain": region.domain, "dns_resolver": region.dns_resolver,
-                    "trust_region_domain": region.trust_region_domain}
+                    "trust_region_domain": region.trust_region_domain,
+                    "allow_local_repositories": region.allow_local_repositories,
+                    "allow_private_repository_hosts": region.allow_private_repository_hosts}
     finally:
         await engine.dispose()
 
@@ -40,11 +47,16 @@ def main() -> None:
     parser.add_argument("region")
     parser.add_argument("--dns-resolver", help='host[:port] of the resolver; "" for the system\'s')
     parser.add_argument("--trust-region-domain", choices=("on", "off"))
+    parser.add_argument("--local-repositories", choices=("on", "off"))
+    parser.add_argument("--private-repository-hosts", choices=("on", "off"))
     args = parser.parse_args()
     trust = None if args.trust_region_domain is None else args.trust_region_domain == "on"
+    local = None if args.local_repositories is None else args.local_repositories == "on"
+    private = None if args.private_repository_hosts is None else args.private_repository_hosts == "on"
     try:
         result = asyncio.run(configure(Settings(), args.region, dns_resolver=args.dns_resolver,
-                                       trust_region_domain=trust))
+                                       trust_region_domain=trust, allow_local_repositories=local,
+                                       allow_private_repository_hosts=private))
     except (ValueError, LookupError) as e:
         parser.exit(2, f"{e}\n")
     print(json.dumps(result))

@@ -20,13 +20,15 @@ from .web import passwords
 
 async def seed(settings: Settings, region_slug: str, domain: str, email: str,
                servers: dict[str, dict] | None = None, admin_password: str | None = None,
-               trust_region_domain: bool = False) -> dict:
+               trust_region_domain: bool = False, local_repository_sources: bool = False) -> dict:
     """``servers``: for a service identifier (postgres-18, s3), where the region's server for
     it is and how to administer it (see services/provisioning.py); stored encrypted.
     ``admin_password``: the admin's password for the web Control Panel (stored hashed; set
     again whenever it differs, so changing the file resets it).
     ``trust_region_domain``: the region, when made now, needs no DNS proof for custom domains
-    under its own domain (afterwards `regio region set` changes it)."""
+    under its own domain (afterwards `regio region set` changes it).
+    ``local_repository_sources``: the region builds from local (file://) repositories and hosts at
+    private addresses: one operator's machine (`regio region set` changes it)."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     created: dict = {}
@@ -43,10 +45,9 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
                                 trust_region_domain=trust_region_domain)
                 session.add(region)
                 await session.flush()
-            # The seeded region is a local one (`regio up`, the compose region): one operator's
-            # machine, whose repositories and servers are on its own disk and loopback.
-            region.allow_local_repositories = True
-            region.allow_private_repository_hosts = True
+            if local_repository_sources:  # every time: a local region made before these settings gets them
+                region.allow_local_repositories = True
+                region.allow_private_repository_hosts = True
             await catalogue.ensure_offered(session, region.id)
             await catalogue.register_servers(session, Vault(settings.secrets_key, settings.region_key), region.id,
                                              servers or {})
@@ -80,11 +81,14 @@ def main() -> None:
     parser.add_argument("--admin-password-file", type=Path, help="the admin's web sign-in password (first line)")
     parser.add_argument("--trust-region-domain", action="store_true",
                         help="a new region trusts custom domains under its own domain without a DNS record")
+    parser.add_argument("--local-repository-sources", action="store_true",
+                        help="the region builds from file:// repositories and hosts at private addresses")
     args = parser.parse_args()
     servers = json.loads(args.servers.read_text()) if args.servers else None
     password = args.admin_password_file.read_text().splitlines()[0] if args.admin_password_file else None
     print(json.dumps(asyncio.run(seed(Settings(), args.region, args.domain, args.email, servers, password,
-                                      trust_region_domain=args.trust_region_domain))))
+                                      trust_region_domain=args.trust_region_domain,
+                                      local_repository_sources=args.local_repository_sources))))
 
 
 if __name__ == "__main__":
