@@ -7,16 +7,15 @@ on SIGHUP (``reload``), so a runner that joins later gets its user without a res
 
 A runner agent's user bears the runner's name and reaches only its own keys: it reads its
 own desired state (a direct get naming the key, and a plain subscription to the key's
-subject for prompt wake-ups), writes its own heartbeat, publishes log lines and its jobs'
-deployment log. A KV watch would need a consumer on the whole bucket, whose filter travels
+subject for prompt wake-ups), writes and reads its own heartbeat, publishes log lines and
+its jobs' deployment log, and reads no logs. A KV watch would need a consumer on the whole bucket, whose filter travels
 in the request body, out of the server's permission checks: runners do not watch.
 
 Every user's replies arrive under an inbox prefix of its own (``inbox_prefix``), so no user
 can subscribe to another's replies. Permissions match subjects token by token, and a token
 of a subject a client publishes is matched literally, even ``*`` or ``>``: a pattern of ours
-ending in ``*`` where a client chooses the token (a consumer's filter inside its create
-subject) lets that client choose a wildcard there. The table avoids such patterns except
-where noted."""
+with ``*`` where a client chooses the token (a consumer's filter inside its create subject)
+lets that client choose a wildcard there. Only the trusted services have such patterns."""
 import json
 import os
 import re
@@ -146,16 +145,15 @@ def runner_permissions(runner: str, region: str, user: str | None = None) -> Per
     publish, subscribe = _common(user or runner, region)
     publish += [
         *_api(f"STREAM.INFO.KV_{desired}", f"STREAM.INFO.KV_{state}",
-              f"DIRECT.GET.KV_{desired}.$KV.{desired}.{runner}"),
+              f"DIRECT.GET.KV_{desired}.$KV.{desired}.{runner}",
+              # its last heartbeat, which says how far its previous agent shipped the logs
+              f"DIRECT.GET.KV_{state}.$KV.{state}.{runner}"),
         f"$KV.{state}.{runner}",  # its heartbeat
-        f"region.{region}.logs.*",  # its containers' output, one subject per environment
+        # Its containers' output, one subject per environment. It reads no logs back: a
+        # consumer's filter is chosen by the client, and a literal wildcard there would match
+        # any pattern that lets it read one environment's.
+        f"region.{region}.logs.*",
         f"region.{region}.events.deployments.log",  # its jobs' output
-        # Reading back what it shipped of an instance, after a restart (log_shipper._marks_of):
-        # a named consumer whose filter, an environment's subject, is in the create subject.
-        # KNOWN GAP: that filter token is chosen by the client, and a literal "*" or ">" there
-        # matches this pattern, so a runner can still read its region's runtime logs this way.
-        *_api(f"CONSUMER.CREATE.{LOGS.name}.*.region.{region}.logs.*", f"CONSUMER.MSG.NEXT.{LOGS.name}.*",
-              f"CONSUMER.DELETE.{LOGS.name}.*", f"DIRECT.GET.{LOGS.name}.region.{region}.logs.*"),
     ]
     subscribe += [f"$KV.{desired}.{runner}"]  # wakes it when its desired state is written
     return Permissions(tuple(publish), tuple(subscribe))

@@ -87,6 +87,14 @@ class ObservedJob(BaseModel):
     finished_at: datetime | None = None
 
 
+class ShippedLog(BaseModel):
+    """How far an instance's log lines were shipped: the time of its last line of output, and
+    of its last platform line (started, exited, stopped)."""
+
+    output: datetime | None = None
+    event: datetime | None = None
+
+
 class RunnerHeartbeat(BaseModel):
     runner: str
     address: str  # where the ingress and the controller reach this runner's published ports
@@ -96,4 +104,7 @@ class RunnerHeartbeat(BaseModel):
     desired_revision: int = 0  # the last desired revision this runner has acted on
     instances: list[ObservedInstance] = Field(default_factory=list)
     jobs: list[ObservedJob] = Field(default_factory=list)  # every job it holds a container or a record of
+    # Instance id -> how far its log lines were shipped: read back by this runner's next agent,
+    # which may read its own heartbeat but not the region's logs (nats_auth).
+    shipped: dict[UUID, ShippedLog] = Field(default_factory=dict)
     sent_at: datetime = Field(default_factory=utcnow)

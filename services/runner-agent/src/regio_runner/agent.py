@@ -86,6 +86,9 @@ class Agent:
         self.use_buckets(await self.js.key_value(bus.runner_desired_bucket(self.settings.region)),
                          await self.js.key_value(bus.runner_state_bucket(self.settings.region)))
         await self.load_records()
+        last = await self._last_heartbeat()
+        if last is not None:
+            self.shipper.recall(last.shipped)
         await self.jobs.prepare()
         if not self.settings.region_key:
             log.warning("REGIO_RUNNER_REGION_KEY is not set: instances cannot be started")
@@ -196,11 +199,31 @@ class Agent:
             desired_revision=desired.revision if desired is not None else 0,
             instances=instances,
             jobs=jobs,
+            shipped=self.shipper.shipped(),
         )
         await self._state_kv.put(self.name, heartbeat.model_dump_json().encode())
         self.heartbeat = heartbeat
 
+    async def say_shipped(self) -> None:
+        """After the shipper stopped: the last heartbeat again, with how far each instance's
+        lines were shipped, for the next agent of this runner to go on from."""
+        if self.heartbeat is None:
+            return
+        last = self.heartbeat.model_copy(update={"shipped": self.shipper.shipped()})
+        await self._state_kv.put(self.name, last.model_dump_json().encode())
+
     # --- reading and reporting --------------------------------------------------
+
+    async def _last_heartbeat(self) -> RunnerHeartbeat | None:
+        """This runner's last heartbeat, as its previous agent left it."""
+        try:
+            entry = await self._state_kv.get(self.name)
+        except KeyNotFoundError:
+            return None
+        try:
+            return RunnerHeartbeat.model_validate_json(entry.value)
+        except ValueError:
+            return None
 
     async def _read_desired(self) -> RunnerDesired | None:
         """The controller's desired state for this runner; None if it has never written one.

@@ -198,5 +198,11 @@ class HollowShipper:
     def restarting(self, container: Container, delay: float, restart: int) -> None:
         pass
 
+    def recall(self, shipped: dict) -> None:
+        pass
+
+    def shipped(self) -> dict:
+        return {}
+
     async def stop(self) -> None:
         pass

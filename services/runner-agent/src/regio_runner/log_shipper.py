@@ -5,7 +5,9 @@ stderr becomes one message on its environment's log subject, stamped with the ti
 recorded for it. (Docker's SDK gives the two merged, in the order Docker recorded them, over
 one connection; telling them apart would take a connection for each.) Docker keeps a container's output, so a follow that starts late (after an
 agent restart, a broken engine stream, a NATS outage) resumes from the instance's last line
-shipped: remembered, or after an agent restart read back from the stream. The platform's
+shipped: remembered, or after an agent restart read back from the runner's last heartbeat,
+which carries how far each instance was shipped (an agent that crashed may ship again the
+lines of its last heartbeat interval; one that stopped wrote a last heartbeat). The platform's
 own lines go to the same subject as service "platform": an instance started, exited (with
 its code, and whether it ran out of memory), is restarted after a delay, or was stopped, and
 this agent started or stopped.
@@ -24,7 +26,7 @@ from nats.aio.client import Client
 
 from regio_common import bus, runtime_logs
 from regio_common.messages import utcnow
-from regio_common.runners import ContainerState
+from regio_common.runners import ContainerState, ShippedLog
 from regio_common.runtime_logs import PLATFORM, WEB, LogLine
 
 from .docker_engine import Container, DockerEngine
@@ -54,12 +56,12 @@ class LogShipper:
     def __init__(self, engine: DockerEngine, nc: Client, region: str, runner: str):
         self.engine = engine
         self.nc = nc
-        self.js = nc.jetstream()
         self.region = region
         self.runner = runner
         self._follows: dict[str, tuple[Container, asyncio.Task]] = {}  # container id -> its follow
         self._finished: dict[str, datetime | None] = {}  # container id -> the run (started_at) shipped to its end
         self._marks: dict[UUID, Marks] = {}  # instance id -> what has been shipped of it
+        self._recalled: dict[UUID, Marks] = {}  # what the last agent's last heartbeat said was shipped
         self._stopping: set[str] = set()  # containers the agent is stopping: their exit is no failure
         self._greeted: set[UUID] = set()  # environments told that this agent started
         self._announcing: set[asyncio.Task] = set()  # restarts being said, each after its exit
@@ -84,8 +86,9 @@ class LogShipper:
         for key in [k for k in self._finished if k not in here]:
             del self._finished[key]
         self._stopping = {k for k in self._stopping if k in here or k in self._follows}
-        for instance_id in [i for i in self._marks if i not in instances]:
-            del self._marks[instance_id]
+        for table in (self._marks, self._recalled):
+            for instance_id in [i for i in table if i not in instances]:
+                del table[instance_id]
 
     def stopping(self, container_id: str) -> None:
         """The agent is about to stop this container: its exit is reported as a stop."""
@@ -206,21 +209,23 @@ class LogShipper:
             timestamp=at, service=PLATFORM, instance=container.instance_id, message=message))
         marks.event = at
 
+    def recall(self, shipped: dict[UUID, ShippedLog]) -> None:
+        """Before the first pass: how far the last agent of this runner shipped each instance."""
+        self._recalled = {instance_id: Marks(output=s.output, event=s.event) for instance_id, s in shipped.items()}
+
+    def shipped(self) -> dict[UUID, ShippedLog]:
+        """For the heartbeat: how far each instance followed is shipped."""
+        known = {**self._recalled, **self._marks}
+        return {instance_id: ShippedLog(output=m.output, event=m.event) for instance_id, m in known.items()
+                if m.output is not None or m.event is not None}
+
     async def _marks_of(self, container: Container) -> tuple[Marks, bool]:
-        """What was shipped of the instance: remembered, or else read back from the stream
-        (then True). Only this instance's lines of its environment count."""
+        """What was shipped of the instance: remembered, or else as the last agent left it
+        (then True)."""
         marks = self._marks.get(container.instance_id)
         if marks is not None:
             return marks, False
-        marks = Marks()
-        subject = runtime_logs.subject(self.region, container.environment_id)
-        for _, line in await runtime_logs.read(self.js, subject):
-            if line.instance != container.instance_id:
-                continue
-            if line.service == PLATFORM:
-                marks.event = max(marks.event or line.timestamp, line.timestamp)
-            else:
-                marks.output = max(marks.output or line.timestamp, line.timestamp)
+        marks = self._recalled.pop(container.instance_id, None) or Marks()
         self._marks[container.instance_id] = marks
         return marks, True
 

@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine = DockerEngine(settings.name, settings.address, settings.network, settings.docker_host,
                                   settings.scope)
         shipper: LogShipper | HollowShipper | None = None
+        agent: Agent | None = None
         try:
             await runtime.start()
             shipper = (HollowShipper() if settings.hollow
@@ -52,6 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if shipper is not None:
                 await shipper.stop()  # while NATS is still connected, to say so in the logs
+            if agent is not None:
+                try:
+                    await agent.say_shipped()
+                except Exception as e:  # NATS away: the next agent may ship a few lines again
+                    log.warning("could not record how far the logs were shipped: %s", e)
             await runtime.stop()
             engine.close()
 
