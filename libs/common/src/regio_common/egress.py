@@ -109,9 +109,14 @@ def host_resolvers(files: Iterable[Path] = RESOLV_CONFS) -> tuple[str, ...]:
     return tuple(found)
 
 
+def families() -> tuple[int, ...]:
+    """IPv4, and IPv6 where the kernel has it (booted with ipv6.disable=1 there are no ip6tables)."""
+    return (4, 6) if Path("/proc/net/if_inet6").exists() else (4,)
+
+
 def apply(policy: EgressPolicy) -> None:
     """Put the policy in force for its bridge, replacing what an earlier apply left."""
-    for family in (4, 6):
+    for family in families():
         table = ["*filter", f":{policy.chain} - [0:0]",
                  *(" ".join(["-A", policy.chain, *rule]) for rule in policy.rules(family)), "COMMIT", ""]
         subprocess.run([f"{TOOL[family]}-restore", "--noflush"], input="\n".join(table), text=True, check=True,
@@ -123,7 +128,7 @@ def apply(policy: EgressPolicy) -> None:
 
 def remove(policy: EgressPolicy) -> None:
     """Take the policy's rules and chain away (a network that is gone)."""
-    for family in (4, 6):
+    for family in families():
         for jump in policy.jumps(family):
             while subprocess.run([TOOL[family], "-D", *jump], capture_output=True).returncode == 0:
                 pass
