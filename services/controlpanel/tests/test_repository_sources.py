@@ -2,15 +2,19 @@
 sources that reach the builder host's files or private networks, and a token given in a URL
 is kept encrypted, never shown, logged, audited or sent in clear."""
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from regio_common.db import make_engine
 from regio_common.messages import BuildRequested
-from regio_common.sealing import open_sealed
+from regio_common.sealing import decrypt_value, new_key, open_sealed
 from regio_controlpanel.region_settings import configure
 
+from .conftest import ALEMBIC_INI
 from .test_deployments import js, take  # noqa: F401 (js is a fixture)
 
 TOKEN = "ghp_rEgIoS3cretT0kenValue"
@@ -142,3 +146,37 @@ async def test_an_ssh_repository_gets_a_deploy_key_the_builder_receives_sealed(a
     private = open_sealed(settings.build_key, build.repository_access_sealed)["ssh_private_key"]
     assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert private not in build.model_dump_json() and "PRIVATE KEY" not in json.dumps(repo)
+
+
+async def test_the_migration_takes_tokens_out_of_existing_urls(postgres_cluster):
+    """A region upgraded from before: its repositories' URLs held their tokens in clear."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    postgres_cluster.psql(f'CREATE DATABASE "{name}"', check=True)
+    url = postgres_cluster.url(name, driver="postgresql+asyncpg")
+    key = new_key()
+    env = {**os.environ, "REGIO_CONTROLPANEL_DATABASE_URL": url, "REGIO_CONTROLPANEL_SECRETS_KEY": key}
+
+    def alembic(revision: str) -> None:
+        subprocess.run([sys.executable, "-m", "alembic", "-c", str(ALEMBIC_INI), "upgrade", revision],
+                       check=True, env=env, capture_output=True)
+
+    engine = make_engine(url)
+    try:
+        alembic("20261207_1000")
+        org, repo = uuid.uuid4(), uuid.uuid4()
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("INSERT INTO controlpanel.organisations (id, name, created_at) "
+                                             "VALUES ($1, 'Old', now())", (org,))
+            await connection.exec_driver_sql(
+                "INSERT INTO controlpanel.repositories (id, organisation_id, url, created_at) VALUES ($1, $2, $3, now())",
+                (repo, org, f"https://deploy:{TOKEN}@git.example.test/org/app.git"))
+        alembic("head")
+        async with engine.connect() as connection:
+            row = (await connection.exec_driver_sql(
+                "SELECT url, credentials_encrypted FROM controlpanel.repositories WHERE id = $1", (repo,))).one()
+    finally:
+        await engine.dispose()
+        postgres_cluster.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    assert row.url == "https://git.example.test/org/app.git"
+    assert json.loads(decrypt_value(key, row.credentials_encrypted)) == {"username": "deploy", "password": TOKEN}
