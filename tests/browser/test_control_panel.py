@@ -62,6 +62,9 @@ def test_from_sign_in_to_a_rolled_back_site(region, git_repo, chromium, screensh
     repo = git_repo("hello")
     slug = f"web-{uuid.uuid4().hex[:6]}"
     page = chromium.new_page()
+    # The pages are sent with a Content-Security-Policy: anything of theirs it blocks is a bug.
+    blocked = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     sign_in(page, panel_admin)
 
     # Create the application on the Business plan, so it may run two instances.
@@ -166,3 +169,4 @@ def test_from_sign_in_to_a_rolled_back_site(region, git_repo, chromium, screensh
         response = other.goto(f"{PANEL}{path}")
         assert response.status == 404, path
     screenshot(other, "10-other-organisation-not-found")
+    assert not blocked, blocked
