@@ -34,6 +34,7 @@ async def test_forms_naming_another_organisations_objects_are_refused_and_change
         assert (await b.submit("/web/organisations", "/web/organisations", {"name": "Theirs"})).status_code == 303
         their_org = await _query(settings, select(Membership.organisation_id).join(
             User, User.id == Membership.user_id).where(User.email == email))
+        assert ours["plan_group"] not in (await b.get("/web/applications/new")).text  # not offered either
         new_app = {"organisation": their_org, "name": "Theirs", "repository_url": "file:///srv/git/hello.git",
                    "region": seeded["region"]}
         made = await b.submit("/web/applications/new", "/web/applications", new_app)
