@@ -340,3 +340,14 @@ def test_runner_names_that_would_be_another_components_user_are_refused():
     for name in ("controller", "regio", "runner.1", "*", "a b", ""):
         with pytest.raises(ValueError):
             nats_auth.runner_permissions(name, REGION)
+
+
+def test_the_configuration_is_private_and_no_password_is_on_the_command_line(tmp_path):
+    """Every local user sees command lines (ps); only NATS's own account reads its configuration."""
+    password = secrets.token_urlsafe(18)
+    config = tmp_path / "secrets" / "nats.conf"
+    nats_auth.write_config(config, nats_auth.users(REGION, RUNNERS, lambda _user: password))
+
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert password in config.read_text()
+    assert not any(password in arg for arg in nats_process(tmp_path, free_port(), config).argv)
