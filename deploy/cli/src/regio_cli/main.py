@@ -12,7 +12,7 @@ from regio_common import egress
 from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import PortTaken
 
-from . import prerequisites, testing
+from . import dead_letters, prerequisites, testing
 from . import runners as runner_admin
 from .region import CHECKOUT, Region
 
@@ -96,6 +96,14 @@ def logs(service: str, state_dir: StateDir = None,
         say(f"no log for {service!r}; available: {', '.join(available) or 'none'}")
         raise typer.Exit(1)
     subprocess.run(["tail", f"-n{lines}", *(["-F"] if follow else []), str(path)])
+
+
+@app.command("dead-letters")
+def list_dead_letters(state_dir: StateDir = None,
+                      last: Annotated[int, typer.Option("--last", "-n", help="How many, the newest.")] = 100) -> None:
+    """Messages the region's services set aside (too big, or never handled), what they belonged to, and why."""
+    for line in dead_letters.table(Region(_layout(state_dir), say), last):
+        typer.echo(line)
 
 
 @app.command("runners")
