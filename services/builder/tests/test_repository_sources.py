@@ -200,3 +200,21 @@ async def test_without_the_deploy_key_ssh_is_refused(start_builder, publish, bui
     finally:
         server.close()
     assert "git clone failed" in error
+
+
+async def test_a_token_still_in_an_older_requests_url_is_used_but_never_shown(start_builder, publish, build_request,
+                                                                              events, make_repository):
+    """A build the control panel asked for before tokens were sealed apart (queued across the upgrade)."""
+    repository = make_repository()
+    with GitHttpServer(repository.path.parent, credentials=("deploy", TOKEN)) as server:
+        url = f"http://deploy:{TOKEN}@127.0.0.1:{server.port}/{repository.path.name}"
+        request = build_request(None, url=url)
+        async with start_builder(allow_private_repository_hosts=True):
+            await publish(request)
+            finished_task = asyncio.create_task(events.finished(request.deployment_id))
+            command_lines = await _command_lines_while(finished_task)
+            finished = finished_task.result()
+
+    assert finished.success, events.log(request.deployment_id)
+    assert not [line for line in command_lines if TOKEN in line]
+    assert not [line for line in events.log(request.deployment_id) if TOKEN in line]

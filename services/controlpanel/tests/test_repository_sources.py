@@ -164,19 +164,28 @@ async def test_the_migration_takes_tokens_out_of_existing_urls(postgres_cluster)
     try:
         alembic("20261207_1000")
         org, repo = uuid.uuid4(), uuid.uuid4()
+        old_url = f"https://deploy:{TOKEN}@git.example.test/org/app.git"
         async with engine.begin() as connection:
             await connection.exec_driver_sql("INSERT INTO controlpanel.organisations (id, name, created_at) "
                                              "VALUES ($1, 'Old', now())", (org,))
             await connection.exec_driver_sql(
                 "INSERT INTO controlpanel.repositories (id, organisation_id, url, created_at) VALUES ($1, $2, $3, now())",
-                (repo, org, f"https://deploy:{TOKEN}@git.example.test/org/app.git"))
+                (repo, org, old_url))
+            await connection.exec_driver_sql(  # as the API recorded it then
+                "INSERT INTO controlpanel.audit_events (organisation_id, actor_email, action, target_type, target_id, "
+                "summary, changes, created_at) VALUES ($1, 'a@example.test', 'repository.create', 'repository', $2, "
+                "$3, $4, now())", (org, repo, f"Repository {old_url} added", json.dumps({"url": old_url})))
         alembic("head")
         async with engine.connect() as connection:
             row = (await connection.exec_driver_sql(
                 "SELECT url, credentials_encrypted FROM controlpanel.repositories WHERE id = $1", (repo,))).one()
+            audit = (await connection.exec_driver_sql(
+                "SELECT summary, CAST(changes AS text) FROM controlpanel.audit_events WHERE target_id = $1",
+                (repo,))).one()
     finally:
         await engine.dispose()
         postgres_cluster.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     assert row.url == "https://git.example.test/org/app.git"
     assert json.loads(decrypt_value(key, row.credentials_encrypted)) == {"username": "deploy", "password": TOKEN}
+    assert TOKEN not in audit[0] and TOKEN not in audit[1] and "git.example.test/org/app.git" in audit[0]

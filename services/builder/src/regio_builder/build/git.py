@@ -185,6 +185,10 @@ async def clone(url: str, branch: str, into: Path, timeout: float, on_line: Call
                 known_hosts: Path | None = None) -> str:
     """Clone the head of ``branch`` into ``into`` (which must not exist); its commit id."""
     source, addresses = await checked_source(url, branch, policy)
+    if access is None and source.credentials is not None:
+        # A build requested before credentials were sealed apart: its token is in the URL. Git
+        # still gets it from the private file, and the URL it is given has none.
+        access = Access(username=source.credentials[0], password=source.credentials[1])
     private = into.parent / f".{into.name}-git"
     private.mkdir(mode=0o700)
     setup = _GitSetup(private, known_hosts or private / "known_hosts")

@@ -1,5 +1,7 @@
 """A build keeps its repository's credentials, sealed with the build key, from the request
 until the build ends: the worker that clones may run after the message is long acknowledged.
+Builds that ended keep their repository's URL without the token it may have held in clear
+(queued ones keep theirs until they run: the builder reads it from the URL then).
 
 Revision ID: 20261207_1100
 Revises: 20261126_1530
@@ -18,6 +20,8 @@ SCHEMA = "builder"
 
 def upgrade() -> None:
     op.add_column("builds", sa.Column("repository_access_sealed", sa.Text(), nullable=True), schema=SCHEMA)
+    op.execute(f"UPDATE {SCHEMA}.builds SET repository_url = regexp_replace(repository_url, '^(https?://)[^/@]*@', '\\1') "
+               "WHERE state IN ('succeeded', 'failed') AND repository_url ~ '^https?://[^/@]*@'")
 
 
 def downgrade() -> None:

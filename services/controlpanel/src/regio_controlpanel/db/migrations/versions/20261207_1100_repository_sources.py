@@ -5,8 +5,9 @@ organisation could build file:// paths and private hosts of the builder's machin
 Regions allow neither local repositories nor private hosts unless set; the seed of a local
 region (`regio up`) turns both on. Existing URLs with a secret in them have it moved into
 ``credentials_encrypted`` when the control panel's key is in the environment (as when
-`regio up` migrates); without it they stay as they are, and the control panel still never
-shows, logs or sends the secret (services/repositories.py reads it out of the URL).
+`regio up` migrates), and the copies of such URLs in deployment logs and audit records lose
+the secret; without the key they stay as they are, and the control panel still never shows,
+logs or sends the secret (services/repositories.py reads it out of the URL).
 
 Revision ID: 20261207_1100
 Revises: 20261207_1000
@@ -56,6 +57,18 @@ def _move_secrets_out_of_urls() -> None:
                              "WHERE id = :id"),
                      {"id": id_, "url": source.url,
                       "secret": encrypt_value(key, json.dumps({"username": username, "password": password}))})
+        _scrub(bind, url, source.url)
+
+
+def _scrub(bind, secret_url: str, shown_url: str) -> None:
+    """The URL was written as it was into deployment logs ("Deployment queued: branch main of
+    ...") and the audit trail ("Repository ... added"): those copies lose the secret too."""
+    replaced = {"old": secret_url, "new": shown_url}
+    bind.execute(sa.text(f"UPDATE {SCHEMA}.deployment_log_chunks SET text = replace(text, :old, :new) "
+                         "WHERE strpos(text, :old) > 0"), replaced)
+    bind.execute(sa.text(f"UPDATE {SCHEMA}.audit_events SET summary = replace(summary, :old, :new), "
+                         "changes = CAST(replace(CAST(changes AS text), :old, :new) AS json) "
+                         "WHERE strpos(summary, :old) > 0 OR strpos(CAST(changes AS text), :old) > 0"), replaced)
 
 
 def downgrade() -> None:
