@@ -18,6 +18,7 @@ from regio_controlpanel.db.models import (
     BackupDownload,
     BackupDownloadPart,
     BackupRestore,
+    Organisation,
     PlanGroup,
     Region,
     Service,
@@ -198,18 +199,22 @@ async def test_lists_show_a_stranger_nothing_of_ours(stranger, one_of_everything
 
 # --- another organisation's ids in request bodies ---------------------------------------------
 
-async def private_objects(settings, organisation: str) -> dict[str, str]:
-    """What an operator gives one organisation alone: a dedicated region, a plan group and a
-    database server of its own (looking them up needs no servers)."""
+async def private_objects(settings) -> dict[str, str]:
+    """What an operator gives one organisation alone (a new one, so that the seeded one's
+    applications do not start using them): a dedicated region, a plan group and a database
+    server of its own in the public region (looking them up needs no servers)."""
     engine = make_engine(settings.database_url)
     suffix = uuid.uuid4().hex[:8]
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
+            organisation = Organisation(name="Private")
+            session.add(organisation)
+            await session.flush()
             public = (await session.execute(select(Region).where(Region.slug == settings.region))).scalar_one()
             region = Region(slug=f"dedicated-{suffix}", name="Dedicated", domain=f"{suffix}.dedicated.localhost",
-                            physical_region_id=public.physical_region_id, organisation_id=uuid.UUID(organisation))
-            group = PlanGroup(name=f"Dedicated {suffix}", organisation_id=uuid.UUID(organisation))
-            server = Service(region_id=public.id, organisation_id=uuid.UUID(organisation), type="DATABASE",
+                            physical_region_id=public.physical_region_id, organisation_id=organisation.id)
+            group = PlanGroup(name=f"Dedicated {suffix}", organisation_id=organisation.id)
+            server = Service(region_id=public.id, organisation_id=organisation.id, type="DATABASE",
                              identifier=f"own-postgres-{suffix}", name="Their own PostgreSQL")
             session.add_all([region, group, server])
             await session.flush()
@@ -330,7 +335,7 @@ async def test_every_body_field_naming_an_object_refuses_another_organisations(
         stranger, strangers_own, one_of_everything, seeded, settings):
     """The stranger sends, in a body otherwise valid for its own objects, one of ours at a time:
     each is refused with the field named, and no row anywhere (the audit trail's included) changes."""
-    ours = {**one_of_everything, **await private_objects(settings, seeded["organisation"])}
+    ours = {**one_of_everything, **await private_objects(settings)}
     cases = body_cases(strangers_own)
 
     # Every body field of the API that names an object is tried: a new one needs a case here.

@@ -23,7 +23,7 @@ async def _query(settings, query):
 
 async def test_forms_naming_another_organisations_objects_are_refused_and_change_nothing(
         app, api, application, seeded, settings):
-    ours = await private_objects(settings, seeded["organisation"])
+    ours = await private_objects(settings)
     our_env = application["test_status"]["uuid"]
     our_deployment = (await api.post("/apps/v3/deployments/", json={"environment": our_env})).json()["uuid"]
 
