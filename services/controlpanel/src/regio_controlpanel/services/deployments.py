@@ -307,7 +307,7 @@ class Deployments:
             await self.outbox.add(session, RolloutRequested(
                 deployment_id=deployment.id, application_id=app.id, environment_id=environment.id,
                 release_id=release.id, image=release.image, port=release.port,
-                sealed_env=self.vault.seal_for_runners(env),
+                sealed_env=self.vault.seal_for_runners(env, region.slug),
                 instances=environment.instances, memory_mb=environment.memory_mb, hosts=hosts.served,
                 redirect_hosts=hosts.redirects, https_redirect=environment.https_redirect,
                 health_check_path=environment.health_check_path,
@@ -316,12 +316,14 @@ class Deployments:
                 dedicated_to=region.organisation_id,
             ), region=region.slug)
         except MessageTooLarge as e:
-            # Variables set before the API limited them, or many injected ones: this release
-            # cannot travel, and nothing else of the region waits for it.
+            # Variables set before the API limited them, many injected ones, or many release
+            # commands: this release cannot travel, and nothing else of the region waits for it.
+            commands = sum(len(c["label"].encode()) + len(c["command"].encode()) for c in app.release_commands)
             await self._fail(session, deployment, f"Release failed: the release's environment is "
-                                                  f"{environment_bytes(env)} bytes, too big to send to the runners "
-                                                  f"(the rollout request would be {e.size} bytes, over the limit "
-                                                  f"of {e.limit}). Keep the environment's variables under "
+                                                  f"{environment_bytes(env)} bytes and its release commands "
+                                                  f"{commands} bytes, too big to send to the runners (the rollout "
+                                                  f"request would be {e.size} bytes, over the limit of {e.limit}). "
+                                                  f"Keep the environment's variables under "
                                                   f"{MAX_ENVIRONMENT_BYTES} bytes.")
 
     async def _locked(self, session: AsyncSession, deployment_id: UUID) -> Deployment | None:
