@@ -2,8 +2,9 @@
 
 DELETE is fuzzed too, stateful links included (a list's ids fed to a DELETE), so the run
 could revoke the very token it runs with, or remove its caller from its organisation, and
-answer 401 or 404 to everything after. The ids in REGIO_FUZZ_KEEP (comma-separated) are
-swapped for an unknown id in a DELETE's path: the DELETE is still sent, and gets a 404."""
+answer 401 or 404 to everything after. The ids in REGIO_FUZZ_KEEP (comma-separated: those
+and the organisation and region the rest of the region's tests need) are swapped for an
+unknown id in a DELETE's path: the DELETE is still sent, and gets a 404."""
 import os
 import uuid
 
