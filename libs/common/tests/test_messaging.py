@@ -11,12 +11,14 @@ from regio_common import bus
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.dead_letters import DeadLetters, listed
 from regio_common.messages import (
+    LOG_BATCH_BYTES,
     MAX_PAYLOAD_BYTES,
     BuildFinished,
     BuildStarted,
     DeploymentLogAppended,
     MessageTooLarge,
     decode,
+    log_batch_length,
     subject_for,
 )
 from regio_common.outbox import Outbox, OutboxRelay
@@ -252,3 +254,15 @@ async def test_a_message_at_its_delivery_limit_is_set_aside_and_the_next_one_is_
         await asyncio.gather(task, return_exceptions=True)
         await js.delete_consumer(bus.EVENTS.name, f"{r}_test")
 
+
+
+def test_a_log_batch_is_bounded_by_its_bytes_as_well_as_its_lines():
+    assert log_batch_length(["short"] * 900, 500) == 500
+    assert log_batch_length([], 500) == 0
+    control = "\x01" * 8000  # six bytes a character as JSON
+    n = log_batch_length([control] * 100, 500)
+    assert 1 <= n < 100
+    DeploymentLogAppended(deployment_id=uuid.uuid4(), lines=[control] * n).encode()
+    assert len(DeploymentLogAppended(deployment_id=uuid.uuid4(), lines=[control] * n).model_dump_json()) \
+        <= LOG_BATCH_BYTES + 200
+    assert log_batch_length(["x" * (2 * LOG_BATCH_BYTES)], 500) == 1  # one line always goes
