@@ -11,7 +11,7 @@ from regio_common import bus
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.sealing import new_key
 from regio_common.testing.dns import dns_server
-from regio_controlpanel.db.models import Membership, Organisation, User
+from regio_controlpanel.db.models import Membership, Organisation, Region, User
 from regio_controlpanel.main import create_app
 from regio_controlpanel.seed import seed
 from regio_controlpanel.services import tokens
@@ -103,6 +103,40 @@ async def stranger(app, settings):
                                  headers={"Authorization": f"Token {token}"}) as client:
         client.organisation = str(org.id)
         yield client
+
+
+@pytest.fixture
+async def rival(app, settings):
+    """Another organisation's owner, with a client of their own (a fresh one: what they make
+    here is seen by no other test)."""
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        user = User(email=f"{uuid.uuid4().hex[:6]}@rival.test")
+        org = Organisation(name="Rival")
+        session.add_all([user, org])
+        await session.flush()
+        session.add(Membership(organisation_id=org.id, user_id=user.id, role="owner"))
+        token = await tokens.create(session, user)
+    await engine.dispose()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test",
+                                 headers={"Authorization": f"Token {token}"}) as client:
+        client.organisation = str(org.id)
+        yield client
+
+
+@pytest.fixture
+async def trusting_region(settings, seeded, dns_zone):
+    """The seeded region, vouching for every name under its domain (as `regio up`'s local one
+    does) for one test; its settings are put back after."""
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        region = await session.get(Region, uuid.UUID(seeded["region"]))
+        region.trust_region_domain = True
+    yield region
+    async with make_sessionmaker(engine)() as session, session.begin():
+        region = await session.get(Region, uuid.UUID(seeded["region"]))
+        region.trust_region_domain, region.dns_resolver = False, dns_zone.address
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from regio_common.testing.dns import silent_resolver
 from regio_controlpanel.region_settings import configure
 
 from .test_deployments import build_succeeds, deploy, js  # noqa: F401 (js: a fixture)
-from .test_host_collisions import trusting_region  # noqa: F401 (a fixture)
 from .test_resources import commands  # noqa: F401 (a fixture)
 from .web_client import Browser, new_user
 
@@ -54,15 +53,15 @@ async def test_a_domain_without_its_txt_record_is_neither_routed_nor_told_to_the
     assert routed.hosts[0] == name
 
 
-async def test_the_record_must_hold_this_organisations_value_for_this_domain(api, stranger, application, dns_zone):
+async def test_the_record_must_hold_this_organisations_value_for_this_domain(api, rival, application, dns_zone):
     """An attacker cannot reuse a value: it is derived from the organisation and the domain,
     under a key only the control panel holds."""
     env_id = application["test_status"]["uuid"]
     victim, other = new_domain(), new_domain()
     mine = (await add(api, env_id, victim)).json()
-    their_app = (await stranger.post("/apps/v3/applications/", json={
-        "name": "Squat", "slug": f"squat-{uuid.uuid4().hex[:6]}", "organisation": stranger.organisation})).json()
-    theirs = await add(stranger, their_app["live_status"]["uuid"], victim)
+    their_app = (await rival.post("/apps/v3/applications/", json={
+        "name": "Squat", "slug": f"squat-{uuid.uuid4().hex[:6]}", "organisation": rival.organisation})).json()
+    theirs = await add(rival, their_app["live_status"]["uuid"], victim)
     # A name waiting for verification does not keep anyone from adding it.
     assert theirs.status_code == 201, theirs.text
     values = {mine["verification"]["record_value"], theirs.json()["verification"]["record_value"],
@@ -73,7 +72,7 @@ async def test_the_record_must_hold_this_organisations_value_for_this_domain(api
 
     # The owner publishes their value: the squatter's check fails, the owner's succeeds.
     dns_zone.publish(mine["verification"]["record_name"], "something-else", mine["verification"]["record_value"])
-    squatted = (await stranger.post(f"/apps/v3/domains/{theirs.json()['uuid']}/verify/")).json()["verification"]
+    squatted = (await rival.post(f"/apps/v3/domains/{theirs.json()['uuid']}/verify/")).json()["verification"]
     assert squatted["status"] == "failed"
     assert squatted["last_error"] == f"The TXT records at _regio-challenge.{victim} do not hold the expected value."
     assert "something-else" not in squatted["last_error"]
@@ -82,9 +81,9 @@ async def test_the_record_must_hold_this_organisations_value_for_this_domain(api
 
     # Even with both values published, the host is the first verified one's.
     dns_zone.publish(mine["verification"]["record_name"], theirs.json()["verification"]["record_value"])
-    late = (await stranger.post(f"/apps/v3/domains/{theirs.json()['uuid']}/verify/")).json()["verification"]
+    late = (await rival.post(f"/apps/v3/domains/{theirs.json()['uuid']}/verify/")).json()["verification"]
     assert late["status"] == "failed" and late["last_error"] == "Another environment already serves this domain."
-    again = await add(stranger, their_app["test_status"]["uuid"], victim)
+    again = await add(rival, their_app["test_status"]["uuid"], victim)
     assert again.status_code == 409 and again.json() == {
         "domain": [f"The host {victim} already belongs to another environment."]}
 
@@ -149,12 +148,12 @@ async def test_a_domain_that_does_not_exist_stays_pending(api, application, dns_
     assert checked["status"] == "pending" and checked["checked_at"] is not None
 
 
-async def test_another_organisation_cannot_verify_or_see_a_domain(api, stranger, application, dns_zone):
+async def test_another_organisation_cannot_verify_or_see_a_domain(api, rival, application, dns_zone):
     added = (await add(api, application["test_status"]["uuid"], new_domain())).json()
-    assert (await stranger.post(f"/apps/v3/domains/{added['uuid']}/verify/")).status_code == 404
+    assert (await rival.post(f"/apps/v3/domains/{added['uuid']}/verify/")).status_code == 404
 
 
-async def test_an_operator_sets_the_resolver_and_the_trust_of_a_region(settings, trusting_region):  # noqa: F811
+async def test_an_operator_sets_the_resolver_and_the_trust_of_a_region(settings, trusting_region):
     """What `regio region set` runs: a resolver must be an address (it cannot itself need one)."""
     with pytest.raises(ValueError, match="not an IP address"):
         await configure(settings, trusting_region.slug, dns_resolver="dns.example.com:53")
@@ -189,3 +188,22 @@ async def test_the_page_shows_the_record_to_create_and_checks_again(app, setting
         row = shown[shown.index(f'data-domain="{name}"'):]
         assert 'data-verification="verified"' in row[:row.index("</tr>")]
         assert name in shown[shown.index("Served:"):][:500]
+
+
+
+async def test_a_primary_waiting_for_verification_leaves_the_served_one_in_place(
+        api, application, dns_zone, verified_domain, commands):  # noqa: F811
+    env_id = application["test_status"]["uuid"]
+    served, waiting = new_domain(), new_domain()
+    first = await verified_domain(env_id, served, "PRIMARY")
+    assert (await commands(EnvironmentHostsChanged, env_id)).hosts[0] == served
+    added = (await add(api, env_id, waiting, "PRIMARY")).json()
+    assert added["kind"] == "PRIMARY" and not added["is_primary"]
+    still = (await api.get(f"/apps/v3/domains/{first['uuid']}/")).json()
+    assert still["kind"] == "PRIMARY" and still["is_primary"]
+    # Once proven, it takes over; the former primary is served as an alias.
+    dns_zone.publish(added["verification"]["record_name"], added["verification"]["record_value"])
+    took_over = (await api.post(f"/apps/v3/domains/{added['uuid']}/verify/")).json()
+    assert took_over["is_primary"]
+    assert (await api.get(f"/apps/v3/domains/{first['uuid']}/")).json()["kind"] == "ALIAS"
+    assert (await commands(EnvironmentHostsChanged, env_id)).hosts[:2] == [waiting, served]

@@ -249,8 +249,9 @@ class Domain(Base):
     owner's control); several environments may ask for one name, only one gets its host (ClaimedHost)."""
 
     __tablename__ = "domains"
+    # One primary served; one waiting for verification takes over when verified.
     __table_args__ = (Index("one_primary_domain", "environment_id", unique=True,
-                            postgresql_where=text("kind = 'PRIMARY'")),
+                            postgresql_where=text("kind = 'PRIMARY' AND verification_status = 'verified'")),
                       UniqueConstraint("environment_id", "domain"))
     id: Mapped[uuid.UUID] = _id()
     environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from hmac import compare_digest
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.models import Application, Domain, Environment, Region
@@ -52,10 +53,20 @@ async def verify(session: AsyncSession, vault: Vault, domain: Domain, env: Envir
         domain.verification_error = "Another environment already serves this domain."
         await session.flush()
         return False
+    if domain.kind == "PRIMARY":  # a primary that waited for verification takes over now
+        await demote_primary(session, env.id)
     domain.verification_status, domain.verification_error = Verification.VERIFIED, None
     domain.verified_at = domain.verification_checked_at
     await session.flush()
     return True
+
+
+async def demote_primary(session: AsyncSession, environment_id) -> None:
+    """The environment's verified primary becomes an alias (another takes its place)."""
+    await session.execute(update(Domain).where(
+        Domain.environment_id == environment_id, Domain.kind == "PRIMARY",
+        Domain.verification_status == Verification.VERIFIED).values(kind="ALIAS"))
+    await session.flush()
 
 
 async def _challenge(region: Region, name: str, expected: str) -> tuple[Verification | None, str | None]:

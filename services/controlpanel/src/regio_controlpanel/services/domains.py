@@ -92,8 +92,8 @@ async def add_domain(session: AsyncSession, vault: Vault, env: Environment, app:
     if (await session.execute(select(Domain.id).where(Domain.environment_id == env.id,
                                                       Domain.domain == name))).first():
         raise Conflict("This environment already has this domain.", "domain")
-    if kind == Kind.PRIMARY:
-        await _demote_primary(session, env.id)
+    if kind == Kind.PRIMARY:  # the verified primary stays until this one is verified
+        await _demote_waiting_primary(session, env.id)
     domain = Domain(environment_id=env.id, domain=name, kind=kind, verification_status=Verification.PENDING)
     session.add(domain)
     try:
@@ -115,10 +115,13 @@ def is_routed(domain: Domain) -> bool:
 
 
 async def change_kind(session: AsyncSession, domain: Domain, kind: Kind) -> bool:
+    """A verified domain made the primary takes over at once; one still pending, once verified."""
     if domain.kind == kind:
         return False
     if kind == Kind.PRIMARY:
-        await _demote_primary(session, domain.environment_id)
+        await _demote_waiting_primary(session, domain.environment_id)
+        if is_routed(domain):
+            await domain_verification.demote_primary(session, domain.environment_id)
     domain.kind = kind
     await session.flush()
     return True
@@ -134,7 +137,9 @@ async def announce(session: AsyncSession, outbox: Outbox, env: Environment, app:
                                                       https_redirect=env.https_redirect), region=region.slug)
 
 
-async def _demote_primary(session: AsyncSession, environment_id: UUID) -> None:
-    await session.execute(update(Domain).where(Domain.environment_id == environment_id, Domain.kind == Kind.PRIMARY)
-                          .values(kind=Kind.ALIAS))
+async def _demote_waiting_primary(session: AsyncSession, environment_id: UUID) -> None:
+    """One primary waits for verification at a time: the one asked for last."""
+    await session.execute(update(Domain).where(
+        Domain.environment_id == environment_id, Domain.kind == Kind.PRIMARY,
+        Domain.verification_status != Verification.VERIFIED).values(kind=Kind.ALIAS))
     await session.flush()

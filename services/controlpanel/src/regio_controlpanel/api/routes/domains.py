@@ -23,7 +23,8 @@ def domain_out(d: Domain, organisation_id: UUID, vault: Vault) -> DomainOut:
         record_value=vault.domain_challenge(organisation_id, d.domain), last_error=d.verification_error,
         checked_at=d.verification_checked_at, verified_at=d.verified_at)
     return DomainOut(uuid=d.id, environment=d.environment_id, domain=d.domain, kind=d.kind,
-                     is_primary=d.kind == service.Kind.PRIMARY, verification=verification,
+                     # A primary still waiting for verification is not (yet) the one served.
+                     is_primary=d.kind == service.Kind.PRIMARY and service.is_routed(d), verification=verification,
                      created_at=d.created_at)
 
 

@@ -43,6 +43,10 @@ def upgrade() -> None:
     op.drop_constraint("domains_domain_key", "domains", schema=SCHEMA, type_="unique")
     op.create_unique_constraint(None, "domains", ["environment_id", "domain"], schema=SCHEMA)
     op.create_index(op.f("ix_controlpanel_domains_domain"), "domains", ["domain"], unique=False, schema=SCHEMA)
+    # A primary waiting for verification leaves the verified one serving until it takes over.
+    op.drop_index("one_primary_domain", table_name="domains", schema=SCHEMA)
+    op.create_index("one_primary_domain", "domains", ["environment_id"], unique=True, schema=SCHEMA,
+                    postgresql_where=sa.text("kind = 'PRIMARY' AND verification_status = 'verified'"))
 
     op.create_table(
         "claimed_hosts",
@@ -88,6 +92,13 @@ def downgrade() -> None:
         WHERE d.domain = o.domain AND d.id <> o.id
           AND (d.verification_status <> 'verified') AND (o.verification_status = 'verified' OR o.created_at < d.created_at)
     """)
+    op.execute(f"""
+        UPDATE {SCHEMA}.domains SET kind = 'ALIAS'
+        WHERE kind = 'PRIMARY' AND verification_status <> 'verified'
+    """)
+    op.drop_index("one_primary_domain", table_name="domains", schema=SCHEMA)
+    op.create_index("one_primary_domain", "domains", ["environment_id"], unique=True, schema=SCHEMA,
+                    postgresql_where=sa.text("kind = 'PRIMARY'"))
     op.drop_index(op.f("ix_controlpanel_domains_domain"), table_name="domains", schema=SCHEMA)
     op.drop_constraint("domains_environment_id_domain_key", "domains", schema=SCHEMA, type_="unique")
     op.create_unique_constraint("domains_domain_key", "domains", ["domain"], schema=SCHEMA)
