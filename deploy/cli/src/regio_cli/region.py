@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from regio_common import bus, egress, nats_auth
+from regio_common import bus, egress, nats_auth, sealing
 from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
 from regio_common.servers import (
@@ -159,6 +159,13 @@ class Region:
                    "secret_key": secret_key, "host": self.services_address, "port": p.storage_s3},
         }
 
+    def runner_sealing_key(self) -> str:
+        """What this region's runner agents open release environments with: the region's own
+        key, or in a region made before regions had one, the key every region shares."""
+        if secrets_store.per_region_sealing(self.secrets):
+            return sealing.region_key(self.secrets["region_key"], self.layout.region)
+        return self.secrets["region_key"]
+
     # --- NATS users ------------------------------------------------------------
 
     def runner_names(self) -> list[str]:
@@ -200,10 +207,11 @@ class Region:
 
     def services(self) -> list[Service]:
         p = self.layout.ports
-        shared_key = {"REGION_KEY": self.secrets["region_key"]}
+        master_key = {"REGION_KEY": self.secrets["region_key"],
+                      "PER_REGION_SEALING": str(secrets_store.per_region_sealing(self.secrets)).lower()}
         services = [
             Service("controlpanel", "regio_controlpanel", "controlpanel", p.controlpanel, {
-                **shared_key,
+                **master_key,
                 "SECRETS_KEY": self.secrets["controlpanel_key"],
                 "BUILD_KEY": self.secrets["build_key"],
                 "REGION_DOMAIN": self.layout.region_domain,
@@ -238,7 +246,7 @@ class Region:
         memory_each = host_memory_mb() // self.layout.runners
         for i in range(self.layout.runners):
             services.append(Service(f"runner-agent-{i + 1}", "regio_runner", "runner", p.runner_agent_first + i, {
-                **shared_key,
+                "REGION_KEY": self.runner_sealing_key(),
                 "NAME": f"runner-{i + 1}",
                 "ADDRESS": "127.0.0.1",
                 "MEMORY_MB": str(memory_each),

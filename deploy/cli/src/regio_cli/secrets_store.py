@@ -23,8 +23,10 @@ def load_or_create(state_dir: Path) -> dict:
     data = {
         "installation": secrets.token_hex(8),  # tells this region's containers from another's on one engine
         "service_token": secrets.token_urlsafe(32),
-        # Seals release environments between the control panel and runner agents.
+        # Seals release environments between the control panel and runner agents: the master
+        # each region's own key is derived from (regio_common.sealing.region_key).
         "region_key": new_key(),
+        "per_region_sealing": True,
         # Encrypts sensitive environment variables at rest in the control panel.
         "controlpanel_key": new_key(),
         # Seals repository credentials between the control panel and the builders.
@@ -46,3 +48,9 @@ def nats_password(state_dir: Path, data: dict, user: str) -> str:
         path.write_text(json.dumps(data, indent=2) + "\n")
         path.chmod(0o600)
     return passwords[user]
+
+
+def per_region_sealing(data: dict) -> bool:
+    """Regions made before regions had sealing keys of their own go on sharing one: their
+    running releases were sealed with it."""
+    return bool(data.get("per_region_sealing"))

@@ -47,7 +47,7 @@ async def known_regions(runtime: Runtime) -> list[str]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime("controlpanel", settings, outbox, inbox)
-    vault = Vault(settings.secrets_key, settings.region_key, settings.build_key)
+    vault = Vault(settings.secrets_key, settings.region_key, settings.build_key, settings.per_region_sealing)
     deployments_service = Deployments(runtime.outbox, vault)
     backups_service = Backups(runtime.outbox, vault)
 

@@ -10,7 +10,10 @@ class Settings(ServiceSettings):
     port: int = 8700
     public_url: str = Field("http://127.0.0.1:8700", description="Base of absolute links (pagination).")
     secrets_key: str = Field("", description="Fernet key for sensitive values at rest.")
-    region_key: str = Field("", description="Fernet key sealing release environments for runner agents.")
+    region_key: str = Field("", description="Fernet key sealing release environments for runner agents: with "
+                            "per_region_sealing, the master each region's own key is derived from.")
+    per_region_sealing: bool = Field(False, description="Seal each region's releases with a key of its own "
+                                     "(regio_common.sealing.region_key), which only its runner agents hold.")
     build_key: str = Field("", description="Fernet key sealing repository credentials for the builders.")
     region_domain: str = "local.regio.localhost"
     ingress_port: int = Field(80, description="Port of the region's ingress, shown in site URLs.")

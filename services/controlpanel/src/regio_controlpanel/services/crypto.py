@@ -3,14 +3,17 @@ import hashlib
 import hmac
 from uuid import UUID
 
-from regio_common.sealing import decrypt_value, encrypt_value, open_sealed, seal
+from regio_common.sealing import decrypt_value, encrypt_value, open_sealed, region_key, seal
 
 
 class Vault:
-    def __init__(self, secrets_key: str, region_key: str, build_key: str = ""):
+    def __init__(self, secrets_key: str, region_key: str, build_key: str = "", per_region_sealing: bool = False):
+        """``region_key``: the master of every region's sealing key when ``per_region_sealing``,
+        else the one key all runners hold (regions made before they had keys of their own)."""
         self._secrets_key = secrets_key
         self._region_key = region_key
         self._build_key = build_key
+        self._per_region = per_region_sealing
 
     def encrypt(self, value: str) -> str:
         return encrypt_value(self._secrets_key, value)
@@ -39,6 +42,7 @@ class Vault:
         """A repository's credentials, which only the builders (holding the build key) can open."""
         return seal(self._build_key, access)
 
-    def seal_for_runners(self, env: dict[str, str]) -> str:
-        """Only runner agents hold the region key: the controller carries this unread."""
-        return seal(self._region_key, env)
+    def seal_for_runners(self, env: dict[str, str], region: str) -> str:
+        """Only ``region``'s runner agents hold its key: the controller carries this unread,
+        and no other region's runners can open it."""
+        return seal(region_key(self._region_key, region) if self._per_region else self._region_key, env)
