@@ -45,7 +45,7 @@ import httpx
 
 from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import cpu_seconds, free_port, wait_for_port
-from regio_common.servers import caddy_child_pidfile, venv_bin
+from regio_common.servers import caddy_admin_socket, caddy_child_pidfile, venv_bin
 from regio_common.service_auth import SERVICE_TOKEN_HEADER
 
 STATE = default_state_dir(Path(__file__).parent)
@@ -265,10 +265,11 @@ class BenchApp:
             self.api.delete(self.app_url).raise_for_status()
 
 
-def ingress_logging(admin_port: int) -> str:
+def ingress_logging(admin_socket: Path) -> str:
     """Whether the region's Caddy writes access logs now (its config is changed by others meanwhile)."""
     try:
-        server = httpx.get(f"http://127.0.0.1:{admin_port}/config/apps/http/servers/ingress", timeout=5).json()
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(admin_socket)), timeout=5) as admin:
+            server = admin.get("http://caddy/config/apps/http/servers/ingress").json()
     except (httpx.HTTPError, ValueError):
         return "unknown"
     return "on" if server and server.get("logs") is not None else "off"
@@ -437,7 +438,7 @@ def main() -> None:
             app.deploy()
             direct = app.direct_address()
             app.wait_until_served(direct)
-            logging = ingress_logging(layout.ports.caddy_admin)
+            logging = ingress_logging(caddy_admin_socket(layout.state_dir))
             with contextlib.ExitStack() as stack:
                 bare = stack.enter_context(BareCaddy(direct, Path(tmp))) if args.bare_caddy else None
                 cpu = CpuMeter(app.container_id(), int(caddy_child_pidfile(STATE).read_text()),

@@ -44,6 +44,17 @@ def port_open(port: int) -> bool:
         return False
 
 
+def socket_open(path: Path) -> bool:
+    """Something accepts connections on the Unix socket at ``path``."""
+    try:
+        with socket.socket(socket.AF_UNIX) as unix:
+            unix.settimeout(2)
+            unix.connect(str(path))
+        return True
+    except OSError:
+        return False
+
+
 def seaweedfs_ready(s3_port: int, master_port: int) -> bool:
     """As regio_common.servers.seaweedfs_ready: S3 healthy and a volume server with room."""
     if http_get(s3_port, "/healthz")[0] != 200:
@@ -58,7 +69,7 @@ def seaweedfs_ready(s3_port: int, master_port: int) -> bool:
     return status == 200 and bool(nodes) and topology.get("Free", 0) > 0
 
 
-def ready(name: str, ports: dict[str, int]) -> bool | None:
+def ready(name: str, ports: dict[str, int], state_dir: Path) -> bool | None:
     if name in SERVICES:
         return http_get(ports[name], "/readyz")[0] == 200
     if name.startswith(RUNNER_AGENT):
@@ -69,14 +80,17 @@ def ready(name: str, ports: dict[str, int]) -> bool | None:
         return subprocess.run([str(pg_isready), "-q", "-h", "127.0.0.1", "-p", str(clusters[name])]).returncode == 0
     if name == "seaweedfs":
         return seaweedfs_ready(ports["storage_s3"], ports["storage_master"])
-    if name in ("nats", "caddy"):
-        return port_open(ports["nats" if name == "nats" else "caddy_admin"])
+    if name == "nats":
+        return port_open(ports["nats"])
+    if name == "caddy":  # its admin API, on a Unix socket (regio_common.servers.caddy_admin_socket)
+        return socket_open(state_dir / "caddy" / "admin" / "admin.sock")
     return None
 
 
 def main() -> int:
-    layout = json.loads((Path(os.environ["REGIO_STATE_DIR"]) / "region.json").read_text())
-    answer = ready(sys.argv[1], layout["ports"])
+    state_dir = Path(os.environ["REGIO_STATE_DIR"])
+    layout = json.loads((state_dir / "region.json").read_text())
+    answer = ready(sys.argv[1], layout["ports"], state_dir)
     if answer is None:
         print(f"probe: no component {sys.argv[1]!r}", file=sys.stderr)
         return 2

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regio_common.processes import wait_for_port
-from regio_common.servers import CADDY_HTTP_SOCKET, caddy_process
+from regio_common.processes import port_open, wait_for_socket
+from regio_common.servers import CADDY_HTTP_SOCKET, caddy_admin_socket, caddy_process, prepare_caddy
 from regio_common.testing.plugin import free_port
 
 # A server of the holder's kind: serves the socket it inherits as fd 3, answering each
@@ -114,11 +114,13 @@ def test_a_caddy_config_saved_before_its_sockets_were_held_resumes_on_them(tmp_p
     autosave.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{admin_port}"}, "apps": {"http": {"servers": {
         "ingress": {"listen": [f"127.0.0.1:{http_port}"], "automatic_https": {"disable": True},
                     "routes": [{"handle": [{"handler": "static_response", "body": "saved table"}]}]}}}}}))
-    caddy = caddy_process(tmp_path, admin_port, http_port, https_port)
+    prepare_caddy(tmp_path, http_port, https_port)
+    caddy = caddy_process(tmp_path, http_port, https_port)
     assert json.loads(autosave.read_text())["apps"]["http"]["servers"]["ingress"]["listen"] == [CADDY_HTTP_SOCKET]
     caddy.start()
     try:
-        wait_for_port(admin_port, 15, process=caddy)
+        wait_for_socket(caddy_admin_socket(tmp_path), 15, process=caddy)
         assert httpx.get(f"http://127.0.0.1:{http_port}/", timeout=10).text == "saved table"
+        assert not port_open(admin_port)  # its admin API moved to the private socket too
     finally:
         caddy.stop()

@@ -27,8 +27,15 @@ from regio_common.messages import (
     decode,
     subject_for,
 )
-from regio_common.processes import ManagedProcess, wait_for_port
-from regio_common.servers import CADDY_HTTP_SOCKET, CADDY_HTTPS_SOCKET, caddy_process
+from regio_common.processes import ManagedProcess, wait_for_port, wait_for_socket
+from regio_common.servers import (
+    CADDY_HTTP_SOCKET,
+    CADDY_HTTPS_SOCKET,
+    caddy_admin_listen,
+    caddy_admin_socket,
+    caddy_process,
+    prepare_caddy,
+)
 from regio_common.testing.plugin import free_port
 from regio_ingress.main import create_app
 from regio_ingress.routes import Route
@@ -133,13 +140,21 @@ def instance() -> Callable[[str], Instance]:
 @dataclass
 class Caddy:
     process: ManagedProcess
-    admin_port: int
     http_port: int
     https_port: int
 
     @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+    def admin_socket(self) -> Path:
+        return caddy_admin_socket(self.process.state_dir)
+
+    @property
+    def admin_listen(self) -> str:
+        return caddy_admin_listen(self.admin_socket)
+
+    def admin_client(self) -> httpx.AsyncClient:
+        """Caddy's admin API, on its private Unix socket."""
+        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.admin_socket)),
+                                 base_url="http://caddy", timeout=15)
 
     @property
     def http_listen(self) -> str:
@@ -151,7 +166,7 @@ class Caddy:
 
     def start(self) -> None:
         self.process.start()
-        wait_for_port(self.admin_port, 15, process=self.process)
+        wait_for_socket(self.admin_socket, 15, process=self.process)
         wait_for_port(self.http_port, 15, process=self.process)
 
     def stop(self) -> None:
@@ -187,9 +202,9 @@ class Caddy:
 
 @pytest.fixture
 def caddy(tmp_path) -> Caddy:
-    admin_port, http_port, https_port = free_port(), free_port(), free_port()
-    server = Caddy(caddy_process(tmp_path / "state", admin_port, http_port, https_port), admin_port, http_port,
-                   https_port)
+    http_port, https_port = free_port(), free_port()
+    prepare_caddy(tmp_path / "state", http_port, https_port)
+    server = Caddy(caddy_process(tmp_path / "state", http_port, https_port), http_port, https_port)
     server.start()
     yield server
     server.stop()
@@ -334,7 +349,7 @@ async def settings(database_url, session_nats, nats_credentials, region, caddy) 
         nats_password=password,
         region=region,
         service_token=SERVICE_TOKEN,
-        caddy_admin_url=caddy.admin_url,
+        caddy_admin_socket=caddy.admin_socket,
         http_listen=caddy.http_listen,
         https_listen=f"127.0.0.1:{caddy.https_port}",
         http_socket=CADDY_HTTP_SOCKET,

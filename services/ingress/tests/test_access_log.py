@@ -199,10 +199,10 @@ async def test_real_caddy_entries_are_understood(access_log, caddy, js, region, 
     await edge.start()
     await responder.start()
     try:
-        admin = CaddyAdmin(caddy.admin_url)
+        admin = CaddyAdmin(caddy.admin_socket)
         try:
             await admin.load(render(ProxySettings(
-                http_listen=caddy.http_listen, http_socket=CADDY_HTTP_SOCKET, admin_listen=f"127.0.0.1:{caddy.admin_port}",
+                http_listen=caddy.http_listen, http_socket=CADDY_HTTP_SOCKET, admin_listen=caddy.admin_listen,
                 access_log_address=f"{receiver.host}:{receiver.port}", edge_address=edge_listen,
                 upstreams_resolver=f"udp/{responder.host}:{responder.port}")))
         finally:

@@ -12,7 +12,7 @@ from regio_ingress.routes import Route
 
 async def root_certificate(caddy) -> str:
     """The root of Caddy's own CA, as the region hands it to whoever should trust its certificates."""
-    async with httpx.AsyncClient(base_url=caddy.admin_url) as admin:
+    async with caddy.admin_client() as admin:
         return (await admin.get("/pki/ca/local")).json()["root_certificate"]
 
 

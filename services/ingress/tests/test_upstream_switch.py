@@ -9,7 +9,7 @@ HOST = "shop.example.com"
 
 
 async def running_config(caddy) -> dict:
-    async with httpx.AsyncClient(base_url=caddy.admin_url) as admin:
+    async with caddy.admin_client() as admin:
         return (await admin.get("/config/")).json()
 
 

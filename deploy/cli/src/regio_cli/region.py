@@ -16,14 +16,16 @@ import httpx
 
 from regio_common import bus, egress, nats_auth, sealing
 from regio_common.layout import Layout
-from regio_common.processes import ManagedProcess, PortTaken, port_open, wait_for_port
+from regio_common.processes import ManagedProcess, PortTaken, port_open, socket_open, wait_for_port
 from regio_common.servers import (
     CADDY_HTTP_SOCKET,
     CADDY_HTTPS_SOCKET,
     PostgresCluster,
+    caddy_admin_socket,
     caddy_process,
     nats_config_file,
     nats_process,
+    prepare_caddy,
     seaweedfs_admin_credentials,
     seaweedfs_process,
     wait_seaweedfs_ready,
@@ -56,8 +58,7 @@ class Region:
         self.secrets = secrets_store.load_or_create(self.state_dir)
         self.postgres = PostgresCluster("postgres", self.state_dir, layout.ports.postgres)
         self.nats = nats_process(self.state_dir, layout.ports.nats, nats_config_file(self.state_dir))
-        self.caddy = caddy_process(self.state_dir, layout.ports.caddy_admin, layout.ports.ingress_http,
-                                   layout.ports.ingress_https)
+        self.caddy = caddy_process(self.state_dir, layout.ports.ingress_http, layout.ports.ingress_https)
         self._services_address: str | None = None
 
     # --- the region's services for applications --------------------------------
@@ -231,7 +232,7 @@ class Region:
                 "INGRESS_URLS": json.dumps([self.url_of("ingress")]),
             }),
             Service("ingress", "regio_ingress", "ingress", p.ingress, {
-                "CADDY_ADMIN_URL": f"http://127.0.0.1:{p.caddy_admin}",
+                "CADDY_ADMIN_SOCKET": str(caddy_admin_socket(self.state_dir)),
                 "HTTP_LISTEN": f"127.0.0.1:{p.ingress_http}",
                 "HTTPS_LISTEN": f"127.0.0.1:{p.ingress_https}",
                 "HTTP_SOCKET": CADDY_HTTP_SOCKET,
@@ -292,6 +293,7 @@ class Region:
     # own (`regio run NAME`), with Compose ordering them.
 
     def up(self) -> None:
+        self._move_caddy_admin_off_tcp()
         self._check_ports()
         self.prepare()
         self.guard_networks()  # before any runner agent starts an application, or the builder a build
@@ -313,6 +315,7 @@ class Region:
         self.layout.save()
         self.write_nats_users()
         self.postgres.ensure_initialized()
+        prepare_caddy(self.state_dir, self.layout.ports.ingress_http, self.layout.ports.ingress_https)
         self._services_address = apps_network.ensure_gateway()
         self._services_address_file.write_text(self._services_address + "\n")
         apps_network.ensure_gateway(apps_network.BUILDS_NAME)
@@ -349,7 +352,7 @@ class Region:
     def _check_ports(self) -> None:
         """Before starting anything: every port we need is ours already or free."""
         for process in [*self.servers(), *(self.process(s) for s in self.services())]:
-            if not process.running() and port_open(process.port):
+            if process.port is not None and not process.running() and port_open(process.port):
                 raise PortTaken(process.name, process.port)
         for port in (self.layout.ports.ingress_http, self.layout.ports.ingress_https):
             if not self.caddy.running() and port_open(port):
@@ -372,8 +375,20 @@ class Region:
 
     def _start(self, process: ManagedProcess, timeout: float) -> None:
         if process.start():
-            self.say(f"started {process.name} on 127.0.0.1:{process.port}")
-        wait_for_port(process.port, timeout, process=process)
+            self.say(f"started {process.name} on {f'127.0.0.1:{process.port}' if process.port else process.unix_socket}")
+        process.wait_listening(timeout)
+
+    def _move_caddy_admin_off_tcp(self) -> None:
+        """A Caddy started by an earlier `regio up` has its admin API on a loopback port, where
+        any local process can load a config into the ingress, and the ingress beside it keeps
+        loading configs that put it there. Both are stopped, to start again on the private
+        socket: the HTTP and HTTPS ports close for the few seconds this takes, once."""
+        if not self.caddy.running() or socket_open(caddy_admin_socket(self.state_dir)):
+            return
+        self.say("caddy's admin API is on a loopback port: restarting caddy and the ingress on a private socket")
+        ingress = next(s for s in self.services() if s.name == "ingress")
+        self.process(ingress).stop()
+        self.caddy.stop()
 
     async def _declare_streams(self) -> None:
         nc = await bus.connect(self.nats_url, "regio-cli", nats_auth.ADMIN, self.nats_password(nats_auth.ADMIN))

@@ -4,7 +4,7 @@
 a running region's servers."""
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 SERVICES = ("controlpanel", "builder", "controller", "ingress")
@@ -20,7 +20,6 @@ class Ports:
     runner_agent_first: int = 8710  # runner agent i listens on first + i
     nats: int = 8722
     postgres: int = 8732
-    caddy_admin: int = 8719
     ingress_http: int = 8780
     ingress_https: int = 8743
     ingress_access_log: int = 8754  # UDP: Caddy sends the ingress one access log entry per datagram
@@ -69,7 +68,10 @@ class Layout:
         # Where it was found, not where it was written: a state directory mounted elsewhere
         # (a container's /var/lib/regio) or moved keeps working.
         data["state_dir"] = state_dir
-        data["ports"] = Ports(**data["ports"])
+        # Ports an earlier version listened on and this one does not (Caddy's admin API, now a
+        # Unix socket) are dropped, so a region.json written before still loads.
+        known = {f.name for f in fields(Ports)}
+        data["ports"] = Ports(**{name: port for name, port in data["ports"].items() if name in known})
         return cls(**data)
 
 

@@ -32,6 +32,24 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def socket_open(path: Path) -> bool:
+    """Something accepts connections on the Unix socket at ``path``."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(str(path)) == 0
+
+
+def wait_for_socket(path: Path, timeout: float, process: "ManagedProcess | None" = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if socket_open(path):
+            return
+        if process is not None and not process.running():
+            raise RuntimeError(f"{process.name} exited while starting; see {process.log_path}")
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing answered on {path} after {timeout:.0f}s")
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time a process has used so far (user and system), for benchmarks' breakdowns."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -55,6 +73,7 @@ class ManagedProcess:
     argv: list[str]
     state_dir: Path
     port: int | None = None  # the port it listens on, checked before start
+    unix_socket: Path | None = None  # the Unix socket it listens on instead, when it has no port
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     user: str | None = None  # run as this system user (PostgreSQL refuses to run as root)
@@ -95,6 +114,13 @@ class ManagedProcess:
 
     def running(self) -> bool:
         return self.pid() is not None
+
+    def wait_listening(self, timeout: float) -> None:
+        """Until it accepts connections on its port or, without one, its Unix socket."""
+        if self.port is not None:
+            wait_for_port(self.port, timeout, process=self)
+        elif self.unix_socket is not None:
+            wait_for_socket(self.unix_socket, timeout, process=self)
 
     def start(self) -> bool:
         """Start unless running; True when it was started now."""

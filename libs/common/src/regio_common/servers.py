@@ -308,41 +308,76 @@ def nats_process(state_dir: Path, port: int, config: Path | None = None) -> Mana
 CADDY_HTTP_SOCKET, CADDY_HTTPS_SOCKET = "fd/3", "fd/4"
 
 
-def caddy_process(state_dir: Path, admin_port: int, http_port: int, https_port: int) -> ManagedProcess:
-    """Caddy with only its admin API; the ingress service loads the routes.
+# The longest path a Unix socket can have (sun_path is 108 bytes, with its terminating NUL).
+UNIX_SOCKET_PATH_MAX = 107
+
+
+def caddy_admin_socket(state_dir: Path) -> Path:
+    """Where Caddy's admin API listens: a Unix socket in a directory only Caddy's account can
+    enter. On a loopback port any local process could load a config into the region's ingress."""
+    return state_dir / "caddy" / "admin" / "admin.sock"
+
+
+def caddy_admin_listen(socket: Path) -> str:
+    """Caddy's own spelling of a Unix socket address, the socket itself 0600 (owner only)."""
+    return f"unix/{socket}|0600"
+
+
+def prepare_caddy(state_dir: Path, http_port: int, https_port: int) -> None:
+    """What Caddy needs before it starts (``regio prepare``, not at every look at the region):
+    its first config, the private directory of its admin socket, and a config it saved under
+    an earlier region made safe to resume."""
+    home = state_dir / "caddy"
+    home.mkdir(parents=True, exist_ok=True)
+    admin = caddy_admin_socket(state_dir)
+    if len(str(admin)) > UNIX_SOCKET_PATH_MAX:
+        raise ValueError(f"Caddy's admin socket {admin} is longer than a Unix socket path can be "
+                         f"({UNIX_SOCKET_PATH_MAX}): use a shorter state directory")
+    admin.parent.mkdir(exist_ok=True, mode=0o700)
+    _make_private(admin.parent, None)  # Caddy runs as whoever starts the region
+    (home / "initial.json").write_text(json.dumps({"admin": {"listen": caddy_admin_listen(admin)}, "apps": {
+        "http": {"servers": {"ingress": {"listen": [CADDY_HTTP_SOCKET], "routes": []}}}}}))
+    _resumable(home / "config" / "caddy" / "autosave.json", caddy_admin_listen(admin),
+               {f"127.0.0.1:{http_port}": CADDY_HTTP_SOCKET, f"127.0.0.1:{https_port}": CADDY_HTTPS_SOCKET})
+
+
+def caddy_process(state_dir: Path, http_port: int, https_port: int) -> ManagedProcess:
+    """Caddy with only its admin API, on a private Unix socket (``caddy_admin_socket``); the
+    ingress service loads the routes. ``prepare_caddy`` comes first.
 
     Its HTTP and HTTPS sockets are held by socket_holder, which runs Caddy: a Caddy that
     exits is started again at once, and the connections made meanwhile wait to be accepted,
     never refused. ``--resume`` makes a restarted Caddy come back with the last config the
     ingress loaded (Caddy autosaves it), so traffic flows before the ingress resyncs."""
     home = state_dir / "caddy"
-    home.mkdir(parents=True, exist_ok=True)
-    initial = home / "initial.json"
-    initial.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{admin_port}"}, "apps": {"http": {"servers": {
-        "ingress": {"listen": [CADDY_HTTP_SOCKET], "routes": []}}}}}))
-    _listen_on_held_sockets(home / "config" / "caddy" / "autosave.json",
-                            {f"127.0.0.1:{http_port}": CADDY_HTTP_SOCKET, f"127.0.0.1:{https_port}": CADDY_HTTPS_SOCKET})
     return ManagedProcess(
         name="caddy",
         argv=[sys.executable, "-m", "regio_common.socket_holder",
               "--child-pidfile", str(caddy_child_pidfile(state_dir)),
               f"127.0.0.1:{http_port}", f"127.0.0.1:{https_port}", "--",
-              venv_bin("caddy"), "run", "--config", str(initial), "--resume"],
+              venv_bin("caddy"), "run", "--config", str(home / "initial.json"), "--resume"],
         state_dir=state_dir,
-        port=admin_port,
+        unix_socket=caddy_admin_socket(state_dir),
         env={"XDG_DATA_HOME": str(home / "data"), "XDG_CONFIG_HOME": str(home / "config"), "HOME": str(home)},
     )
 
 
-def _listen_on_held_sockets(autosave: Path, sockets: dict[str, str]) -> None:
-    """A config Caddy saved before its sockets were held binds the ports itself, which the holder
-    now has: the resumed Caddy would fail to start. Its servers are moved to the held sockets."""
+def _resumable(autosave: Path, admin_listen: str, sockets: dict[str, str]) -> None:
+    """Make a config Caddy saved under an earlier region safe to resume.
+
+    One saved before its sockets were held binds the ports itself, which the holder now has:
+    the resumed Caddy would fail to start. Its servers are moved to the held sockets. One
+    saved before the admin API moved to a private socket would open it on a loopback port
+    again, to every local process: its admin address is replaced."""
     try:
         config = json.loads(autosave.read_text())
     except (FileNotFoundError, ValueError):
         return
-    servers = ((config.get("apps") or {}).get("http") or {}).get("servers") or {}
     changed = False
+    if (config.get("admin") or {}).get("listen") != admin_listen:
+        config["admin"] = {**(config.get("admin") or {}), "listen": admin_listen}
+        changed = True
+    servers = ((config.get("apps") or {}).get("http") or {}).get("servers") or {}
     for server in servers.values():
         listen = server.get("listen") or []
         if any(address in sockets for address in listen):

@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        caddy = CaddyAdmin(settings.caddy_admin_url)
+        caddy = CaddyAdmin(settings.caddy_admin_socket)
         controller = ControllerClient(settings.controller_url, settings.service_token)
         proxy = proxy_settings(settings)
         table = UpstreamTable(settings.upstreams_refresh_seconds, settings.upstreams_grace_seconds,

@@ -1,9 +1,10 @@
+from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from regio_common.servers import caddy_admin_listen
 from regio_common.settings import ServiceSettings
 
 
@@ -11,7 +12,9 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGIO_INGRESS_", extra="ignore")
 
     port: int = 8703
-    caddy_admin_url: str = Field("http://127.0.0.1:8719", description="Caddy's admin API, where configs are loaded.")
+    caddy_admin_socket: Path = Field(Path("/var/lib/regio/caddy/admin/admin.sock"),
+                                     description="The Unix socket of Caddy's admin API, where configs are loaded "
+                                     "(regio_common.servers.caddy_admin_socket: private to Caddy's account).")
     http_listen: str = Field("127.0.0.1:8780", description="Where Caddy accepts the applications' traffic.")
     https_listen: str | None = Field("127.0.0.1:8743", description="Where Caddy accepts it over HTTPS; "
                                      "empty: no HTTPS.")
@@ -46,4 +49,4 @@ class Settings(ServiceSettings):
     @property
     def caddy_admin_listen(self) -> str:
         """The admin address kept in every loaded config, so loading never moves the admin endpoint."""
-        return urlsplit(self.caddy_admin_url).netloc
+        return caddy_admin_listen(self.caddy_admin_socket)
