@@ -14,6 +14,7 @@ from regio_common.messages import EnvironmentHostsChanged
 from regio_common.sealing import open_sealed
 from regio_common.testing.dns import silent_resolver
 from regio_controlpanel.region_settings import configure
+from regio_controlpanel.services.domain_rechecks import DomainRechecks
 
 from .test_deployments import build_succeeds, deploy, js  # noqa: F401 (js: a fixture)
 from .test_resources import commands  # noqa: F401 (a fixture)
@@ -207,3 +208,22 @@ async def test_a_primary_waiting_for_verification_leaves_the_served_one_in_place
     assert took_over["is_primary"]
     assert (await api.get(f"/apps/v3/domains/{first['uuid']}/")).json()["kind"] == "ALIAS"
     assert (await commands(EnvironmentHostsChanged, env_id)).hosts[:2] == [waiting, served]
+
+
+async def test_a_waiting_domain_is_checked_again_by_itself(app, api, settings, application, dns_zone,
+                                                           commands):  # noqa: F811
+    """The owner creates the record after adding the domain and does nothing more."""
+    env_id = application["test_status"]["uuid"]
+    name = new_domain()
+    added = (await add(api, env_id, name)).json()
+    dns_zone.publish(added["verification"]["record_name"], added["verification"]["record_value"])
+    rechecks = DomainRechecks(app.state.runtime.sessions, app.state.runtime.outbox, app.state.vault, 60)
+    assert (await rechecks.recheck_due()) == 0  # checked a moment ago: not due yet
+    engine = make_engine(settings.database_url)
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE controlpanel.domains SET verification_checked_at = now() - "
+                                      "interval '6 minutes' WHERE id = :id"), {"id": added["uuid"]})
+    await engine.dispose()
+    assert (await rechecks.recheck_due()) >= 1
+    assert (await api.get(f"/apps/v3/domains/{added['uuid']}/")).json()["verification"]["status"] == "verified"
+    assert name in (await commands(EnvironmentHostsChanged, env_id)).hosts

@@ -31,6 +31,7 @@ from .messaging import handlers
 from .services.backups import Backups
 from .services.crypto import Vault
 from .services.deployments import Deployments
+from .services.domain_rechecks import DomainRechecks
 from .settings import Settings
 
 PUBLIC_ROUTERS = tuple(m.router for m in (
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               dead_letters.subject(region), set_aside)
             for consumer in commands:
                 runtime.subscribe(COMMANDS.name, consumer.durable(region), consumer.subject(region), consumer)
+        runtime.spawn("domain rechecks", DomainRechecks(runtime.sessions, runtime.outbox, vault,
+                                                        settings.domain_recheck_seconds).run)
         yield
         await runtime.stop()
 

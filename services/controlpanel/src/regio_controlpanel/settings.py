@@ -17,3 +17,5 @@ class Settings(ServiceSettings):
     build_key: str = Field("", description="Fernet key sealing repository credentials for the builders.")
     region_domain: str = "local.regio.localhost"
     ingress_port: int = Field(80, description="Port of the region's ingress, shown in site URLs.")
+    domain_recheck_seconds: float = Field(60, description="How often custom domains waiting for verification "
+                                                          "are looked for whose check is due (every 5 minutes each).")

@@ -1,0 +1,75 @@
+"""Custom domains waiting for verification are checked again every few minutes, as platforms
+do, so that an owner who creates the TXT record later needs no further step; after a week
+without it, only the owner's own "verify" checks again. Each check has its own transaction:
+a slow resolver holds one domain's row, never the whole pass."""
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from regio_common.outbox import Outbox
+
+from ..db.models import Application, Domain, Environment
+from . import domains
+from .crypto import Vault
+from .domain_verification import Verification
+
+log = logging.getLogger(__name__)
+
+RECHECK_AFTER = timedelta(minutes=5)
+GIVE_UP_AFTER = timedelta(days=7)
+BATCH = 50
+CONCURRENCY = 8  # look-ups at once: each waits on DNS, not on this process
+
+
+class DomainRechecks:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox, vault: Vault,
+                 interval_seconds: float):
+        self.sessions = sessions
+        self.outbox = outbox
+        self.vault = vault
+        self.interval_seconds = interval_seconds
+
+    async def run(self) -> None:
+        while True:
+            await self.recheck_due()
+            await asyncio.sleep(self.interval_seconds)
+
+    async def recheck_due(self) -> int:
+        """Checks the domains due; returns how many became verified."""
+        now = datetime.now(UTC)
+        async with self.sessions() as session:
+            due = list((await session.execute(
+                select(Domain.id).where(
+                    Domain.verification_status != Verification.VERIFIED, Domain.created_at > now - GIVE_UP_AFTER,
+                    or_(Domain.verification_checked_at.is_(None), Domain.verification_checked_at < now - RECHECK_AFTER))
+                .order_by(Domain.verification_checked_at.asc().nulls_first()).limit(BATCH))).scalars())
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def check(domain_id: UUID) -> bool:
+            async with limit:
+                try:
+                    return await self._check(domain_id)
+                except Exception:  # one domain's failure does not stop the others'
+                    log.exception("re-checking domain %s failed", domain_id)
+                    return False
+
+        return sum(await asyncio.gather(*(check(d) for d in due)))
+
+    async def _check(self, domain_id: UUID) -> bool:
+        async with self.sessions() as session, session.begin():
+            row = (await session.execute(
+                select(Domain, Environment, Application).join(Environment, Environment.id == Domain.environment_id)
+                .join(Application, Application.id == Environment.application_id).where(Domain.id == domain_id)
+                .with_for_update(of=Domain, skip_locked=True))).first()
+            if row is None:  # gone, or being checked by a request right now
+                return False
+            domain, env, app = row
+            if not await domains.verify(session, self.vault, domain, env, app):
+                return False
+            await domains.announce(session, self.outbox, env, app)
+            log.info("domain %s verified by its periodic check", domain.domain)
+            return True
