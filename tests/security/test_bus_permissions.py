@@ -186,6 +186,24 @@ async def test_a_runner_cannot_subscribe_to_commands_logs_or_another_runners_key
         assert await runner.refused(subject), subject
 
 
+async def test_a_runner_cannot_set_aside_messages_in_another_services_name(connect):
+    """The control panel fails the deployment a dead letter names: only the service that set
+    a message aside may say so, under its own name."""
+    runner = await connect("runner-1")
+    with pytest.raises(Exception):
+        await runner.js().publish(f"region.{REGION}.dead-letters.builder", b"{}")
+    assert await runner.refused(f"region.{REGION}.dead-letters.builder")
+    await runner.js().publish(f"region.{REGION}.dead-letters.runner-agent", b"{}")  # its own
+
+    # which the control panel reads with its durable consumer
+    controlpanel = await connect("controlpanel")
+    sub = await controlpanel.js().pull_subscribe(f"region.{REGION}.dead-letters.>", stream=bus.DEAD_LETTERS.name,
+                                                 durable=bus.durable_name("controlpanel-dead-letters", REGION))
+    [received] = await sub.fetch(1, timeout=5)
+    await received.ack()
+    assert received.subject == f"region.{REGION}.dead-letters.runner-agent"
+
+
 async def test_a_runner_cannot_read_the_commands_stream(connect):
     runner = await connect("runner-1")
     with pytest.raises(Exception):

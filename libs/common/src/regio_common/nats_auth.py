@@ -23,19 +23,20 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bus import COMMANDS, EVENTS, LOGS, durable_name, runner_desired_bucket, runner_state_bucket
+from .bus import COMMANDS, DEAD_LETTERS, EVENTS, LOGS, durable_name, runner_desired_bucket, runner_state_bucket
 
 SERVER_NAME = "regio"  # as servers.nats_process names a server without a configuration
 ADMIN = "regio"  # the operator's CLI (declares streams and buckets) and the tests' own connections
 CONTROLPANEL, BUILDER, CONTROLLER, INGRESS = "controlpanel", "builder", "controller", "ingress"
 SERVICES = (CONTROLPANEL, BUILDER, CONTROLLER, INGRESS)
 HOLLOW_FLEET = "hollow-fleet"  # one process playing many runners (bench/scheduler.py): all runner keys
+RUNNER_SERVICE = "runner-agent"  # the service every runner agent is (its dead letters' subject)
 RESERVED = {ADMIN, *SERVICES, HOLLOW_FLEET}
 
 # A runner's name is its user's name and a token of its inbox and KV subjects.
 RUNNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
-DEAD_LETTERS_STREAM = "REGIO_DEAD_LETTERS"  # bus.DEAD_LETTERS, where present
+DEAD_LETTERS_STREAM = DEAD_LETTERS.name
 
 # Each service's durable consumers (bus.durable_name's first part), by stream: a service may
 # create, read and acknowledge only these. Renaming a consumer in a service means renaming it here.
@@ -112,17 +113,19 @@ def _log_reader() -> list[str]:
                   f"STREAM.MSG.GET.{LOGS.name}", f"DIRECT.GET.{LOGS.name}.>")]
 
 
-def _common(user: str, region: str) -> tuple[list[str], list[str]]:
+def _common(user: str, region: str, service: str) -> tuple[list[str], list[str]]:
+    """What every component may: look at the platform's streams, set aside under its own
+    service's name (``service``, as its Runtime is named) what it cannot publish or handle (the
+    control panel fails what a dead letter names), and read the replies to its own requests."""
     publish = [*_api("INFO", f"STREAM.INFO.{COMMANDS.name}", f"STREAM.INFO.{EVENTS.name}",
                      f"STREAM.INFO.{LOGS.name}"),
-               # A message a service could not publish or handle is set aside with its reason.
-               f"region.{region}.dead-letters.>"]
+               f"region.{region}.dead-letters.{service}"]
     return publish, [f"{inbox_prefix(user)}.>"]
 
 
 def service_permissions(service: str, region: str, user: str | None = None) -> Permissions:
     """``user``: its user's name, when not the service's (the inbox prefix is the user's)."""
-    publish, subscribe = _common(user or service, region)
+    publish, subscribe = _common(user or service, region, service)
     publish += [f"region.{region}.{topic}" for topic in PUBLISHES[service]]
     for stream, names in DURABLES[service].items():
         for name in names:
@@ -142,7 +145,7 @@ def service_permissions(service: str, region: str, user: str | None = None) -> P
 def runner_permissions(runner: str, region: str, user: str | None = None) -> Permissions:
     check_runner_name(runner)
     desired, state = runner_desired_bucket(region), runner_state_bucket(region)
-    publish, subscribe = _common(user or runner, region)
+    publish, subscribe = _common(user or runner, region, RUNNER_SERVICE)
     publish += [
         *_api(f"STREAM.INFO.KV_{desired}", f"STREAM.INFO.KV_{state}",
               f"DIRECT.GET.KV_{desired}.$KV.{desired}.{runner}",
@@ -162,7 +165,7 @@ def runner_permissions(runner: str, region: str, user: str | None = None) -> Per
 def hollow_fleet_permissions(region: str, user: str | None = None) -> Permissions:
     """Many hollow runners in one process (scale tests only): every runner key of the region."""
     desired, state = runner_desired_bucket(region), runner_state_bucket(region)
-    publish, subscribe = _common(user or HOLLOW_FLEET, region)
+    publish, subscribe = _common(user or HOLLOW_FLEET, region, HOLLOW_FLEET)
     publish += [*_bucket_owner(desired), *_api(f"STREAM.INFO.KV_{state}"), f"$KV.{state}.*",
                 f"region.{region}.logs.*", f"region.{region}.events.deployments.log"]
     return Permissions(tuple(publish), tuple(subscribe))
