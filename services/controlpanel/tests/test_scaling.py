@@ -202,7 +202,8 @@ async def test_a_rollout_in_a_dedicated_region_names_its_organisation(api, js, s
         session.add(physical)
         await session.flush()
         region = Region(slug=f"d{uuid.uuid4().hex[:8]}", name="Dedicated", domain=f"ded.{settings.region_domain}",
-                        physical_region_id=physical.id, organisation_id=uuid.UUID(seeded["organisation"]))
+                        physical_region_id=physical.id, organisation_id=uuid.UUID(seeded["organisation"]),
+                        allow_local_repositories=True)  # it builds the file:// repository below
         session.add(region)
         await session.flush()
         region_id, region_slug = region.id, region.slug
