@@ -16,6 +16,7 @@ from regio_controlpanel.region_settings import configure
 
 from .conftest import ALEMBIC_INI
 from .test_deployments import js, take  # noqa: F401 (js is a fixture)
+from .test_web import browser  # noqa: F401 (a fixture)
 
 TOKEN = "ghp_rEgIoS3cretT0kenValue"
 
@@ -189,3 +190,23 @@ async def test_the_migration_takes_tokens_out_of_existing_urls(postgres_cluster)
     assert row.url == "https://git.example.test/org/app.git"
     assert json.loads(decrypt_value(key, row.credentials_encrypted)) == {"username": "deploy", "password": TOKEN}
     assert TOKEN not in audit[0] and TOKEN not in audit[1] and "git.example.test/org/app.git" in audit[0]
+
+
+async def test_the_web_page_shows_the_repository_without_its_token_and_an_ssh_ones_deploy_key(browser, api,  # noqa: F811
+                                                                                         seeded):
+    created = await browser.submit("/web/applications/new", "/web/applications", {
+        "organisation": seeded["organisation"], "name": "Web Token", "slug": f"app-{uuid.uuid4().hex[:8]}",
+        "branch": "main", "repository_url": f"https://deploy:{TOKEN}@git.example.test/org/web.git",
+        "region": seeded["region"], "plan_group": ""})
+    assert created.status_code == 303, created.text
+    page = (await browser.get(created.headers["location"])).text
+    assert "https://git.example.test/org/web.git" in page and "token set" in page and TOKEN not in page
+
+    created = await browser.submit("/web/applications/new", "/web/applications", {
+        "organisation": seeded["organisation"], "name": "Web Ssh", "slug": f"app-{uuid.uuid4().hex[:8]}",
+        "branch": "main", "repository_url": "git@git.example.test:org/web.git",
+        "region": seeded["region"], "plan_group": ""})
+    app = (await api.get(f"/apps/v3/applications/{created.headers['location'].rsplit('/', 1)[1]}/")).json()
+    repo = (await api.get(f"/apps/v3/repositories/{app['repository']}/")).json()
+    page = (await browser.get(created.headers["location"])).text
+    assert repo["deploy_key"] in page and "PRIVATE KEY" not in page

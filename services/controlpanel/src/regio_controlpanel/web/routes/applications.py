@@ -11,7 +11,7 @@ from sqlalchemy import select
 from regio_common.app import SessionDep
 
 from ...api.routes.regions import _visible_regions
-from ...db.models import Application, Deployment, Organisation, PlanGroup, Region
+from ...db.models import Application, Deployment, Organisation, PlanGroup, Region, Repository
 from ...domain.errors import ApiError
 from ...services import applications as service
 from ...services import lookups, repositories
@@ -93,5 +93,10 @@ async def application_page(uuid: UUID, request: Request, session: SessionDep, we
             .order_by(Deployment.created_at.desc()).limit(HISTORY))).scalars().all()
     region = await session.get(Region, app.region_id)
     plan = await session.get(PlanGroup, app.plan_group_id) if app.plan_group_id else None
-    return render(request, "application.html", web, app=app, envs=envs, history=history, region=region, plan=plan)
+    repo = await session.get(Repository, app.repository_id) if app.repository_id else None
+    # The URL without any secret; the deploy key's public half, to add to an SSH repository.
+    repository = {"url": repositories.shown_url(repo), "credentials_set": repositories.has_credentials(repo),
+                  "deploy_key": repo.deploy_key} if repo else None
+    return render(request, "application.html", web, app=app, envs=envs, history=history, region=region, plan=plan,
+                  repository=repository)
 
