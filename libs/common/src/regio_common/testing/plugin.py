@@ -93,6 +93,11 @@ class SessionNats:
         components = [*nats_auth.SERVICES, *runners]
         return {c: (f"{region}-{c}", self.password_of(f"{region}-{c}")) for c in components}
 
+    def forget_region(self, region: str) -> None:
+        """Its users go at the next reload: a session's configuration stays small."""
+        for name in [n for n in self.users if n.startswith(f"{region}-")]:
+            del self.users[name]
+
     async def _wait_let_in(self, user: nats_auth.User) -> None:
         import nats
 
@@ -134,8 +139,16 @@ def nats_url(session_nats) -> str:
 def nats_credentials(session_nats):
     """``await nats_credentials(region, runners)``: component -> (user, password) of the
     region's services and runners, each limited as nats_auth says; connect to
-    ``session_nats.url`` with them."""
-    return session_nats.add_region
+    ``session_nats.url`` with them. Forgotten after the test."""
+    regions: set[str] = set()
+
+    async def credentials(region: str, runners: list[str]) -> dict[str, tuple[str, str]]:
+        regions.add(region)
+        return await session_nats.add_region(region, runners)
+
+    yield credentials
+    for region in regions:
+        session_nats.forget_region(region)
 
 
 @pytest.fixture(scope="session")
