@@ -80,3 +80,18 @@ async def test_a_custom_domain_cannot_take_a_default_host_nor_the_other_way(api,
     # ... so an application whose live host it would be is refused.
     assert taken(await create_app(api, seeded["organisation"], "later", region), "slug", later)
     assert app["live_status"]["uuid"]
+
+
+async def test_a_deleted_environments_hosts_are_free_again(api, rival, seeded, settings, verified_domain):
+    slug = new_slug("gone")
+    app = (await create_app(api, seeded["organisation"], slug)).json()
+    env = (await api.post("/apps/v3/environments/", json={"application": app["uuid"], "slug": "demo"})).json()
+    name = f"www.{new_slug()}.example.com"
+    await verified_domain(env["uuid"], name)
+    assert (await api.delete(f"/apps/v3/environments/{env['uuid']}/")).status_code == 204
+    # The custom environment's default host, and its domain, may be given to another.
+    assert (await create_app(rival, rival.organisation, f"{slug}-demo")).status_code == 201
+    theirs = (await create_app(rival, rival.organisation, new_slug("their"))).json()
+    assert (await verified_domain(theirs["live_status"]["uuid"], name, client=rival))["domain"] == name
+    assert (await api.delete(f"/apps/v3/applications/{app['uuid']}/")).status_code == 204
+    assert (await create_app(rival, rival.organisation, f"{slug}-stage")).status_code == 201
