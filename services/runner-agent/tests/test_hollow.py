@@ -75,11 +75,13 @@ async def test_a_real_runners_heartbeat_carries_its_region(region, start_agent, 
 
 
 async def test_a_fleet_of_hollow_runners_runs_what_each_is_told_in_one_process(
-    region, database_url, nats_url, eventually
+    region, database_url, session_nats, nats_credentials, eventually
 ):
     prefix = f"hollow-{uuid4().hex[:6]}-"
-    settings = Settings(region=region.name, database_url=database_url, nats_url=nats_url, region_key=region.key,
-                        memory_mb=16384, cpus=8, heartbeat_seconds=0.5)
+    # The fleet's one NATS user: every runner key of the region, and nothing else.
+    user, password = (await nats_credentials(region.name, [], hollow_fleet=True))["hollow-fleet"]
+    settings = Settings(region=region.name, database_url=database_url, nats_url=session_nats.url, nats_user=user,
+                        nats_password=password, region_key=region.key, memory_mb=16384, cpus=8, heartbeat_seconds=0.5)
     fleet = HollowFleet(settings, 20, prefix)
     told = {f"{prefix}{n}": [region.instance(f"app:{n}") for _ in range(n)] for n in (1, 2, 3)}
     # Written before the fleet starts for one runner, after for the others.

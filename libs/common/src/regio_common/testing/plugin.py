@@ -80,17 +80,19 @@ class SessionNats:
     def write(self) -> bool:
         return nats_auth.write_config(self.config, list(self.users.values()))
 
-    async def add_region(self, region: str, runners: list[str]) -> dict[str, tuple[str, str]]:
+    async def add_region(self, region: str, runners: list[str], hollow_fleet: bool = False) -> dict[str, tuple[str, str]]:
         """Users for ``region``'s services and ``runners`` (named after the region, which is a
-        test's own); the server reloads and lets them in before this returns."""
-        made = nats_auth.users(region, runners, self.password_of, admin=False, user_prefix=f"{region}-")
+        test's own), and its hollow fleet's if asked; the server reloads and lets them in
+        before this returns."""
+        made = nats_auth.users(region, runners, self.password_of, hollow_fleet=hollow_fleet, admin=False,
+                               user_prefix=f"{region}-")
         new = [user for user in made if user.name not in self.users]
         for user in made:
             self.users[user.name] = user
         if new and self.write():
             nats_auth.reload(self.process.pid())
             await self._wait_let_in(new[-1])
-        components = [*nats_auth.SERVICES, *runners]
+        components = [*nats_auth.SERVICES, *runners, *([nats_auth.HOLLOW_FLEET] if hollow_fleet else [])]
         return {c: (f"{region}-{c}", self.password_of(f"{region}-{c}")) for c in components}
 
     def forget_region(self, region: str) -> None:
@@ -142,9 +144,9 @@ def nats_credentials(session_nats):
     ``session_nats.url`` with them. Forgotten after the test."""
     regions: set[str] = set()
 
-    async def credentials(region: str, runners: list[str]) -> dict[str, tuple[str, str]]:
+    async def credentials(region: str, runners: list[str], hollow_fleet: bool = False) -> dict[str, tuple[str, str]]:
         regions.add(region)
-        return await session_nats.add_region(region, runners)
+        return await session_nats.add_region(region, runners, hollow_fleet)
 
     yield credentials
     for region in regions:
