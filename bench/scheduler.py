@@ -28,6 +28,7 @@ Stands in for the ingress: a small subscriber here acknowledges each route chang
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -40,7 +41,7 @@ import nats
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from regio_common import bus
+from regio_common import bus, nats_auth
 from regio_common.layout import Layout, default_state_dir
 from regio_common.messages import (
     EnvironmentScaled,
@@ -73,6 +74,13 @@ class Bench:
         self.state = state
         self.processes: dict[str, subprocess.Popen] = {}  # by name, as in their log files
         self.database_name = ""
+        # Its NATS's users, as a region's: the controller's, the hollow fleets' one, the bench's admin.
+        self.nats_passwords: dict[str, str] = {}
+        self.nats_config = state / "secrets" / "nats.conf"
+        nats_auth.write_config(self.nats_config, nats_auth.users(REGION, [], self.nats_password, hollow_fleet=True))
+
+    def nats_password(self, user: str) -> str:
+        return self.nats_passwords.setdefault(user, secrets.token_urlsafe(18))
 
     # --- servers and services -------------------------------------------------------
 
@@ -117,6 +125,8 @@ class Bench:
         port = free_port()
         self.start([sys.executable, "-m", "regio_controller"], {
             "REGIO_CONTROLLER_DATABASE_URL": database_url, "REGIO_CONTROLLER_NATS_URL": nats_url,
+            "REGIO_CONTROLLER_NATS_USER": nats_auth.CONTROLLER,
+            "REGIO_CONTROLLER_NATS_PASSWORD": self.nats_password(nats_auth.CONTROLLER),
             "REGIO_CONTROLLER_REGION": REGION, "REGIO_CONTROLLER_SERVICE_TOKEN": TOKEN,
             "REGIO_CONTROLLER_PORT": str(port), "REGIO_CONTROLLER_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             "REGIO_CONTROLLER_RUNNER_LOST_SECONDS": str(self.args.lost_seconds),
@@ -130,6 +140,8 @@ class Bench:
                            "--name-prefix", prefix, "--memory-mb", str(self.args.runner_memory_mb),
                            "--heartbeat-seconds", str(self.args.heartbeat_seconds)], {
             "REGIO_RUNNER_DATABASE_URL": database_url, "REGIO_RUNNER_NATS_URL": nats_url,
+            "REGIO_RUNNER_NATS_USER": nats_auth.HOLLOW_FLEET,  # one user for every hollow runner of a fleet
+            "REGIO_RUNNER_NATS_PASSWORD": self.nats_password(nats_auth.HOLLOW_FLEET),
             "REGIO_RUNNER_REGION": REGION, "REGIO_RUNNER_SERVICE_TOKEN": TOKEN, "REGIO_RUNNER_HOLLOW": "true",
             "REGIO_RUNNER_LOG_LEVEL": "WARNING", "REGIO_RUNNER_REGION_KEY": REGION_KEY,
         }, f"fleet-{prefix.rstrip('-')}")
@@ -201,13 +213,13 @@ async def main(args) -> None:
     # Not named by pid alone: a pid comes round again, and an earlier run's logs are kept.
     state = Path(tempfile.mkdtemp(prefix="regio-bench-scheduler-"))
     bench = Bench(args, state)
-    nats_server = nats_process(state, free_port())
+    nats_server = nats_process(state, free_port(), bench.nats_config)
     nats_server.start()
     try:
         wait_for_port(nats_server.port, 30, process=nats_server)
         nats_url = f"nats://127.0.0.1:{nats_server.port}"
         database_url = bench.database()
-        nc = await nats.connect(nats_url)
+        nc = await nats.connect(nats_url, user=nats_auth.ADMIN, password=bench.nats_password(nats_auth.ADMIN))
         js = nc.jetstream()
         await bus.ensure_streams(js)
         await bus.ensure_buckets(js, REGION)

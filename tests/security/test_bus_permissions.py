@@ -301,6 +301,19 @@ async def test_a_runner_reads_back_its_own_heartbeat_but_not_another_runners(con
         await (await one.js().key_value(STATE)).get("runner-2")
 
 
+async def test_the_controller_and_the_ingress_write_their_lines_into_an_environments_log(connect):
+    controller, ingress, controlpanel = await connect("controller"), await connect("ingress"), await connect("controlpanel")
+    env = uuid4()
+    for who, subject in ((controller, runtime_logs.subject(REGION, env)), (ingress, runtime_logs.access_subject(REGION, env))):
+        line = LogLine(timestamp="2026-01-01T00:00:00Z", service="platform", message=f"from {subject}")
+        await who.nc.publish(subject, line.model_dump_json().encode())
+        await who.nc.flush()
+        assert not await who.refused(subject)
+    await asyncio.sleep(0.2)
+    read = await runtime_logs.read(controlpanel.js(), runtime_logs.subjects(REGION, env))
+    assert len(read) == 2
+
+
 async def test_commands_flow_from_the_control_panel_to_the_services_durables(connect):
     controlpanel, builder = await connect("controlpanel"), await connect("builder")
     message = BuildRequested(deployment_id=uuid4(), application_id=uuid4(), repository_url="https://example.invalid/r",

@@ -55,7 +55,8 @@ DURABLES: dict[str, dict[str, tuple[str, ...]]] = {
 PUBLISHES: dict[str, tuple[str, ...]] = {
     CONTROLPANEL: ("commands.>", "events.deployments.cancelled"),
     BUILDER: ("events.builds.started", "events.builds.finished", "events.deployments.log"),
-    CONTROLLER: ("events.environments", "events.rollouts.>", "events.routes.changed", "events.deployments.log"),
+    CONTROLLER: ("events.environments", "events.rollouts.>", "events.routes.changed", "events.deployments.log",
+                 "logs.*"),  # platform lines about an environment's instances (Controller.say)
     INGRESS: ("events.routes.applied", "logs.*.access"),
 }
 
