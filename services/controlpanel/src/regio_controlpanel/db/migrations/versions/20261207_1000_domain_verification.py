@@ -16,6 +16,8 @@ Revision ID: 20261207_1000
 Revises: 20261129_1100
 Create Date: 2026-12-07 10:00:00
 """
+import logging
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -25,6 +27,11 @@ branch_labels = None
 depends_on = None
 
 SCHEMA = "controlpanel"
+# An environment's default host, as domain/environments.py::default_domain makes it.
+DEFAULT_HOST = """CASE e.slug WHEN 'live' THEN a.slug || '.' || r.domain
+                              WHEN 'test' THEN a.slug || '-stage.' || r.domain
+                              ELSE a.slug || '-' || e.slug || '.' || r.domain END"""
+log = logging.getLogger("regio_controlpanel.migrations")
 
 
 def upgrade() -> None:
@@ -62,13 +69,10 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_controlpanel_claimed_hosts_environment_id"), "claimed_hosts", ["environment_id"],
                     unique=False, schema=SCHEMA)
-    # The default hosts, as domain/environments.py::default_domain makes them.
+    # The default hosts, the oldest environment's first.
     op.execute(f"""
         INSERT INTO {SCHEMA}.claimed_hosts (host, environment_id, domain_id)
-        SELECT CASE e.slug WHEN 'live' THEN a.slug || '.' || r.domain
-                           WHEN 'test' THEN a.slug || '-stage.' || r.domain
-                           ELSE a.slug || '-' || e.slug || '.' || r.domain END,
-               e.id, NULL
+        SELECT {DEFAULT_HOST}, e.id, NULL
         FROM {SCHEMA}.environments e
         JOIN {SCHEMA}.applications a ON a.id = e.application_id
         JOIN {SCHEMA}.regions r ON r.id = a.region_id
@@ -81,6 +85,15 @@ def upgrade() -> None:
         ORDER BY d.created_at, d.id
         ON CONFLICT (host) DO NOTHING
     """)
+    # Hosts two environments already shared: said, so the operator can settle them.
+    for host, environment_id in op.get_bind().execute(sa.text(f"""
+        SELECT {DEFAULT_HOST}, e.id FROM {SCHEMA}.environments e
+        JOIN {SCHEMA}.applications a ON a.id = e.application_id
+        JOIN {SCHEMA}.regions r ON r.id = a.region_id
+        WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.claimed_hosts c WHERE c.environment_id = e.id AND c.domain_id IS NULL)
+    """)):
+        log.warning("environment %s shares its default host %s with an older environment, which keeps it",
+                    environment_id, host)
 
 
 def downgrade() -> None:
