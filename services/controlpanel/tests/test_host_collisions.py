@@ -4,6 +4,9 @@ refused with a 409 naming the field and the host; nothing is half made."""
 import asyncio
 import uuid
 
+from regio_common.db import make_engine, make_sessionmaker
+from regio_controlpanel.db.models import PhysicalRegion, Region
+
 
 def new_slug(prefix: str = "h") -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
@@ -64,7 +67,8 @@ async def test_concurrent_creates_of_clashing_slugs_give_the_host_once(api, riva
         assert sorted([one.status_code, two.status_code]) == [201, 409], (one.text, two.text)
 
 
-async def test_a_custom_domain_cannot_take_a_default_host_nor_the_other_way(api, rival, seeded, trusting_region):
+async def test_a_custom_domain_cannot_take_a_default_host_nor_the_other_way(api, rival, seeded, settings,
+                                                                            trusting_region):
     shop = new_slug("shop")
     region = str(trusting_region.id)
     app = (await create_app(api, seeded["organisation"], shop, region)).json()
@@ -79,6 +83,18 @@ async def test_a_custom_domain_cannot_take_a_default_host_nor_the_other_way(api,
     assert added.status_code == 201 and added.json()["verification"]["status"] == "verified", added.text
     # ... so an application whose live host it would be is refused.
     assert taken(await create_app(api, seeded["organisation"], "later", region), "slug", later)
+    # A region whose domain is under this one's keeps its names: trust stops at its edge.
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        physical = PhysicalRegion(name=f"nested {uuid.uuid4().hex[:6]}", vendor="test", location="here")
+        session.add(physical)
+        await session.flush()
+        session.add(Region(slug=new_slug("n"), name="Nested", domain=f"eu.{trusting_region.domain}",
+                           physical_region_id=physical.id))
+    await engine.dispose()
+    nested = await rival.post("/apps/v3/domains/", json={"environment": theirs["live_status"]["uuid"],
+                                                         "domain": f"shop.eu.{trusting_region.domain}"})
+    assert nested.status_code == 400 and "region" in nested.json()["domain"][0]
     assert app["live_status"]["uuid"]
 
 

@@ -83,9 +83,11 @@ async def add_domain(session: AsyncSession, vault: Vault, env: Environment, app:
     if not HOSTNAME.match(name):
         raise ApiError("Enter a host name such as www.example.com (no scheme, port or path).", "domain")
     region = await session.get(Region, app.region_id)
-    region_domains = (await session.execute(select(Region.domain))).scalars()
-    if (any(name == d or name.endswith("." + d) for d in region_domains)
-            and not domain_verification.trusted(region, name)):
+    # A name under regions' domains is the closest one's (a region's domain may be under
+    # another's): allowed only there, and only when that region trusts its own names.
+    under = [d for d in (await session.execute(select(Region.domain))).scalars()
+             if name == d or name.endswith("." + d)]
+    if under and not (max(under, key=len) == region.domain and domain_verification.trusted(region, name)):
         raise ApiError("Names under a region's domain are its default domains; use a domain of your own.", "domain")
     if await hosts.is_taken(session, name):
         raise hosts.HostTaken(name, "domain")
