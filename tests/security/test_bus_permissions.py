@@ -334,6 +334,22 @@ async def test_commands_flow_from_the_control_panel_to_the_services_durables(con
     await builder.js().publish(f"region.{REGION}.events.builds.started", b"{}")
     with pytest.raises(Exception):  # but not someone else's
         await builder.js().publish(f"region.{REGION}.events.routes.changed", b"{}")
+    with pytest.raises(Exception):  # nor into another region
+        await builder.js().publish("region.elsewhere.events.builds.started", b"{}")
+
+
+async def test_the_control_panel_serves_every_region(connect, admin):
+    """One control panel sends every region's commands and reads every region's events."""
+    controlpanel = await connect("controlpanel")
+    other = BuildRequested(deployment_id=uuid4(), application_id=uuid4(), repository_url="https://example.invalid/r",
+                           branch="main", build_mode="AUTO")
+    await controlpanel.js().publish(other.subject("elsewhere"), other.model_dump_json().encode(), headers=other.headers())
+    sub = await controlpanel.js().pull_subscribe("region.elsewhere.events.>", stream=bus.EVENTS.name,
+                                                 durable=bus.durable_name("controlpanel-events", "elsewhere"))
+    await admin.nc.jetstream().publish("region.elsewhere.events.builds.started", b"{}")
+    [received] = await sub.fetch(1, timeout=5)
+    await received.ack()
+    assert not controlpanel.errors
 
 
 async def test_a_runner_added_later_is_let_in_after_a_reload(tmp_path):

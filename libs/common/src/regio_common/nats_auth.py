@@ -38,13 +38,9 @@ RUNNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 DEAD_LETTERS_STREAM = DEAD_LETTERS.name
 
-# Each service's durable consumers (bus.durable_name's first part), by stream: a service may
+# Each region service's durable consumers (bus.durable_name's first part), by stream: it may
 # create, read and acknowledge only these. Renaming a consumer in a service means renaming it here.
 DURABLES: dict[str, dict[str, tuple[str, ...]]] = {
-    CONTROLPANEL: {EVENTS.name: ("controlpanel-events",),
-                   COMMANDS.name: ("controlpanel-provisioning", "controlpanel-service-deletions",
-                                   "controlpanel-backups", "controlpanel-restores",
-                                   "controlpanel-backup-deletions")},
     BUILDER: {COMMANDS.name: ("builder",), EVENTS.name: ("builder-cancellations",)},
     CONTROLLER: {COMMANDS.name: ("controller", "controller-environments"),
                  EVENTS.name: ("controller-cancellations", "controller-routes-applied")},
@@ -125,19 +121,22 @@ def _common(user: str, region: str, service: str) -> tuple[list[str], list[str]]
 
 
 def service_permissions(service: str, region: str, user: str | None = None) -> Permissions:
-    """``user``: its user's name, when not the service's (the inbox prefix is the user's)."""
-    publish, subscribe = _common(user or service, region, service)
-    publish += [f"region.{region}.{topic}" for topic in PUBLISHES[service]]
-    for stream, names in DURABLES[service].items():
-        for name in names:
-            publish += _durable(stream, durable_name(name, region))
+    """``user``: its user's name, when not the service's (the inbox prefix is the user's).
+
+    The control panel serves every region (it sends each region's commands and reads each
+    one's events, through durables named after the region): its subjects are those of any
+    region, and it may use any durable consumer of the platform's streams."""
+    scope = "*" if service == CONTROLPANEL else region
+    publish, subscribe = _common(user or service, scope, service)
+    publish += [f"region.{scope}.{topic}" for topic in PUBLISHES[service]]
     if service == CONTROLPANEL:
-        publish += _log_reader()
-        # Dead letters: the control panel reads them to fail what they belonged to.
-        publish += [*_api(f"CONSUMER.*.{DEAD_LETTERS_STREAM}", f"CONSUMER.*.{DEAD_LETTERS_STREAM}.>",
-                          f"CONSUMER.MSG.NEXT.{DEAD_LETTERS_STREAM}.*", f"STREAM.INFO.{DEAD_LETTERS_STREAM}",
-                          f"STREAM.MSG.GET.{DEAD_LETTERS_STREAM}", f"DIRECT.GET.{DEAD_LETTERS_STREAM}.>"),
-                    f"$JS.ACK.{DEAD_LETTERS_STREAM}.>"]
+        for stream in (COMMANDS.name, EVENTS.name, DEAD_LETTERS_STREAM):
+            publish += _durable(stream, "*")
+        publish += _log_reader() + _api(f"STREAM.INFO.{DEAD_LETTERS_STREAM}")
+    else:
+        for stream, names in DURABLES[service].items():
+            for name in names:
+                publish += _durable(stream, durable_name(name, region))
     if service == CONTROLLER:
         publish += _bucket_owner(runner_desired_bucket(region)) + _bucket_owner(runner_state_bucket(region))
     return Permissions(tuple(publish), tuple(subscribe))

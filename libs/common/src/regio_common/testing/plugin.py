@@ -129,6 +129,12 @@ def session_nats(tmp_path_factory) -> Iterator[SessionNats]:
     wait_for_port(server.process.port, 30, process=server.process)
     yield server
     server.process.stop()
+    # A refused publish or subscription is only logged, by the client and the server: a
+    # component whose permissions miss something it does would pass its tests unnoticed.
+    refused = [line for line in server.process.log_path.read_text(errors="replace").splitlines()
+               if "Violation" in line]
+    assert not refused, "NATS refused what a component under test did (nats_auth misses a permission):\n" + \
+        "\n".join(refused[:20])
 
 
 @pytest.fixture(scope="session")
