@@ -1,7 +1,11 @@
 """Attacks on custom domains: routing a domain one does not control, keeping its owner from
 it, and stalling the control panel through the DNS look-up. The region's resolver is a DNS
 server of the test's own on loopback (conftest.py's dns_zone), as a region's would be."""
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 
@@ -227,3 +231,19 @@ async def test_a_waiting_domain_is_checked_again_by_itself(app, api, settings, a
     assert (await rechecks.recheck_due()) >= 1
     assert (await api.get(f"/apps/v3/domains/{added['uuid']}/")).json()["verification"]["status"] == "verified"
     assert name in (await commands(EnvironmentHostsChanged, env_id)).hosts
+
+
+def test_regio_region_set_runs_the_settings_module(settings, seeded, trusting_region):
+    """`regio region set` runs this module with the control panel's environment."""
+    env = {**os.environ, "REGIO_CONTROLPANEL_DATABASE_URL": settings.database_url}
+
+    def region_set(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "regio_controlpanel.region_settings", *args],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    shown = region_set(trusting_region.slug, "--dns-resolver", "127.0.0.1:5353", "--trust-region-domain", "off")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout).items() >= {"region": trusting_region.slug, "domain": trusting_region.domain,
+                                                "dns_resolver": "127.0.0.1:5353", "trust_region_domain": False}.items()
+    refused = region_set(trusting_region.slug, "--dns-resolver", "resolver.example.com")
+    assert refused.returncode == 2 and "not an IP address" in refused.stderr

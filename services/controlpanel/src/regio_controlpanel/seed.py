@@ -25,8 +25,8 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
     it is and how to administer it (see services/provisioning.py); stored encrypted.
     ``admin_password``: the admin's password for the web Control Panel (stored hashed; set
     again whenever it differs, so changing the file resets it).
-    ``trust_region_domain``: the region, when made now, needs no DNS proof for custom domains
-    under its own domain (afterwards `regio region set` changes it).
+    ``trust_region_domain``: the region needs no DNS proof for custom domains under its own
+    domain: one operator's machine (set at every `regio up`; `regio region set` changes it between).
     ``local_repository_sources``: the region builds from local (file://) repositories and hosts at
     private addresses: one operator's machine (`regio region set` changes it)."""
     engine = make_engine(settings.database_url)
@@ -41,10 +41,11 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
                 await session.flush()
                 default_exists = (await session.execute(select(Region.id).where(Region.is_default))).first()
                 region = Region(slug=region_slug, name=f"Local ({region_slug})", domain=domain,
-                                physical_region_id=physical.id, is_default=not default_exists,
-                                trust_region_domain=trust_region_domain)
+                                physical_region_id=physical.id, is_default=not default_exists)
                 session.add(region)
                 await session.flush()
+            if trust_region_domain:  # every time, as below: a local region made before gets it
+                region.trust_region_domain = True
             if local_repository_sources:  # every time: a local region made before these settings gets them
                 region.allow_local_repositories = True
                 region.allow_private_repository_hosts = True
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--servers", type=Path, help="JSON file: the region's servers by service identifier")
     parser.add_argument("--admin-password-file", type=Path, help="the admin's web sign-in password (first line)")
     parser.add_argument("--trust-region-domain", action="store_true",
-                        help="a new region trusts custom domains under its own domain without a DNS record")
+                        help="the region trusts custom domains under its own domain without a DNS record")
     parser.add_argument("--local-repository-sources", action="store_true",
                         help="the region builds from file:// repositories and hosts at private addresses")
     args = parser.parse_args()
