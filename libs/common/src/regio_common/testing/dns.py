@@ -68,12 +68,15 @@ def dns_server(zone: Zone | None = None) -> Iterator[Zone]:
     logger = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
     for _ in range(20):
         port = free_port()
+        servers = []
         try:
-            servers = [DNSServer(zone, address="127.0.0.1", port=port, tcp=tcp, logger=logger, handler=_Handler)
-                       for tcp in (False, True)]
+            for tcp in (False, True):
+                servers.append(DNSServer(zone, address="127.0.0.1", port=port, tcp=tcp, logger=logger,
+                                         handler=_Handler))
             break
-        except OSError:  # the port was free for TCP, not for UDP
-            continue
+        except OSError:  # the port was free for TCP, not for UDP (or taken since)
+            for server in servers:
+                server.server.server_close()
     else:
         raise RuntimeError("no free port for a DNS server")
     for server in servers:
