@@ -5,6 +5,7 @@ and the domain, looked up through the region's resolver. Only a verified domain 
 from datetime import UTC, datetime
 from enum import StrEnum
 from hmac import compare_digest
+from uuid import UUID
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,7 +62,7 @@ async def verify(session: AsyncSession, vault: Vault, domain: Domain, env: Envir
     return True
 
 
-async def demote_primary(session: AsyncSession, environment_id) -> None:
+async def demote_primary(session: AsyncSession, environment_id: UUID) -> None:
     """The environment's verified primary becomes an alias (another takes its place)."""
     await session.execute(update(Domain).where(
         Domain.environment_id == environment_id, Domain.kind == "PRIMARY",
