@@ -8,8 +8,9 @@ on SIGHUP (``reload``), so a runner that joins later gets its user without a res
 A runner agent's user bears the runner's name and reaches only its own keys: it reads its
 own desired state (a direct get naming the key, and a plain subscription to the key's
 subject for prompt wake-ups), writes and reads its own heartbeat, publishes log lines and
-its jobs' deployment log, and reads no logs. A KV watch would need a consumer on the whole bucket, whose filter travels
-in the request body, out of the server's permission checks: runners do not watch.
+its jobs' deployment log, and reads no logs. A KV watch would need a consumer on the whole
+bucket, whose filter travels in the request body, out of the server's permission checks:
+runners do not watch. The control panel serves every region; the other services, their own.
 
 Every user's replies arrive under an inbox prefix of its own (``inbox_prefix``), so no user
 can subscribe to another's replies. Permissions match subjects token by token, and a token
