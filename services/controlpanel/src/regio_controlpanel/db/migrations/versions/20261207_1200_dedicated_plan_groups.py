@@ -2,15 +2,15 @@
 as regions are: an application may be put only on a plan group its organisation may use.
 Until billing exists this is what "may use" means; existing plan groups stay public.
 
-Revision ID: 20261207_1300
-Revises: 20261207_1200
-Create Date: 2026-12-07 13:00:00
+Revision ID: 20261207_1200
+Revises: 20261207_1100
+Create Date: 2026-12-07 12:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "20261207_1300"
-down_revision = "20261207_1200"
+revision = "20261207_1200"
+down_revision = "20261207_1100"
 branch_labels = None
 depends_on = None
 
