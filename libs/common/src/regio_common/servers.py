@@ -297,8 +297,10 @@ def nats_process(state_dir: Path, port: int, config: Path | None = None) -> Mana
     store.mkdir(parents=True, exist_ok=True)
     return ManagedProcess(
         name="nats",
-        argv=[venv_bin("nats-server"), *(["-c", str(config)] if config is not None else []),
-              "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), "-n", "regio"],
+        # The server's name is in the configuration when there is one: a reload (SIGHUP) would
+        # refuse a name given only on the command line as a change.
+        argv=[venv_bin("nats-server"), *(["-c", str(config)] if config is not None else ["-n", "regio"]),
+              "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
         state_dir=state_dir,
         port=port,
     )
