@@ -1,6 +1,7 @@
 """The control panel against a real Postgres (migrated with its own alembic history)
 and a real NATS; requests go through an httpx client over the ASGI app."""
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -87,13 +88,13 @@ async def api(app, seeded):
         yield client
 
 
-@pytest.fixture(scope="session")
-async def stranger(app, settings):
-    """A user of another organisation, with a client of their own."""
+@asynccontextmanager
+async def owner_of_another_organisation(app, settings, email_domain: str, name: str):
+    """A new organisation's owner, with a client of their own."""
     engine = make_engine(settings.database_url)
     async with make_sessionmaker(engine)() as session, session.begin():
-        user = User(email=f"{uuid.uuid4().hex[:6]}@elsewhere.test")
-        org = Organisation(name="Elsewhere")
+        user = User(email=f"{uuid.uuid4().hex[:6]}@{email_domain}")
+        org = Organisation(name=name)
         session.add_all([user, org])
         await session.flush()
         session.add(Membership(organisation_id=org.id, user_id=user.id, role="owner"))
@@ -105,22 +106,18 @@ async def stranger(app, settings):
         yield client
 
 
+@pytest.fixture(scope="session")
+async def stranger(app, settings):
+    """A user of another organisation, with a client of their own."""
+    async with owner_of_another_organisation(app, settings, "elsewhere.test", "Elsewhere") as client:
+        yield client
+
+
 @pytest.fixture
 async def rival(app, settings):
     """Another organisation's owner, with a client of their own (a fresh one: what they make
     here is seen by no other test)."""
-    engine = make_engine(settings.database_url)
-    async with make_sessionmaker(engine)() as session, session.begin():
-        user = User(email=f"{uuid.uuid4().hex[:6]}@rival.test")
-        org = Organisation(name="Rival")
-        session.add_all([user, org])
-        await session.flush()
-        session.add(Membership(organisation_id=org.id, user_id=user.id, role="owner"))
-        token = await tokens.create(session, user)
-    await engine.dispose()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test",
-                                 headers={"Authorization": f"Token {token}"}) as client:
-        client.organisation = str(org.id)
+    async with owner_of_another_organisation(app, settings, "rival.test", "Rival") as client:
         yield client
 
 
