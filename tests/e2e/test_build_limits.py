@@ -15,10 +15,11 @@ def test_a_build_over_its_memory_limit_fails_and_the_running_release_keeps_servi
         first = deploy(client, env_id)
         assert first["success"], log_of(client, first)
 
-        # dd reads into one buffer 64 MB larger than a build step may have.
+        # A string 256 MB larger than a build step may have, every byte of it written. (Not dd's
+        # one big block: a read() stops at 2 GiB - 4 KiB, just under the default limit.)
         dockerfile = repo.path / "Dockerfile"
-        dockerfile.write_text(dockerfile.read_text().replace(
-            "COPY app.py", f"RUN dd if=/dev/zero of=/dev/null bs={MEMORY_MB + 64}M count=1\nCOPY app.py"))
+        hog_step = f"RUN python3 -c \"b'x' * ({MEMORY_MB + 256} * 1024 * 1024)\""
+        dockerfile.write_text(dockerfile.read_text().replace("COPY app.py", f"{hog_step}\nCOPY app.py"))
         repo.commit("a build step that takes too much memory")
         hog = deploy(client, env_id)
         log = log_of(client, hog)

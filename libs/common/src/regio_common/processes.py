@@ -110,7 +110,7 @@ class ManagedProcess:
             # Empty while the kernel is still exec'ing the program we just started (and
             # for a zombie): the first is ours and running, the second is gone.
             return None if not self._alive(pid) else pid
-        return pid if Path(cmdline).name == Path(self.argv[0]).name else None
+        return pid if _same_program(cmdline, self.argv[0]) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -191,3 +191,14 @@ class ManagedProcess:
             return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
         except FileNotFoundError:
             return False
+
+
+def _same_program(running: str, ours: str) -> bool:
+    """By name, or by the file both resolve to: a region started with a virtualenv's ``python3``
+    is still running when asked from its ``python``."""
+    if Path(running).name == Path(ours).name:
+        return True
+    try:
+        return Path(running).resolve() == Path(ours).resolve()
+    except OSError:
+        return False
