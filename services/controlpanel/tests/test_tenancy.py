@@ -342,6 +342,7 @@ async def test_every_body_field_naming_an_object_refuses_another_organisations(
     api_routes = [r for included in create_app().routes if hasattr(included, "original_router")
                   for r in included.original_router.routes
                   if isinstance(r, APIRoute) and r.include_in_schema and r.body_field is not None]
+    assert api_routes, "the walk found no API route with a body"
     tried = {(method, re.sub(r"/[0-9a-f-]{36}/", "/{uuid}/", path), field)
              for method, path, _, fields in cases for field in fields}
     for route in api_routes:
