@@ -256,6 +256,39 @@ async def test_a_message_at_its_delivery_limit_is_set_aside_and_the_next_one_is_
 
 
 
+async def test_a_message_on_another_kinds_subject_is_set_aside_unhandled(sessions, js):
+    """A runner may publish only on the deployment log's subject: a build.finished it sends
+    there (its kind is a header it chose) releases nothing, and the real one still is."""
+    factory, _, inbox = sessions
+    r = region()
+    forged = BuildFinished(deployment_id=uuid.uuid4(), build_id=uuid.uuid4(), success=True, image="sha256:evil")
+    genuine = BuildStarted(deployment_id=uuid.uuid4(), build_id=uuid.uuid4())
+    handled: list = []
+    done = asyncio.Event()
+
+    async def handler(session, message):
+        handled.append(message)
+        done.set()
+
+    subscriber = Subscriber(js, factory, inbox, stream=bus.EVENTS.name, durable=f"{r}_test",
+                            subject=f"region.{r}.events.>", handler=handler,
+                            dead_letters=DeadLetters(js, "controlpanel"))
+    await js.publish(subject_for(DeploymentLogAppended, r), forged.model_dump_json().encode(),
+                     headers=forged.headers())
+    await js.publish(genuine.subject(r), genuine.model_dump_json().encode(), headers=genuine.headers())
+    task = asyncio.create_task(subscriber.run())
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+        assert [m.id for m in handled] == [genuine.id]
+        [record] = await listed(js, r)
+        assert record.message_kind == "build.finished" and record.message_subject.endswith(".events.deployments.log")
+        assert "does not travel on" in record.reason
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await js.delete_consumer(bus.EVENTS.name, f"{r}_test")
+
+
 def test_a_log_batch_is_bounded_by_its_bytes_as_well_as_its_lines():
     assert log_batch_length(["short"] * 900, 500) == 500
     assert log_batch_length([], 500) == 0

@@ -9,7 +9,7 @@ they were published even through a passing failure (a nak would let later ones
 overtake). After the last attempt the message is set aside with its reason (see
 dead_letters: the control panel fails the deployment it belonged to) and terminated, so
 the messages behind it flow on; never silently dropped. A message that cannot be read
-at all is set aside at once.
+at all, or that arrived on a subject other than its kind's, is set aside at once.
 
 A consumer whose messages only need ordering within one key (an environment's commands)
 names that key with ``lane``: the messages of a fetched batch are then handled side by
@@ -28,7 +28,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .dead_letters import DeadLetters
+from .dead_letters import DeadLetters, region_of
 from .messages import Message, UnknownMessage, decode
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,11 @@ class Subscriber:
                 message = decode(msg.headers, msg.data)
             except (UnknownMessage, ValueError) as e:
                 await self._set_aside(msg, f"it cannot be read: {e}")
+                continue
+            if message.subject(region_of(msg.subject)) != msg.subject:
+                # The kind comes from a header its publisher chose: a runner allowed only the
+                # deployment log's subject could otherwise send a build.finished there.
+                await self._set_aside(msg, f"a {message.kind} message does not travel on {msg.subject}")
                 continue
             key = self.lane(message) if self.lane is not None else None
             lanes.setdefault(key, []).append((msg, message))
