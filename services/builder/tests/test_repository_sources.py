@@ -3,6 +3,9 @@
 networks; credentials reach git from a private file, never its command line or the log."""
 import asyncio
 import os
+import pwd
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -187,19 +190,42 @@ async def test_a_deploy_key_reaches_ssh_from_a_private_file_at_the_checked_addre
     assert not leftovers
 
 
+@contextmanager
+def _default_identity(private: str) -> Iterator[None]:
+    """``private`` as the builder user's default ssh key for a while; skipped if that user has one."""
+    ssh_dir = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".ssh"  # where ssh looks, whatever HOME says
+    identity = ssh_dir / "id_ed25519"
+    if identity.exists() or identity.is_symlink():
+        pytest.skip(f"{identity} exists: the test does not replace the user's own key")
+    made_dir = not ssh_dir.exists()
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(private)
+        yield
+    finally:
+        identity.unlink(missing_ok=True)
+        if made_dir:
+            ssh_dir.rmdir()
+
+
 async def test_without_the_deploy_key_ssh_is_refused(start_builder, publish, build_request, events,
                                                       make_repository, tmp_path):
-    public, _ = _deploy_key()
+    # The server authorises the key the builder's Unix user would offer by default.
+    public, private = _deploy_key()
     repository = make_repository()
     server = SshServer(tmp_path / "sshd", public)
     try:
-        url = f"ssh://root@127.0.0.1:{server.port}{repository.path}"
-        # Not the builder's own keys, nor its agent: a repository gets in with its deploy key or not at all.
-        error = await _refused(start_builder, publish, events, build_request(None, url=url),
-                               allow_private_repository_hosts=True)
+        with _default_identity(private):
+            url = f"ssh://root@127.0.0.1:{server.port}{repository.path}"
+            # Not the builder's own keys, nor its agent: a repository gets in with its deploy key or not at all.
+            error = await _refused(start_builder, publish, events, build_request(None, url=url),
+                                   allow_private_repository_hosts=True)
     finally:
         server.close()
     assert "git clone failed" in error
+    assert not server.accepted_publickey()
 
 
 async def test_a_token_still_in_an_older_requests_url_is_used_but_never_shown(start_builder, publish, build_request,

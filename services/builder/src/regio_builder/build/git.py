@@ -159,6 +159,10 @@ class _GitSetup:
         if access and access.ssh_private_key:
             key = self.write_secret("deploy_key", access.ssh_private_key.rstrip("\n") + "\n")
             command += ["-i", str(key)]
+        else:
+            # Without -i ssh offers its default keys (~/.ssh/id_*, ~ from the passwd entry, so
+            # neither -F /dev/null nor HOME stops it): the builder user's own keys must not get in.
+            command += ["-o", "IdentityFile=none", "-o", "PubkeyAuthentication=no"]
         self.env["GIT_SSH_COMMAND"] = shlex.join(command)
         self.env["GIT_SSH_VARIANT"] = "ssh"
 
