@@ -44,7 +44,12 @@ async def test_a_production_builder_refuses_a_local_repository(start_builder, pu
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "10.0.0.1", "[::1]",
-                                  "[::ffff:127.0.0.1]", "100.64.0.1"])
+                                  "[::ffff:127.0.0.1]", "100.64.0.1",
+                                  # IPv6 addresses that lead to an IPv4 one: NAT64 to the metadata
+                                  # service, 6to4 and IPv4-compatible to loopback, local-use NAT64,
+                                  # a Teredo client of 127.0.0.1 (its address is stored inverted).
+                                  "[64:ff9b::a9fe:a9fe]", "[2002:7f00:1::]", "[::7f00:1]",
+                                  "[64:ff9b:1::7f00:1]", "[2001:0:4136:e378:8000:63bf:80ff:fffe]"])
 async def test_a_production_builder_refuses_loopback_link_local_and_private_hosts(
         start_builder, publish, build_request, events, make_repository, host):
     repository = make_repository()

@@ -47,6 +47,10 @@ async def _repository(api, seeded, url):
     ("https://10.1.2.3/app.git", "loopback, link-local or private"),
     ("git://[::1]/app.git", "loopback, link-local or private"),
     ("ssh://git@192.168.1.10/app.git", "loopback, link-local or private"),
+    # IPv6 wrappers of IPv4 addresses: NAT64 to the metadata service, 6to4 and IPv4-compatible loopback.
+    ("http://[64:ff9b::a9fe:a9fe]/latest/meta-data", "loopback, link-local or private"),
+    ("https://[2002:7f00:1::]/app.git", "loopback, link-local or private"),
+    ("git://[::7f00:1]/app.git", "loopback, link-local or private"),
     ("ext::sh -c touch% /tmp/pwned", "must start with"),
     ("--upload-pack=touch /tmp/pwned", "cannot start with '-'"),
     ("ssh://-oProxyCommand=calc@host/app.git", "cannot be empty or start with '-'"),

@@ -130,10 +130,30 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+# IPv6 ranges that carry an IPv4 address the host may reach by it; Python's is_global judges
+# the IPv6 wrapper, not the IPv4 address inside (64:ff9b::a9fe:a9fe is global on 3.11).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+# RFC 8215's local-use NAT64 prefix: where the IPv4 address sits depends on the operator's prefix
+# length, and nothing public lives there, so it is refused whole.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d (and :: and ::1)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses ``address`` leads to (mapped, 6to4, Teredo, NAT64)."""
+    found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [ipv4 for ipv4 in found if ipv4 is not None]
+
+
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Reachable on the internet: not loopback, link-local (cloud metadata), private, shared or reserved."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64 or address in _IPV4_COMPATIBLE:
+            return False
+        if embedded := _embedded_ipv4(address):
+            return all(is_public(ipv4) for ipv4 in embedded)
     return address.is_global and not address.is_multicast
 
 
