@@ -75,11 +75,15 @@ async def test_an_instance_reaches_the_internet_and_its_services_but_nothing_els
     # Random private addresses: another run of this test may be on the same host.
     a, b = secrets.randbelow(250) + 2, secrets.randbelow(250) + 2
     metadata, private_neighbour, allowed_neighbour = "169.254.169.254", f"10.{a}.{b}.7", f"10.{a}.{(b + 1) % 256}.7"
+    wireserver = "168.63.129.16"  # Azure's, public but of the host's surroundings
     internet = f"198.51.100.{a}"  # a documentation range, standing for any public address
     host_private = f"192.168.{a}.{b}"
+    # The host on an address no range rule refuses: only the rule for the host's own addresses does.
+    host_public = f"203.0.113.{a}"
     instance = region.instance(app_image)
-    with (neighbourhood([internet, metadata, private_neighbour, allowed_neighbour]),
+    with (neighbourhood([internet, metadata, wireserver, private_neighbour, allowed_neighbour]),
           host_private_address(host_private) as host_private_port,
+          host_private_address(host_public) as host_public_port,
           other_network_container(docker_client, app_image) as other_network_app):
         async with start_agent(runner_name) as agent:
             network = await eventually(lambda: next(iter(docker_client.networks.list(names=[agent.settings.network])),
@@ -94,8 +98,9 @@ async def test_an_instance_reaches_the_internet_and_its_services_but_nothing_els
                     await region.put_desired(runner_name, 1, [instance])
                     seen = await eventually(lambda: _running(region, runner_name, instance.instance_id))
                     container = docker_client.containers.get(seen.container_id)
-                    targets = [("127.0.0.1", 8000), (internet, PORT), (metadata, PORT), (private_neighbour, PORT),
-                               (host_private, host_private_port), (other_network_app, 8000),
+                    targets = [("127.0.0.1", 8000), (internet, PORT), (metadata, PORT), (wireserver, PORT),
+                               (private_neighbour, PORT), (host_private, host_private_port),
+                               (host_public, host_public_port), (other_network_app, 8000),
                                (gateway, platform_port), (gateway, service_port), (allowed_neighbour, PORT)]
                     code, output = container.exec_run(["python3", "-c", PROBE, json.dumps(targets)])
                     assert code == 0, output
@@ -106,8 +111,10 @@ async def test_an_instance_reaches_the_internet_and_its_services_but_nothing_els
         "127.0.0.1:8000": True,  # its own application
         f"{internet}:{PORT}": True,  # the internet
         f"{metadata}:{PORT}": False,  # the cloud's instance metadata
+        f"{wireserver}:{PORT}": False,  # Azure's WireServer
         f"{private_neighbour}:{PORT}": False,  # a machine on the host's private network
         f"{host_private}:{host_private_port}": False,  # the host itself, on its private address
+        f"{host_public}:{host_public_port}": False,  # the host itself, on an address of its own
         f"{other_network_app}:8000": False,  # a container of another Docker network
         f"{gateway}:{platform_port}": False,  # the host on the gateway, but a port not of the apps' services
         f"{gateway}:{service_port}": True,  # the region's service for applications

@@ -22,7 +22,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # What of the host's surroundings an instance never reaches unless allowed.
 REFUSED = {
-    4: ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"),
+    4: ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+        # Azure's WireServer: a public address that answers only its own VMs, with their
+        # provisioning data and certificates, like the instance metadata service.
+        "168.63.129.16/32"),
     6: ("fc00::/7", "fe80::/10"),
 }
 # A refused connection fails at once (an SDK probing for instance metadata does not hang).
