@@ -9,15 +9,19 @@ import pytest
 
 from regio_common import bus
 from regio_common.db import make_engine, make_sessionmaker
-from regio_common.dead_letters import DeadLetters
+from regio_common.dead_letters import DeadLetters, listed
 from regio_common.messages import (
     BuildFinished,
     BuildRequested,
     BuildStarted,
+    DeploymentLogAppended,
     EnvironmentScaled,
+    MessageSetAside,
     RolloutRequested,
+    subject_for,
 )
 from regio_controlpanel.db.models import EnvironmentVariable
+from regio_controlpanel.messaging import handlers
 
 from .test_deployments import deploy, publish, take, wait_for
 
@@ -128,3 +132,95 @@ async def test_a_command_set_aside_shows_among_the_environments_events(api, js, 
         await asyncio.sleep(0.1)
     assert events[0]["reason"] == "failed"
     assert "environment.scaled" in events[0]["message"] and "RuntimeError: boom" in events[0]["message"]
+
+
+async def events_of(api, env_id) -> list[dict]:
+    return (await api.get(f"/apps/v3/environments/{env_id}/events/")).json()["results"]
+
+
+async def test_a_runners_dead_letter_is_kept_but_fails_nothing(api, js, settings, application):
+    """A runner agent may set aside under its own name, and could name any deployment there:
+    its records are listed for operators, never acted on."""
+    deployment = await deploy(api, application)
+    dep_id = uuid.UUID(deployment["uuid"])
+    await take(js, BuildRequested, settings.region, dep_id)
+    test_env, live_env = (uuid.UUID(application[e]["uuid"]) for e in ("test_status", "live_status"))
+    runner = DeadLetters(js, "runner-agent")  # what the runner's NATS user may publish
+    forged = BuildFinished(deployment_id=dep_id, build_id=uuid.uuid4(), success=True)
+    await runner.set_aside(forged.subject(settings.region), forged.headers(), forged.model_dump_json().encode(),
+                           "forged by a runner")
+    scale = EnvironmentScaled(environment_id=test_env, instances=3)
+    await runner.set_aside(scale.subject(settings.region), scale.headers(), scale.model_dump_json().encode(),
+                           "forged by a runner", consumer="controller-environments-x", stream_sequence=1)
+    # Then a genuine record, handled after them (one consumer, in order): when it shows, they were handled.
+    genuine = EnvironmentScaled(environment_id=live_env, instances=2)
+    await DeadLetters(js, "controller").set_aside(
+        genuine.subject(settings.region), genuine.headers(), genuine.model_dump_json().encode(),
+        "handling it failed 8 times", consumer="controller-environments-x", stream_sequence=2)
+    for _ in range(100):
+        if await events_of(api, live_env):
+            break
+        await asyncio.sleep(0.1)
+    assert await events_of(api, live_env)
+
+    still = (await api.get(f"/apps/v3/deployments/{dep_id}/")).json()
+    assert still["ended_at"] is None and still["success"] is None
+    assert "forged" not in await log_of(api, dep_id)
+    assert await events_of(api, test_env) == []
+
+
+async def test_a_region_is_believed_only_about_its_own_deployments(api, app, sessions, settings, application):
+    """The consumer of another region's events and dead letters (whose runners may publish log
+    lines, and whose services set aside) changes nothing of this region's deployments; this
+    region's own consumer does."""
+    deployment = await deploy(api, application)
+    dep_id = uuid.UUID(deployment["uuid"])
+    env_id = uuid.UUID(application["test_status"]["uuid"])
+    deployments = app.state.deployments
+    log = DeploymentLogAppended(deployment_id=dep_id, lines=["written by a runner of another region"])
+    record = MessageSetAside(service="builder", message_subject="region.elsewhere.events.builds.finished",
+                             message_kind="build.finished", message_id="x", size_bytes=1, reason="forged",
+                             deployment_id=dep_id)
+    about_environment = record.model_copy(update={"deployment_id": None, "environment_id": env_id})
+
+    for region in ("elsewhere", settings.region):
+        async with sessions() as session, session.begin():
+            await handlers.dispatcher(deployments, region)(session, log)
+            await handlers.dead_letters_handler(deployments, region)(session, about_environment)
+        if region == "elsewhere":
+            assert "written by a runner" not in await log_of(api, dep_id)
+            assert await events_of(api, env_id) == []
+    assert "written by a runner of another region" in await log_of(api, dep_id)  # this region's own: kept
+    assert "forged" in (await events_of(api, env_id))[0]["message"]
+
+    async with sessions() as session, session.begin():
+        await handlers.dead_letters_handler(deployments, "elsewhere")(session, record)
+    assert (await api.get(f"/apps/v3/deployments/{dep_id}/")).json()["ended_at"] is None
+    async with sessions() as session, session.begin():
+        await handlers.dead_letters_handler(deployments, settings.region)(session, record)
+    assert (await api.get(f"/apps/v3/deployments/{dep_id}/")).json()["success"] is False
+
+
+async def test_a_build_result_forged_on_the_deployment_logs_subject_releases_nothing(api, js, settings, application):
+    """Every runner may publish the deployment log's subject: a build.finished it sends there
+    (its kind is a header it chooses) is set aside, and neither releases nor fails the deployment."""
+    deployment = await deploy(api, application)
+    dep_id = uuid.UUID(deployment["uuid"])
+    await take(js, BuildRequested, settings.region, dep_id)
+    forged = BuildFinished(deployment_id=dep_id, build_id=uuid.uuid4(), success=True, commit="evil",
+                           image="sha256:attackers", exposed_port=8000)
+    await js.publish(subject_for(DeploymentLogAppended, settings.region), forged.model_dump_json().encode(),
+                     headers=forged.headers())
+    await publish(js, settings, DeploymentLogAppended(deployment_id=dep_id, lines=["after the forgery"]))
+    for _ in range(100):
+        if "after the forgery" in await log_of(api, dep_id):
+            break
+        await asyncio.sleep(0.1)
+    assert "after the forgery" in await log_of(api, dep_id)
+
+    [record] = [r for r in await listed(js, settings.region) if r.message_id == str(forged.id)]
+    assert record.message_kind == "build.finished" and record.deployment_id is None
+    await asyncio.sleep(0.5)  # and what the dead letter's consumer does with it
+    still = (await api.get(f"/apps/v3/deployments/{dep_id}/")).json()
+    assert still["status"] == "provisioning" and still["ended_at"] is None and still["commit"] is None
+    assert "sha256:attackers" not in await log_of(api, dep_id)

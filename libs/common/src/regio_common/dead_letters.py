@@ -48,9 +48,12 @@ class DeadLetters:
         self.service = service
 
     async def set_aside(self, subject: str, headers: dict[str, str] | None, payload: bytes, reason: str, *,
-                        consumer: str | None = None, stream_sequence: int | None = None) -> MessageSetAside:
+                        consumer: str | None = None, stream_sequence: int | None = None,
+                        believed: bool = True) -> MessageSetAside:
         """Publishes the record (raises if that fails: the caller keeps the message and tries
-        again). Its id comes from the message's, so a second try is dropped as a duplicate."""
+        again). Its id comes from the message's, so a second try is dropped as a duplicate.
+        ``believed=False``: the message could not be read or came on a subject not its own (it
+        may be forged), so the deployment it names is not recorded, and not failed by it."""
         headers = headers or {}
         message_id = headers.get(ID_HEADER, "")
         reason = " ".join(reason.split())
@@ -59,7 +62,7 @@ class DeadLetters:
             service=self.service, message_subject=subject, message_kind=headers.get(KIND_HEADER, "unknown"),
             message_id=message_id, size_bytes=wire_size(payload, headers),
             reason=reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + " [cut]",
-            consumer=consumer, stream_sequence=stream_sequence, **belongs_to(payload),
+            consumer=consumer, stream_sequence=stream_sequence, **(belongs_to(payload) if believed else {}),
         )
         await self.js.publish(record.subject(region_of(subject)), record.encode(), headers=record.headers())
         log.error("%s: set aside %s %s on %s (%s): %s", self.service, record.message_kind, message_id or "?",

@@ -112,12 +112,13 @@ class Subscriber:
             try:
                 message = decode(msg.headers, msg.data)
             except (UnknownMessage, ValueError) as e:
-                await self._set_aside(msg, f"it cannot be read: {e}")
+                await self._set_aside(msg, f"it cannot be read: {e}", believed=False)
                 continue
             if message.subject(region_of(msg.subject)) != msg.subject:
                 # The kind comes from a header its publisher chose: a runner allowed only the
                 # deployment log's subject could otherwise send a build.finished there.
-                await self._set_aside(msg, f"a {message.kind} message does not travel on {msg.subject}")
+                await self._set_aside(msg, f"a {message.kind} message does not travel on {msg.subject}",
+                                      believed=False)
                 continue
             key = self.lane(message) if self.lane is not None else None
             lanes.setdefault(key, []).append((msg, message))
@@ -155,15 +156,17 @@ class Subscriber:
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _set_aside(self, msg, reason: str) -> None:
+    async def _set_aside(self, msg, reason: str, believed: bool = True) -> None:
         """Puts the message aside with its reason and ends its deliveries, so the ones behind it
-        are handled. If the record cannot be published, the log line is all there is."""
+        are handled. If the record cannot be published, the log line is all there is.
+        ``believed=False``: the deployment it names is not recorded (see DeadLetters.set_aside):
+        a forged message must not fail another tenant's deployment either."""
         if self.dead_letters is None:
             log.error("%s: message on %s terminated: %s", self.durable, msg.subject, reason)
         else:
             try:
                 await self.dead_letters.set_aside(msg.subject, msg.headers, msg.data, reason, consumer=self.durable,
-                                                  stream_sequence=msg.metadata.sequence.stream)
+                                                  stream_sequence=msg.metadata.sequence.stream, believed=believed)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -55,15 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await runtime.start()
-        handle = handlers.dispatcher(deployments_service)
-        set_aside = handlers.dead_letters_handler(deployments_service)
         commands = handlers.command_consumers(deployments_service, backups_service, vault)
         # One consumer per region this control panel serves. A region added later is
         # picked up at the next start (noted: live region registration is future work).
         for region in {settings.region, *await known_regions(runtime)}:
-            runtime.subscribe(EVENTS.name, handlers.durable(region), handlers.subject(region), handle)
+            runtime.subscribe(EVENTS.name, handlers.durable(region), handlers.subject(region),
+                              handlers.dispatcher(deployments_service, region))
             runtime.subscribe(DEAD_LETTERS.name, handlers.dead_letters_durable(region),
-                              dead_letters.subject(region), set_aside)
+                              dead_letters.subject(region), handlers.dead_letters_handler(deployments_service, region))
             for consumer in commands:
                 runtime.subscribe(COMMANDS.name, consumer.durable(region), consumer.subject(region), consumer)
         runtime.spawn("domain rechecks", DomainRechecks(runtime.sessions, runtime.outbox, vault,

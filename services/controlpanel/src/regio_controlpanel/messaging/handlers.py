@@ -46,10 +46,11 @@ def dead_letters_durable(region: str) -> str:
     return durable_name("controlpanel-dead-letters", region)
 
 
-def dead_letters_handler(deployments: Deployments):
+def dead_letters_handler(deployments: Deployments, region: str):
+    """For the consumer of ``region``'s dead letters: what they name is checked against it."""
     async def handle(session: AsyncSession, message: Message) -> None:
         if isinstance(message, MessageSetAside):
-            await deployments.on_set_aside(session, message)
+            await deployments.on_set_aside(session, message, region)
 
     return handle
 
@@ -88,9 +89,14 @@ def command_consumers(deployments: Deployments, backups: Backups, vault: Vault) 
     ]
 
 
-def dispatcher(deployments: Deployments):
+def dispatcher(deployments: Deployments, region: str):
+    """For the consumer of ``region``'s events. Deployment log lines, which every runner of the
+    region may publish, are kept only for that region's deployments."""
+    async def on_log(session: AsyncSession, message: DeploymentLogAppended) -> None:
+        await deployments.on_log(session, message, region)
+
     routes = {
-        DeploymentLogAppended: deployments.on_log,
+        DeploymentLogAppended: on_log,
         BuildStarted: deployments.on_build_started,
         BuildFinished: deployments.on_build_finished,
         RolloutProgressed: deployments.on_rollout_progressed,

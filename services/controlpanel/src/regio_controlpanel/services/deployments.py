@@ -6,6 +6,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from regio_common import nats_auth
 from regio_common.messages import (
     BuildFinished,
     BuildRequested,
@@ -210,10 +211,12 @@ class Deployments:
 
     # --- advanced by events --------------------------------------------------------
 
-    async def on_log(self, session: AsyncSession, message: DeploymentLogAppended) -> None:
-        # Lines of a deployment this control panel does not know (deleted since) are dropped:
-        # retrying them would hold up every later event of the region.
-        if message.lines and await session.get(Deployment, message.deployment_id) is not None:
+    async def on_log(self, session: AsyncSession, message: DeploymentLogAppended, region: str) -> None:
+        """``region``: of the subject the lines came on. Every runner of a region may publish
+        there, so lines naming a deployment of another region are dropped, like those of a
+        deployment this control panel does not know (deleted since): retrying them would hold
+        up every later event of the region."""
+        if message.lines and await _in_region(session, region, deployment_id=message.deployment_id):
             session.add(DeploymentLogChunk(deployment_id=message.deployment_id, text="\n".join(message.lines) + "\n"))
 
     async def on_build_started(self, session: AsyncSession, message: BuildStarted) -> None:
@@ -279,18 +282,29 @@ class Deployments:
         else:
             await self._fail(session, deployment, f"Deployment failed: {message.error}")
 
-    async def on_set_aside(self, session: AsyncSession, message: MessageSetAside) -> None:
+    async def on_set_aside(self, session: AsyncSession, message: MessageSetAside, region: str) -> None:
         """A message of a deployment was set aside (never published, or never handled): the
         deployment cannot go on, so it fails with the reason. One about an environment alone
-        (a scale, new domains) shows among the environment's events."""
+        (a scale, new domains) shows among the environment's events.
+
+        ``region``: of the subject the record came on. Only the region's services are believed
+        (the subscriber made sure the record's ``service`` is its subject's): a runner agent's
+        record could name any deployment, so it is only kept, for ``regio dead-letters``. And a
+        service is believed only about its own region's deployments and environments."""
+        if message.service not in nats_auth.SERVICES:
+            return
         what = (f"a {message.message_kind} message could not be handled by the {message.service} "
                 f"({message.consumer})" if message.consumer else
                 f"the {message.service} could not send a {message.message_kind} message")
         if message.deployment_id is not None:
+            if not await _in_region(session, region, deployment_id=message.deployment_id):
+                return
             deployment = await self._locked(session, message.deployment_id)
             if deployment is not None and deployment.status not in lifecycle.FINAL:
                 await self._fail(session, deployment, f"Deployment failed: {what}: {message.reason}.")
         elif message.environment_id is not None:
+            if not await _in_region(session, region, environment_id=message.environment_id):
+                return
             await environment_events.record(session, EnvironmentEvent(
                 id=message.id, environment_id=message.environment_id, occurred_at=message.occurred_at,
                 reason="failed", message=f"Not carried out: {what}: {message.reason}."))
@@ -362,3 +376,15 @@ class Deployments:
 
     async def _log(self, session: AsyncSession, deployment_id: UUID, line: str) -> None:
         session.add(DeploymentLogChunk(deployment_id=deployment_id, text=f"[regio] {line}\n"))
+
+
+async def _in_region(session: AsyncSession, region: str, *, deployment_id: UUID | None = None,
+                     environment_id: UUID | None = None) -> bool:
+    """Whether the deployment (or the environment) exists and is one of ``region``'s."""
+    query = (select(Region.slug).join(Application, Application.region_id == Region.id)
+             .join(Environment, Environment.application_id == Application.id))
+    if deployment_id is not None:
+        query = query.join(Deployment, Deployment.environment_id == Environment.id).where(Deployment.id == deployment_id)
+    else:
+        query = query.where(Environment.id == environment_id)
+    return await session.scalar(query) == region
