@@ -74,7 +74,7 @@ def server(tmp_path_factory) -> Server:
         return passwords.setdefault(user, secrets.token_urlsafe(18))
 
     config = state / "secrets" / "nats.conf"
-    nats_auth.write_config(config, nats_auth.users(REGION, RUNNERS, password_of))
+    nats_auth.write_config(config, nats_auth.users(REGION, RUNNERS, password_of, hollow_fleet=True))
     process = nats_process(state, free_port(), config)
     process.start()
     wait_for_port(process.port, 30, process=process)
@@ -248,6 +248,21 @@ async def test_a_runner_cannot_read_the_logs_stream_not_even_one_environment(con
                                                                        filter_subject=subjects))
     assert await runner.refused(f"$js.api.consumer.create.{bus.LOGS.name}")
     assert await runner.refused(f"$js.api.direct.get.{bus.LOGS.name}")
+
+
+async def test_a_runner_cannot_list_the_environments_through_the_streams_info(connect, admin):
+    """A stream's info asked with a subjects filter lists its subjects, every environment's id
+    among the log stream's: neither a runner nor the hollow fleet may ask (they never need to)."""
+    secret_env = uuid4()
+    await admin.nc.jetstream().publish(runtime_logs.subject(REGION, secret_env), LogLine(
+        timestamp="2026-01-01T00:00:00Z", service="web", message="hello").model_dump_json().encode())
+    assert str(secret_env) in str((await admin.js().stream_info(bus.LOGS.name, subjects_filter=">")).state.subjects)
+    for user in ("runner-1", nats_auth.HOLLOW_FLEET):
+        runner = await connect(user)
+        for stream in (bus.LOGS.name, bus.EVENTS.name, bus.COMMANDS.name):
+            with pytest.raises(Exception):
+                await runner.js().stream_info(stream, subjects_filter=">")
+            assert await runner.refused(f"$js.api.stream.info.{stream}"), (user, stream)
 
 
 # --- each component does its job with its own credentials ------------------------------

@@ -112,13 +112,17 @@ def _log_reader() -> list[str]:
 
 
 def _common(user: str, region: str, service: str) -> tuple[list[str], list[str]]:
-    """What every component may: look at the platform's streams, set aside under its own
-    service's name (``service``, as its Runtime is named) what it cannot publish or handle (the
-    control panel fails what a dead letter names), and read the replies to its own requests."""
-    publish = [*_api("INFO", f"STREAM.INFO.{COMMANDS.name}", f"STREAM.INFO.{EVENTS.name}",
-                     f"STREAM.INFO.{LOGS.name}"),
-               f"region.{region}.dead-letters.{service}"]
+    """What every component may: set aside under its own service's name (``service``, as its
+    Runtime is named) what it cannot publish or handle (the control panel acts only on the
+    services' records), and read the replies to its own requests."""
+    publish = [*_api("INFO"), f"region.{region}.dead-letters.{service}"]
     return publish, [f"{inbox_prefix(user)}.>"]
+
+
+def _stream_info() -> list[str]:
+    """Looking at the platform's streams: the services only. A stream's info, asked with a
+    subjects filter, lists its subjects: every ``region.<r>.logs.<environment id>`` of LOGS."""
+    return _api(f"STREAM.INFO.{COMMANDS.name}", f"STREAM.INFO.{EVENTS.name}", f"STREAM.INFO.{LOGS.name}")
 
 
 def service_permissions(service: str, region: str, user: str | None = None) -> Permissions:
@@ -129,7 +133,7 @@ def service_permissions(service: str, region: str, user: str | None = None) -> P
     region, and it may use any durable consumer of the platform's streams."""
     scope = "*" if service == CONTROLPANEL else region
     publish, subscribe = _common(user or service, scope, service)
-    publish += [f"region.{scope}.{topic}" for topic in PUBLISHES[service]]
+    publish += _stream_info() + [f"region.{scope}.{topic}" for topic in PUBLISHES[service]]
     if service == CONTROLPANEL:
         for stream in (COMMANDS.name, EVENTS.name, DEAD_LETTERS_STREAM):
             publish += _durable(stream, "*")
