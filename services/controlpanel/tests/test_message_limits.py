@@ -20,6 +20,7 @@ from regio_common.messages import (
     RolloutRequested,
     subject_for,
 )
+from regio_common.sealing import open_sealed
 from regio_controlpanel.db.models import EnvironmentVariable
 from regio_controlpanel.messaging import handlers
 
@@ -76,6 +77,23 @@ async def test_variables_a_release_cannot_carry_are_refused_naming_the_field(api
     assert grown.status_code == 400 and "262144 bytes in all" in grown.json()["value"][0]
     shrunk = await api.patch(f"/apps/v3/environment-variables/{plain['uuid']}/", json={"value": "small"})
     assert shrunk.status_code == 200, shrunk.text
+
+
+async def test_the_limit_counts_variables_as_they_travel_not_as_utf8(api, js, settings, application):
+    """A release seals its variables as JSON, where an "é" is six bytes (two in UTF-8): 120 KB
+    of them in UTF-8 would have been let in and could never have been released."""
+    env_id = application["test_status"]["uuid"]
+    too_many = await api.post("/apps/v3/environment-variables/", json={
+        "environment": env_id, "name": "ACCENTS", "value": "é" * 60_000})
+    assert too_many.status_code == 400 and "262144 bytes in all" in too_many.json()["value"][0]
+    fits = await api.post("/apps/v3/environment-variables/", json={
+        "environment": env_id, "name": "ACCENTS", "value": "é" * 40_000})
+    assert fits.status_code == 201, fits.text
+
+    deployment = await deploy(api, application)
+    await build(js, settings, uuid.UUID(deployment["uuid"]))
+    rollout = await take(js, RolloutRequested, settings.region, uuid.UUID(deployment["uuid"]))  # it travels
+    assert open_sealed(settings.region_key, rollout.sealed_env)["ACCENTS"] == "é" * 40_000
 
 
 async def test_a_release_too_big_for_the_bus_fails_cleanly_and_the_next_deployment_goes_on(
