@@ -1,7 +1,8 @@
 """Setting aside a message that cannot be published or handled, so that what comes after it
 flows on. Each goes to the region's dead-letter stream (``bus.DEAD_LETTERS``) as a
 ``MessageSetAside``: what it was, where it was going, which deployment or environment it
-belonged to, and why. The control panel fails that deployment; operators list them with
+belonged to, and why. The control panel fails that deployment when a service of the same
+region set it aside (a runner agent's are only kept); operators list them all with
 ``regio dead-letters``."""
 import json
 import logging
