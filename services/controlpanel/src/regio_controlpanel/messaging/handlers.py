@@ -2,8 +2,9 @@
 deployment's log lines, its build result and its rollout result are applied in the
 order they were published. The controller's environment events come the same way. The
 messages any service of a region set aside (its dead letters) have a consumer of their own,
-which fails the region's deployments they belonged to (a runner agent's records are only kept). The provisioning, backup and restore commands it sends itself have a consumer each, so a long
-backup holds up neither deployments nor restores."""
+which fails the region's deployments they belonged to (a runner agent's records are only
+kept). The provisioning, backup and restore commands it sends itself have a consumer each,
+so a long backup holds up neither deployments nor restores."""
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
