@@ -1,16 +1,22 @@
 """Attacks on custom domains: routing a domain one does not control, keeping its owner from
 it, and stalling the control panel through the DNS look-up. The region's resolver is a DNS
 server of the test's own on loopback (conftest.py's dns_zone), as a region's would be."""
+import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
+from dnslib import DNSRecord
 from sqlalchemy import text
 
 from regio_common.db import make_engine
@@ -131,6 +137,63 @@ async def test_a_resolver_that_never_answers_does_not_hold_the_request(api, appl
     assert verification["last_error"] == "The DNS resolver did not answer within 3 seconds."
 
 
+@contextmanager
+def asked_resolver() -> Iterator[tuple[str, list[str]]]:
+    """A resolver that never answers, and the names it has been asked (read by a thread)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    asked: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            asked.append(str(DNSRecord.parse(data).q.qname).rstrip("."))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}", asked
+    finally:
+        stop.set()
+        reader.join()
+        sock.close()
+
+
+async def test_checks_against_a_silent_resolver_leave_the_other_tenants_answered(api, application,
+                                                                                 region_resolver):
+    """The attack: more checks at once than the database pool's 15 connections, through a
+    resolver that never answers. Each holds its request's connection while it looks up, so
+    only a few may look up at once; the others are told so at once, and another request is
+    answered while the look-ups still wait."""
+    env_id = application["test_status"]["uuid"]
+    names = [new_domain() for _ in range(16)]
+    ids = {name: (await add(api, env_id, name)).json()["uuid"] for name in names}
+    with asked_resolver() as (address, asked):
+        await region_resolver(address)
+        checks = {name: asyncio.create_task(api.post(f"/apps/v3/domains/{ids[name]}/verify/")) for name in names}
+
+        def looking() -> list[str]:
+            return [name for name in names if f"_regio-challenge.{name}" in list(asked)]
+
+        async with asyncio.timeout(30):  # every check has answered, or holds its connection in DNS
+            while sum(check.done() for check in checks.values()) + len(looking()) < len(names):
+                await asyncio.sleep(0.05)
+        other = await api.get(f"/apps/v3/applications/{application['uuid']}/")
+        assert other.status_code == 200
+        assert looking() and not any(checks[name].done() for name in looking())
+        answers = {name: (await check).json()["verification"] for name, check in checks.items()}
+    for name, verification in answers.items():
+        assert verification["status"] == "failed"
+        assert verification["last_error"] == ("The DNS resolver did not answer within 3 seconds." if name in looking()
+                                              else "Too many DNS look-ups are under way; check again in a few seconds.")
+    assert len(looking()) <= 4
+
+
 async def test_huge_and_many_records_are_read_safely(api, application, dns_zone):
     env_id = application["test_status"]["uuid"]
     many, huge = new_domain(), new_domain()
@@ -151,6 +214,67 @@ async def test_a_domain_that_does_not_exist_stays_pending(api, application, dns_
     added = (await add(api, env_id, new_domain())).json()
     checked = (await api.post(f"/apps/v3/domains/{added['uuid']}/verify/")).json()["verification"]
     assert checked["status"] == "pending" and checked["checked_at"] is not None
+
+
+async def test_two_checks_of_one_domain_at_once_leave_it_verified(api, application, dns_zone):
+    """A double click, or a check that overlaps the periodic one: the second must not find the
+    host claimed by the first and write "failed" over its "verified"."""
+    env_id = application["test_status"]["uuid"]
+    for _ in range(5):
+        added = (await add(api, env_id, new_domain())).json()
+        dns_zone.publish(added["verification"]["record_name"], added["verification"]["record_value"])
+        url = f"/apps/v3/domains/{added['uuid']}/verify/"
+        for checked in await asyncio.gather(api.post(url), api.post(url)):
+            # The second, while the first holds the domain, is told so at once rather than wait.
+            assert (checked.status_code == 200 and checked.json()["verification"]["status"] == "verified") or (
+                checked.status_code == 409 and checked.json() == {
+                    "non_field_errors": ["This domain is being checked right now; see its state in a few seconds."]}
+            ), checked.text
+        assert (await api.get(f"/apps/v3/domains/{added['uuid']}/")).json()["verification"]["status"] == "verified"
+        again = await api.post(url)
+        assert again.status_code == 200 and again.json()["verification"]["status"] == "verified"
+
+
+async def test_a_check_of_a_domain_being_checked_does_not_wait_for_it(api, application, settings, dns_zone):
+    """Waiting for the other check's lock would hold the request's connection for as long as
+    that check's look-up lasts: the stall the bound on look-ups closes."""
+    added = (await add(api, application["test_status"]["uuid"], new_domain())).json()
+    dns_zone.publish(added["verification"]["record_name"], added["verification"]["record_value"])
+    url = f"/apps/v3/domains/{added['uuid']}/verify/"
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.begin() as connection:  # a check under way (the periodic one's lock)
+            await connection.execute(text("SELECT 1 FROM controlpanel.domains WHERE id = :id FOR UPDATE"),
+                                     {"id": added["uuid"]})
+            async with asyncio.timeout(20):  # without the fix the request waits for this lock for ever
+                busy = await api.post(url)
+            assert busy.status_code == 409, busy.text
+    finally:
+        await engine.dispose()
+    assert (await api.post(url)).json()["verification"]["status"] == "verified"
+
+
+def name_of_length(length: int) -> str:
+    tail = f"{uuid.uuid4().hex[:10]}.example.com"
+    labels, left = [], length - len(tail)
+    while left:
+        size = min(63, left - 1) if left - 1 != 64 else 62  # each label and its dot; never leave a lone dot
+        labels.append("a" * size)
+        left -= size + 1
+    return ".".join([*labels, tail])
+
+
+async def test_a_name_too_long_for_its_challenge_record_is_refused(api, application):
+    """``_regio-challenge.`` and the name must fit in DNS's 253 characters, else the domain
+    could never be verified."""
+    env_id = application["test_status"]["uuid"]
+    for length in (237, 253):
+        refused = await add(api, env_id, name_of_length(length))
+        assert refused.status_code == 400 and refused.json() == {"domain": [
+            "A domain has at most 236 characters here: its TXT record's name, _regio-challenge.<domain>, "
+            "must fit in DNS's 253."]}, refused.text
+    longest = await add(api, env_id, name_of_length(236))
+    assert longest.status_code == 201 and longest.json()["verification"]["status"] == "pending", longest.text
 
 
 async def test_another_organisation_cannot_verify_or_see_a_domain(api, rival, application, dns_zone):

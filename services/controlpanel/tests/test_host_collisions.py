@@ -4,8 +4,12 @@ refused with a 409 naming the field and the host; nothing is half made."""
 import asyncio
 import uuid
 
+import pytest
+from sqlalchemy import text
+
 from regio_common.db import make_engine, make_sessionmaker
 from regio_controlpanel.db.models import PhysicalRegion, Region
+from regio_controlpanel.services import hosts
 
 
 def new_slug(prefix: str = "h") -> str:
@@ -111,3 +115,40 @@ async def test_a_deleted_environments_hosts_are_free_again(api, rival, seeded, s
     assert (await verified_domain(theirs["live_status"]["uuid"], name, client=rival))["domain"] == name
     assert (await api.delete(f"/apps/v3/applications/{app['uuid']}/")).status_code == 204
     assert (await create_app(rival, rival.organisation, f"{slug}-stage")).status_code == 201
+
+
+async def test_a_host_claimed_by_an_overlapping_check_of_the_same_domain_is_no_conflict(api, application, settings,
+                                                                                         dns_zone):
+    """Two checks of one domain that overlapped: the one that claims second, whether it finds
+    the first's claim committed or meets it at the insert, finds the host its own, not taken;
+    another domain of the same environment is still refused it."""
+    env_id = uuid.UUID(application["test_status"]["uuid"])
+    name = f"www.{new_slug()}.example.com"
+    added = await api.post("/apps/v3/domains/", json={"environment": str(env_id), "domain": name})
+    domain_id = uuid.UUID(added.json()["uuid"])
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        async with sessions() as first, sessions() as second, sessions() as observer:
+            await first.begin()
+            await hosts.claim(first, env_id, [name], "domain", domain_id=domain_id)
+            # The second's check sees nothing yet (the first has not committed); its insert waits.
+            await second.begin()
+            racing = asyncio.create_task(hosts.claim(second, env_id, [name], "domain", domain_id=domain_id))
+            async with asyncio.timeout(20):
+                while not (await observer.execute(text(
+                        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'INSERT INTO controlpanel.claimed_hosts%'"))).first():
+                    await observer.rollback()
+                    await asyncio.sleep(0.05)
+            await first.commit()
+            await racing  # met the first's claim at the insert: its own
+            await second.rollback()
+            await second.begin()  # and once committed, found by the check before the insert
+            await hosts.claim(second, env_id, [name], "domain", domain_id=domain_id)
+            with pytest.raises(hosts.HostTaken):
+                await hosts.claim(second, env_id, [name], "domain", domain_id=uuid.uuid4())
+            await second.rollback()
+    finally:
+        await engine.dispose()
+    assert (await api.delete(f"/apps/v3/domains/{domain_id}/")).status_code == 204  # its claim goes with it

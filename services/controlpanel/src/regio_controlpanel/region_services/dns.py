@@ -3,9 +3,17 @@
 The name looked up is chosen by whoever adds a domain, so its answers are hostile input: a
 resolver (or an authority behind it) that never answers, huge or many records. Every
 look-up is bounded in time (dnspython's lifetime, and a hard deadline around it), and only
-the start of each record is kept (a whole answer is at most 64 KB: DNS over TCP)."""
+the start of each record is kept (a whole answer is at most 64 KB: DNS over TCP).
+
+Its callers hold a database connection and transaction while they wait (a request's, or a
+periodic re-check's), so how many look-ups are under way at once is bounded too, in the whole
+process: a tenant whose nameserver never answers would otherwise hold every pooled connection
+(15) with concurrent checks and stall every other tenant's requests. A look-up that finds no
+free slot fails at once rather than queue while its caller holds a connection."""
 import asyncio
 import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dns.asyncresolver
 import dns.exception
@@ -14,6 +22,10 @@ import dns.resolver
 
 LOOKUP_SECONDS = 3.0
 MAX_TEXT = 512  # of one record's text, kept: far more than a challenge's value
+MAX_UNDER_WAY = 4  # look-ups at once, in this process: well under the database pool's 15
+BUSY = "Too many DNS look-ups are under way; check again in a few seconds."
+
+_under_way = 0  # the event loop runs one task at a time: no lock needed between test and count
 
 
 class LookupFailed(Exception):
@@ -60,10 +72,32 @@ def _resolver(address: str | None) -> dns.asyncresolver.Resolver:
     return resolver
 
 
+def under_way() -> int:
+    return _under_way
+
+
+@contextmanager
+def _slot() -> Iterator[None]:
+    global _under_way
+    if _under_way >= MAX_UNDER_WAY:
+        raise LookupFailed(BUSY)
+    _under_way += 1
+    try:
+        yield
+    finally:
+        _under_way -= 1
+
+
 async def txt_records(resolver_address: str | None, name: str) -> list[str]:
     """The TXT texts at ``name`` (each record's strings joined), none if the name or the record
-    does not exist. Raises LookupFailed when the resolver does not answer usably in time."""
+    does not exist. Raises LookupFailed when the resolver does not answer usably in time, or
+    at once when MAX_UNDER_WAY look-ups are already under way."""
     resolver = _resolver(resolver_address)
+    with _slot():
+        return await _txt_records(resolver, name)
+
+
+async def _txt_records(resolver: dns.asyncresolver.Resolver, name: str) -> list[str]:
     try:
         async with asyncio.timeout(LOOKUP_SECONDS + 1):
             answer = await resolver.resolve(dns.name.from_text(name), "TXT", raise_on_no_answer=False,

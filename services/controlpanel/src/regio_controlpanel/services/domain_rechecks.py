@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 RECHECK_AFTER = timedelta(minutes=5)
 GIVE_UP_AFTER = timedelta(days=7)
 BATCH = 50
-CONCURRENCY = 8  # look-ups at once: each waits on DNS, not on this process
+# Look-ups at once: each takes one of the process's few slots (dns.MAX_UNDER_WAY), so the
+# re-checks leave most to people checking their own domain. One that finds none records that
+# failure ("too many look-ups") and is checked again RECHECK_AFTER later, as any other.
+CONCURRENCY = 2
 
 
 class DomainRechecks:

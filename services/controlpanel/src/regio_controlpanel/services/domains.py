@@ -22,6 +22,8 @@ from .crypto import Vault
 from .domain_verification import Verification
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# The challenge's name ("_regio-challenge." and the domain) must fit in DNS's 253 characters too.
+MAX_DOMAIN = 253 - len(domain_verification.record_name(""))
 
 
 class Kind(StrEnum):
@@ -82,6 +84,9 @@ async def add_domain(session: AsyncSession, vault: Vault, env: Environment, app:
     name = normalise(name)
     if not HOSTNAME.match(name):
         raise ApiError("Enter a host name such as www.example.com (no scheme, port or path).", "domain")
+    if len(name) > MAX_DOMAIN:  # else it is added, but its TXT record cannot exist: never verified
+        raise ApiError(f"A domain has at most {MAX_DOMAIN} characters here: its TXT record's name, "
+                       f"{domain_verification.record_name('<domain>')}, must fit in DNS's 253.", "domain")
     region = await session.get(Region, app.region_id)
     # A name under regions' domains is the closest one's (a region's domain may be under
     # another's): allowed only there, and only when that region trusts its own names.
@@ -107,7 +112,16 @@ async def add_domain(session: AsyncSession, vault: Vault, env: Environment, app:
 
 
 async def verify(session: AsyncSession, vault: Vault, domain: Domain, env: Environment, app: Application) -> bool:
-    """Checks the domain's TXT record again; True when it became routed now."""
+    """Checks the domain's TXT record again; True when it became routed now. One check of a
+    domain at a time: two at once (a double click, or the periodic re-check) would both pass
+    the look-up and the loser would write "failed" over the winner's "verified"."""
+    # Without waiting: a request waiting for the lock would hold its database connection for
+    # as long as the other check's look-up lasts, the stall that region_services/dns.py bounds.
+    # Read again once locked: the status may have changed since the domain was loaded.
+    locked = (await session.execute(select(Domain).where(Domain.id == domain.id).with_for_update(skip_locked=True)
+                                    .execution_options(populate_existing=True))).scalar_one_or_none()
+    if locked is None:
+        raise Conflict("This domain is being checked right now; see its state in a few seconds.")
     region = await session.get(Region, app.region_id)
     return await domain_verification.verify(session, vault, domain, env, app, region)
 

@@ -22,17 +22,31 @@ class HostTaken(Conflict):
 
 async def claim(session: AsyncSession, environment_id: UUID, hosts: list[str], field: str,
                 domain_id: UUID | None = None) -> None:
-    """Gives ``hosts`` to the environment, or raises HostTaken (a 409 on ``field``)."""
-    taken = (await session.execute(select(ClaimedHost.host).where(ClaimedHost.host.in_(hosts))
-                                   .order_by(ClaimedHost.host).limit(1))).scalar_one_or_none()
-    if taken is not None:
-        raise HostTaken(taken, field)
+    """Gives ``hosts`` to the environment, or raises HostTaken (a 409 on ``field``). A host the
+    environment already holds for the same domain is no conflict: two checks of one domain
+    that overlapped both find it theirs."""
+    others, mine = await _holders(session, environment_id, hosts, domain_id)
+    if others:
+        raise HostTaken(others[0], field)
     try:
         # A savepoint, so a caller that handles the conflict (a verification) keeps its session.
         async with session.begin_nested():
-            session.add_all([ClaimedHost(host=h, environment_id=environment_id, domain_id=domain_id) for h in hosts])
+            session.add_all([ClaimedHost(host=h, environment_id=environment_id, domain_id=domain_id)
+                             for h in hosts if h not in mine])
     except IntegrityError as e:  # claimed by a request that committed after the check above
-        raise HostTaken(hosts[0] if len(hosts) == 1 else ", ".join(hosts), field) from e
+        others, mine = await _holders(session, environment_id, hosts, domain_id)
+        if others or set(hosts) - mine:  # lost to another environment (or domain), or some other clash
+            raise HostTaken(others[0] if others else ", ".join(hosts), field) from e
+
+
+async def _holders(session: AsyncSession, environment_id: UUID, hosts: list[str],
+                   domain_id: UUID | None) -> tuple[list[str], set[str]]:
+    """Of ``hosts``, those another holds (sorted, for a stable message), and those this
+    environment holds for this same domain."""
+    rows = (await session.execute(select(ClaimedHost.host, ClaimedHost.environment_id, ClaimedHost.domain_id)
+                                  .where(ClaimedHost.host.in_(hosts)).order_by(ClaimedHost.host))).all()
+    others = [host for host, env, domain in rows if (env, domain) != (environment_id, domain_id)]
+    return others, {host for host, *_ in rows} - set(others)
 
 
 async def claim_default(session: AsyncSession, apps_and_envs: list[tuple[Application, Environment]],
