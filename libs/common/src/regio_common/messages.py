@@ -401,8 +401,9 @@ class MessageSetAside(Message):
     """Any service → the region's dead letters (``bus.DEAD_LETTERS``): a message it could not
     publish (too big for the server, refused by the stream) or handle (its delivery limit
     reached), set aside with the reason so that everything behind it flows on. The control
-    panel fails the deployment it belonged to; ``regio dead-letters`` lists them. Never the
-    message itself: it may be what was too big, and it may carry sealed secrets."""
+    panel fails the deployment it belonged to when a platform service of that deployment's
+    region set it aside (never on a runner agent's word); ``regio dead-letters`` lists them
+    all. Never the message itself: it may be what was too big, and it may carry sealed secrets."""
 
     kind = "message.set-aside"
     topic = "dead-letters"
