@@ -153,13 +153,16 @@ async def test_an_ssh_repository_gets_a_deploy_key_the_builder_receives_sealed(a
     assert private not in build.model_dump_json() and "PRIVATE KEY" not in json.dumps(repo)
 
 
-async def test_the_migration_takes_tokens_out_of_existing_urls(postgres_cluster):
-    """A region upgraded from before: its repositories' URLs held their tokens in clear."""
+async def _upgrade_from_before(postgres_cluster, key: str | None):
+    """A region upgraded from before: its repositories' URLs held their tokens in clear, and so
+    did the deployment log and the audit trail. Returns the repository, audit and log rows after."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     postgres_cluster.psql(f'CREATE DATABASE "{name}"', check=True)
     url = postgres_cluster.url(name, driver="postgresql+asyncpg")
-    key = new_key()
-    env = {**os.environ, "REGIO_CONTROLPANEL_DATABASE_URL": url, "REGIO_CONTROLPANEL_SECRETS_KEY": key}
+    env = {**os.environ, "REGIO_CONTROLPANEL_DATABASE_URL": url}
+    env.pop("REGIO_CONTROLPANEL_SECRETS_KEY", None)
+    if key:
+        env["REGIO_CONTROLPANEL_SECRETS_KEY"] = key
 
     def alembic(revision: str) -> None:
         subprocess.run([sys.executable, "-m", "alembic", "-c", str(ALEMBIC_INI), "upgrade", revision],
@@ -168,32 +171,66 @@ async def test_the_migration_takes_tokens_out_of_existing_urls(postgres_cluster)
     engine = make_engine(url)
     try:
         alembic("20261207_1000")
-        org, repo = uuid.uuid4(), uuid.uuid4()
+        ids = {k: uuid.uuid4() for k in ("org", "repo", "physical", "region", "app", "env", "deployment")}
         old_url = f"https://deploy:{TOKEN}@git.example.test/org/app.git"
         async with engine.begin() as connection:
-            await connection.exec_driver_sql("INSERT INTO controlpanel.organisations (id, name, created_at) "
-                                             "VALUES ($1, 'Old', now())", (org,))
-            await connection.exec_driver_sql(
-                "INSERT INTO controlpanel.repositories (id, organisation_id, url, created_at) VALUES ($1, $2, $3, now())",
-                (repo, org, old_url))
-            await connection.exec_driver_sql(  # as the API recorded it then
-                "INSERT INTO controlpanel.audit_events (organisation_id, actor_email, action, target_type, target_id, "
-                "summary, changes, created_at) VALUES ($1, 'a@example.test', 'repository.create', 'repository', $2, "
-                "$3, $4, now())", (org, repo, f"Repository {old_url} added", json.dumps({"url": old_url})))
+            for sql, params in (
+                ("INSERT INTO controlpanel.organisations (id, name, created_at) VALUES ($1, 'Old', now())",
+                 (ids["org"],)),
+                ("INSERT INTO controlpanel.repositories (id, organisation_id, url, created_at) "
+                 "VALUES ($1, $2, $3, now())", (ids["repo"], ids["org"], old_url)),
+                ("INSERT INTO controlpanel.audit_events (organisation_id, actor_email, action, target_type, "  # as the API recorded it then
+                 "target_id, summary, changes, created_at) VALUES ($1, 'a@example.test', 'repository.create', "
+                 "'repository', $2, $3, $4, now())",
+                 (ids["org"], ids["repo"], f"Repository {old_url} added", json.dumps({"url": old_url}))),
+                ("INSERT INTO controlpanel.physical_regions (id, name, vendor, location) VALUES ($1, 'p', 'v', 'l')",
+                 (ids["physical"],)),
+                ("INSERT INTO controlpanel.regions (id, slug, name, domain, physical_region_id, is_default) "
+                 "VALUES ($1, 'r', 'R', 'r.test', $2, true)", (ids["region"], ids["physical"])),
+                ("INSERT INTO controlpanel.applications (id, organisation_id, name, slug, region_id, repository_id, "
+                 "release_commands) VALUES ($1, $2, 'app', 'app', $3, $4, '[]')",
+                 (ids["app"], ids["org"], ids["region"], ids["repo"])),
+                ("INSERT INTO controlpanel.environments (id, application_id, slug, branch, instances, memory_mb, "
+                 "health_check_path, secret_key_encrypted, created_at) "
+                 "VALUES ($1, $2, 'live', 'main', 1, 512, '/', 'x', now())", (ids["env"], ids["app"])),
+                ("INSERT INTO controlpanel.deployments (id, environment_id, build_mode, status, percent, steps, "
+                 "created_at) VALUES ($1, $2, 'AUTO', 'SUCCEEDED', 100, '[]', now())", (ids["deployment"], ids["env"])),
+                ("INSERT INTO controlpanel.deployment_log_chunks (deployment_id, text, created_at) "  # as logged then
+                 "VALUES ($1, $2, now())", (ids["deployment"], f"Deployment queued: branch main of {old_url}\n")),
+            ):
+                await connection.exec_driver_sql(sql, params)
         alembic("head")
         async with engine.connect() as connection:
             row = (await connection.exec_driver_sql(
-                "SELECT url, credentials_encrypted FROM controlpanel.repositories WHERE id = $1", (repo,))).one()
+                "SELECT url, credentials_encrypted FROM controlpanel.repositories WHERE id = $1", (ids["repo"],))).one()
             audit = (await connection.exec_driver_sql(
                 "SELECT summary, CAST(changes AS text) FROM controlpanel.audit_events WHERE target_id = $1",
-                (repo,))).one()
+                (ids["repo"],))).one()
+            log = (await connection.exec_driver_sql(
+                "SELECT text FROM controlpanel.deployment_log_chunks WHERE deployment_id = $1",
+                (ids["deployment"],))).scalar_one()
     finally:
         await engine.dispose()
         postgres_cluster.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return row, audit, log
 
+
+async def test_the_migration_takes_tokens_out_of_existing_urls(postgres_cluster):
+    key = new_key()
+    row, audit, log = await _upgrade_from_before(postgres_cluster, key)
     assert row.url == "https://git.example.test/org/app.git"
     assert json.loads(decrypt_value(key, row.credentials_encrypted)) == {"username": "deploy", "password": TOKEN}
     assert TOKEN not in audit[0] and TOKEN not in audit[1] and "git.example.test/org/app.git" in audit[0]
+    assert log == "Deployment queued: branch main of https://git.example.test/org/app.git\n"
+
+
+async def test_the_migration_without_the_key_still_takes_tokens_out_of_logs_and_audit(postgres_cluster):
+    """An operator running alembic by hand, without the control panel's key."""
+    row, audit, log = await _upgrade_from_before(postgres_cluster, None)
+    # Nothing to seal the token with: the URL keeps it, so builds still reach the repository.
+    assert row.url == f"https://deploy:{TOKEN}@git.example.test/org/app.git" and row.credentials_encrypted is None
+    assert TOKEN not in audit[0] and TOKEN not in audit[1] and "git.example.test/org/app.git" in audit[0]
+    assert log == "Deployment queued: branch main of https://git.example.test/org/app.git\n"
 
 
 async def test_the_web_page_shows_the_repository_without_its_token_and_an_ssh_ones_deploy_key(browser, api,  # noqa: F811

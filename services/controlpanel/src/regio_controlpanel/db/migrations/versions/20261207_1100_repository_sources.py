@@ -3,11 +3,12 @@ region allows. A repository URL held its token in clear (https://user:token@...)
 organisation could build file:// paths and private hosts of the builder's machine.
 
 Regions allow neither local repositories nor private hosts unless set; the seed of a local
-region (`regio up`) turns both on. Existing URLs with a secret in them have it moved into
-``credentials_encrypted`` when the control panel's key is in the environment (as when
-`regio up` migrates), and the copies of such URLs in deployment logs and audit records lose
-the secret; without the key they stay as they are, and the control panel still never shows,
-logs or sends the secret (services/repositories.py reads it out of the URL).
+region (`regio up`) turns both on. The copies of URLs with a secret in them in deployment logs
+and audit records always lose the secret (that needs no key). The URLs themselves have it moved
+into ``credentials_encrypted`` when the control panel's key is in the environment (as when
+`regio up` migrates); without the key they keep it, so that builds still reach the repository,
+and the control panel still never shows, logs or sends the secret (services/repositories.py
+reads it out of the URL).
 
 Revision ID: 20261207_1100
 Revises: 20261207_1000
@@ -41,8 +42,6 @@ def upgrade() -> None:
 
 def _move_secrets_out_of_urls() -> None:
     key = os.environ.get("REGIO_CONTROLPANEL_SECRETS_KEY")
-    if not key:
-        return
     bind = op.get_bind()
     rows = bind.execute(sa.text(f"SELECT id, url FROM {SCHEMA}.repositories WHERE url LIKE '%@%'")).all()
     for id_, url in rows:
@@ -52,12 +51,17 @@ def _move_secrets_out_of_urls() -> None:
             continue
         if source.credentials is None:
             continue
+        # The logs and the audit trail never need the secret: scrubbed with or without the key,
+        # else a region migrated by hand (alembic without the key) keeps them there for good.
+        _scrub(bind, url, source.url)
+        if not key:
+            # The secret cannot be sealed, so the URL keeps it: the builder still needs it.
+            continue
         username, password = source.credentials
         bind.execute(sa.text(f"UPDATE {SCHEMA}.repositories SET url = :url, credentials_encrypted = :secret "
                              "WHERE id = :id"),
                      {"id": id_, "url": source.url,
                       "secret": encrypt_value(key, json.dumps({"username": username, "password": password}))})
-        _scrub(bind, url, source.url)
 
 
 def _scrub(bind, secret_url: str, shown_url: str) -> None:
