@@ -23,6 +23,7 @@ from regio_common.db import make_engine
 from regio_common.messages import EnvironmentHostsChanged
 from regio_common.sealing import open_sealed
 from regio_common.testing.dns import silent_resolver
+from regio_controlpanel.region_services import dns
 from regio_controlpanel.region_settings import configure
 from regio_controlpanel.services.domain_rechecks import DomainRechecks
 
@@ -169,10 +170,12 @@ async def test_checks_against_a_silent_resolver_leave_the_other_tenants_answered
     """The attack: more checks at once than the database pool's 15 connections, through a
     resolver that never answers. Each holds its request's connection while it looks up, so
     only a few may look up at once; the others are told so at once, and another request is
-    answered while the look-ups still wait."""
+    answered while the look-ups still wait. A check told so is not made: its domain keeps the
+    state it had (a busy moment says nothing about the domain)."""
     env_id = application["test_status"]["uuid"]
     names = [new_domain() for _ in range(16)]
     ids = {name: (await add(api, env_id, name)).json()["uuid"] for name in names}
+    before = {name: (await api.get(f"/apps/v3/domains/{ids[name]}/")).json()["verification"] for name in names}
     with asked_resolver() as (address, asked):
         await region_resolver(address)
         checks = {name: asyncio.create_task(api.post(f"/apps/v3/domains/{ids[name]}/verify/")) for name in names}
@@ -186,12 +189,19 @@ async def test_checks_against_a_silent_resolver_leave_the_other_tenants_answered
         other = await api.get(f"/apps/v3/applications/{application['uuid']}/")
         assert other.status_code == 200
         assert looking() and not any(checks[name].done() for name in looking())
-        answers = {name: (await check).json()["verification"] for name, check in checks.items()}
-    for name, verification in answers.items():
-        assert verification["status"] == "failed"
-        assert verification["last_error"] == ("The DNS resolver did not answer within 3 seconds." if name in looking()
-                                              else "Too many DNS look-ups are under way; check again in a few seconds.")
-    assert len(looking()) <= 4
+        answers = {name: await check for name, check in checks.items()}
+    for name, answer in answers.items():
+        if name in looking():
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["verification"]["status"] == "failed"
+            assert answer.json()["verification"]["last_error"] == "The DNS resolver did not answer within 3 seconds."
+        else:
+            assert answer.status_code == 503, answer.text
+            assert answer.json() == {
+                "non_field_errors": ["Too many DNS look-ups are under way; check again in a few seconds."]}
+            assert (await api.get(f"/apps/v3/domains/{ids[name]}/")).json()["verification"] == before[name]
+            assert before[name]["status"] == "pending"
+    assert 0 < len(looking()) <= 4
 
 
 async def test_huge_and_many_records_are_read_safely(api, application, dns_zone):
@@ -371,3 +381,22 @@ def test_regio_region_set_runs_the_settings_module(settings, seeded, trusting_re
                                                 "dns_resolver": "127.0.0.1:5353", "trust_region_domain": False}.items()
     refused = region_set(trusting_region.slug, "--dns-resolver", "resolver.example.com")
     assert refused.returncode == 2 and "not an IP address" in refused.stderr
+
+
+async def test_a_busy_moment_leaves_a_domain_as_it_was(app, api, application, dns_zone, monkeypatch, caplog):
+    """No look-up slot free (other tenants' checks hold them all): adding still adds the domain,
+    pending and unchecked; a check asked for is refused with the reason and changes nothing; the
+    periodic re-check skips the domain quietly, to check it on its next round."""
+    monkeypatch.setattr(dns, "MAX_UNDER_WAY", 0)
+    env_id = application["test_status"]["uuid"]
+    added = await add(api, env_id, new_domain())
+    assert added.status_code == 201, added.text
+    unchecked = added.json()["verification"]
+    assert unchecked["status"] == "pending" and unchecked["checked_at"] is None and unchecked["last_error"] is None
+    refused = await api.post(f"/apps/v3/domains/{added.json()['uuid']}/verify/")
+    assert refused.status_code == 503
+    assert refused.json() == {"non_field_errors": [dns.BUSY]}
+    rechecks = DomainRechecks(app.state.runtime.sessions, app.state.runtime.outbox, app.state.vault, 60)
+    assert (await rechecks.recheck_due()) == 0
+    assert "re-checking domain" not in caplog.text
+    assert (await api.get(f"/apps/v3/domains/{added.json()['uuid']}/")).json()["verification"] == unchecked

@@ -32,6 +32,10 @@ class LookupFailed(Exception):
     """The resolver gave no usable answer; the message is for a person and names no secret."""
 
 
+class LookupBusy(LookupFailed):
+    """No look-up slot was free: says nothing about the name, so its domain's state stands."""
+
+
 def parse_resolver(value: str) -> tuple[str, int]:
     """``host[:port]``, or ``[v6]:port``: an IP address (a name would need a resolver itself)."""
     value = value.strip()
@@ -80,7 +84,7 @@ def under_way() -> int:
 def _slot() -> Iterator[None]:
     global _under_way
     if _under_way >= MAX_UNDER_WAY:
-        raise LookupFailed(BUSY)
+        raise LookupBusy(BUSY)
     _under_way += 1
     try:
         yield
@@ -91,7 +95,7 @@ def _slot() -> Iterator[None]:
 async def txt_records(resolver_address: str | None, name: str) -> list[str]:
     """The TXT texts at ``name`` (each record's strings joined), none if the name or the record
     does not exist. Raises LookupFailed when the resolver does not answer usably in time, or
-    at once when MAX_UNDER_WAY look-ups are already under way."""
+    at once LookupBusy when MAX_UNDER_WAY look-ups are already under way."""
     resolver = _resolver(resolver_address)
     with _slot():
         return await _txt_records(resolver, name)

@@ -56,6 +56,8 @@ class DomainRechecks:
             async with limit:
                 try:
                     return await self._check(domain_id)
+                except domains.LookupsBusy:  # requests hold the look-up slots: the next round checks it
+                    return False
                 except Exception:  # one domain's failure does not stop the others'
                     log.exception("re-checking domain %s failed", domain_id)
                     return False

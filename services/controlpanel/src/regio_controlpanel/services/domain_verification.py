@@ -36,17 +36,19 @@ def trusted(region: Region, domain: str) -> bool:
 async def verify(session: AsyncSession, vault: Vault, domain: Domain, env: Environment, app: Application,
                  region: Region) -> bool:
     """Checks the challenge and records the outcome; True when the domain became routable now
-    (the caller then announces the environment's hosts)."""
+    (the caller then announces the environment's hosts). Raises dns.LookupBusy, the domain
+    untouched, when no look-up could be made: a busy moment says nothing about the domain."""
     if domain.verification_status == Verification.VERIFIED:
         return False
-    domain.verification_checked_at = datetime.now(UTC)
-    if not trusted(region, domain.domain):
+    status, error = None, None
+    if not trusted(region, domain.domain):  # a busy look-up raises before anything is written
         status, error = await _challenge(region, record_name(domain.domain),
                                          vault.domain_challenge(app.organisation_id, domain.domain))
-        if status is not None:
-            domain.verification_status, domain.verification_error = status, error
-            await session.flush()
-            return False
+    domain.verification_checked_at = datetime.now(UTC)
+    if status is not None:
+        domain.verification_status, domain.verification_error = status, error
+        await session.flush()
+        return False
     try:
         await hosts.claim(session, env.id, [domain.domain], "domain", domain_id=domain.id)
     except hosts.HostTaken:
@@ -74,6 +76,8 @@ async def _challenge(region: Region, name: str, expected: str) -> tuple[Verifica
     """None when the record holds the expected value; else the state and the reason."""
     try:
         texts = await dns.txt_records(region.dns_resolver, name)
+    except dns.LookupBusy:
+        raise
     except dns.LookupFailed as e:
         return Verification.FAILED, str(e)
     if any(compare_digest(text.encode(), expected.encode()) for text in texts):

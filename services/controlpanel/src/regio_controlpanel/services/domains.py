@@ -16,6 +16,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Domain, Environment, Region
 from ..domain.environments import default_domain
 from ..domain.errors import ApiError, Conflict, NotFound
+from ..region_services import dns
 from . import domain_verification, hosts
 from .access import Action, Caller
 from .crypto import Vault
@@ -107,8 +108,16 @@ async def add_domain(session: AsyncSession, vault: Vault, env: Environment, app:
         await session.flush()
     except IntegrityError as e:  # added concurrently to this environment
         raise Conflict("This environment already has this domain.", "domain") from e
-    await domain_verification.verify(session, vault, domain, env, app, region)
+    try:
+        await domain_verification.verify(session, vault, domain, env, app, region)
+    except dns.LookupBusy:
+        pass  # added all the same, pending: checked by `verify` or its periodic re-check
     return domain
+
+
+class LookupsBusy(ApiError):
+    """No DNS look-up slot was free: the check was not made, the domain's state stands."""
+    status_code = 503
 
 
 async def verify(session: AsyncSession, vault: Vault, domain: Domain, env: Environment, app: Application) -> bool:
@@ -123,7 +132,10 @@ async def verify(session: AsyncSession, vault: Vault, domain: Domain, env: Envir
     if locked is None:
         raise Conflict("This domain is being checked right now; see its state in a few seconds.")
     region = await session.get(Region, app.region_id)
-    return await domain_verification.verify(session, vault, domain, env, app, region)
+    try:
+        return await domain_verification.verify(session, vault, domain, env, app, region)
+    except dns.LookupBusy as e:
+        raise LookupsBusy(str(e)) from e
 
 
 def is_routed(domain: Domain) -> bool:
