@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from regio_common import repository_sources
+from regio_common.db import make_engine
 from regio_common.sealing import new_key, seal
 
 from .git_server import GitHttpServer
@@ -233,8 +234,19 @@ async def test_without_the_deploy_key_ssh_is_refused(start_builder, publish, bui
     assert not server.accepted_publickey()
 
 
+async def _stored_url(settings, deployment_id) -> str:
+    """The build's repository_url as its row holds it (the API does not show it)."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            return (await connection.exec_driver_sql(
+                "SELECT repository_url FROM builder.builds WHERE deployment_id = $1", (deployment_id,))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
 async def test_a_token_still_in_an_older_requests_url_is_used_but_never_shown(start_builder, publish, build_request,
-                                                                              events, make_repository):
+                                                                              events, make_repository, settings):
     """A build the control panel asked for before tokens were sealed apart (queued across the upgrade)."""
     repository = make_repository()
     with GitHttpServer(repository.path.parent, credentials=("deploy", TOKEN)) as server:
@@ -249,3 +261,14 @@ async def test_a_token_still_in_an_older_requests_url_is_used_but_never_shown(st
     assert finished.success, events.log(request.deployment_id)
     assert not [line for line in command_lines if TOKEN in line]
     assert not [line for line in events.log(request.deployment_id) if TOKEN in line]
+    # Nor kept once the build has ended (the builder's migration scrubs only builds ended before it).
+    assert await _stored_url(settings, request.deployment_id) == f"http://127.0.0.1:{server.port}/{repository.path.name}"
+
+
+@pytest.mark.parametrize("url", [f"ssh://deploy:{TOKEN}@git.example.test/app.git",
+                                 f"https://deploy:{TOKEN}@git.example.test/app.git?x=1"])
+async def test_a_refused_url_loses_its_token_when_the_build_ends(start_builder, publish, build_request, events,
+                                                                 settings, url):
+    request = build_request(None, url=url)
+    await _refused(start_builder, publish, events, request)
+    assert TOKEN not in await _stored_url(settings, request.deployment_id)

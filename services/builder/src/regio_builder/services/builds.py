@@ -1,12 +1,14 @@
 """Use cases on build records. Each runs inside the caller's transaction and puts the
 messages it announces in the outbox of that same transaction."""
 import logging
+import re
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from regio_common import repository_sources
 from regio_common.messages import (
     BuildFinished,
     BuildRequested,
@@ -21,6 +23,9 @@ from ..domain.errors import BuildNotFound
 from ..domain.states import BuildState
 
 log = logging.getLogger(__name__)
+
+# The user information of a URL the parser refuses: it may still hold a token.
+USER_INFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,9 @@ async def finish(session: AsyncSession, outbox: Outbox, build: Row, outcome: Out
         session, build.id, state, only_from=was,
         finished_at=utcnow(), commit=outcome.commit, image=outcome.image, image_tag=outcome.image_tag,
         exposed_port=outcome.exposed_port, reused=outcome.reused, error=outcome.error,
-        repository_access_sealed=None,  # the credentials are kept no longer than they are needed
+        # The credentials are kept no longer than they are needed, nor a token the URL held in
+        # clear (a build queued before the control panel sealed credentials came with one).
+        repository_access_sealed=None, repository_url=_without_secret(build.repository_url),
     )
     if finished is None:  # another builder requeued it meanwhile; that run will announce the result
         log.warning("build %s was no longer %s; its result is dropped", build.id, was)
@@ -107,6 +114,15 @@ async def finish(session: AsyncSession, outbox: Outbox, build: Row, outcome: Out
         commit=outcome.commit, image=outcome.image, exposed_port=outcome.exposed_port,
         reused=outcome.reused, error=outcome.error,
     ))
+
+
+def _without_secret(url: str) -> str:
+    """The URL as stored once its build has ended: unchanged unless it held a password or token."""
+    try:
+        source = repository_sources.parse(url)
+    except repository_sources.SourceRefused:
+        return USER_INFO.sub(r"\1", url)
+    return source.url if source.password is not None else url
 
 
 async def get(session: AsyncSession, deployment_id: UUID) -> Row:

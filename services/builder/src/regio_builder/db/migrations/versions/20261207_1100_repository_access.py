@@ -1,7 +1,8 @@
 """A build keeps its repository's credentials, sealed with the build key, from the request
 until the build ends: the worker that clones may run after the message is long acknowledged.
 Builds that ended keep their repository's URL without the token it may have held in clear
-(queued ones keep theirs until they run: the builder reads it from the URL then).
+(queued ones keep theirs until they run: the builder reads it from the URL then, and
+services/builds.py `finish` drops it when they end).
 
 Revision ID: 20261207_1100
 Revises: 20261126_1530
