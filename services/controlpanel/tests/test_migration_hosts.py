@@ -1,6 +1,7 @@
 """Migration 20261207_1000 on a database made before it: every environment's default host and
 every domain is claimed (where two environments already shared a host, the older keeps it),
-existing domains stay routed, and the migration goes down and up again."""
+existing domains stay routed but for one that is another environment's default host, and the
+migration goes down and up again."""
 import asyncio
 import os
 import subprocess
@@ -40,7 +41,7 @@ def test_existing_hosts_are_claimed_and_existing_domains_stay_routed(postgres_cl
     try:
         alembic(url, "upgrade", BEFORE)
         ids = {key: uuid.uuid4() for key in ("physical", "region", "org", "shop", "squat", "shop_test", "shop_live",
-                                             "squat_test", "squat_live", "domain")}
+                                             "squat_test", "squat_live", "domain", "squatted")}
         envs = [("shop_test", "shop", "test"), ("shop_live", "shop", "live"),
                 ("squat_test", "squat", "test"), ("squat_live", "squat", "live")]  # in the order they were made
         asyncio.run(execute(url, *[
@@ -58,14 +59,22 @@ def test_existing_hosts_are_claimed_and_existing_domains_stay_routed(postgres_cl
                {"id": ids[env], "app": ids[app], "slug": slug, "n": n}) for n, (env, app, slug) in enumerate(envs)],
             ("INSERT INTO controlpanel.domains (id, environment_id, domain, kind) "
              "VALUES (:domain, :shop_test, 'www.shop.example', 'PRIMARY')", ids),
+            # shop's live host, added as a domain by the other application: served by both.
+            ("INSERT INTO controlpanel.domains (id, environment_id, domain, kind) "
+             "VALUES (:squatted, :squat_live, 'shop.r.test', 'ALIAS')", ids),
         ]))
         upgraded = alembic(url, "upgrade", "20261207_1000")
         claims = dict(asyncio.run(execute(url, ("SELECT host, environment_id FROM controlpanel.claimed_hosts", {}))))
         assert claims == {"shop.r.test": ids["shop_live"], "shop-stage.r.test": ids["shop_test"],
                           "shop-stage-stage.r.test": ids["squat_test"], "www.shop.example": ids["shop_test"]}
         assert f"environment {ids['squat_live']} shares its default host shop-stage.r.test" in upgraded.stderr
-        domains = asyncio.run(execute(url, ("SELECT verification_status, kind FROM controlpanel.domains", {})))
-        assert domains == [("verified", "PRIMARY")]
+        domains = asyncio.run(execute(url, ("SELECT domain, verification_status, verification_error, "
+                                            "verified_at IS NOT NULL, kind FROM controlpanel.domains", {})))
+        assert sorted(domains) == [
+            ("shop.r.test", "failed", "Another environment already serves this domain.", False, "ALIAS"),
+            ("www.shop.example", "verified", None, True, "PRIMARY")]
+        assert (f"environment {ids['squat_live']}'s domain shop.r.test is environment {ids['shop_live']}'s "
+                "default host") in upgraded.stderr
         alembic(url, "downgrade", BEFORE)
         alembic(url, "upgrade", "head")
     finally:

@@ -11,6 +11,8 @@ answers the challenges and whether names under their own domain are trusted.
 Existing domains are marked verified: they were routed before this change, and taking them
 off the air at an upgrade would break sites that worked. Existing hosts are claimed in the
 order their environments were made; where two already clashed, the older keeps the claim.
+Default hosts are claimed before domains: a domain that is another environment's default
+host is marked failed (and said), so that only one environment is routed for it.
 
 Revision ID: 20261207_1000
 Revises: 20261129_1100
@@ -94,6 +96,18 @@ def upgrade() -> None:
     """)):
         log.warning("environment %s shares its default host %s with an older environment, which keeps it",
                     environment_id, host)
+    # A domain whose host another environment already holds (its default host: two domains could
+    # not share a name before) is not claimed; left verified, it would stay routed beside it.
+    for domain, environment_id, holder in op.get_bind().execute(sa.text(f"""
+        UPDATE {SCHEMA}.domains d
+        SET verification_status = 'failed', verified_at = NULL,
+            verification_error = 'Another environment already serves this domain.'
+        FROM {SCHEMA}.claimed_hosts c
+        WHERE c.host = d.domain AND c.environment_id <> d.environment_id
+        RETURNING d.domain, d.environment_id, c.environment_id
+    """)):
+        log.warning("environment %s's domain %s is environment %s's default host, which keeps it: marked failed",
+                    environment_id, domain, holder)
 
 
 def downgrade() -> None:
