@@ -5,9 +5,7 @@ Every cluster here is the test's own, made by the same code `regio up` runs
 (``PostgresCluster``), under the umask a developer's shell has (022)."""
 import asyncio
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from regio_cli import database as platform_database
-from regio_common.processes import free_port, wait_for_port
 from regio_common.servers import PostgresCluster
 from regio_common.testing import plugin
 from regio_controlpanel.region_services import database as apps_database
@@ -26,28 +23,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as an
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PostgresCluster]:
-    # Outside pytest's private (0700) temp tree, so the unprivileged accounts can reach it.
-    state = Path(tempfile.mkdtemp(prefix="regio-local-pg-"))
-    state.chmod(0o755)
-    previous = os.umask(0o022)
-    try:
-        cluster = PostgresCluster("postgres", state, free_port())
-        cluster.ensure_initialized()
-        process = cluster.process()
-        process.start()
-    finally:
-        os.umask(previous)
-    try:
-        wait_for_port(cluster.port, 30, process=process)
-        cluster.wait_ready()
+    # Started under the usual umask: its socket directory must still come out private.
+    with plugin.own_postgres("postgres", umask=0o022) as cluster:
         yield cluster
-    finally:
-        process.stop()
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def socket_dir(cluster: PostgresCluster) -> Path:
-    return cluster.state_dir / cluster.name / "socket"
 
 
 def psql_without_password(cluster: PostgresCluster, host: str, as_user: str | None = None,
@@ -66,19 +44,19 @@ def refused(result: subprocess.CompletedProcess) -> bool:
 
 
 def test_root_without_the_password_is_refused_on_the_socket_and_over_tcp(cluster):
-    assert refused(psql_without_password(cluster, str(socket_dir(cluster))))
+    assert refused(psql_without_password(cluster, str(cluster.socket_dir)))
     assert refused(psql_without_password(cluster, "127.0.0.1"))
 
 
 def test_another_account_without_the_password_is_refused_on_the_socket_and_over_tcp(cluster):
-    on_socket = psql_without_password(cluster, str(socket_dir(cluster)), as_user="nobody")
+    on_socket = psql_without_password(cluster, str(cluster.socket_dir), as_user="nobody")
     assert refused(on_socket)
     assert "Permission denied" in on_socket.stderr  # it cannot even reach the socket
     assert refused(psql_without_password(cluster, "127.0.0.1", as_user="nobody"))
 
 
 def test_the_socket_directory_is_private_to_the_account_postgres_runs_as(cluster):
-    st = socket_dir(cluster).stat()
+    st = cluster.socket_dir.stat()
     assert st.st_mode & 0o777 == 0o700
     assert st.st_uid == Path(cluster.data_dir).stat().st_uid  # PostgreSQL's own account
 
@@ -87,7 +65,7 @@ def test_with_the_password_the_socket_still_works(cluster):
     """The refusals above are about the password, not a socket that does not answer."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PG")},
            "PGPASSWORD": cluster.superuser_password()}
-    result = subprocess.run([cluster.bin("psql"), "--no-password", f"--host={socket_dir(cluster)}",
+    result = subprocess.run([cluster.bin("psql"), "--no-password", f"--host={cluster.socket_dir}",
                              f"--port={cluster.port}", "--username=postgres", "--dbname=postgres", "--tuples-only",
                              "--command=SELECT 'in'"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -104,27 +82,27 @@ def test_a_cluster_made_when_local_users_were_trusted_is_switched_without_a_rest
                                 "local   all             all                                     trust")
     assert trusting != original
     hba.write_text(trusting)
-    socket_dir(cluster).chmod(0o755)
+    cluster.socket_dir.chmod(0o755)
     platform_database._psql(cluster, "SELECT pg_reload_conf()")
     try:
         deadline = time.monotonic() + 10
-        while psql_without_password(cluster, str(socket_dir(cluster))).returncode != 0:
+        while psql_without_password(cluster, str(cluster.socket_dir)).returncode != 0:
             assert time.monotonic() < deadline, "the old, trusting state was not in force"
             time.sleep(0.1)
-        assert not refused(psql_without_password(cluster, str(socket_dir(cluster)), as_user="nobody"))
+        assert not refused(psql_without_password(cluster, str(cluster.socket_dir), as_user="nobody"))
 
         cluster.ensure_initialized()
         cluster.process()
 
         assert cluster.process().pid() == pid  # not restarted
         deadline = time.monotonic() + 10
-        while not refused(psql_without_password(cluster, str(socket_dir(cluster)))):
+        while not refused(psql_without_password(cluster, str(cluster.socket_dir))):
             assert time.monotonic() < deadline, "root still gets in on the socket without a password"
             time.sleep(0.1)
-        assert refused(psql_without_password(cluster, str(socket_dir(cluster)), as_user="nobody"))
+        assert refused(psql_without_password(cluster, str(cluster.socket_dir), as_user="nobody"))
     finally:
         hba.write_text(original)
-        socket_dir(cluster).chmod(0o700)
+        cluster.socket_dir.chmod(0o700)
         platform_database._psql(cluster, "SELECT pg_reload_conf()")
 
 

@@ -2,43 +2,27 @@
 application database cluster (a PostgreSQL of its own, never the platform's) and
 SeaweedFS's S3 gateway, one of each per test module that asks (conftest.py offers them).
 """
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from regio_common.processes import ManagedProcess, wait_for_port
+from regio_common.processes import ManagedProcess
 from regio_common.servers import (
     PostgresCluster,
     seaweedfs_admin_credentials,
     seaweedfs_process,
     wait_seaweedfs_ready,
 )
-from regio_common.testing.plugin import free_port
+from regio_common.testing.plugin import free_port, own_postgres
 from regio_controlpanel.region_services.storage import Credentials
 
 
 @pytest.fixture(scope="module")
-def apps_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
-    # Outside pytest's private (0700) temp tree, which PostgreSQL (an unprivileged user) would
-    # have to pass through: a chmod of those parents was undone mid-session once, and a cluster
-    # restarting after a crashed backend then could not find its data directory.
-    state = Path(tempfile.mkdtemp(prefix="regio-apps-pg-"))
-    state.chmod(0o755)
-    cluster = PostgresCluster(name="apps-postgres-test", state_dir=state, port=free_port())
-    cluster.ensure_initialized()
-    process = cluster.process()
-    process.start()
-    try:
-        wait_for_port(cluster.port, 30, process=process)
-        cluster.wait_ready()
+def apps_cluster() -> Iterator[PostgresCluster]:
+    with own_postgres("apps-postgres-test") as cluster:
         yield cluster
-    finally:
-        process.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 @dataclass

@@ -10,10 +10,13 @@ region's are."""
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -26,34 +29,46 @@ from ..processes import ManagedProcess, free_port, wait_for_port  # noqa: F401 (
 from ..servers import PostgresCluster, nats_process
 
 
+@contextmanager
+def own_postgres(name: str, umask: int | None = None) -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of the caller's own, removed afterwards. Its directory is outside
+    pytest's private (0700) temp tree, which PostgreSQL (an unprivileged account) would have to
+    pass through: a chmod of those parents was undone mid-session once. ``umask``: the one the
+    cluster is started under."""
+    state = Path(tempfile.mkdtemp(prefix=f"regio-{name}-"))
+    state.chmod(0o755)
+    cluster = PostgresCluster(name, state, free_port())
+    previous = os.umask(umask) if umask is not None else None
+    try:
+        cluster.ensure_initialized()
+        process = cluster.process()
+        process.start()
+    finally:
+        if previous is not None:
+            os.umask(previous)
+    try:
+        wait_for_port(cluster.port, 30, process=process)
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        process.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def _running_region() -> Layout | None:
     return Layout.load(default_state_dir())
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster(tmp_path_factory) -> Iterator[PostgresCluster]:
+def postgres_cluster() -> Iterator[PostgresCluster]:
     layout = _running_region()
     if layout is not None:
         cluster = PostgresCluster("postgres", layout.state_dir, layout.ports.postgres)
         if cluster.process().running():
             yield cluster
             return
-    state = tmp_path_factory.mktemp("pg")
-    os.chmod(state, 0o755)
-    # Run as root, Postgres runs as an unprivileged user, who must be able to pass through
-    # pytest's private (0700) temp directories to reach its own.
-    for parent in state.parents:
-        if parent == Path(tmp_path_factory.getbasetemp()).parent.parent:
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    cluster = PostgresCluster("postgres", state, free_port())
-    cluster.ensure_initialized()
-    process = cluster.process()
-    process.start()
-    wait_for_port(cluster.port, 30, process=process)
-    cluster.wait_ready()
-    yield cluster
-    process.stop()
+    with own_postgres("postgres") as cluster:
+        yield cluster
 
 
 @dataclass
