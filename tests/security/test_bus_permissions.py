@@ -39,7 +39,7 @@ class Server:
         connection = Connection()
         connection.nc = await nats.connect(
             self.url, user=user, password=password if password is not None else self.passwords.get(user),
-            inbox_prefix=nats_auth.inbox_prefix(user) if user else "_INBOX",
+            inbox_prefix=bus.inbox_prefix(user) if user else "_INBOX",
             error_cb=connection.on_error, allow_reconnect=False, connect_timeout=2, max_reconnect_attempts=0)
         return connection
 
@@ -181,7 +181,7 @@ async def test_a_runner_writes_its_own_heartbeat_but_not_another_runners(connect
 async def test_a_runner_cannot_subscribe_to_commands_logs_or_another_runners_key(connect):
     runner = await connect("runner-1")
     for subject in (f"region.{REGION}.commands.>", f"region.{REGION}.logs.>", ">",
-                    f"$KV.{DESIRED}.runner-2", f"$KV.{DESIRED}.*", f"{nats_auth.inbox_prefix('controller')}.>"):
+                    f"$KV.{DESIRED}.runner-2", f"$KV.{DESIRED}.*", f"{bus.inbox_prefix('controller')}.>"):
         await runner.nc.subscribe(subject)
         assert await runner.refused(subject), subject
 

@@ -79,6 +79,11 @@ def runner_state_bucket(region: str) -> str:
     return f"{region}-runner-state"
 
 
+def inbox_prefix(user: str) -> str:
+    """Where ``user``'s replies arrive: a prefix of its own, which its NATS permissions name."""
+    return f"_INBOX.{user}"
+
+
 async def connect(url: str, name: str, user: str | None = None, password: str | None = None) -> Client:
     async def on_error(e: Exception) -> None:
         log.warning("nats: %s", e)
@@ -89,7 +94,7 @@ async def connect(url: str, name: str, user: str | None = None, password: str | 
         user=user,
         password=password,
         # A user's replies under a prefix of its own, which only it may subscribe to (nats_auth).
-        inbox_prefix=f"_INBOX.{user}" if user else "_INBOX",
+        inbox_prefix=inbox_prefix(user) if user else "_INBOX",
         max_reconnect_attempts=-1,  # keep trying forever: a restarted NATS must not kill services
         reconnect_time_wait=0.5,
         error_cb=on_error,

@@ -24,7 +24,16 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bus import COMMANDS, DEAD_LETTERS, EVENTS, LOGS, durable_name, runner_desired_bucket, runner_state_bucket
+from .bus import (
+    COMMANDS,
+    DEAD_LETTERS,
+    EVENTS,
+    LOGS,
+    durable_name,
+    inbox_prefix,
+    runner_desired_bucket,
+    runner_state_bucket,
+)
 
 SERVER_NAME = "regio"  # as servers.nats_process names a server without a configuration
 ADMIN = "regio"  # the operator's CLI (declares streams and buckets) and the tests' own connections
@@ -69,11 +78,6 @@ class User:
     name: str
     password: str = field(repr=False)
     permissions: Permissions | None  # None: everything (the admin)
-
-
-def inbox_prefix(user: str) -> str:
-    """Where ``user``'s replies arrive: nats.connect(inbox_prefix=...)."""
-    return f"_INBOX.{user}"
 
 
 def check_runner_name(name: str) -> str:

@@ -100,6 +100,20 @@ def _with_password(line: str) -> str:
     return " ".join(fields) + (" " + hash_ + comment if hash_ else newline)
 
 
+def client_command(tool: str, host: str, port: int, user: str, password: str,
+                   *args: str) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that run a PostgreSQL client tool (psql, pg_dump …) as ``user``.
+
+    The password goes in the environment (PGPASSWORD), which only the same account and root
+    can read, never on the command line, which every local user sees in ``ps``. Other PG*
+    variables of the caller's environment are left out so they cannot redirect the tool."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGPASSWORD"] = password
+    argv = [PostgresCluster.bin(tool), "--no-password", f"--host={host}", f"--port={port}",
+            f"--username={user}", *args]
+    return argv, env
+
+
 @dataclass
 class PostgresCluster:
     """One PostgreSQL cluster: its data directory, its port and its superuser password.
@@ -170,17 +184,8 @@ class PostgresCluster:
         return f"{driver}://{auth}@127.0.0.1:{self.port}/{database}"
 
     def client(self, tool: str, *args: str) -> tuple[list[str], dict[str, str]]:
-        """The argv and environment that run one of the cluster's client tools (psql, pg_dump …)
-        as its superuser over loopback.
-
-        The password goes in the environment (PGPASSWORD), which only the same account and root
-        can read, never on the command line, which every local user sees in ``ps``. Other PG*
-        variables of the caller's environment are left out so they cannot redirect the tool."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["PGPASSWORD"] = self.superuser_password()
-        argv = [self.bin(tool), "--no-password", "--host=127.0.0.1", f"--port={self.port}", "--username=postgres",
-                *args]
-        return argv, env
+        """``client_command`` for this cluster's superuser over loopback."""
+        return client_command(tool, "127.0.0.1", self.port, "postgres", self.superuser_password(), *args)
 
     def psql(self, sql: str, database: str = "postgres", check: bool = True) -> subprocess.CompletedProcess:
         """Run ``sql`` as the superuser, stopping at the first error. The statements go on psql's

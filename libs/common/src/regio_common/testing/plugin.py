@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import pytest
 
-from .. import nats_auth
+from .. import bus, nats_auth
 from ..layout import Layout, default_state_dir
 from ..processes import ManagedProcess, free_port, wait_for_port  # noqa: F401 (free_port: for the tests)
 from ..servers import PostgresCluster, nats_process
@@ -122,7 +122,7 @@ class SessionNats:
             try:
                 nc = await nats.connect(self.url, user=user.name, password=user.password, allow_reconnect=False,
                                         max_reconnect_attempts=0, connect_timeout=1,
-                                        inbox_prefix=nats_auth.inbox_prefix(user.name))
+                                        inbox_prefix=bus.inbox_prefix(user.name))
             except Exception:
                 await asyncio.sleep(0.05)
                 continue

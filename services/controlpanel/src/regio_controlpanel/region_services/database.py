@@ -13,7 +13,6 @@ SQLAlchemy URL over loopback). Every step can be re-run after a crash half way: 
 provisioning never fails on "already exists"."""
 import asyncio
 import hashlib
-import os
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -25,7 +24,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from regio_common.scram import scram_verifier
-from regio_common.servers import PostgresCluster
+from regio_common.servers import client_command
 
 # A leading letter keeps names apart from the restore scratch databases (leading "_"), and
 # "pg_" is PostgreSQL's own prefix for roles.
@@ -161,17 +160,11 @@ async def drop_database(admin_url: str, name: str, role: str) -> None:
 
 
 async def _run_tool(tool: str, args: list[str], admin: _Admin) -> None:
-    """Run one of the cluster's own client binaries without blocking the event loop.
-
-    The password goes in PGPASSWORD, never on the command line (where ``ps`` shows it);
-    other PG* variables of the control panel's environment are left out so they cannot
-    redirect the tool."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["PGPASSWORD"] = admin.password
+    """Run one of the cluster's own client binaries without blocking the event loop (the
+    password in its environment, never on its command line: ``client_command``)."""
+    argv, env = client_command(tool, admin.host, admin.port, admin.user, admin.password, *args)
     process = await asyncio.create_subprocess_exec(
-        PostgresCluster.bin(tool), "--no-password", "--host", admin.host, "--port", str(admin.port),
-        "--username", admin.user, *args,
-        env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE)
     try:
         _, stderr = await process.communicate()
