@@ -76,10 +76,6 @@ def _resolver(address: str | None) -> dns.asyncresolver.Resolver:
     return resolver
 
 
-def under_way() -> int:
-    return _under_way
-
-
 @contextmanager
 def _slot() -> Iterator[None]:
     global _under_way

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from regio_common.outbox import Outbox
 
-from ..db.models import Application, Domain, Environment
-from . import domains
+from ..db.models import Application, Domain, Environment, Region
+from ..region_services import dns
+from . import domain_verification, domains
 from .crypto import Vault
 from .domain_verification import Verification
 
@@ -56,7 +57,7 @@ class DomainRechecks:
             async with limit:
                 try:
                     return await self._check(domain_id)
-                except domains.LookupsBusy:  # requests hold the look-up slots: the next round checks it
+                except dns.LookupBusy:  # requests hold the look-up slots: the next round checks it
                     return False
                 except Exception:  # one domain's failure does not stop the others'
                     log.exception("re-checking domain %s failed", domain_id)
@@ -67,13 +68,16 @@ class DomainRechecks:
     async def _check(self, domain_id: UUID) -> bool:
         async with self.sessions() as session, session.begin():
             row = (await session.execute(
-                select(Domain, Environment, Application).join(Environment, Environment.id == Domain.environment_id)
-                .join(Application, Application.id == Environment.application_id).where(Domain.id == domain_id)
+                select(Domain, Environment, Application, Region)
+                .join(Environment, Environment.id == Domain.environment_id)
+                .join(Application, Application.id == Environment.application_id)
+                .join(Region, Region.id == Application.region_id).where(Domain.id == domain_id)
                 .with_for_update(of=Domain, skip_locked=True))).first()
             if row is None:  # gone, or being checked by a request right now
                 return False
-            domain, env, app = row
-            if not await domains.verify(session, self.vault, domain, env, app):
+            domain, env, app, region = row
+            # Locked above already: the check itself, not the request's path that locks again.
+            if not await domain_verification.verify(session, self.vault, domain, env, app, region):
                 return False
             await domains.announce(session, self.outbox, env, app)
             log.info("domain %s verified by its periodic check", domain.domain)
