@@ -231,7 +231,7 @@ class JobRunner:
         start = 0
         while start < len(lines):
             # Bounded in bytes as well as lines: long lines must not make a message the bus refuses.
-            end = start + log_batch_length(texts[start:], MAX_BATCH)
+            end = start + log_batch_length(texts[start:start + MAX_BATCH], MAX_BATCH)
             async with self.sessions() as session, session.begin():
                 await self.outbox.add(session, DeploymentLogAppended(deployment_id=record.deployment_id,
                                                                      lines=texts[start:end]))

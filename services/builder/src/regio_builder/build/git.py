@@ -185,8 +185,7 @@ class _GitSetup:
 
 
 async def clone(url: str, branch: str, into: Path, timeout: float, on_line: Callable[[str], None], *,
-                policy: SourcePolicy = SourcePolicy(), access: Access | None = None,
-                known_hosts: Path | None = None) -> str:
+                policy: SourcePolicy, access: Access | None, known_hosts: Path) -> str:
     """Clone the head of ``branch`` into ``into`` (which must not exist); its commit id."""
     source, addresses = await checked_source(url, branch, policy)
     if access is None and source.credentials is not None:
@@ -195,7 +194,7 @@ async def clone(url: str, branch: str, into: Path, timeout: float, on_line: Call
         access = Access(username=source.credentials[0], password=source.credentials[1])
     private = into.parent / f".{into.name}-git"
     private.mkdir(mode=0o700)
-    setup = _GitSetup(private, known_hosts or private / "known_hosts")
+    setup = _GitSetup(private, known_hosts)
     git_url = setup.for_source(source, addresses, access)
     env = setup.environment()
     try:

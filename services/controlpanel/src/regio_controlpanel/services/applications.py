@@ -41,7 +41,7 @@ def check_branch(branch: str, field: str = "branch") -> None:
     try:
         check_branch_name(branch)
     except SourceRefused as e:
-        raise ApiError(f"{str(e)[:1].upper()}{str(e)[1:]}.", field) from None
+        raise repositories.refused(e, field) from None
 
 
 async def create_application(session: AsyncSession, caller: Caller, vault: Vault, *, name: str, slug: str,

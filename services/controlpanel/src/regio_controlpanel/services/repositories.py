@@ -29,11 +29,16 @@ def new_deploy_key(comment: str) -> tuple[str, str]:
     return f"{public} {comment}", private
 
 
+def refused(e: SourceRefused, field: str) -> ApiError:
+    """A refusal as the API says it: a sentence, naming the field."""
+    return ApiError(f"{str(e)[:1].upper()}{str(e)[1:]}.", field)
+
+
 def parse(url: str, field: str) -> RepositorySource:
     try:
         return sources.parse(url)
     except SourceRefused as e:
-        raise ApiError(f"{str(e)[:1].upper()}{str(e)[1:]}.", field) from None
+        raise refused(e, field) from None
 
 
 async def check_source(source: RepositorySource, *, allow_local: bool, allow_private_hosts: bool,
@@ -50,7 +55,7 @@ async def check_source(source: RepositorySource, *, allow_local: bool, allow_pri
             return
         sources.refuse_private(source.host, addresses)
     except SourceRefused as e:
-        raise ApiError(f"{str(e)[:1].upper()}{str(e)[1:]}.", field) from None
+        raise refused(e, field) from None
 
 
 async def create(session: AsyncSession, caller: Caller, vault: Vault, organisation_id: UUID,

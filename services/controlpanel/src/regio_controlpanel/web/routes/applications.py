@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from regio_common.app import SessionDep
 
+from ...api.routes.applications import repository_out
 from ...api.routes.regions import _visible_regions
 from ...db.models import Application, Deployment, Organisation, PlanGroup, Region, Repository
 from ...domain.errors import ApiError
@@ -94,9 +95,7 @@ async def application_page(uuid: UUID, request: Request, session: SessionDep, we
     region = await session.get(Region, app.region_id)
     plan = await session.get(PlanGroup, app.plan_group_id) if app.plan_group_id else None
     repo = await session.get(Repository, app.repository_id) if app.repository_id else None
-    # The URL without any secret; the deploy key's public half, to add to an SSH repository.
-    repository = {"url": repositories.shown_url(repo), "credentials_set": repositories.has_credentials(repo),
-                  "deploy_key": repo.deploy_key} if repo else None
+    # As the API shows it: the URL without any secret, the deploy key's public half.
     return render(request, "application.html", web, app=app, envs=envs, history=history, region=region, plan=plan,
-                  repository=repository)
+                  repository=repository_out(repo) if repo else None)
 
