@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,10 @@ import httpx
 import pytest
 
 from regio_common import servers
-from regio_common.processes import ManagedProcess, free_port, port_open, wait_for_port
+from regio_common.processes import ManagedProcess, free_port, port_open, wait_for_port, wait_for_socket
 from regio_common.servers import caddy_child_pidfile
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tries the admin API as the nobody account")
-
-ADMIN_SOCKET = ("caddy", "admin", "admin.sock")  # under the state directory, as the region lays it out
-
 
 @dataclass
 class RunningCaddy:
@@ -35,19 +31,16 @@ class RunningCaddy:
 
     @property
     def admin_socket(self) -> Path:
-        return self.state_dir.joinpath(*ADMIN_SOCKET)
+        return servers.caddy_admin_socket(self.state_dir)
 
     def pid(self) -> int:
         return int(caddy_child_pidfile(self.state_dir).read_text())
 
 
 def start_caddy(state_dir: Path, http_port: int, https_port: int) -> ManagedProcess:
-    """As `regio up` does, with whichever signature the code under test has."""
-    if hasattr(servers, "prepare_caddy"):
-        servers.prepare_caddy(state_dir, http_port, https_port)
-        process = servers.caddy_process(state_dir, http_port, https_port)
-    else:  # the code before the admin API moved to a socket took its port
-        process = servers.caddy_process(state_dir, free_port(), http_port, https_port)
+    """As `regio up` does."""
+    servers.prepare_caddy(state_dir, http_port, https_port)
+    process = servers.caddy_process(state_dir, http_port, https_port)
     process.start()
     wait_for_port(http_port, 15, process=process)
     return process
@@ -65,24 +58,11 @@ def caddy() -> Iterator[RunningCaddy]:
         os.umask(previous)
     running = RunningCaddy(state, process, http_port, https_port)
     try:
-        wait_until_admin_answers(running)
+        wait_for_socket(running.admin_socket, 15, process=process)
         yield running
     finally:
         process.stop()
         shutil.rmtree(state, ignore_errors=True)
-
-
-def wait_until_admin_answers(caddy: RunningCaddy, timeout: float = 15) -> None:
-    """Until Caddy listens for admin requests, wherever the code under test puts them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if caddy.admin_socket.exists():
-            return
-        if caddy_child_pidfile(caddy.state_dir).exists():
-            if listening_tcp_ports(caddy.pid()) - {caddy.http_port, caddy.https_port}:
-                return
-        time.sleep(0.1)
-    raise TimeoutError("Caddy's admin API never came up")
 
 
 def listening_tcp_ports(pid: int) -> set[int]:
