@@ -41,7 +41,8 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
                 await session.flush()
                 default_exists = (await session.execute(select(Region.id).where(Region.is_default))).first()
                 region = Region(slug=region_slug, name=f"Local ({region_slug})", domain=domain,
-                                physical_region_id=physical.id, is_default=not default_exists)
+                                physical_region_id=physical.id, is_default=not default_exists,
+                                free_plan=not default_exists)
                 session.add(region)
                 await session.flush()
             if trust_region_domain:  # every time, as below: a local region made before gets it
@@ -53,7 +54,7 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
             await catalogue.register_servers(session, Vault(settings.secrets_key, settings.region_key), region.id,
                                              servers or {})
             if not (await session.execute(select(PlanGroup.id))).first():
-                session.add(PlanGroup(name="Developer", max_instances=1, memory_mb=512))
+                session.add(PlanGroup(name="Developer", max_instances=1, memory_mb=512, is_free=True))
                 session.add(PlanGroup(name="Business", max_instances=4, memory_mb=2048))
             admin = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
             if admin is None:

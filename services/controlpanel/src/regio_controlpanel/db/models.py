@@ -117,6 +117,16 @@ class Region(Base):
     dns_resolver: Mapped[str | None] = mapped_column(String(64))
     # The operator controls the region's own domain: custom domains under it need no TXT proof.
     trust_region_domain: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Where the region's JetStream lives, as the control panel's NATS reaches it: null, on the
+    # control panel's own server (the region `regio up` starts first); else the JetStream domain
+    # of the region's own server, a leaf node of the control panel's (see messaging/region_links.py).
+    jetstream_domain: Mapped[str | None] = mapped_column(String(63))
+    # The port its ingress serves HTTP on, in site URLs; null: 80 (a local region's is a loopback port).
+    site_port: Mapped[int | None] = mapped_column(Integer)
+    # The free plan group's applications may be put here (Divio's: its default public region).
+    free_plan: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Taken out of service by its operator: not listed, not usable, its consumers stopped.
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class PlanGroup(Base):
@@ -129,6 +139,8 @@ class PlanGroup(Base):
     organisation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     max_instances: Mapped[int] = mapped_column(Integer, default=1)
     memory_mb: Mapped[int] = mapped_column(Integer, default=512)
+    # The free plan group (Divio's Developer): its applications go only to regions marked free_plan.
+    is_free: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Repository(Base):
