@@ -15,6 +15,7 @@ from regio_cli import prerequisites
 from regio_cli.region import CHECKOUT, Region
 from regio_common.layout import Layout, default_state_dir
 from regio_common.testing.dns import Zone, dns_server
+from tests.tenants import Tenant, new_tenant
 
 APPS = Path(__file__).parent / "apps"
 
@@ -49,7 +50,7 @@ def _applications_deleted_after_each_module():
     runners hold their instances, and a later module needs the room (the lost-runner test
     moves every instance of one runner onto the other)."""
     yield
-    for region in _shared_regions:
+    for region in [*_shared_regions, *_second_regions]:
         region.delete_applications()
 
 
@@ -91,6 +92,61 @@ def challenge_dns(region):
             yield zone
         finally:
             reg.configure(layout.region, dns_resolver=before["dns_resolver"] or "")
+
+
+SECOND_REGION = "e2e-dedicated"  # its data plane's state: .regio/regions/e2e-dedicated/
+REGIO = str(CHECKOUT / "regio")
+
+
+@dataclass
+class SecondRegion:
+    slug: str
+    uuid: str
+    ingress_url: str
+    domain: str
+    state_dir: Path
+    owner: Tenant  # the organisation it is dedicated to
+    applications: list[str] = field(default_factory=list)  # its owner's, deleted after each module
+
+    def delete_applications(self) -> None:
+        with self.owner.client() as client:
+            while self.applications:
+                response = client.delete(f"/apps/v3/applications/{self.applications.pop()}/")
+                assert response.status_code in (204, 404), response.text
+
+
+def regio(*args: str, timeout: float = 600) -> str:
+    result = subprocess.run([REGIO, *args], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"regio {' '.join(args)}:\n{result.stdout}{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def second_region(region) -> SecondRegion:
+    """A second region on this machine, dedicated to an organisation of its own, started by the
+    operator's CLI for the module that needs it (it costs CPU the others would feel) and removed
+    at its end. Its data plane is its own: builder, controller, runner agent, ingress with its
+    own ports and domain, NATS (a leaf of the control panel's), database server and storage."""
+    layout = Layout.load(default_state_dir(CHECKOUT))
+    owner = new_tenant(Region(layout, say=lambda m: print(f"regio: {m}")), "Dedicated")
+    regio("region", "add", SECOND_REGION, "--name", "E2E dedicated", "--domain", f"{SECOND_REGION}.regio.localhost",
+          "--vendor", "self-hosted", "--location", "this machine", "--dedicated-to", owner.organisation,
+          "--runners", "1")
+    env = dict(line.removeprefix("export ").split("=", 1)
+               for line in regio("env", "--region", SECOND_REGION).splitlines() if line.startswith("export "))
+    with owner.client() as client:
+        listed = client.get("/apps/v3/regions/").json()["results"]
+    second = SecondRegion(SECOND_REGION, next(r["uuid"] for r in listed if r["slug"] == SECOND_REGION),
+                          env["REGIO_INGRESS_URL"], env["REGIO_REGION_DOMAIN"],
+                          layout.state_dir / "regions" / SECOND_REGION, owner)
+    _second_regions.append(second)
+    yield second
+    _second_regions.remove(second)
+    second.delete_applications()
+    regio("region", "remove", SECOND_REGION)
+
+
+_second_regions: list[SecondRegion] = []
 
 
 def add_verified_domain(client: httpx.Client, dns: Zone, env_id: str, domain: str, kind: str) -> dict:

@@ -19,15 +19,14 @@ DIVIO = shutil.which("divio", path=str(Path(sys.executable).parent))
 pytestmark = pytest.mark.skipif(DIVIO is None, reason="divio-cli is not installed (requirements-dev.txt)")
 
 
-@pytest.fixture(scope="module")
-def divio(region, tmp_path_factory):
-    home = tmp_path_factory.mktemp("divio-home")
-    (home / ".netrc").write_text(f"machine 127.0.0.1\n\tlogin admin@regio.localhost\n\tpassword {region.token}\n")
+def divio_with(token: str, api_url: str, home: Path):
+    """The client as a user with ``token`` runs it: their netrc, no update checks."""
+    (home / ".netrc").write_text(f"machine 127.0.0.1\n\tlogin user@regio.localhost\n\tpassword {token}\n")
     (home / ".netrc").chmod(0o600)
     (home / ".config" / "divio").mkdir(parents=True)
     (home / ".config" / "divio" / "config.json").write_text(
         json.dumps({"update_check_timestamp": 99999999999, "sentry-dsn": ""}))
-    env = {"HOME": str(home), "DIVIO_ZONE": region.api_url, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env = {"HOME": str(home), "DIVIO_ZONE": api_url, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run([DIVIO, *args], env=env, capture_output=True, text=True, timeout=300)
@@ -36,6 +35,11 @@ def divio(region, tmp_path_factory):
         return result
 
     return run
+
+
+@pytest.fixture(scope="module")
+def divio(region, tmp_path_factory):
+    return divio_with(region.token, region.api_url, tmp_path_factory.mktemp("divio-home"))
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +125,4 @@ def test_a_failed_deployment_makes_the_client_fail(divio, region, tmp_path):
         app = create_application(client, region, repo.url)
     result = divio("app", "deploy", "test", "--remote-id", app["uuid"], check=False)
     assert result.returncode != 0
+
