@@ -77,7 +77,7 @@ class Bench:
         # Its NATS's users, as a region's: the controller's, the hollow fleets' one, the bench's admin.
         self.nats_passwords: dict[str, str] = {}
         self.nats_config = state / "secrets" / "nats.conf"
-        nats_auth.write_config(self.nats_config, nats_auth.users(REGION, [], self.nats_password, hollow_fleet=True))
+        nats_auth.write_config(self.nats_config, nats_auth.hub_config(nats_auth.users(REGION, [], self.nats_password, hollow_fleet=True)))
 
     def nats_password(self, user: str) -> str:
         return self.nats_passwords.setdefault(user, secrets.token_urlsafe(18))

@@ -74,7 +74,7 @@ def server(tmp_path_factory) -> Server:
         return passwords.setdefault(user, secrets.token_urlsafe(18))
 
     config = state / "secrets" / "nats.conf"
-    nats_auth.write_config(config, nats_auth.users(REGION, RUNNERS, password_of, hollow_fleet=True))
+    nats_auth.write_config(config, nats_auth.hub_config(nats_auth.users(REGION, RUNNERS, password_of, hollow_fleet=True)))
     process = nats_process(state, free_port(), config)
     process.start()
     wait_for_port(process.port, 30, process=process)
@@ -374,7 +374,7 @@ async def test_a_runner_added_later_is_let_in_after_a_reload(tmp_path):
         return passwords.setdefault(user, secrets.token_urlsafe(18))
 
     config = tmp_path / "nats.conf"
-    nats_auth.write_config(config, nats_auth.users(REGION, ["runner-1"], password_of))
+    nats_auth.write_config(config, nats_auth.hub_config(nats_auth.users(REGION, ["runner-1"], password_of)))
     process = nats_process(tmp_path, free_port(), config)
     process.start()
     try:
@@ -383,7 +383,7 @@ async def test_a_runner_added_later_is_let_in_after_a_reload(tmp_path):
         with pytest.raises((NoServersError, nats.errors.Error, OSError)):
             await server.connect("runner-3", "not yet")
 
-        assert nats_auth.write_config(config, nats_auth.users(REGION, ["runner-1", "runner-3"], password_of))
+        assert nats_auth.write_config(config, nats_auth.hub_config(nats_auth.users(REGION, ["runner-1", "runner-3"], password_of)))
         nats_auth.reload(process.pid())
         for _ in range(50):
             try:
@@ -408,7 +408,7 @@ def test_the_configuration_is_private_and_no_password_is_on_the_command_line(tmp
     """Every local user sees command lines (ps); only NATS's own account reads its configuration."""
     password = secrets.token_urlsafe(18)
     config = tmp_path / "secrets" / "nats.conf"
-    nats_auth.write_config(config, nats_auth.users(REGION, RUNNERS, lambda _user: password))
+    nats_auth.write_config(config, nats_auth.hub_config(nats_auth.users(REGION, RUNNERS, lambda _user: password)))
 
     assert config.stat().st_mode & 0o777 == 0o600
     assert password in config.read_text()

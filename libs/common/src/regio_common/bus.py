@@ -1,5 +1,7 @@
 """The NATS/JetStream connection and the one place streams and buckets are declared."""
+import dataclasses
 import logging
+from collections.abc import Sequence
 
 import nats
 from nats.aio.client import Client
@@ -79,12 +81,38 @@ def runner_state_bucket(region: str) -> str:
     return f"{region}-runner-state"
 
 
+# Heartbeats (region_status): core NATS, not JetStream; the control panel keeps the newest.
+STATUS_SUBJECTS = "region.*.status.>"
+
+
+def status_subject(region: str, component: str) -> str:
+    """Where ``component`` (builder, controller, ingress) of ``region`` says how it is."""
+    return f"region.{region}.status.{component}"
+
+
 def inbox_prefix(user: str) -> str:
     """Where ``user``'s replies arrive: a prefix of its own, which its NATS permissions name."""
     return f"_INBOX.{user}"
 
 
-async def connect(url: str, name: str, user: str | None = None, password: str | None = None) -> Client:
+def region_inbox(user: str, region: str) -> str:
+    """The inbox prefix of ``user``'s connection for ``region`` (the control panel's, one per
+    region behind a leaf node): the region's link may send replies under it and no other."""
+    return f"{inbox_prefix(user)}.{region}"
+
+
+def _under(inbox: str, prefix: str) -> bool:
+    return inbox == prefix or inbox.startswith(prefix + ".")
+
+
+async def connect(url: str, name: str, user: str | None = None, password: str | None = None,
+                  inbox: str | None = None) -> Client:
+    """``inbox``: an inbox prefix of this connection's own, under its user's (``region_inbox``);
+    the server refuses the connection any other, so one is refused here, where it is a bug."""
+    prefix = inbox_prefix(user) if user else "_INBOX"
+    if inbox is not None and not _under(inbox, prefix):
+        raise ValueError(f"inbox {inbox!r} must lie under {prefix!r}")
+
     async def on_error(e: Exception) -> None:
         log.warning("nats: %s", e)
 
@@ -94,15 +122,29 @@ async def connect(url: str, name: str, user: str | None = None, password: str | 
         user=user,
         password=password,
         # A user's replies under a prefix of its own, which only it may subscribe to (nats_auth).
-        inbox_prefix=inbox_prefix(user) if user else "_INBOX",
+        inbox_prefix=inbox or prefix,
         max_reconnect_attempts=-1,  # keep trying forever: a restarted NATS must not kill services
         reconnect_time_wait=0.5,
         error_cb=on_error,
     )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    for config in STREAMS:
+def for_regions(config: StreamConfig, regions: Sequence[str] | None) -> StreamConfig:
+    """``config`` with the subjects of ``regions`` only (None: of every region). A server that
+    holds some regions' streams (the hub holds the first region's) must not capture another's
+    messages, which that region's own server stores."""
+    if regions is None:
+        return config
+    if isinstance(regions, str) or not regions:
+        raise ValueError("a stream needs at least one region")
+    subjects = [subject.replace("region.*.", f"region.{region}.", 1)
+                for region in regions for subject in config.subjects]
+    return dataclasses.replace(config, subjects=subjects)
+
+
+async def ensure_streams(js: JetStreamContext, regions: Sequence[str] | None = None) -> None:
+    """Declares the platform's streams, or brings existing ones to these subjects."""
+    for config in (for_regions(c, regions) for c in STREAMS):
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)

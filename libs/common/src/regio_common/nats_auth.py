@@ -1,9 +1,10 @@
 """Who may do what on a region's NATS: one user per component, each limited to its own subjects.
 
 The table below is the one place the permissions are written; ``config`` turns it into the
-``authorization`` block of nats-server's configuration file, which ``regio up`` writes into
-the state directory (0600: it holds the passwords) and nats-server reads at start and again
-on SIGHUP (``reload``), so a runner that joins later gets its user without a restart.
+``authorization`` block of nats-server's configuration file (``hub_config``, ``leaf_config``),
+which ``regio up`` writes into the state directory (0600: it holds the passwords) and
+nats-server reads at start and again on SIGHUP (``reload``), so a runner that joins later gets
+its user without a restart.
 
 A runner agent's user bears the runner's name and reaches only its own keys: it reads its
 own desired state (a direct get naming the key, and a plain subscription to the key's
@@ -13,7 +14,13 @@ bucket, whose filter travels in the request body, out of the server's permission
 runners do not watch. The control panel serves every region; the other services, their own.
 
 Every user's replies arrive under an inbox prefix of its own (``inbox_prefix``), so no user
-can subscribe to another's replies. Permissions match subjects token by token, and a token
+can subscribe to another's replies.
+
+Every region after the first runs its own server, with JetStream domain ``<region>``, which
+joins the control panel's (the hub) as a leaf node, authenticated as the hub user
+``link_user_name(region)``: that user's permissions are exactly what crosses the link
+(``link_permissions``), so a region's machines publish nothing into another region or the
+hub's streams, and no other region's traffic reaches them. Permissions match subjects token by token, and a token
 of a subject a client publishes is matched literally, even ``*`` or ``>``: a pattern of ours
 with ``*`` where a client chooses the token (a consumer's filter inside its create subject)
 lets that client choose a wildcard there. Only the trusted services have such patterns."""
@@ -23,14 +30,17 @@ import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from .bus import (
     COMMANDS,
     DEAD_LETTERS,
     EVENTS,
     LOGS,
+    STATUS_SUBJECTS,
     durable_name,
     inbox_prefix,
+    region_inbox,
     runner_desired_bucket,
     runner_state_bucket,
 )
@@ -42,6 +52,7 @@ SERVICES = (CONTROLPANEL, BUILDER, CONTROLLER, INGRESS)
 HOLLOW_FLEET = "hollow-fleet"  # one process playing many runners (bench/scheduler.py): all runner keys
 RUNNER_SERVICE = "runner-agent"  # the service every runner agent is (its dead letters' subject)
 RESERVED = {ADMIN, *SERVICES, HOLLOW_FLEET}
+LINK_PREFIX = "region-"  # a region's leaf node link's user on the hub (link_user_name)
 
 # A runner's name is its user's name and a token of its inbox and KV subjects.
 RUNNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -58,12 +69,14 @@ DURABLES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 # What each service publishes, after ``region.<region>.``: the topics of the messages it sends.
+# A service's heartbeat goes out under its own name (bus.status_subject).
 PUBLISHES: dict[str, tuple[str, ...]] = {
     CONTROLPANEL: ("commands.>", "events.deployments.cancelled"),
-    BUILDER: ("events.builds.started", "events.builds.finished", "events.deployments.log"),
+    BUILDER: ("events.builds.started", "events.builds.finished", "events.deployments.log", "status.builder"),
     CONTROLLER: ("events.environments", "events.rollouts.>", "events.routes.changed", "events.deployments.log",
-                 "logs.*"),  # platform lines about an environment's instances (Controller.say)
-    INGRESS: ("events.routes.applied", "logs.*.access"),
+                 "logs.*",  # platform lines about an environment's instances (Controller.say)
+                 "status.controller"),
+    INGRESS: ("events.routes.applied", "logs.*.access", "status.ingress"),
 }
 
 
@@ -81,9 +94,9 @@ class User:
 
 
 def check_runner_name(name: str) -> str:
-    if not RUNNER_NAME.match(name) or name in RESERVED:
+    if not RUNNER_NAME.match(name) or name in RESERVED or name.startswith(LINK_PREFIX):
         raise ValueError(f"runner name {name!r} must be letters, digits, '-' or '_' (at most 64), "
-                         f"and not one of {sorted(RESERVED)}")
+                         f"not one of {sorted(RESERVED)}, and not begin with {LINK_PREFIX!r}")
     return name
 
 
@@ -142,6 +155,9 @@ def service_permissions(service: str, region: str, user: str | None = None) -> P
         for stream in (COMMANDS.name, EVENTS.name, DEAD_LETTERS_STREAM):
             publish += _durable(stream, "*")
         publish += _log_reader() + _api(f"STREAM.INFO.{DEAD_LETTERS_STREAM}")
+        # The same requests to the JetStream of a region behind a leaf node (its domain's API).
+        publish += [s.replace("$JS.API.", "$JS.*.API.", 1) for s in publish if s.startswith("$JS.API.")]
+        subscribe += [STATUS_SUBJECTS]  # every region's heartbeats (region_status)
     else:
         for stream, names in DURABLES[service].items():
             for name in names:
@@ -149,6 +165,29 @@ def service_permissions(service: str, region: str, user: str | None = None) -> P
     if service == CONTROLLER:
         publish += _bucket_owner(runner_desired_bucket(region)) + _bucket_owner(runner_state_bucket(region))
     return Permissions(tuple(publish), tuple(subscribe))
+
+
+def link_user_name(region: str) -> str:
+    """The hub user ``region``'s server joins the hub as (its leaf node remote)."""
+    return LINK_PREFIX + region
+
+
+def link_permissions(region: str) -> Permissions:
+    """What crosses ``region``'s leaf node link. Publish: what the region's server may send to
+    the hub, only replies to the control panel's requests to this region (and the messages it
+    pulls, under its inbox for the region) and the region's heartbeats. Subscribe: what the hub
+    sends it, only the region's commands and cancellations, the control panel's requests to the
+    region's JetStream domain, and its acknowledgements of the region's messages."""
+    return Permissions(
+        publish=(f"{region_inbox(CONTROLPANEL, region)}.>", f"region.{region}.status.>"),
+        subscribe=(f"region.{region}.commands.>", f"region.{region}.events.deployments.cancelled",
+                   f"$JS.{region}.API.>", f"$JS.ACK.{COMMANDS.name}.>", f"$JS.ACK.{EVENTS.name}.>",
+                   f"$JS.ACK.{DEAD_LETTERS_STREAM}.>"),
+    )
+
+
+def link_user(region: str, password: str) -> User:
+    return User(link_user_name(region), password, link_permissions(region))
 
 
 def runner_permissions(runner: str, region: str, user: str | None = None) -> Permissions:
@@ -198,11 +237,7 @@ def users(region: str, runners: list[str], password_of, hollow_fleet: bool = Fal
     return made
 
 
-def config(users: list[User]) -> str:
-    """nats-server's configuration (its syntax takes JSON): the users and their permissions.
-
-    Listen address, port and JetStream store stay on the command line, which holds no secret;
-    the server's name is here, where a reload finds it unchanged."""
+def _authorization(users: list[User]) -> dict:
     entries = []
     for user in users:
         entry: dict = {"user": user.name, "password": user.password}
@@ -210,12 +245,47 @@ def config(users: list[User]) -> str:
             entry["permissions"] = {"publish": {"allow": list(user.permissions.publish)},
                                     "subscribe": {"allow": list(user.permissions.subscribe)}}
         entries.append(entry)
-    return json.dumps({"server_name": SERVER_NAME, "authorization": {"users": entries}}, indent=2) + "\n"
+    return {"users": entries}
 
 
-def write_config(path: Path, users: list[User]) -> bool:
+def _text(config: dict) -> str:
+    return json.dumps(config, indent=2) + "\n"  # nats-server's configuration syntax takes JSON
+
+
+def hub_config(users: list[User], leaf_listen: str | None = None) -> str:
+    """The first region's server, the control panel's (the hub): its users (each further
+    region's link user among them, ``link_user``) and, with ``leaf_listen`` ("host:port"),
+    where the regions' servers join it as leaf nodes.
+
+    Listen address, port and JetStream store stay on the command line, which holds no secret;
+    the server's name is here, where a reload finds it unchanged."""
+    config: dict = {"server_name": SERVER_NAME, "authorization": _authorization(users)}
+    if leaf_listen is not None:
+        config["leafnodes"] = {"listen": leaf_listen}
+    return _text(config)
+
+
+def leaf_config(region: str, users: list[User], hub_leaf_url: str, link_user: str, link_password: str,
+                store_dir: Path | str) -> str:
+    """The server of a region after the first: its own users (``users(region, ...)``), its
+    JetStream in domain ``region`` (its streams apart from the hub's and every other region's),
+    and its link to the hub (``hub_leaf_url``, "nats-leaf://host:port"), authenticated as
+    ``link_user``. The link's password is only here, in a file only NATS's account reads: a
+    remote has no fields for a user and password (nats-server 2.15 refuses them), its URL holds them."""
+    scheme, _, address = hub_leaf_url.rpartition("://")
+    if not scheme or "@" in address:
+        raise ValueError(f"the hub's leaf node URL {hub_leaf_url!r} must be scheme://host:port, without credentials")
+    remote = {"url": f"{scheme}://{quote(link_user, safe='')}:{quote(link_password, safe='')}@{address}"}
+    return _text({
+        "server_name": f"{SERVER_NAME}-{region}",
+        "jetstream": {"domain": region, "store_dir": str(store_dir)},
+        "authorization": _authorization(users),
+        "leafnodes": {"remotes": [remote]},
+    })
+
+
+def write_config(path: Path, text: str) -> bool:
     """Written 0600 from the first byte (it holds passwords); True when it changed."""
-    text = config(users)
     try:
         if path.read_text() == text:
             return False

@@ -5,7 +5,8 @@ sealed text, so secrets are neither stored readable nor logged on the way.
 
 Each region has a key of its own, derived from the control panel's master key
 (``region_key``): a region's runner agents hold only theirs, so one region's runners,
-a dedicated region's included, cannot open what was sealed for another."""
+a dedicated region's included, cannot open what was sealed for another. Its builder, likewise,
+holds a key of its own for the repository credentials sealed for it (``build_key``)."""
 import base64
 import json
 
@@ -22,6 +23,14 @@ def region_key(master: str, region: str) -> str:
     """The sealing key of ``region`` (its slug): HKDF-SHA256 of the master key, one per region."""
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                    info=b"regio region sealing key\0" + region.encode()).derive(master.encode())
+    return base64.urlsafe_b64encode(derived).decode()
+
+
+def build_key(master: str, region: str) -> str:
+    """The key ``region``'s builder opens repository credentials with: HKDF-SHA256 of the
+    control panel's master build key, one per region (another info than ``region_key``'s)."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"regio region build key\0" + region.encode()).derive(master.encode())
     return base64.urlsafe_b64encode(derived).decode()
 
 

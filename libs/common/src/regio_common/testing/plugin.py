@@ -93,7 +93,7 @@ class SessionNats:
         return self.passwords.setdefault(user, secrets.token_urlsafe(18))
 
     def write(self) -> bool:
-        return nats_auth.write_config(self.config, list(self.users.values()))
+        return nats_auth.write_config(self.config, nats_auth.hub_config(list(self.users.values())))
 
     async def add_region(self, region: str, runners: list[str], hollow_fleet: bool = False) -> dict[str, tuple[str, str]]:
         """Users for ``region``'s services and ``runners`` (named after the region, which is a
