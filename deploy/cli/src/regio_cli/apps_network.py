@@ -13,7 +13,7 @@ from regio_common import egress
 NAME = "regio-apps"
 # Where builds' RUN steps run: behind the same firewall, with no service on its gateway.
 BUILDS_NAME = "regio-builds"
-ROLES = {NAME: "apps", BUILDS_NAME: "builds"}
+ROLES = {NAME: "apps", BUILDS_NAME: "builds"}  # a further region's apps network: "apps"
 ICC_OPTION = "com.docker.network.bridge.enable_icc"  # off: containers cannot talk to each other
 
 
@@ -24,7 +24,7 @@ def ensure_gateway(name: str = NAME) -> str:
         network = next((n for n in client.networks.list(names=[name]) if n.name == name), None)
         if network is None:
             try:
-                network = client.networks.create(name, driver="bridge", labels={"regio.network": ROLES[name]},
+                network = client.networks.create(name, driver="bridge", labels={"regio.network": ROLES.get(name, "apps")},
                                                  options={ICC_OPTION: "false"})
             except APIError as e:
                 if e.status_code != 409:  # a runner agent made it a moment ago
@@ -45,14 +45,19 @@ def bridge(name: str = NAME) -> str:
         client.close()
 
 
-def gateway_or_none() -> str | None:
+def region_network(region: str) -> str:
+    """The apps network of a further region on this machine: its containers apart from the first's."""
+    return f"{NAME}-{region}"
+
+
+def gateway_or_none(name: str = NAME) -> str | None:
     """The gateway if the network exists and the engine answers (for status and down)."""
     try:
         client = docker.from_env()
     except DockerException:
         return None
     try:
-        network = next((n for n in client.networks.list(names=[NAME]) if n.name == NAME), None)
+        network = next((n for n in client.networks.list(names=[name]) if n.name == name), None)
         return network.attrs["IPAM"]["Config"][0]["Gateway"] if network else None
     except (DockerException, KeyError, IndexError):
         return None

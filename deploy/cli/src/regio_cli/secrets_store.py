@@ -1,9 +1,10 @@
 """The region's generated secrets, kept in ``<state>/secrets/region.json`` (mode 600)."""
 import json
+import os
 import secrets
 from pathlib import Path
 
-from regio_common.sealing import new_key
+from regio_common.sealing import build_key, new_key, region_key
 
 ROLES = ("controlpanel", "builder", "controller", "ingress", "runner")
 
@@ -54,3 +55,28 @@ def per_region_sealing(data: dict) -> bool:
     """Regions made before regions had sealing keys of their own go on sharing one: their
     running releases were sealed with it."""
     return bool(data.get("per_region_sealing"))
+
+
+EXTRA_REGION_ROLES = ("builder", "controller", "ingress", "runner")  # a further region has no control panel
+
+
+def load_or_create_extra(state_dir: Path, first: dict, region: str) -> dict:
+    """A further region's secrets: its own service token, database and NATS passwords, and the
+    keys derived for it from the first region's masters (which it never holds): what its
+    runner agents open releases with, and what its builder opens repository credentials with."""
+    path = state_dir / "secrets" / "region.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {
+        # Labels its containers: agents of two regions on one engine never adopt each other's.
+        "scope": f"{first['installation']}-{region}",
+        "service_token": secrets.token_urlsafe(32),
+        "region_key": region_key(first["region_key"], region),
+        "build_key": build_key(first["build_key"], region),
+        "database_passwords": {role: secrets.token_urlsafe(24) for role in EXTRA_REGION_ROLES},
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+    return data

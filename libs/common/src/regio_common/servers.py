@@ -296,16 +296,25 @@ def nats_config_file(state_dir: Path) -> Path:
     return state_dir / "secrets" / "nats.conf"
 
 
-def nats_process(state_dir: Path, port: int, config: Path | None = None) -> ManagedProcess:
-    """NATS with JetStream; with ``config`` (see nats_auth), only its users get in."""
-    store = state_dir / "nats"
+def nats_store_dir(state_dir: Path) -> Path:
+    return state_dir / "nats"
+
+
+def nats_process(state_dir: Path, port: int, config: Path | None = None,
+                 jetstream_in_config: bool = False) -> ManagedProcess:
+    """NATS with JetStream; with ``config`` (see nats_auth), only its users get in.
+
+    ``jetstream_in_config``: the configuration has a ``jetstream`` block (a region's server with
+    its JetStream domain, nats_auth.leaf_config), which refuses a store directory given here too."""
+    store = nats_store_dir(state_dir)
     store.mkdir(parents=True, exist_ok=True)
+    jetstream = [] if jetstream_in_config else ["-js", "-sd", str(store)]
     return ManagedProcess(
         name="nats",
         # The server's name is in the configuration when there is one: a reload (SIGHUP) would
         # refuse a name given only on the command line as a change.
         argv=[venv_bin("nats-server"), *(["-c", str(config)] if config is not None else ["-n", "regio"]),
-              "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+              "-a", "127.0.0.1", "-p", str(port), *jetstream],
         state_dir=state_dir,
         port=port,
     )
