@@ -91,22 +91,34 @@ class AuditEventOut(BaseModel):
     created_at: datetime
 
 
+RegionState = Literal["online", "degraded", "offline"]
+
+
 class RegionOut(BaseModel):
     uuid: UUID
     name: str
     slug: str
     domain: str
-    vendor: str
+    vendor: str = Field(description="Of its physical region: aws, azure, gcp, exoscale, other or self-hosted.")
     location: str
-    is_dedicated: bool
+    is_dedicated: bool = Field(description="Dedicated to one organisation (the caller's): only it sees and uses it.")
+    free_plan: bool = Field(description="Applications on the free plan group may be put here.")
+    state: RegionState = Field(description="From its components' heartbeats: online (builder, controller and "
+                                           "ingress heard lately, all ready, a runner ready), offline (none "
+                                           "heard lately), else degraded.")
+    runners: int = Field(description="Runners its controller knows.")
+    runners_ready: int = Field(description="Runners ready to take instances.")
+    memory_mb_free: int = Field(description="Memory (MB) its ready runners can still give instances.")
 
 
 class PlanGroupOut(BaseModel):
     uuid: UUID
     name: str
-    regions: list[UUID]
+    regions: list[UUID] = Field(description="The regions its applications may be put in, among those the caller "
+                                            "(or, with ?organisation=, that organisation) may use.")
     max_instances: int
     memory_mb: int
+    is_free: bool = Field(description="The free plan group: it deploys only to regions marked free_plan.")
 
 
 class RepositoryIn(Input):

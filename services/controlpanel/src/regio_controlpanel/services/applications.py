@@ -15,7 +15,7 @@ from regio_common.repository_sources import check_branch as check_branch_name
 from ..db.models import Application, Environment, PlanGroup, Region, Repository
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
-from . import backups, hosts, repositories, service_instances
+from . import backups, hosts, regions, repositories, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -50,9 +50,9 @@ async def create_application(session: AsyncSession, caller: Caller, vault: Vault
     caller.require_organisation(organisation_id, Action.MANAGE, "organisation")
     check_slug(slug)
     check_branch(branch)
-    region = await _region(session, caller, region_id)
+    group = await _check_plan_group(session, plan_group_id, organisation_id)
+    region = await regions.for_new_application(session, region_id, group, organisation_id)
     await _check_repository(session, repository_id, organisation_id, region)
-    await _check_plan_group(session, plan_group_id, organisation_id)
     if (await session.execute(select(Application.id).where(Application.slug == slug))).first():
         raise Conflict("An application with this slug already exists.", "slug")
     app = Application(name=name, slug=slug, organisation_id=organisation_id, region_id=region.id,
@@ -85,7 +85,8 @@ async def update_application(session: AsyncSession, caller: Caller, app: Applica
                                 await session.get(Region, app.region_id))
     if "plan_group" in changes:
         caller.require_organisation(app.organisation_id, Action.BILLING)
-        await _check_plan_group(session, changes["plan_group"], app.organisation_id)
+        group = await _check_plan_group(session, changes["plan_group"], app.organisation_id)
+        await regions.check_plan_allows(session, group, await session.get(Region, app.region_id), app.organisation_id)
     columns = {"name": "name", "repository": "repository_id", "plan_group": "plan_group_id",
                "release_commands": "release_commands"}
     changed = {}
@@ -125,19 +126,11 @@ def usable_plan_groups(organisations: set[UUID]) -> ColumnElement[bool]:
     return or_(PlanGroup.organisation_id.is_(None), PlanGroup.organisation_id.in_(organisations))
 
 
-async def _check_plan_group(session: AsyncSession, plan_group_id: UUID | None, organisation_id: UUID) -> None:
+async def _check_plan_group(session: AsyncSession, plan_group_id: UUID | None,
+                            organisation_id: UUID) -> PlanGroup | None:
     if plan_group_id is None:
-        return
+        return None
     group = await session.get(PlanGroup, plan_group_id)
     if group is None or group.organisation_id not in (None, organisation_id):
         raise ApiError("Plan group not found among those this organisation may use.", "plan_group")
-
-
-async def _region(session: AsyncSession, caller: Caller, region_id: UUID | None) -> Region:
-    if region_id is None:
-        region = (await session.execute(select(Region).where(Region.is_default))).scalars().first()
-    else:
-        region = await session.get(Region, region_id)
-    if region is None or (region.organisation_id is not None and not caller.can_see(region.organisation_id)):
-        raise ApiError("Region not found.", "region")
-    return region
+    return group

@@ -51,7 +51,7 @@ async def summarise(session: AsyncSession, request: Request, app: Application, e
 
     serving = await newest(Deployment.success.is_(True), order=Deployment.ended_at)
     return EnvironmentSummary(
-        env=env, url=site_url(request, app, env, region), hosts=await hosts_of(session, env, app, region),
+        env=env, url=site_url(app, env, region), hosts=await hosts_of(session, env, app, region),
         serving=serving, release=await session.get(Release, serving.release_id) if serving else None,
         running=await newest(Deployment.ended_at.is_(None)),
         last=await newest(Deployment.ended_at.is_not(None), order=Deployment.ended_at))

@@ -26,8 +26,9 @@ from ..schemas import (
 router = Router(prefix="/apps/v3", tags=["applications"])
 
 
-def site_url(request: Request, app: Application, env: Environment, region: Region) -> str:
-    port = request.app.state.settings.ingress_port
+def site_url(app: Application, env: Environment, region: Region) -> str:
+    """At the port the region's own ingress serves sites on (each region has its own)."""
+    port = region.site_port or 80
     suffix = "" if port == 80 else f":{port}"
     return f"http://{default_domain(app.slug, env.slug, region.domain)}{suffix}/"
 
@@ -39,7 +40,7 @@ async def application_out(session: AsyncSession, request: Request, caller: Calle
     envs = (await session.execute(select(Environment).join(Application, Application.id == Environment.application_id)
                                   .where(Environment.application_id == app.id, caller_filter)
                                   .order_by(Environment.created_at))).scalars().all()
-    statuses = [EnvironmentStatus(uuid=e.id, slug=e.slug, branch=e.branch, site_url=site_url(request, app, e, region),
+    statuses = [EnvironmentStatus(uuid=e.id, slug=e.slug, branch=e.branch, site_url=site_url(app, e, region),
                                   deployed=False) for e in envs]
     out = ApplicationOut(uuid=app.id, name=app.name, slug=app.slug, organisation=app.organisation_id,
                          region=app.region_id, repository=app.repository_id, plan_group=app.plan_group_id,

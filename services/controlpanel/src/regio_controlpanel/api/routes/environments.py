@@ -28,7 +28,7 @@ async def environment_out(session: AsyncSession, request: Request, env: Environm
     running = (await session.execute(
         select(Deployment).where(Deployment.environment_id == env.id, Deployment.ended_at.is_(None))
         .order_by(Deployment.created_at.desc()).limit(1))).scalar_one_or_none()
-    url = site_url(request, app, env, region)
+    url = site_url(app, env, region)
     out = EnvironmentOut(
         uuid=env.id, application=app.id, slug=env.slug, branch=env.branch, instances=env.instances,
         memory_mb=env.memory_mb, cpus=cpu_share(env.memory_mb), port=env.port,

@@ -1,12 +1,13 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
-from sqlalchemy import or_, select
+from fastapi import Depends, Query, Request
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ...db.models import PhysicalRegion, PlanGroup, Region
+from ...db.models import PlanGroup, Region
 from ...domain.errors import NotFound
+from ...services import regions as service
 from ...services.access import Caller
 from ...services.applications import usable_plan_groups
 from ..deps import CallerDep, SessionDep
@@ -15,60 +16,87 @@ from ..routing import Router
 from ..schemas import PlanGroupOut, RegionOut
 
 router = Router(tags=["regions"])
+MAX_UUIDS = 100  # regions asked for by id in one request (the divio client asks for a plan group's)
 
 
-def _visible_regions(caller: Caller):
-    """Public regions, and the regions dedicated to the caller's organisations."""
-    return select(Region).where(or_(Region.organisation_id.is_(None), Region.organisation_id.in_(caller.organisations)))
-
-
-async def _regions_out(session: AsyncSession, rows) -> list[RegionOut]:
-    physical = {p.id: p for p in (await session.execute(select(PhysicalRegion))).scalars()}
-    return [RegionOut(uuid=r.id, name=r.name, slug=r.slug, domain=r.domain,
-                      vendor=physical[r.physical_region_id].vendor,
-                      location=physical[r.physical_region_id].location,
-                      is_dedicated=r.organisation_id is not None) for r in rows]
+async def _regions_out(request: Request, session: AsyncSession, rows: list[Region]) -> list[RegionOut]:
+    physical = await service.physical_of(session, rows)
+    health = request.app.state.region_health
+    out = []
+    for r in rows:
+        state = health.state_of(r.slug)
+        out.append(RegionOut(uuid=r.id, name=r.name, slug=r.slug, domain=r.domain,
+                             vendor=physical[r.physical_region_id].vendor,
+                             location=physical[r.physical_region_id].location,
+                             is_dedicated=r.organisation_id is not None, free_plan=r.free_plan, state=state.state,
+                             runners=state.runners, runners_ready=state.runners_ready,
+                             memory_mb_free=state.memory_mb_free))
+    return out
 
 
 @router.get("/apps/v3/regions/", response_model=Page[RegionOut])
 async def regions(request: Request, session: SessionDep, caller: CallerDep,
-                  params: Annotated[PageParams, Depends()]) -> dict:
-    query = _visible_regions(caller).order_by(Region.is_default.desc(), Region.name)
+                  params: Annotated[PageParams, Depends()],
+                  uuid: Annotated[list[UUID] | None, Query(max_length=MAX_UUIDS,
+                                                           description="Only these regions.")] = None) -> dict:
+    """The regions the caller may use: the public ones and those dedicated to their organisations."""
+    query = service.listed(service.visible_to(caller.organisations))
+    if uuid is not None:
+        query = query.where(Region.id.in_(uuid))
 
     async def serialize(rows):
-        return await _regions_out(session, rows)
+        return await _regions_out(request, session, rows)
 
     return await paginate(session, query, request, params, serialize)
 
 
 @router.get("/apps/v3/regions/{uuid}/", response_model=RegionOut)
-async def region(uuid: UUID, session: SessionDep, caller: CallerDep) -> RegionOut:
-    found = (await session.execute(_visible_regions(caller).where(Region.id == uuid))).scalars().all()
+async def region(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep) -> RegionOut:
+    found = (await session.execute(service.listed(service.visible_to(caller.organisations))
+                                   .where(Region.id == uuid))).scalars().all()
     if not found:
         raise NotFound()
-    return (await _regions_out(session, found))[0]
+    return (await _regions_out(request, session, found))[0]
 
 
-async def _plan_groups_out(session: AsyncSession, rows) -> list[PlanGroupOut]:
-    public = list((await session.execute(select(Region.id).where(Region.organisation_id.is_(None)))).scalars())
-    return [PlanGroupOut(uuid=p.id, name=p.name, regions=public, max_instances=p.max_instances,
-                         memory_mb=p.memory_mb) for p in rows]
+def _organisations(caller: Caller, organisation: UUID | None) -> set[UUID]:
+    """The organisations whose view is asked for: all the caller's, or the one named (an
+    organisation the caller is not in has none of its own regions or plan groups shown)."""
+    return caller.organisations if organisation is None else caller.organisations & {organisation}
+
+
+async def _plan_groups_out(session: AsyncSession, rows, organisations: set[UUID]) -> list[PlanGroupOut]:
+    out = []
+    for p in rows:
+        allowed = (await session.execute(select(Region.id).where(service.allowed_by(p, organisations))
+                                          .order_by(Region.is_default.desc(), Region.name, Region.id))).scalars()
+        out.append(PlanGroupOut(uuid=p.id, name=p.name, regions=list(allowed), max_instances=p.max_instances,
+                                memory_mb=p.memory_mb, is_free=p.is_free))
+    return out
+
+
+ORGANISATION = Query(description="The view of this organisation: its plan groups, and the regions each allows it.")
 
 
 @router.get("/billing/v3/application-plan-groups/", response_model=Page[PlanGroupOut])
 async def plan_groups(request: Request, session: SessionDep, caller: CallerDep,
-                      params: Annotated[PageParams, Depends()]) -> dict:
-    async def serialize(rows):
-        return await _plan_groups_out(session, rows)
+                      params: Annotated[PageParams, Depends()],
+                      organisation: Annotated[UUID | None, ORGANISATION] = None) -> dict:
+    organisations = _organisations(caller, organisation)
 
-    query = select(PlanGroup).where(usable_plan_groups(caller.organisations)).order_by(PlanGroup.name)
+    async def serialize(rows):
+        return await _plan_groups_out(session, rows, organisations)
+
+    query = select(PlanGroup).where(usable_plan_groups(organisations)).order_by(PlanGroup.name)
     return await paginate(session, query, request, params, serialize)
 
 
 @router.get("/billing/v3/application-plan-groups/{uuid}/", response_model=PlanGroupOut)
-async def plan_group(uuid: UUID, session: SessionDep, caller: CallerDep) -> PlanGroupOut:
+async def plan_group(uuid: UUID, session: SessionDep, caller: CallerDep,
+                     organisation: Annotated[UUID | None, ORGANISATION] = None) -> PlanGroupOut:
+    organisations = _organisations(caller, organisation)
     group = (await session.execute(select(PlanGroup).where(
-        PlanGroup.id == uuid, usable_plan_groups(caller.organisations)))).scalars().first()
+        PlanGroup.id == uuid, usable_plan_groups(organisations)))).scalars().first()
     if group is None:
         raise NotFound()
-    return (await _plan_groups_out(session, [group]))[0]
+    return (await _plan_groups_out(session, [group], organisations))[0]

@@ -11,11 +11,10 @@ from sqlalchemy import select
 from regio_common.app import SessionDep
 
 from ...api.routes.applications import repository_out
-from ...api.routes.regions import _visible_regions
 from ...db.models import Application, Deployment, Organisation, PlanGroup, Region, Repository
 from ...domain.errors import ApiError
 from ...services import applications as service
-from ...services import lookups, repositories
+from ...services import lookups, regions, repositories
 from ...services.access import Action
 from ..deps import WebAuditDep, WebCallerDep
 from ..summaries import summaries
@@ -37,15 +36,18 @@ async def list_applications(request: Request, session: SessionDep, web: WebCalle
 
 async def _choices(session, caller) -> dict:
     """Where an application may be made: organisations the caller manages as a whole, the
-    regions they may use (as /apps/v3/regions/ lists them) and the plan groups those organisations may use."""
+    regions they may use (the public ones and those dedicated to one of them, with the physical
+    region and the organisation it is dedicated to) and the plan groups those organisations may use."""
     managed = [o for o, g in caller.grants.items() if g.allows(Action.MANAGE) and not g.scoped]
     orgs = (await session.execute(select(Organisation).where(Organisation.id.in_(managed))
                                   .order_by(Organisation.name))).scalars().all()
-    regions = (await session.execute(_visible_regions(caller).order_by(Region.is_default.desc(), Region.name))
-               ).scalars().all()
+    usable = list((await session.execute(regions.listed(regions.visible_to(set(managed))))).scalars())
+    physical = await regions.physical_of(session, usable)
+    names = {o.id: o.name for o in orgs}
+    choices = [(r, physical[r.physical_region_id], names.get(r.organisation_id)) for r in usable]
     plans = (await session.execute(select(PlanGroup).where(service.usable_plan_groups(set(managed)))
                                    .order_by(PlanGroup.name))).scalars().all()
-    return {"organisations": orgs, "regions": regions, "plan_groups": plans}
+    return {"organisations": orgs, "regions": choices, "plan_groups": plans}
 
 
 @router.get("/applications/new")
@@ -93,9 +95,11 @@ async def application_page(uuid: UUID, request: Request, session: SessionDep, we
             select(Deployment).where(Deployment.environment_id == s.env.id)
             .order_by(Deployment.created_at.desc()).limit(HISTORY))).scalars().all()
     region = await session.get(Region, app.region_id)
+    physical = (await regions.physical_of(session, [region]))[region.physical_region_id]
     plan = await session.get(PlanGroup, app.plan_group_id) if app.plan_group_id else None
     repo = await session.get(Repository, app.repository_id) if app.repository_id else None
     # As the API shows it: the URL without any secret, the deploy key's public half.
-    return render(request, "application.html", web, app=app, envs=envs, history=history, region=region, plan=plan,
+    return render(request, "application.html", web, app=app, envs=envs, history=history, region=region,
+                  physical=physical, plan=plan,
                   repository=repository_out(repo) if repo else None)
 
