@@ -14,7 +14,8 @@ def test_a_links_permissions_are_exactly_its_regions_replies_heartbeats_and_comm
     assert nats_auth.link_user_name("local-2") == "region-local-2"
     assert permissions.publish == ("_INBOX.controlpanel.local-2.>", "region.local-2.status.>")
     assert permissions.subscribe == (
-        "region.local-2.commands.>", "region.local-2.events.deployments.cancelled", "$JS.local-2.API.>",
+        "region.local-2.commands.>", "region.local-2.events.deployments.cancelled",
+        "region.local-2.dead-letters.controlpanel", "$JS.local-2.API.>",
         "$JS.ACK.REGIO_COMMANDS.>", "$JS.ACK.REGIO_EVENTS.>", "$JS.ACK.REGIO_DEAD_LETTERS.>")
 
 

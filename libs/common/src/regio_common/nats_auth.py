@@ -176,11 +176,14 @@ def link_permissions(region: str) -> Permissions:
     """What crosses ``region``'s leaf node link. Publish: what the region's server may send to
     the hub, only replies to the control panel's requests to this region (and the messages it
     pulls, under its inbox for the region) and the region's heartbeats. Subscribe: what the hub
-    sends it, only the region's commands and cancellations, the control panel's requests to the
-    region's JetStream domain, and its acknowledgements of the region's messages."""
+    sends it, only the region's commands and cancellations, what the control panel sets aside of
+    the region's messages (a command the region's stream refuses must not hold up the rest), the
+    control panel's requests to the region's JetStream domain, and its acknowledgements of the
+    region's messages."""
     return Permissions(
         publish=(f"{region_inbox(CONTROLPANEL, region)}.>", f"region.{region}.status.>"),
         subscribe=(f"region.{region}.commands.>", f"region.{region}.events.deployments.cancelled",
+                   f"region.{region}.dead-letters.{CONTROLPANEL}",
                    f"$JS.{region}.API.>", f"$JS.ACK.{COMMANDS.name}.>", f"$JS.ACK.{EVENTS.name}.>",
                    f"$JS.ACK.{DEAD_LETTERS_STREAM}.>"),
     )

@@ -60,7 +60,8 @@ class Outbox:
         self.table = table
         self.region = region
         self.limit = limit  # bytes a message may have: the server's max_payload once connected
-        self._wakeup = asyncio.Event()
+        # One per relay (``waiter``): a relay that clears its own never hides a commit from another.
+        self._wakeups: list[asyncio.Event] = []
 
     async def add(self, session: AsyncSession, message: Message, region: str | None = None) -> None:
         """Raises ``MessageTooLarge`` (before writing anything) for a message the bus would refuse."""
@@ -77,52 +78,83 @@ class Outbox:
         event.listen(session.sync_session, "after_commit", self._after_commit, once=True)
 
     def _after_commit(self, _session) -> None:
-        self._wakeup.set()
+        for wakeup in self._wakeups:
+            wakeup.set()
 
-    async def wait(self, timeout: float) -> None:
+    def waiter(self) -> asyncio.Event:
+        """An event set at every commit that added a message, for one relay."""
+        wakeup = asyncio.Event()
+        self._wakeups.append(wakeup)
+        return wakeup
+
+    def forget(self, wakeup: asyncio.Event) -> None:
+        if wakeup in self._wakeups:
+            self._wakeups.remove(wakeup)
+
+    @staticmethod
+    async def wait(wakeup: asyncio.Event, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await wakeup.wait()
         except TimeoutError:
             pass
-        self._wakeup.clear()
+        wakeup.clear()
 
 
 ACK_TIMEOUT_SECONDS = 10.0
 
 
 class OutboxRelay:
-    """Publishes outbox rows in order; several relays of one service may run at once."""
+    """Publishes outbox rows in order; several relays of one service may run at once.
+
+    ``subject_prefix``: only the rows whose subject starts with it (``region.<slug>.``), on a
+    ``js`` that reaches that region: the control panel runs one per region, so a region whose
+    link is cut holds up only its own messages."""
 
     def __init__(self, outbox: Outbox, sessions: async_sessionmaker[AsyncSession], js: JetStreamContext,
-                 dead_letters: DeadLetters, poll_seconds: float = 1.0, keep: timedelta = timedelta(days=1)):
+                 dead_letters: DeadLetters, poll_seconds: float = 1.0, keep: timedelta = timedelta(days=1),
+                 subject_prefix: str | None = None):
         self.outbox = outbox
         self.sessions = sessions
         self.js = js
         self.dead_letters = dead_letters
         self.poll_seconds = poll_seconds
         self.keep = keep
+        self.subject_prefix = subject_prefix
 
     async def run(self) -> None:
-        while True:
-            try:
-                sent = await self.publish_pending()
-                if sent:
-                    continue
-                await self.prune()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                await asyncio.sleep(self.poll_seconds)
-            await self.outbox.wait(self.poll_seconds)
+        wakeup = self.outbox.waiter()
+        try:
+            while True:
+                try:
+                    sent = await self.publish_pending()
+                    if sent:
+                        continue
+                    await self.prune()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox relay%s failed; retrying",
+                                  f" of {self.subject_prefix}*" if self.subject_prefix else "")
+                    await asyncio.sleep(self.poll_seconds)
+                await self.outbox.wait(wakeup, self.poll_seconds)
+        finally:
+            self.outbox.forget(wakeup)
+
+    def _mine(self, query):
+        """Only this relay's rows. A LIKE on the prefix (its wildcards escaped) beside the
+        unpublished rows' partial index, which still gives them in order."""
+        if self.subject_prefix is None:
+            return query
+        return query.where(self.outbox.table.c.subject.startswith(self.subject_prefix, autoescape=True))
 
     async def publish_pending(self, batch: int = 100) -> int:
         t = self.outbox.table
         async with self.sessions() as session, session.begin():
             rows = (
                 await session.execute(
-                    select(t.c.id, t.c.subject, t.c.headers, t.c.payload)
-                    .where(t.c.published_at.is_(None))
+                    self._mine(select(t.c.id, t.c.subject, t.c.headers, t.c.payload)
+                               .where(t.c.published_at.is_(None)))
                     .order_by(t.c.created_at)
                     .limit(batch)
                     .with_for_update(skip_locked=True)
@@ -167,4 +199,4 @@ class OutboxRelay:
     async def prune(self) -> None:
         t = self.outbox.table
         async with self.sessions() as session, session.begin():
-            await session.execute(delete(t).where(t.c.published_at < utcnow() - self.keep))
+            await session.execute(self._mine(delete(t).where(t.c.published_at < utcnow() - self.keep)))

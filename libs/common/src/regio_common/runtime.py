@@ -1,5 +1,5 @@
 """What a running service holds: its engine and sessions, the NATS connection,
-the outbox with its relay, and supervised background tasks."""
+the outbox with its relay, its heartbeat, and supervised background tasks."""
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
@@ -10,8 +10,10 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import bus, db
+from .app import ReadinessCheck
 from .dead_letters import DeadLetters
 from .outbox import Outbox, OutboxRelay, outbox_table
+from .region_status import ComponentStatus
 from .settings import ServiceSettings
 from .subscriber import Handler, Subscriber, inbox_table
 
@@ -23,10 +25,19 @@ def messaging_tables(metadata: MetaData) -> tuple[Table, Table]:
     return outbox_table(metadata), inbox_table(metadata)
 
 
+# A readiness check that takes longer is failed: a heartbeat is never held up for long.
+CHECK_TIMEOUT_SECONDS = 2.0
+
+Details = Callable[[], Awaitable[dict]]
+
+
 class Runtime:
-    def __init__(self, service: str, settings: ServiceSettings, outbox: Table, inbox: Table):
+    def __init__(self, service: str, settings: ServiceSettings, outbox: Table, inbox: Table, relay: bool = True):
+        """``relay``: run one outbox relay for every row on the service's own connection; the
+        control panel runs one per region instead (``relay``, the method)."""
         self.service = service
         self.settings = settings
+        self.relay_all = relay
         self.outbox = Outbox(outbox, settings.region)
         self.inbox = inbox
         self.engine: AsyncEngine | None = None
@@ -44,16 +55,82 @@ class Runtime:
         self.js = self.nc.jetstream()
         self.outbox.limit = self.nc.max_payload  # as the server announced it
         self.dead_letters = DeadLetters(self.js, self.service)
-        self.spawn("outbox-relay", OutboxRelay(self.outbox, self.sessions, self.js, self.dead_letters).run)
+        if self.relay_all:
+            self.spawn("outbox-relay", OutboxRelay(self.outbox, self.sessions, self.js, self.dead_letters).run)
 
-    def subscribe(self, stream: str, durable: str, subject: str, handler: Handler, **kwargs) -> None:
+    def _dead_letters(self, js: JetStreamContext | None) -> DeadLetters:
+        """Where what is published or consumed through ``js`` is set aside: that JetStream's."""
+        return self.dead_letters if js is None or js is self.js else DeadLetters(js, self.service)
+
+    def relay(self, js: JetStreamContext, subject_prefix: str) -> None:
+        """An outbox relay for the rows whose subject starts with ``subject_prefix``, through ``js``."""
+        relay = OutboxRelay(self.outbox, self.sessions, js, self._dead_letters(js), subject_prefix=subject_prefix)
+        self.spawn(f"outbox-relay {subject_prefix}*", relay.run)
+
+    def subscribe(self, stream: str, durable: str, subject: str, handler: Handler,
+                  js: JetStreamContext | None = None, **kwargs) -> None:
+        """``js``: the JetStream to consume from (a region's behind a leaf node), the service's own if None."""
         # ``durable`` must name the region (see bus.durable_name): a durable keeps the filter
         # it was made with, so two regions on one NATS must never share one.
         # Every consumer sets aside what it cannot handle, except the dead letters' own.
-        dead_letters = None if stream == bus.DEAD_LETTERS.name else self.dead_letters
-        subscriber = Subscriber(self.js, self.sessions, self.inbox, stream=stream, durable=durable,
+        dead_letters = None if stream == bus.DEAD_LETTERS.name else self._dead_letters(js)
+        subscriber = Subscriber(js or self.js, self.sessions, self.inbox, stream=stream, durable=durable,
                                 subject=subject, handler=handler, dead_letters=dead_letters, **kwargs)
         self.spawn(f"consumer {durable}", subscriber.run)
+
+    def report_status(self, details: Details | None = None,
+                      checks: dict[str, ReadinessCheck] | None = None) -> None:
+        """Publishes the service's heartbeat (region_status) every ``settings.status_seconds``:
+        ready when every readiness check passes (``checks``: the service's /readyz ones, the
+        runtime's own if None), with what ``details`` returns."""
+        checks = self.readiness_checks() if checks is None else checks
+
+        async def report() -> None:
+            while True:
+                try:
+                    await self.publish_status(details, checks)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("status of %s not published", self.service)
+                await asyncio.sleep(self.settings.status_seconds)
+
+        self.spawn("status", report)
+
+    async def status(self, details: Details | None, checks: dict[str, ReadinessCheck]) -> ComponentStatus:
+        failed = []
+        for name, check in checks.items():
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                    await check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failed.append(name)
+        said: dict = {}
+        if details is not None:
+            try:
+                said = await details()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the details of %s's status failed", self.service)
+                failed.append("details")
+        if failed:
+            said = {**said, "failed": failed}
+        try:
+            return ComponentStatus(region=self.settings.region, component=self.service, ready=not failed,
+                                   details=said)
+        except ValueError as e:  # too big: still heard, without what did not fit
+            log.error("the status of %s is refused, sent without its details: %s", self.service, e)
+            return ComponentStatus(region=self.settings.region, component=self.service, ready=not failed,
+                                   details={"error": "details over the size limit",
+                                            **({"failed": failed} if failed else {})})
+
+    async def publish_status(self, details: Details | None, checks: dict[str, ReadinessCheck]) -> None:
+        status = await self.status(details, checks)
+        if self.nc is not None and self.nc.is_connected:  # a stale heartbeat is worth nothing
+            await self.nc.publish(status.subject, status.encode())
 
     def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run ``run`` for the life of the service; restart it if it crashes."""

@@ -20,3 +20,5 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 0
     log_level: str = "INFO"
+    status_seconds: float = Field(5.0, gt=0, le=300,
+                                  description="Seconds between the service's heartbeats (region_status).")

@@ -1,0 +1,88 @@
+"""One outbox, a relay per region (the control panel's): each publishes only its region's
+rows, so a region whose link is cut holds up only its own messages."""
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import MetaData, func, select, text
+
+from regio_common import bus
+from regio_common.db import make_engine, make_sessionmaker
+from regio_common.dead_letters import DeadLetters
+from regio_common.messages import BuildStarted
+from regio_common.outbox import Outbox, OutboxRelay
+from regio_common.runtime import messaging_tables
+
+
+@pytest.fixture
+async def sessions(postgres_cluster):
+    schema = f"t_{uuid.uuid4().hex[:8]}"
+    metadata = MetaData(schema=schema)
+    outbox, _ = messaging_tables(metadata)
+    engine = make_engine(postgres_cluster.url(driver="postgresql+asyncpg"))
+    async with engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await conn.run_sync(metadata.create_all)
+    yield make_sessionmaker(engine), outbox
+    async with engine.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def js(nats_url):
+    nc = await bus.connect(nats_url, "test-relays")
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    yield js
+    await nc.close()
+
+
+async def unpublished(factory, table) -> list[str]:
+    async with factory() as session:
+        return list(await session.scalars(select(table.c.subject).where(table.c.published_at.is_(None))
+                                          .order_by(table.c.subject)))
+
+
+async def test_a_regions_relay_publishes_its_regions_rows_only(sessions, js):
+    factory, table = sessions
+    tag = uuid.uuid4().hex[:6]
+    # "t_x" must not match "tax": LIKE's wildcards in a prefix are literal
+    north, south, lookalike = f"n{tag}-t_x", f"s{tag}", f"n{tag}-tax"
+    outbox = Outbox(table, north)
+    async with factory() as session, session.begin():
+        for region in (north, south, lookalike, north):
+            await outbox.add(session, BuildStarted(deployment_id=uuid.uuid4(), build_id=uuid.uuid4()), region)
+
+    relay = OutboxRelay(outbox, factory, js, DeadLetters(js, "test"), subject_prefix=f"region.{north}.")
+    assert await relay.publish_pending() == 2
+    assert await relay.publish_pending() == 0
+    assert await unpublished(factory, table) == [f"region.{lookalike}.events.builds.started",
+                                                 f"region.{south}.events.builds.started"]
+
+
+async def test_every_regions_relay_is_woken_by_a_commit(sessions, js):
+    """Each relay waits on a wake-up of its own: one clearing it never hides a commit from another."""
+    factory, table = sessions
+    tag = uuid.uuid4().hex[:6]
+    regions = [f"a{tag}", f"b{tag}"]
+    outbox = Outbox(table, regions[0])
+    relays = [OutboxRelay(outbox, factory, js, DeadLetters(js, "test"), poll_seconds=30,
+                          subject_prefix=f"region.{r}.") for r in regions]
+    tasks = [asyncio.create_task(relay.run()) for relay in relays]
+    try:
+        await asyncio.sleep(0.3)  # both idle, waiting (their poll is far longer than this test)
+        async with factory() as session, session.begin():
+            for region in regions:
+                await outbox.add(session, BuildStarted(deployment_id=uuid.uuid4(), build_id=uuid.uuid4()), region)
+        for _ in range(50):
+            if not await unpublished(factory, table):
+                break
+            await asyncio.sleep(0.1)
+        assert await unpublished(factory, table) == []
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    async with factory() as session:
+        assert await session.scalar(select(func.count()).select_from(table)) == 2
