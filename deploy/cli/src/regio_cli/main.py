@@ -1,4 +1,4 @@
-"""regio: start, stop and inspect a local region."""
+"""regio: start, stop and inspect a local region, and further regions beside it on this machine."""
 import subprocess
 import sys
 import time
@@ -12,13 +12,15 @@ from regio_common import egress
 from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import PortTaken
 
-from . import dead_letters, prerequisites, testing
+from . import dead_letters, prerequisites, testing, usage
 from . import runners as runner_admin
+from .extra_region import VENDORS, ExtraRegion, RegionError, Registration, extra_regions, new_region
 from .region import CHECKOUT, Region
 
 app = typer.Typer(help="Start, stop and inspect a Regio region.", no_args_is_help=True, add_completion=False)
 
 StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the region keeps its data (default .regio/).")]
+RegionOption = Annotated[str | None, typer.Option("--region", help="The region's slug (default: the first region).")]
 
 
 def say(message: str) -> None:
@@ -33,45 +35,106 @@ def _layout(state_dir: Path | None, runners: int | None = None) -> Layout:
     return layout
 
 
+def _region(state_dir: Path | None, slug: str | None) -> Region:
+    """The first region, or the further region ``slug`` (an unknown one: exit 2)."""
+    first = Region(_layout(state_dir), say)
+    if slug is None or slug == first.layout.region:
+        return first
+    try:
+        return ExtraRegion(first, slug, say)
+    except RegionError as e:
+        say(str(e))
+        raise typer.Exit(2)
+
+
+def _start(region: Region) -> None:
+    """``region.up()``, its failures told as `regio up` tells them."""
+    try:
+        region.up()
+    except prerequisites.MissingPrerequisite as e:
+        say(str(e))
+        raise typer.Exit(2)
+    except PortTaken as e:
+        say(f"{e}; stop that program or choose other ports in {region.layout.file}")
+        raise typer.Exit(3)
+    except (egress.InvalidEgressSetting, ValueError) as e:
+        say(str(e))
+        raise typer.Exit(2)
+    except (RuntimeError, TimeoutError, PermissionError, subprocess.CalledProcessError) as e:
+        say(f"failed: {e}")
+        raise typer.Exit(1)
+
+
+LOCAL_REGION_DOMAIN = "{slug}.regio.localhost"
+
+
 @app.command()
 def up(state_dir: StateDir = None,
-       runners: Annotated[int | None, typer.Option(help="Number of runner agents (default: as before, else 1).")] = None) -> None:
-    """Install what is missing and start the whole region; safe to run again."""
+       runners: Annotated[int | None, typer.Option(help="Number of the first region's runner agents "
+                                                        "(default: as before, else 2).")] = None,
+       regions: Annotated[int | None, typer.Option(
+           min=1, max=20, help="Run this many regions on this machine: local-2 ... local-N are made (public, "
+                              "at local-K.regio.localhost) when missing.")] = None) -> None:
+    """Install what is missing and start the first region and every further one; safe to run again."""
     started = time.monotonic()
     layout = _layout(state_dir, runners)
     layout.state_dir.mkdir(parents=True, exist_ok=True)
     try:
         prerequisites.ensure(layout.state_dir, say)
         prerequisites.build_base_images(CHECKOUT, say)
-        region = Region(layout, say)
-        region.up()
     except prerequisites.MissingPrerequisite as e:
         say(str(e))
         raise typer.Exit(2)
-    except PortTaken as e:
-        say(f"{e}; stop that program or choose other ports in {layout.file}")
-        raise typer.Exit(3)
-    except egress.InvalidEgressSetting as e:
-        say(str(e))
-        raise typer.Exit(2)
-    except (RuntimeError, TimeoutError, PermissionError, subprocess.CalledProcessError) as e:
-        say(f"failed: {e}")
-        raise typer.Exit(1)
+    region = Region(layout, say)
+    for k in range(2, (regions or 1) + 1):
+        slug = f"local-{k}"
+        if slug not in layout.extra_regions:
+            new_region(region, slug, Registration(name=f"Local {k}", domain=LOCAL_REGION_DOMAIN.format(slug=slug)),
+                       runners=None, say=say)
+    _start(region)
     say(f"region {layout.region!r} is up in {time.monotonic() - started:.1f}s; `source {layout.state_dir / 'env'}`")
+    for extra in extra_regions(region, say):
+        _start(extra)
+        say(f"region {extra.slug!r} is up (ingress {extra.ingress_url}, domain {extra.layout.region_domain})")
+    say(f"all up in {time.monotonic() - started:.1f}s")
     for line in region.env_lines():
         typer.echo(line)
 
 
 @app.command()
-def down(state_dir: StateDir = None) -> None:
-    """Stop everything `regio up` started; the data stays."""
-    Region(_layout(state_dir), say).down()
+def down(state_dir: StateDir = None,
+         region: Annotated[str | None, typer.Option(
+             "--region", help="Stop only this further region's data plane (default: every region).")] = None) -> None:
+    """Stop everything `regio up` started (or one further region); the data stays."""
+    first = Region(_layout(state_dir), say)
+    if region is not None:
+        if region == first.layout.region:
+            say(f"{region!r} holds the platform (its Postgres, the control panel): `regio down` stops every region")
+            raise typer.Exit(2)
+        _region(state_dir, region).down()
+        return
+    for extra in extra_regions(first, say):
+        extra.down()
+    first.down()
 
 
 @app.command()
-def status(state_dir: StateDir = None) -> None:
+def status(state_dir: StateDir = None, region: RegionOption = None,
+           usage_: Annotated[bool, typer.Option("--usage", help="Each process's memory (PSS, its process tree) "
+                                                "and CPU over 3 s, with a total per region (every region "
+                                                "without --region).")] = False) -> None:
     """What runs, on which port, and whether it is ready."""
-    rows = Region(_layout(state_dir), say).status()
+    chosen = _region(state_dir, region)
+    if usage_:
+        first = chosen.first if isinstance(chosen, ExtraRegion) else chosen
+        shown = [chosen] if region is not None else [first, *extra_regions(first, say)]
+        measured = usage.measure({r.layout.region: [*r.servers(), *(r.process(s) for s in r.services())]
+                                  for r in shown},
+                                 {r.database_name: r.layout.region for r in shown if isinstance(r, ExtraRegion)})
+        for line in usage.table(measured):
+            typer.echo(line)
+        return
+    rows = chosen.status()
     for name, state, port, ready in rows:
         typer.echo(f"{name:18} {state:8} {port or '':>6}  {ready}")
     if any(state != "running" for _, state, _, _ in rows):
@@ -79,18 +142,18 @@ def status(state_dir: StateDir = None) -> None:
 
 
 @app.command()
-def env(state_dir: StateDir = None) -> None:
-    """Print export lines for the region's API, token, ingress and domain."""
-    for line in Region(_layout(state_dir), say).env_lines():
+def env(state_dir: StateDir = None, region: RegionOption = None) -> None:
+    """Print export lines for the control panel's API and token, and the region's ingress and domain."""
+    for line in _region(state_dir, region).env_lines():
         typer.echo(line)
 
 
 @app.command()
-def logs(service: str, state_dir: StateDir = None,
+def logs(service: str, state_dir: StateDir = None, region: RegionOption = None,
          follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
          lines: Annotated[int, typer.Option("--lines", "-n")] = 100) -> None:
     """Show a service's or server's log (controlpanel, builder, controller, ingress, runner-agent-1, postgres, nats, caddy)."""
-    path = _layout(state_dir).state_dir / "logs" / f"{service}.log"
+    path = _region(state_dir, region).state_dir / "logs" / f"{service}.log"
     if not path.exists():
         available = sorted(p.stem for p in path.parent.glob("*.log"))
         say(f"no log for {service!r}; available: {', '.join(available) or 'none'}")
@@ -99,44 +162,44 @@ def logs(service: str, state_dir: StateDir = None,
 
 
 @app.command("dead-letters")
-def list_dead_letters(state_dir: StateDir = None,
+def list_dead_letters(state_dir: StateDir = None, region: RegionOption = None,
                       last: Annotated[int, typer.Option("--last", "-n", help="How many, the newest.")] = 100) -> None:
     """Messages the region's services set aside (too big, or never handled), what they belonged to, and why."""
-    for line in dead_letters.table(Region(_layout(state_dir), say), last):
+    for line in dead_letters.table(_region(state_dir, region), last):
         typer.echo(line)
 
 
 @app.command("runners")
-def list_runners(state_dir: StateDir = None) -> None:
+def list_runners(state_dir: StateDir = None, region: RegionOption = None) -> None:
     """The region's runners: state, whether in service, instances, memory used of offered, labels."""
-    for line in runner_admin.table(Region(_layout(state_dir), say)):
+    for line in runner_admin.table(_region(state_dir, region)):
         typer.echo(line)
 
 
-def _change_runner(action: str, name: str, state_dir: Path | None) -> None:
+def _change_runner(action: str, name: str, state_dir: Path | None, region: str | None) -> None:
     try:
-        say(runner_admin.change(Region(_layout(state_dir), say), name, action))
+        say(runner_admin.change(_region(state_dir, region), name, action))
     except LookupError as e:
         say(str(e))
         raise typer.Exit(1)
 
 
 @app.command()
-def cordon(name: str, state_dir: StateDir = None) -> None:
+def cordon(name: str, state_dir: StateDir = None, region: RegionOption = None) -> None:
     """Place no new instances on runner NAME."""
-    _change_runner("cordon", name, state_dir)
+    _change_runner("cordon", name, state_dir, region)
 
 
 @app.command()
-def drain(name: str, state_dir: StateDir = None) -> None:
+def drain(name: str, state_dir: StateDir = None, region: RegionOption = None) -> None:
     """Move every instance off runner NAME (without downtime) and place nothing new there."""
-    _change_runner("drain", name, state_dir)
+    _change_runner("drain", name, state_dir, region)
 
 
 @app.command()
-def uncordon(name: str, state_dir: StateDir = None) -> None:
+def uncordon(name: str, state_dir: StateDir = None, region: RegionOption = None) -> None:
     """Put runner NAME back in service."""
-    _change_runner("uncordon", name, state_dir)
+    _change_runner("uncordon", name, state_dir, region)
 
 
 @app.command()
@@ -154,8 +217,78 @@ def firewall(state_dir: StateDir = None) -> None:
         raise typer.Exit(1)
 
 
-region_app = typer.Typer(help="A region's settings, as its operator sets them.", no_args_is_help=True)
+region_app = typer.Typer(help="Regions: add and remove them, list them, change their settings.",
+                         no_args_is_help=True)
 app.add_typer(region_app, name="region")
+
+
+@region_app.command("add")
+def region_add(
+        slug: Annotated[str, typer.Argument(help="The region's slug: a lower-case letter, then at most 30 "
+                                                 "lower-case letters, digits or '-'.")],
+        name: Annotated[str, typer.Option(help="Its name, as users see it.")],
+        domain: Annotated[str, typer.Option(help="The domain its applications are served under.")],
+        vendor: Annotated[str, typer.Option(help=f"Who runs its machines: {', '.join(VENDORS)}.")],
+        location: Annotated[str, typer.Option(help='Where they are ("Frankfurt", "this machine").')],
+        dedicated_to: Annotated[str | None, typer.Option(
+            help="The uuid of the one organisation that may see and use it (default: public).")] = None,
+        free: Annotated[bool, typer.Option("--free", help="The free plan group may use it.")] = False,
+        runners: Annotated[int | None, typer.Option(min=1, max=8, help="Its runner agents (default: as before, "
+                                                                        "else 1).")] = None,
+        state_dir: StateDir = None) -> None:
+    """Register a region with the control panel and run its data plane on this machine (again: update it)."""
+    if dedicated_to is not None:
+        try:
+            dedicated_to = str(uuid.UUID(dedicated_to))
+        except ValueError:
+            say(f"--dedicated-to {dedicated_to!r} is not an organisation's uuid (see GET /iam/v3/organisations/)")
+            raise typer.Exit(2)
+    first = Region(_layout(state_dir), say)
+    try:
+        registration = Registration(name=name, domain=domain, vendor=vendor, location=location,
+                                    dedicated_to=dedicated_to, free=free)
+        region = new_region(first, slug, registration, runners, say)
+    except RegionError as e:
+        say(str(e))
+        raise typer.Exit(2)
+    _start(region)
+    say(f"region {slug!r} is up: ingress {region.ingress_url}, domain {region.layout.region_domain}")
+
+
+@region_app.command("remove")
+def region_remove(slug: Annotated[str, typer.Argument(help="A further region's slug.")],
+                  state_dir: StateDir = None) -> None:
+    """Stop a further region, delete what it keeps on this machine, and retire it in the control panel."""
+    region = _region(state_dir, slug)
+    if not isinstance(region, ExtraRegion):
+        say(f"{slug!r} is the first region, which holds the platform: it cannot be removed")
+        raise typer.Exit(2)
+    try:
+        region.remove()
+    except ValueError as e:
+        say(str(e))
+        raise typer.Exit(2)
+    except RuntimeError as e:
+        say(f"failed: {e}")
+        raise typer.Exit(1)
+    say(f"region {slug!r} removed and retired")
+
+
+@region_app.command("list")
+def region_list(state_dir: StateDir = None) -> None:
+    """Every region the control panel knows, and where the ones of this machine listen."""
+    first = Region(_layout(state_dir), say)
+    try:
+        listed = first.control_panel_module("regions", "list")
+    except (ValueError, RuntimeError) as e:
+        say(f"failed: {e}")
+        raise typer.Exit(1)
+    local = {first.layout.region: first, **{r.slug: r for r in extra_regions(first, say)}}
+    typer.echo(f"{'SLUG':20} {'VENDOR':12} {'DEDICATED':9} {'FREE':5} {'RETIRED':8} {'HERE':24} NAME")
+    for r in listed:
+        here = local[r["slug"]].ingress_url.removeprefix("http://") if r["slug"] in local else ""
+        typer.echo(f"{r['slug']:20} {r['vendor'] or '':12} {'yes' if r['dedicated_to'] else 'no':9} "
+                   f"{'yes' if r['free_plan'] else 'no':5} {'yes' if r['retired'] else 'no':8} {here:24} {r['name']}")
 
 
 @region_app.command("set")
