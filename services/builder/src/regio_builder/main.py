@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime("builder", settings, outbox, inbox)
     docker = DockerEngine(settings.docker_host, build_network=settings.build_network)
+    checks = {**runtime.readiness_checks(), "docker": docker.ping}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         subscribers.subscribe(runtime, worker.wake, worker.check_cancelled)
         runtime.spawn("build worker", worker.run)
+        runtime.report_status(checks=checks)  # the region's heartbeat: the control panel's view of it
         try:
             yield
         finally:
@@ -46,5 +48,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def not_found(_request: Request, error: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=error.status_code)
 
-    add_platform_routes(app, "builder", {**runtime.readiness_checks(), "docker": docker.ping})
+    add_platform_routes(app, "builder", checks)
     return app

@@ -18,6 +18,7 @@ from regio_common.runtime import Runtime
 from regio_common.runtime_logs import PLATFORM, LogLine
 from regio_common.subscriber import by_environment
 
+from .db import repository
 from .db.models import inbox, outbox
 from .healing.healer import Healer
 from .messaging.consumers import (
@@ -36,6 +37,7 @@ from .reconcile import Reconciler
 from .rollout.context import RolloutContext
 from .rollout.worker import RolloutWorker
 from .routes.applied import AppliedRoutes
+from .runners.capacity import capacity
 from .runners.desired import DesiredState
 from .runners.heartbeats import HeartbeatWatcher
 from .runners.registry import RunnerRegistry
@@ -50,6 +52,7 @@ class Controller:
         self.http: httpx.AsyncClient | None = None
         self.worker: RolloutWorker | None = None
         self.healer: Healer | None = None
+        self.desired: DesiredState | None = None
 
     async def start(self) -> None:
         settings, runtime = self.settings, self.runtime
@@ -57,7 +60,7 @@ class Controller:
         await ensure_buckets(runtime.js, settings.region)
         # Sanity tests go straight to runner addresses, never through a proxy from the environment.
         self.http = httpx.AsyncClient(trust_env=False, follow_redirects=False)
-        desired = DesiredState(runtime.js, runtime.sessions, settings.region)
+        desired = self.desired = DesiredState(runtime.js, runtime.sessions, settings.region)
         applied = AppliedRoutes(runtime.sessions)
         ctx = RolloutContext(settings=settings, sessions=runtime.sessions, outbox=runtime.outbox,
                              registry=self.registry, desired=desired, applied=applied, http=self.http)
@@ -88,6 +91,13 @@ class Controller:
         runtime.spawn("rollouts", self.worker.run)
         runtime.spawn("reconcile", reconciler.run)
         runtime.spawn("healer", self.healer.run)
+        runtime.report_status(self.capacity)  # the region's heartbeat: the control panel's view of it
+
+    async def capacity(self) -> dict[str, int]:
+        """What the region's runners offer (runners.capacity), for the heartbeat."""
+        async with self.runtime.sessions() as session:
+            unschedulable = await repository.unschedulable_runners(session)
+        return capacity(self.registry, self.desired.held_mb if self.desired else {}, unschedulable)
 
     async def _say(self, environment_id: UUID, message: str) -> None:
         """A platform line in the environment's runtime logs."""

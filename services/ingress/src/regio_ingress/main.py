@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                           routes_changed_handler(loader, runtime.outbox))
         runtime.spawn("route resync", Resync(runtime.sessions, controller, loader, settings.resync_seconds).run)
         runtime.spawn("caddy watch", CaddyWatch(caddy, loader, settings.caddy_check_seconds).run)
+        runtime.report_status(checks=checks)  # the region's heartbeat: the control panel's view of it
         try:
             yield
         finally:
@@ -85,5 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def caddy() -> None:
         await app.state.loader.ready()
 
-    add_platform_routes(app, SERVICE, {**runtime.readiness_checks(), "caddy": caddy})
+    checks = {**runtime.readiness_checks(), "caddy": caddy}
+    add_platform_routes(app, SERVICE, checks)
     return app

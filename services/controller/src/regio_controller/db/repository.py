@@ -124,6 +124,11 @@ async def memory_in_use(session: AsyncSession, environment_id: UUID) -> dict[str
     return usage
 
 
+async def unschedulable_runners(session: AsyncSession) -> set[str]:
+    """Runners an operator cordoned or is draining: they take no new instances."""
+    return set(await session.scalars(select(Runner.name).where(or_(Runner.cordoned, Runner.draining))))
+
+
 async def runners_with_usage(session: AsyncSession) -> list[tuple[Runner, int, int]]:
     """Every runner with the memory and the number of instances it is asked to run."""
     active = and_(Instance.runner == Runner.name, Instance.state.in_(ACTIVE_STATES))

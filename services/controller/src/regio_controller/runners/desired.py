@@ -38,6 +38,8 @@ class DesiredState:
         self._writer: asyncio.Task | None = None
         # Revisions must reach the bucket in the order they were taken: one batch at a time.
         self._lock = asyncio.Lock()
+        # Runner -> memory of the instances and jobs it was last told to run (runners.capacity).
+        self.held_mb: dict[str, int] = {}
 
     async def publish_many(self, runners: Iterable[str]) -> None:
         """Returns once every runner named was written (or failed to be: best effort, the
@@ -94,6 +96,8 @@ class DesiredState:
         for start in range(0, len(pending), PARALLEL_PUTS):
             await asyncio.gather(*(bucket.put(d.runner, d.model_dump_json().encode())
                                    for d in pending[start:start + PARALLEL_PUTS]))
+        for d in pending:
+            self.held_mb[d.runner] = sum(i.memory_mb for i in d.instances) + sum(j.memory_mb for j in d.jobs)
         return pending
 
     async def _desired_bucket(self) -> KeyValue:

@@ -63,6 +63,10 @@ class RunnerRegistry:
     def known(self) -> bool:
         return bool(self._heartbeats)
 
+    def offered_memory(self) -> dict[str, int]:
+        """Runner -> the memory its last heartbeat offers, for every runner known."""
+        return {name: heartbeat.memory_mb for name, (heartbeat, _) in self._heartbeats.items()}
+
     def observed(self, instance_id: UUID) -> ObservedInstance | None:
         found = self._instances.get(instance_id)
         return found[1] if found else None
