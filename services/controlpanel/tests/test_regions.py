@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.region_status import ComponentStatus
-from regio_controlpanel.db.models import PhysicalRegion, Region
+from regio_controlpanel.db.models import Membership, PhysicalRegion, Region, Repository, User
+from regio_controlpanel.services import catalogue
 from regio_controlpanel.services.region_health import RegionHealth
 
 from .web_client import Browser, new_user
@@ -22,9 +23,9 @@ ALL = {"page_size": 1000}
 
 
 async def add_region(settings, *, organisation: str | None = None, free_plan: bool = False, retired: bool = False,
-                     site_port: int | None = None, name: str = "Extra") -> dict:
+                     site_port: int | None = None, name: str = "Extra", local_sources: bool = False) -> dict:
     """A region as an operator adds one (`python -m regio_controlpanel.regions add`), in a
-    physical region of its own."""
+    physical region of its own, offering the standard services."""
     suffix = uuid.uuid4().hex[:8]
     engine = make_engine(settings.database_url)
     try:
@@ -34,12 +35,14 @@ async def add_region(settings, *, organisation: str | None = None, free_plan: bo
             await session.flush()
             region = Region(slug=f"r-{suffix}", name=f"{name} {suffix}", domain=f"r-{suffix}.regio.localhost",
                             physical_region_id=physical.id, free_plan=free_plan, site_port=site_port,
-                            # as the seeded one: the tests' repositories are local ones
-                            allow_local_repositories=True, allow_private_repository_hosts=True,
+                            # as the seeded one, for the tests' local repositories (and the
+                            # organisation's other repositories: so never in a public region)
+                            allow_local_repositories=local_sources,
                             organisation_id=uuid.UUID(organisation) if organisation else None,
                             retired_at=datetime.now(UTC) if retired else None)
             session.add(region)
             await session.flush()
+            await catalogue.ensure_offered(session, region.id)
             return {"uuid": str(region.id), "slug": region.slug, "name": region.name, "location": physical.location,
                     "domain": region.domain}
     finally:
@@ -96,7 +99,13 @@ async def test_a_retired_region_is_gone_for_everyone(api, rival, seeded, setting
         assert region["uuid"] not in (await api.get(PLAN_GROUPS, params=ALL)).text
         refused = await new_application(api, seeded["organisation"], region=region["uuid"])
         assert refused.status_code == 400 and refused.json() == {"region": ["Region not found."]}
+        # Nor are the services it offered.
+        assert (await api.get("/apps/v3/services/", params={"region": region["uuid"]})).json()["count"] == 0
+        assert region["uuid"] not in (await api.get("/apps/v3/services/", params=ALL)).text
     assert public["uuid"] not in await region_ids(rival)
+    # A region still in service offers its services, the same way.
+    working = await add_region(settings)
+    assert (await api.get("/apps/v3/services/", params={"region": working["uuid"]})).json()["count"] == 2
 
 
 async def test_the_free_plan_deploys_only_to_its_regions(api, seeded, settings):
@@ -205,28 +214,53 @@ async def test_site_urls_use_the_regions_own_ingress_port(api, seeded, settings)
         assert env["site_url"] == f"http://{slug}-stage.{region['domain']}{suffix}/"
 
 
+async def organisation_of(settings, email: str) -> str:
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return str((await session.execute(select(Membership.organisation_id).join(
+                User, User.id == Membership.user_id).where(User.email == email))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def repositories_of(settings, organisation: str) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return (await session.execute(select(func.count()).select_from(Repository).where(
+                Repository.organisation_id == uuid.UUID(organisation)))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
-async def browser(app, settings, seeded):
-    await new_user(settings, "admin@example.test")
+async def browser(app, settings):
+    """A new user with an organisation of their own, made on the web, signed in (a fresh one:
+    the regions dedicated to it are seen by no other test)."""
+    email = await new_user(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
         b = Browser(client)
-        assert (await b.sign_in("admin@example.test")).status_code == 303
+        assert (await b.sign_in(email)).status_code == 303
+        made = await b.submit("/web/organisations", "/web/organisations", {"name": "Region pickers"})
+        assert made.status_code == 303
+        b.organisation = await organisation_of(settings, email)
         yield b
 
 
 async def test_the_web_form_offers_the_regions_the_user_may_use(browser, api, rival, seeded, settings):
-    ours = await add_region(settings, organisation=seeded["organisation"], name="Ours")
+    ours = await add_region(settings, organisation=browser.organisation, name="Ours", local_sources=True)
     theirs = await add_region(settings, organisation=rival.organisation, name="Theirs")
     retired = await add_region(settings, retired=True, name="Retired")
     paid_only = await add_region(settings, name="Paid only")
 
     form = (await browser.get("/web/applications/new")).text
-    assert ours["uuid"] in form and "dedicated to Default organisation" in form and ours["location"] in form
+    assert ours["uuid"] in form and "dedicated to Region pickers" in form and ours["location"] in form
     assert paid_only["uuid"] in form and seeded["region"] in form
     assert theirs["uuid"] not in form and retired["uuid"] not in form
 
     business, developer = await plan_group(api, "Business"), await plan_group(api, "Developer")
-    fields = {"organisation": seeded["organisation"], "name": "Web Placed", "repository_url": "file:///srv/git/p.git"}
+    fields = {"organisation": browser.organisation, "name": "Web Placed", "repository_url": "file:///srv/git/p.git"}
     made = await browser.submit("/web/applications/new", "/web/applications",
                                 {**fields, "region": ours["uuid"], "plan_group": business["uuid"]})
     assert made.status_code == 303, made.text
@@ -240,3 +274,4 @@ async def test_the_web_form_offers_the_regions_the_user_may_use(browser, api, ri
                                        {**fields, "slug": f"web-{uuid.uuid4().hex[:6]}", "region": region,
                                         "plan_group": plan})
         assert refused.status_code == 400 and reason in refused.text and "<html" in refused.text
+    assert await repositories_of(settings, browser.organisation) == 1  # the refused forms' were not kept

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common import repository_sources as sources
@@ -17,6 +17,7 @@ from regio_common.repository_sources import RepositorySource, SourceRefused
 
 from ..db.models import Region, Repository
 from ..domain.errors import ApiError
+from . import regions as region_rules
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -65,8 +66,7 @@ async def create(session: AsyncSession, caller: Caller, vault: Vault, organisati
     region is checked when the repository is given to it)."""
     caller.require_organisation(organisation_id, Action.MANAGE, "organisation")
     source = parse(url, "url")
-    regions = list((await session.execute(select(Region).where(
-        or_(Region.organisation_id.is_(None), Region.organisation_id == organisation_id)))).scalars())
+    regions = list((await session.execute(select(Region).where(region_rules.visible_to({organisation_id})))).scalars())
     await check_source(source, allow_local=any(r.allow_local_repositories for r in regions),
                        allow_private_hosts=any(r.allow_private_repository_hosts for r in regions), field="url")
     repo = Repository(organisation_id=organisation_id, url=source.url)

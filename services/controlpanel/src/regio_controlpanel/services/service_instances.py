@@ -18,7 +18,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, Region, Service, ServiceInstance
 from ..domain.errors import ApiError, Conflict, NotFound
 from ..domain.service_instances import PREFIX, RemovalRefused, ServiceType, State, check_removable
-from . import provisioning
+from . import provisioning, regions
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -31,8 +31,7 @@ def _visible_services(caller: Caller) -> ColumnElement[bool]:
     """Over Service joined with Region: the public services of regions the caller may use,
     and the dedicated services of the caller's organisations."""
     orgs = caller.organisations
-    region_usable = or_(Region.organisation_id.is_(None), Region.organisation_id.in_(orgs))
-    return and_(region_usable, or_(Service.organisation_id.is_(None), Service.organisation_id.in_(orgs)))
+    return and_(regions.visible_to(orgs), or_(Service.organisation_id.is_(None), Service.organisation_id.in_(orgs)))
 
 
 def services_query(caller: Caller, region_id: UUID | None = None, application_id: UUID | None = None) -> Select:
