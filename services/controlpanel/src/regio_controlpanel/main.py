@@ -2,11 +2,9 @@
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from sqlalchemy import select
 
-from regio_common import dead_letters
 from regio_common.app import add_platform_routes
-from regio_common.bus import COMMANDS, DEAD_LETTERS, EVENTS
+from regio_common.bus import STATUS_SUBJECTS
 from regio_common.runtime import Runtime
 
 from . import web
@@ -22,52 +20,51 @@ from .api.routes import (
     logs,
     regions,
     services,
+    templates,
     tokens,
     variables,
 )
 from .api.routing import operation_id
-from .db.models import Region, inbox, outbox
+from .db.models import inbox, outbox
 from .messaging import handlers
+from .messaging.region_links import RegionLinks
 from .services.backups import Backups
 from .services.crypto import Vault
 from .services.deployments import Deployments
 from .services.domain_rechecks import DomainRechecks
+from .services.region_health import RegionHealth
 from .settings import Settings
 
 PUBLIC_ROUTERS = tuple(m.router for m in (
-    iam, tokens, regions, applications, environments, variables, domains, deployments, services, backups, logs))
+    iam, tokens, regions, applications, environments, variables, domains, deployments, services, backups, logs, templates))
 # Served to anyone: the secret in the path is the authorisation (backup download links).
 OPEN_ROUTERS = (downloads.router,)
 
 
-async def known_regions(runtime: Runtime) -> list[str]:
-    async with runtime.sessions() as session:
-        return list((await session.execute(select(Region.slug))).scalars())
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    runtime = Runtime("controlpanel", settings, outbox, inbox)
+    # One outbox relay per region, on the region's own link (messaging/region_links.py).
+    runtime = Runtime("controlpanel", settings, outbox, inbox, relay=False)
     vault = Vault(settings.secrets_key, settings.region_key, settings.build_key, settings.per_region_sealing)
     deployments_service = Deployments(runtime.outbox, vault)
     backups_service = Backups(runtime.outbox, vault)
+    region_health = RegionHealth(settings.status_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await runtime.start()
         commands = handlers.command_consumers(deployments_service, backups_service, vault)
-        # One consumer per region this control panel serves. A region added later is
-        # picked up at the next start (noted: live region registration is future work).
-        for region in {settings.region, *await known_regions(runtime)}:
-            runtime.subscribe(EVENTS.name, handlers.durable(region), handlers.subject(region),
-                              handlers.dispatcher(deployments_service, region))
-            runtime.subscribe(DEAD_LETTERS.name, handlers.dead_letters_durable(region),
-                              dead_letters.subject(region), handlers.dead_letters_handler(deployments_service, region))
-            for consumer in commands:
-                runtime.subscribe(COMMANDS.name, consumer.durable(region), consumer.subject(region), consumer)
+        links = RegionLinks(runtime, lambda region: handlers.region_consumers(deployments_service, commands, region),
+                            settings.region_refresh_seconds)
+        app.state.region_links = links
+        await links.refresh()  # served from the first request on
+        runtime.spawn("regions", links.run)
+        # Heartbeats of every region's services, which cross each region's link to the hub.
+        await runtime.nc.subscribe(STATUS_SUBJECTS, cb=region_health.on_message)
         runtime.spawn("domain rechecks", DomainRechecks(runtime.sessions, runtime.outbox, vault,
                                                         settings.domain_recheck_seconds).run)
         yield
+        await links.stop()
         await runtime.stop()
 
     app = FastAPI(title="Regio Control Panel API", version="3", lifespan=lifespan,
@@ -77,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vault = vault
     app.state.deployments = deployments_service
     app.state.backups = backups_service
+    app.state.region_health = region_health
     errors.install(app)
     errors.document_errors(app)
     add_platform_routes(app, "controlpanel", runtime.readiness_checks())

@@ -19,3 +19,5 @@ class Settings(ServiceSettings):
     ingress_port: int = Field(80, description="Port of the region's ingress, shown in site URLs.")
     domain_recheck_seconds: float = Field(60, description="How often custom domains waiting for verification "
                                                           "are looked for whose check is due (every 5 minutes each).")
+    region_refresh_seconds: float = Field(2, description="How often the regions are looked up: one added is "
+                                                         "served, one retired is no longer, without a restart.")

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from regio_common.bus import durable_name
+from regio_common import dead_letters
+from regio_common.bus import COMMANDS, DEAD_LETTERS, EVENTS, durable_name
 from regio_common.messages import (
     BackupFilesDeletionRequested,
     BackupRequested,
@@ -33,6 +34,8 @@ from ..services import environment_events, service_instances
 from ..services.backups import Backups
 from ..services.crypto import Vault
 from ..services.deployments import Deployments
+
+Handler = Callable[[AsyncSession, Message], Awaitable[None]]
 
 
 def subject(region: str) -> str:
@@ -111,3 +114,23 @@ def dispatcher(deployments: Deployments, region: str):
             await handler(session, message)
 
     return handle
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One durable consumer the control panel keeps on a region's streams."""
+    stream: str
+    durable: str
+    subject: str
+    handler: Handler
+
+
+def region_consumers(deployments: Deployments, commands: list[CommandConsumer], region: str) -> list[Consumer]:
+    """Every consumer the control panel keeps for ``region``: its events, its dead letters and
+    the commands the control panel sends itself there."""
+    return [
+        Consumer(EVENTS.name, durable(region), subject(region), dispatcher(deployments, region)),
+        Consumer(DEAD_LETTERS.name, dead_letters_durable(region), dead_letters.subject(region),
+                 dead_letters_handler(deployments, region)),
+        *(Consumer(COMMANDS.name, command.durable(region), command.subject(region), command) for command in commands),
+    ]

@@ -44,7 +44,7 @@ async def environment_logs(
 ) -> LogPage:
     """The newest lines, oldest first; ``next`` returns the lines written since."""
     env, app = await lookups.environment(session, caller, uuid, Action.VIEW)
-    stored, position = await runtime_logs.lines(session, request.app.state.runtime.js, env, app, after, limit,
+    stored, position = await runtime_logs.lines(session, request.app.state.region_links.jetstream, env, app, after, limit,
                                                 service)
     position = position or 0
     return LogPage(

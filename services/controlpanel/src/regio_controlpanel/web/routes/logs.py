@@ -27,7 +27,7 @@ async def log_lines(uuid: UUID, request: Request, session: SessionDep, web: WebC
                     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = 500) -> dict:
     """The newest lines, or with ``after`` those written since (as /environments/{uuid}/logs/)."""
     env, app = await lookups.environment(session, web.caller, uuid, Action.VIEW)
-    stored, position = await runtime_logs.lines(session, request.app.state.runtime.js, env, app, after, limit)
+    stored, position = await runtime_logs.lines(session, request.app.state.region_links.jetstream, env, app, after, limit)
     return {"after": position or 0,
             "lines": [{"timestamp": s.line.timestamp, "service": s.line.service, "message": s.line.message}
                       for s in stored]}
