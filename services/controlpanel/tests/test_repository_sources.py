@@ -8,10 +8,11 @@ import sys
 import uuid
 
 import pytest
+from cryptography.fernet import InvalidToken
 
 from regio_common.db import make_engine
 from regio_common.messages import BuildRequested
-from regio_common.sealing import decrypt_value, new_key, open_sealed
+from regio_common.sealing import build_key, decrypt_value, new_key, open_sealed
 from regio_controlpanel.region_settings import configure
 
 from .conftest import ALEMBIC_INI
@@ -129,8 +130,12 @@ async def test_the_builder_gets_the_token_sealed_and_the_log_never_shows_it(api,
 
     assert build.repository_url == "https://git.example.test/org/app.git"
     assert TOKEN not in build.model_dump_json()  # what went over the bus
-    assert open_sealed(settings.build_key, build.repository_access_sealed) == {"username": "deploy",
-                                                                              "password": TOKEN}
+    # Sealed with the key of the region's builder: another region's builder cannot open it.
+    assert open_sealed(build_key(settings.build_key, settings.region), build.repository_access_sealed) == {
+        "username": "deploy", "password": TOKEN}
+    for other in (settings.build_key, build_key(settings.build_key, "another-region")):
+        with pytest.raises(InvalidToken):
+            open_sealed(other, build.repository_access_sealed)
     log = (await api.get(f"/apps/v3/deployments/{deployment['uuid']}/logs")).text
     assert "git.example.test" in log and TOKEN not in log
 
@@ -148,7 +153,8 @@ async def test_an_ssh_repository_gets_a_deploy_key_the_builder_receives_sealed(a
     deployment = (await api.post("/apps/v3/deployments/", json={"environment": app["test_status"]["uuid"]})).json()
     build = await take(js, BuildRequested, settings.region, uuid.UUID(deployment["uuid"]))
 
-    private = open_sealed(settings.build_key, build.repository_access_sealed)["ssh_private_key"]
+    private = open_sealed(build_key(settings.build_key, settings.region),
+                          build.repository_access_sealed)["ssh_private_key"]
     assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert private not in build.model_dump_json() and "PRIVATE KEY" not in json.dumps(repo)
 

@@ -3,12 +3,13 @@ import hashlib
 import hmac
 from uuid import UUID
 
-from regio_common.sealing import decrypt_value, encrypt_value, open_sealed, region_key, seal
+from regio_common.sealing import build_key, decrypt_value, encrypt_value, open_sealed, region_key, seal
 
 
 class Vault:
     def __init__(self, secrets_key: str, region_key: str, build_key: str = "", per_region_sealing: bool = False):
-        """``region_key``: the master of every region's sealing key when ``per_region_sealing``,
+        """``build_key``: the master of every region's builder's key.
+        ``region_key``: the master of every region's sealing key when ``per_region_sealing``,
         else the one key all runners hold (regions made before they had keys of their own)."""
         self._secrets_key = secrets_key
         self._region_key = region_key
@@ -38,9 +39,10 @@ class Vault:
     def can_seal_for_builders(self) -> bool:
         return bool(self._build_key)
 
-    def seal_for_builders(self, access: dict[str, str]) -> str:
-        """A repository's credentials, which only the builders (holding the build key) can open."""
-        return seal(self._build_key, access)
+    def seal_for_builders(self, access: dict[str, str], region: str) -> str:
+        """A repository's credentials, which only ``region``'s builder (holding the build key
+        derived for it) can open: another region's builder, a dedicated one's too, cannot."""
+        return seal(build_key(self._build_key, region), access)
 
     def seal_for_runners(self, env: dict[str, str], region: str) -> str:
         """Only ``region``'s runner agents hold its key: the controller carries this unread,

@@ -189,7 +189,7 @@ class Deployments:
         await self.outbox.add(session, BuildRequested(
             deployment_id=deployment.id, application_id=app.id, repository_url=repositories.shown_url(repository),
             branch=environment.branch, build_mode="FORCE" if deployment.build_mode == "FORCE" else "AUTO",
-            repository_access_sealed=self.vault.seal_for_builders(access) if access else None,
+            repository_access_sealed=self.vault.seal_for_builders(access, region.slug) if access else None,
         ), region=region.slug)
 
     async def _release_again(self, session: AsyncSession, deployment: Deployment, source: Deployment,
