@@ -15,13 +15,15 @@ import pytest
 from nats.aio.client import Client
 from nats.errors import NoServersError
 from nats.js.api import ConsumerConfig
+from nats.js.errors import NoStreamResponseError
 
 from regio_common import bus, nats_auth, runtime_logs
 from regio_common.messages import BuildRequested, RolloutRequested, subject_for
 from regio_common.processes import free_port, wait_for_port
+from regio_common.region_status import ComponentStatus
 from regio_common.runners import RunnerHeartbeat
 from regio_common.runtime_logs import LogLine
-from regio_common.servers import nats_process
+from regio_common.servers import nats_process, nats_store_dir
 
 REGION = "sec"
 RUNNERS = ["runner-1", "runner-2"]
@@ -413,3 +415,295 @@ def test_the_configuration_is_private_and_no_password_is_on_the_command_line(tmp
     assert config.stat().st_mode & 0o777 == 0o600
     assert password in config.read_text()
     assert not any(password in arg for arg in nats_process(tmp_path, free_port(), config).argv)
+
+
+# --- a region behind a leaf node ---------------------------------------------------------
+#
+# Two real servers, from the configuration functions `regio up` uses: the hub (the control
+# panel's, serving the first region, "local", with JetStream of its own) and the server of
+# region "north" (JetStream domain "north"), which joins the hub as a leaf node with its link
+# user's credentials. "south" is another region whose link user the hub knows. A region's
+# machines hold everything in their state directory: the leaf's admin, and the link's password.
+
+HUB, LEAF, OTHER = "local", "north", "south"
+REPLY_WAIT = 1.0  # seconds a message that must not arrive is given
+
+
+def connection_to(url: str, user: str, password: str, inbox: str | None = None,
+                  reconnect: bool = False):
+    async def make() -> Connection:
+        connection = Connection()
+        connection.nc = await nats.connect(
+            url, user=user, password=password, inbox_prefix=inbox or bus.inbox_prefix(user),
+            error_cb=connection.on_error, allow_reconnect=reconnect, connect_timeout=2,
+            max_reconnect_attempts=-1 if reconnect else 0, reconnect_time_wait=0.2)
+        return connection
+    return make()
+
+
+class Regions:
+    def __init__(self, hub, leaf, hub_passwords: dict[str, str], leaf_passwords: dict[str, str]):
+        self.hub, self.leaf = hub, leaf
+        self.hub_passwords, self.leaf_passwords = hub_passwords, leaf_passwords
+        self.made: list[Connection] = []
+
+    @property
+    def hub_url(self) -> str:
+        return f"nats://127.0.0.1:{self.hub.port}"
+
+    async def on_hub(self, user: str, inbox: str | None = None) -> Connection:
+        connection = await connection_to(self.hub_url, user, self.hub_passwords[user], inbox)
+        self.made.append(connection)
+        return connection
+
+    async def on_leaf(self, user: str) -> Connection:
+        connection = await connection_to(f"nats://127.0.0.1:{self.leaf.port}", user, self.leaf_passwords[user])
+        self.made.append(connection)
+        return connection
+
+    async def control_panel_for(self, region: str) -> Connection:
+        """As the control panel reaches a region behind a leaf: its own user, with the region's inbox."""
+        connection = await connection_to(self.hub_url, nats_auth.CONTROLPANEL,
+                                         self.hub_passwords[nats_auth.CONTROLPANEL],
+                                         inbox=bus.region_inbox(nats_auth.CONTROLPANEL, region), reconnect=True)
+        self.made.append(connection)
+        return connection
+
+    async def close(self) -> None:
+        for connection in self.made:
+            await connection.nc.close()
+        self.made.clear()
+
+
+async def wait_linked(regions: Regions, timeout: float = 20) -> None:
+    """Until the control panel's requests reach the leaf's JetStream through the link."""
+    controlpanel = await regions.control_panel_for(LEAF)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while True:
+            try:
+                await controlpanel.nc.jetstream(domain=LEAF, timeout=1).account_info()
+                return
+            except Exception:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await controlpanel.nc.close()
+        regions.made.remove(controlpanel)
+
+
+@pytest.fixture(scope="module")
+async def regions(tmp_path_factory) -> AsyncIterator[Regions]:
+    hub_passwords: dict[str, str] = {}
+    leaf_passwords: dict[str, str] = {}
+
+    def hub_password(user: str) -> str:
+        return hub_passwords.setdefault(user, secrets.token_urlsafe(18))
+
+    def leaf_password(user: str) -> str:
+        return leaf_passwords.setdefault(user, secrets.token_urlsafe(18))
+
+    leaf_port = free_port()
+    hub_state, leaf_state = tmp_path_factory.mktemp("hub"), tmp_path_factory.mktemp("leaf-north")
+    hub_config, leaf_config = hub_state / "secrets" / "nats.conf", leaf_state / "secrets" / "nats.conf"
+    hub_users = [*nats_auth.users(HUB, [], hub_password),
+                 *(nats_auth.link_user(r, hub_password(nats_auth.link_user_name(r))) for r in (LEAF, OTHER))]
+    nats_auth.write_config(hub_config, nats_auth.hub_config(hub_users, f"127.0.0.1:{leaf_port}"))
+    link = nats_auth.link_user_name(LEAF)
+    nats_auth.write_config(leaf_config, nats_auth.leaf_config(
+        LEAF, nats_auth.users(LEAF, ["runner-1"], leaf_password), f"nats-leaf://127.0.0.1:{leaf_port}",
+        link, hub_passwords[link], nats_store_dir(leaf_state)))
+    hub = nats_process(hub_state, free_port(), hub_config)
+    leaf = nats_process(leaf_state, free_port(), leaf_config, jetstream_in_config=True)
+    hub.start()
+    made = Regions(hub, leaf, hub_passwords, leaf_passwords)
+    try:
+        wait_for_port(hub.port, 30, process=hub)
+        leaf.start()
+        wait_for_port(leaf.port, 30, process=leaf)
+        # Each server's streams take its own region's subjects only.
+        for admin, region in ((await made.on_hub(nats_auth.ADMIN), HUB), (await made.on_leaf(nats_auth.ADMIN), LEAF)):
+            await bus.ensure_streams(admin.nc.jetstream(), regions=[region])
+        await made.close()
+        await wait_linked(made)
+        yield made
+    finally:
+        await made.close()
+        leaf.stop()
+        hub.stop()
+
+
+@pytest.fixture
+async def two_regions(regions) -> AsyncIterator[Regions]:
+    yield regions
+    await regions.close()
+
+
+class Spy:
+    """An admin's subscription on the hub: what reaches it."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    async def on_message(self, msg) -> None:
+        self.seen.append(msg.subject)
+
+
+async def spy_on_hub(regions: Regions, *subjects: str) -> Spy:
+    spy = Spy()
+    admin = await regions.on_hub(nats_auth.ADMIN)
+    for subject in subjects:
+        await admin.nc.subscribe(subject, cb=spy.on_message)
+    await admin.nc.flush()
+    return spy
+
+
+async def test_a_region_publishes_nothing_into_the_hubs_streams_or_another_regions_subjects(two_regions):
+    """The leaf's admin may publish anything on its own server: only the link decides what
+    reaches the hub, and it carries its own region's heartbeats and nothing else of this."""
+    spy = await spy_on_hub(two_regions, "region.>", "_INBOX.controlpanel.>", "_INBOX.builder.>", "$KV.>")
+    hub_admin = await two_regions.on_hub(nats_auth.ADMIN)
+    commands_before = (await hub_admin.nc.jetstream().stream_info(bus.COMMANDS.name)).state.messages
+    leaf_admin = await two_regions.on_leaf(nats_auth.ADMIN)
+
+    for subject in (subject_for(BuildRequested, HUB), f"region.{HUB}.events.builds.started",
+                    f"region.{HUB}.dead-letters.builder", f"region.{OTHER}.status.controller",
+                    f"region.{OTHER}.commands.builds", f"region.{HUB}.status.controller",
+                    f"{bus.region_inbox(nats_auth.CONTROLPANEL, OTHER)}.forged", f"{bus.inbox_prefix('builder')}.x",
+                    "$KV.local-runner-desired.runner-1"):
+        await leaf_admin.nc.publish(subject, b"{}")
+    await leaf_admin.nc.publish(bus.status_subject(LEAF, "controller"), b"{}")  # its own: crosses
+    await leaf_admin.nc.flush()
+    await asyncio.sleep(REPLY_WAIT)
+
+    assert spy.seen == [bus.status_subject(LEAF, "controller")]
+    assert (await hub_admin.nc.jetstream().stream_info(bus.COMMANDS.name)).state.messages == commands_before
+
+
+async def test_a_service_of_the_region_cannot_speak_for_another_component(two_regions):
+    """Its own server already refuses a status under another service's name."""
+    spy = await spy_on_hub(two_regions, bus.STATUS_SUBJECTS)
+    builder = await two_regions.on_leaf(nats_auth.BUILDER)
+
+    await builder.nc.publish(bus.status_subject(LEAF, "controller"), b"{}")
+    assert await builder.refused(bus.status_subject(LEAF, "controller"))
+    await builder.nc.publish(bus.status_subject(OTHER, "builder"), b"{}")
+    assert await builder.refused(bus.status_subject(OTHER, "builder"))
+    assert spy.seen == []
+
+
+async def test_the_links_credentials_reach_neither_the_hubs_jetstream_nor_other_traffic(two_regions):
+    """The link's password is in the region's state directory: used as a client of the hub, it
+    gets the link's permissions and nothing more."""
+    link = await two_regions.on_hub(nats_auth.link_user_name(LEAF))
+    for request in ("$JS.API.INFO", f"$JS.API.STREAM.INFO.{bus.COMMANDS.name}",
+                    f"$JS.API.CONSUMER.MSG.NEXT.{bus.COMMANDS.name}.{bus.durable_name('builder', HUB)}",
+                    f"$JS.{OTHER}.API.INFO"):
+        with pytest.raises(Exception):
+            await link.nc.request(request, b"", timeout=REPLY_WAIT)
+        assert await link.refused(request), request
+    for subject in ("_INBOX.controlpanel.>", f"{bus.region_inbox(nats_auth.CONTROLPANEL, OTHER)}.>",
+                    f"region.{HUB}.commands.>", f"region.{OTHER}.commands.>", f"region.{HUB}.events.>",
+                    bus.STATUS_SUBJECTS, ">"):
+        await link.nc.subscribe(subject)
+        assert await link.refused(subject), subject
+
+
+async def test_a_region_cannot_read_the_control_panels_replies_for_the_hub_or_another_region(two_regions):
+    """A subscription on the leaf to every inbox of the control panel's: its requests to the hub
+    and to another region get their answers, and none of them reaches the leaf."""
+    leaf_admin = await two_regions.on_leaf(nats_auth.ADMIN)
+    stolen = Spy()
+    for subject in ("_INBOX.>", f"region.{HUB}.>", f"region.{OTHER}.>", "$JS.API.>"):
+        await leaf_admin.nc.subscribe(subject, cb=stolen.on_message)
+    await leaf_admin.nc.flush()
+
+    controlpanel = await two_regions.on_hub(nats_auth.CONTROLPANEL)
+    assert (await controlpanel.js().stream_info(bus.COMMANDS.name)).config.subjects == [f"region.{HUB}.commands.>"]
+    message = BuildRequested(deployment_id=uuid4(), application_id=uuid4(), repository_url="https://example.invalid/r",
+                             branch="main", build_mode="AUTO")
+    await controlpanel.js().publish(message.subject(HUB), message.model_dump_json().encode(), headers=message.headers())
+    for_other = await two_regions.control_panel_for(OTHER)
+    with pytest.raises(Exception):  # no server of south's: nobody answers
+        await for_other.nc.jetstream(domain=OTHER, timeout=REPLY_WAIT).account_info()
+    await asyncio.sleep(REPLY_WAIT)
+
+    assert stolen.seen == []
+    assert not controlpanel.errors
+
+
+async def test_the_control_panel_sends_the_regions_commands_and_reads_its_events_through_its_domain(two_regions):
+    controlpanel = await two_regions.control_panel_for(LEAF)
+    js = controlpanel.nc.jetstream(domain=LEAF, timeout=5)
+    builder, controller = await two_regions.on_leaf(nats_auth.BUILDER), await two_regions.on_leaf(nats_auth.CONTROLLER)
+
+    # a command, stored and acknowledged by the region's own stream
+    command = BuildRequested(deployment_id=uuid4(), application_id=uuid4(), repository_url="https://example.invalid/r",
+                             branch="main", build_mode="AUTO")
+    ack = await js.publish(command.subject(LEAF), command.model_dump_json().encode(), headers=command.headers())
+    assert (ack.stream, ack.domain) == (bus.COMMANDS.name, LEAF)
+    taken = await builder.js().pull_subscribe(subject_for(BuildRequested, LEAF), stream=bus.COMMANDS.name,
+                                              durable=bus.durable_name("builder", LEAF))
+    [received] = await taken.fetch(1, timeout=5)
+    await received.ack()
+    assert str(command.deployment_id) in received.data.decode()
+
+    # an event of the region's, pulled by the control panel's durable there and acknowledged
+    await controller.js().publish(f"region.{LEAF}.events.environments", b'{"from": "north"}')
+    durable = bus.durable_name("controlpanel-events", LEAF)
+    events = await js.pull_subscribe(f"region.{LEAF}.events.>", stream=bus.EVENTS.name, durable=durable)
+    [event] = await events.fetch(1, timeout=5)
+    await event.ack_sync(timeout=5)
+    assert event.data == b'{"from": "north"}'
+    info = await (await two_regions.on_leaf(nats_auth.ADMIN)).nc.jetstream().consumer_info(bus.EVENTS.name, durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert not controlpanel.errors and not builder.errors and not controller.errors
+
+
+async def test_the_control_panel_hears_the_regions_heartbeats(two_regions):
+    controlpanel = await two_regions.on_hub(nats_auth.CONTROLPANEL)
+    heard: asyncio.Queue = asyncio.Queue()
+
+    async def on_status(msg) -> None:
+        heard.put_nowait((msg.subject, ComponentStatus.model_validate_json(msg.data)))
+
+    await controlpanel.nc.subscribe(bus.STATUS_SUBJECTS, cb=on_status)
+    await controlpanel.nc.flush()
+    controller = await two_regions.on_leaf(nats_auth.CONTROLLER)
+    status = ComponentStatus(region=LEAF, component="controller", ready=True, details={"runners": 1})
+    await controller.nc.publish(status.subject, status.encode())
+
+    subject, got = await asyncio.wait_for(heard.get(), 5)
+    assert (subject, got) == (bus.status_subject(LEAF, "controller"), status)
+    assert not controlpanel.errors and not controller.errors
+
+
+async def test_a_region_whose_server_is_down_fails_the_control_panels_publish_at_once_and_serves_on_return(
+        two_regions):
+    controlpanel = await two_regions.control_panel_for(LEAF)
+    js = controlpanel.nc.jetstream(domain=LEAF, timeout=5)
+    command = BuildRequested(deployment_id=uuid4(), application_id=uuid4(), repository_url="https://example.invalid/r",
+                             branch="main", build_mode="AUTO")
+    two_regions.leaf.stop()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(NoStreamResponseError):  # no responders: nobody stores north's commands now
+            await js.publish(command.subject(LEAF), command.model_dump_json().encode(), headers=command.headers())
+        assert loop.time() - started < 1.0  # not the 5 s timeout: the outbox relay moves on at once
+    finally:
+        two_regions.leaf.start()
+    wait_for_port(two_regions.leaf.port, 30, process=two_regions.leaf)
+    deadline = loop.time() + 20
+    while True:  # the leaf joins the hub again by itself
+        try:
+            ack = await js.publish(command.subject(LEAF), command.model_dump_json().encode(), headers=command.headers())
+            break
+        except (NoStreamResponseError, nats.errors.TimeoutError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    assert (ack.stream, ack.domain) == (bus.COMMANDS.name, LEAF)
+    assert controlpanel.nc.is_connected  # its own connection, to the hub, never dropped
