@@ -172,11 +172,13 @@ def status(region: str, component: str, ready: bool = True, **details) -> bytes:
 
 
 @pytest.fixture
-def health(app, monkeypatch) -> RegionHealth:
-    """The control panel's region health, fed by the test (as the heartbeats would feed it)."""
-    fed = RegionHealth(status_seconds=5)
-    monkeypatch.setattr(app.state, "region_health", fed)
-    return fed
+def health(app):
+    """The control panel's region health, fed by the test (as the heartbeats would feed it).
+    Put back by hand: monkeypatch would delete it, as app.state keeps it outside __dict__."""
+    heard = app.state.region_health
+    app.state.region_health = RegionHealth(status_seconds=5)
+    yield app.state.region_health
+    app.state.region_health = heard
 
 
 async def test_regions_show_their_state_from_heartbeats(api, health, seeded, settings):
@@ -275,3 +277,20 @@ async def test_the_web_form_offers_the_regions_the_user_may_use(browser, api, ri
                                         "plan_group": plan})
         assert refused.status_code == 400 and reason in refused.text and "<html" in refused.text
     assert await repositories_of(settings, browser.organisation) == 1  # the refused forms' were not kept
+
+
+async def test_divio_app_create_with_a_region_as_the_client_asks(api, seeded, settings):
+    """`divio app create --non-interactive -o ORG -p PLAN -r REGION`: it reads the organisation's
+    plan groups, the plan group's regions and those regions by id, then sends nulls for what it
+    was not given."""
+    second = await add_region(settings, name="Second")
+    groups = (await api.get(PLAN_GROUPS, params={"organisation": seeded["organisation"]})).json()["results"]
+    business = next(g for g in groups if g["name"] == "Business")
+    allowed = (await api.get(f"{PLAN_GROUPS}{business['uuid']}/")).json()["regions"]
+    assert second["uuid"] in allowed
+    named = (await api.get("/apps/v3/regions/", params={"uuid": allowed, **ALL})).json()["results"]
+    assert second["name"] in {r["name"] for r in named}
+    made = await new_application(api, seeded["organisation"], plan_group=business["uuid"], region=second["uuid"],
+                                 app_template=None, release_commands=None, repository=None, branch="main")
+    assert made.status_code == 201 and made.json()["region"] == second["uuid"], made.text
+    assert made.json()["release_commands"] == []

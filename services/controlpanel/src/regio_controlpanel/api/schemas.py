@@ -159,7 +159,8 @@ class ApplicationIn(Input):
     repository: UUID | None = None
     branch: str = Field("main", min_length=1, max_length=255)
     plan_group: UUID | None = None
-    release_commands: list[ReleaseCommand] = Field(default_factory=list)
+    # `divio app create` sends null for none.
+    release_commands: list[ReleaseCommand] | None = Field(default_factory=list, description="null: none")
     # The divio client sends this; templates are not offered, so it is accepted and ignored.
     app_template: str | None = None
 

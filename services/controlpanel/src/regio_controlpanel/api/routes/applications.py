@@ -90,7 +90,7 @@ async def create_application(body: ApplicationIn, request: Request, session: Ses
     app = await service.create_application(
         session, caller, request.app.state.vault, name=body.name, slug=body.slug, organisation_id=body.organisation,
         region_id=body.region, repository_id=body.repository, branch=body.branch, plan_group_id=body.plan_group,
-        release_commands=[c.model_dump() for c in body.release_commands])
+        release_commands=[c.model_dump() for c in body.release_commands or []])
     audit.record(app.organisation_id, "application.create", "application", app.id,
                  f"Application {app.slug} created", {"name": app.name, "slug": app.slug, "region": app.region_id})
     return await application_out(session, request, caller, app)
