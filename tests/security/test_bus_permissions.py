@@ -707,3 +707,14 @@ async def test_a_region_whose_server_is_down_fails_the_control_panels_publish_at
             await asyncio.sleep(0.2)
     assert (ack.stream, ack.domain) == (bus.COMMANDS.name, LEAF)
     assert controlpanel.nc.is_connected  # its own connection, to the hub, never dropped
+
+
+async def test_what_the_control_panel_sets_aside_of_a_regions_messages_is_kept_in_that_regions_stream(
+        two_regions):
+    """A command the region's stream refuses is set aside there (DeadLetters on the region's
+    JetStream), or the control panel's relay for the region would retry it for ever."""
+    controlpanel = await two_regions.control_panel_for(LEAF)
+    ack = await controlpanel.nc.jetstream(domain=LEAF, timeout=5).publish(
+        f"region.{LEAF}.dead-letters.{nats_auth.CONTROLPANEL}", b"{}", headers={"Nats-Msg-Id": uuid4().hex})
+    assert (ack.stream, ack.domain) == (bus.DEAD_LETTERS.name, LEAF)
+    assert not controlpanel.errors
