@@ -718,3 +718,17 @@ async def test_what_the_control_panel_sets_aside_of_a_regions_messages_is_kept_i
         f"region.{LEAF}.dead-letters.{nats_auth.CONTROLPANEL}", b"{}", headers={"Nats-Msg-Id": uuid4().hex})
     assert (ack.stream, ack.domain) == (bus.DEAD_LETTERS.name, LEAF)
     assert not controlpanel.errors
+
+
+async def test_the_control_panel_reads_a_regions_runtime_logs_through_its_domain(two_regions):
+    runner = await two_regions.on_leaf("runner-1")
+    env = uuid4()
+    line = LogLine(timestamp="2026-01-01T00:00:00Z", service="web", message="from north")
+    await runner.nc.publish(runtime_logs.subject(LEAF, env), line.model_dump_json().encode())
+    await runner.nc.flush()
+    await asyncio.sleep(0.2)
+
+    controlpanel = await two_regions.control_panel_for(LEAF)
+    read = await runtime_logs.read(controlpanel.nc.jetstream(domain=LEAF, timeout=5), runtime_logs.subjects(LEAF, env))
+    assert [s.line.message for s in read] == ["from north"]
+    assert not controlpanel.errors and not runner.errors
