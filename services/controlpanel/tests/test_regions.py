@@ -119,6 +119,8 @@ async def test_the_free_plan_deploys_only_to_its_regions(api, seeded, settings):
     # Divio's client offers the plan group's regions, asking for them by id.
     offered = (await api.get("/apps/v3/regions/", params={"uuid": developer["regions"], **ALL})).json()["results"]
     assert [r["uuid"] for r in offered] == developer["regions"] and offered[0]["uuid"] == seeded["region"]
+    too_many = await api.get("/apps/v3/regions/", params={"uuid": [str(uuid.uuid4()) for _ in range(101)]})
+    assert too_many.status_code == 400 and "uuid" in too_many.text, too_many.text
 
     refused = await new_application(api, seeded["organisation"], region=paid_only["uuid"],
                                     plan_group=developer["uuid"])
