@@ -32,6 +32,7 @@ from .handlers import Consumer
 log = logging.getLogger(__name__)
 
 RESTART_SECONDS = 1.0
+RESTART_MAX_SECONDS = 10.0
 
 
 class RegionNotServed(LookupError):
@@ -39,16 +40,27 @@ class RegionNotServed(LookupError):
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Runs ``run`` until cancelled, again a second after each crash."""
+    """Runs ``run`` until cancelled, again after each crash: a second after the first, up to
+    RESTART_MAX_SECONDS while it keeps crashing (a region whose link is cut, for hours), with
+    one traceback for the first crash of a series and a line for the others."""
+    failures = 0
     while True:
+        started = asyncio.get_running_loop().time()
         try:
             await run()
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("%s crashed; restarting in %ss", name, RESTART_SECONDS)
-            await asyncio.sleep(RESTART_SECONDS)
+        except Exception as e:
+            if asyncio.get_running_loop().time() - started > RESTART_MAX_SECONDS:
+                failures = 0  # it ran a while: a new series
+            delay = min(RESTART_SECONDS * 2 ** failures, RESTART_MAX_SECONDS)
+            if failures == 0:
+                log.exception("%s crashed; restarting in %ss", name, delay)
+            else:
+                log.warning("%s crashed again (%s: %s); restarting in %ss", name, type(e).__name__, e, delay)
+            failures += 1
+            await asyncio.sleep(delay)
 
 
 async def _cancel(tasks: set[asyncio.Task]) -> None:
@@ -163,6 +175,8 @@ class RegionLinks:
                 del self._links[slug]
                 await link.stop()
         for slug, domain in wanted.items():
+            if self._stopped:  # stopped while a link above was
+                return
             if slug not in self._links:
                 log.info("region %s: served%s", slug, f" through JetStream domain {domain}" if domain else "")
                 link = RegionLink(self.runtime, slug, domain, self.consumers(slug))
