@@ -8,6 +8,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from uuid import uuid4
 
 import nats
@@ -732,3 +733,16 @@ async def test_the_control_panel_reads_a_regions_runtime_logs_through_its_domain
     read = await runtime_logs.read(controlpanel.nc.jetstream(domain=LEAF, timeout=5), runtime_logs.subjects(LEAF, env))
     assert [s.line.message for s in read] == ["from north"]
     assert not controlpanel.errors and not runner.errors
+
+
+def test_the_links_password_is_in_no_command_line_and_no_log(regions):
+    """Only the leaf's configuration (0600) holds it: not its argv (ps shows every user), not
+    either server's log, through the link's comings and goings above."""
+    link_password = regions.hub_passwords[nats_auth.link_user_name(LEAF)]
+    config = regions.leaf.argv[regions.leaf.argv.index("-c") + 1]
+
+    assert Path(config).stat().st_mode & 0o777 == 0o600
+    assert link_password in Path(config).read_text()
+    for server in (regions.hub, regions.leaf):
+        assert not any(link_password in arg for arg in server.argv)
+        assert link_password not in server.log_path.read_text(errors="replace")
