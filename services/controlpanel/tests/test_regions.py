@@ -2,6 +2,7 @@
 dedicated to another organisation, and a retired one, exist nowhere for them), which a plan
 group allows (the free one: only the regions marked for it), each region's state from its
 heartbeats, and site URLs at the region's own ingress port."""
+import re
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -252,14 +253,25 @@ async def browser(app, settings):
         yield b
 
 
-async def test_the_web_form_offers_the_regions_the_user_may_use(browser, api, rival, seeded, settings):
+def hear_all_of(health: RegionHealth, region: str) -> None:
+    """A region whose builder, controller and ingress are ready, with a ready runner."""
+    for component in ("builder", "ingress"):
+        health.record(f"region.{region}.status.{component}", status(region, component))
+    health.record(f"region.{region}.status.controller", status(region, "controller", runners=1, runners_ready=1,
+                                                               memory_mb=1024, memory_mb_free=1024))
+
+
+async def test_the_web_form_offers_the_regions_the_user_may_use(browser, api, rival, seeded, settings, health):
     ours = await add_region(settings, organisation=browser.organisation, name="Ours", local_sources=True)
+    hear_all_of(health, ours["slug"])
     theirs = await add_region(settings, organisation=rival.organisation, name="Theirs")
     retired = await add_region(settings, retired=True, name="Retired")
     paid_only = await add_region(settings, name="Paid only")
 
     form = (await browser.get("/web/applications/new")).text
     assert ours["uuid"] in form and "dedicated to Region pickers" in form and ours["location"] in form
+    assert re.search(rf'value="{ours["uuid"]}">[^<]*· online<', form)
+    assert re.search(rf'value="{paid_only["uuid"]}">[^<]*· offline<', form)
     assert paid_only["uuid"] in form and seeded["region"] in form
     assert theirs["uuid"] not in form and retired["uuid"] not in form
 
@@ -269,7 +281,7 @@ async def test_the_web_form_offers_the_regions_the_user_may_use(browser, api, ri
                                 {**fields, "region": ours["uuid"], "plan_group": business["uuid"]})
     assert made.status_code == 303, made.text
     page = (await browser.get(made.headers["location"])).text
-    assert ours["name"] in page and ours["location"] in page
+    assert ours["name"] in page and ours["location"] in page and "<span data-region-state>online</span>" in page
 
     # Refused as the API refuses it, with its reason, and nothing made.
     for region, plan, reason in ((theirs["uuid"], business["uuid"], "region: Region not found."),

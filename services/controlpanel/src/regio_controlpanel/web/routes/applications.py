@@ -34,17 +34,19 @@ async def list_applications(request: Request, session: SessionDep, web: WebCalle
     return render(request, "applications.html", web, rows=rows)
 
 
-async def _choices(session, caller) -> dict:
+async def _choices(request: Request, session, caller) -> dict:
     """Where an application may be made: organisations the caller manages as a whole, the
     regions they may use (the public ones and those dedicated to one of them, with the physical
-    region and the organisation it is dedicated to) and the plan groups those organisations may use."""
+    region, the organisation it is dedicated to and its state) and the plan groups those organisations may use."""
     managed = [o for o, g in caller.grants.items() if g.allows(Action.MANAGE) and not g.scoped]
     orgs = (await session.execute(select(Organisation).where(Organisation.id.in_(managed))
                                   .order_by(Organisation.name))).scalars().all()
     usable = list((await session.execute(regions.listed(regions.visible_to(set(managed))))).scalars())
     physical = await regions.physical_of(session, usable)
     names = {o.id: o.name for o in orgs}
-    choices = [(r, physical[r.physical_region_id], names.get(r.organisation_id)) for r in usable]
+    health = request.app.state.region_health
+    choices = [(r, physical[r.physical_region_id], names.get(r.organisation_id), health.state_of(r.slug).state)
+               for r in usable]
     plans = (await session.execute(select(PlanGroup).where(service.usable_plan_groups(set(managed)))
                                    .order_by(PlanGroup.name))).scalars().all()
     return {"organisations": orgs, "regions": choices, "plan_groups": plans}
@@ -52,7 +54,7 @@ async def _choices(session, caller) -> dict:
 
 @router.get("/applications/new")
 async def new_application(request: Request, session: SessionDep, web: WebCallerDep):
-    return render(request, "application_new.html", web, **await _choices(session, web.caller))
+    return render(request, "application_new.html", web, **await _choices(request, session, web.caller))
 
 
 def _slug_from(name: str) -> str:
@@ -100,6 +102,7 @@ async def application_page(uuid: UUID, request: Request, session: SessionDep, we
     repo = await session.get(Repository, app.repository_id) if app.repository_id else None
     # As the API shows it: the URL without any secret, the deploy key's public half.
     return render(request, "application.html", web, app=app, envs=envs, history=history, region=region,
-                  physical=physical, plan=plan,
+                  physical=physical, region_state=request.app.state.region_health.state_of(region.slug).state,
+                  plan=plan,
                   repository=repository_out(repo) if repo else None)
 
