@@ -1,8 +1,10 @@
 """One outbox, a relay per region (the control panel's): each publishes only its region's
 rows, so a region whose link is cut holds up only its own messages."""
 import asyncio
+import logging
 import uuid
 
+import nats
 import pytest
 from sqlalchemy import MetaData, func, select, text
 
@@ -11,7 +13,9 @@ from regio_common.db import make_engine, make_sessionmaker
 from regio_common.dead_letters import DeadLetters
 from regio_common.messages import BuildStarted
 from regio_common.outbox import Outbox, OutboxRelay
+from regio_common.processes import free_port, wait_for_port
 from regio_common.runtime import messaging_tables
+from regio_common.servers import nats_process
 
 
 @pytest.fixture
@@ -101,3 +105,42 @@ async def test_a_regions_relay_still_finds_the_unpublished_rows_through_their_in
         plan = "\n".join(row[0] for row in await session.execute(text(f"EXPLAIN {compiled}")))
     assert "ix_outbox_unpublished" in plan, plan
     assert "Sort" not in plan, plan  # in the index's order, not sorted afterwards
+
+
+async def test_a_relay_whose_region_is_down_says_so_once_and_publishes_when_it_is_back(sessions, tmp_path, caplog):
+    """No stream answers while the region's server (or its link) is down: one warning, not a
+    traceback at every poll for hours, and the rows wait until it answers again."""
+    factory, table = sessions
+    process = nats_process(tmp_path, free_port())  # a server with no streams yet: nobody stores north's
+    process.start()
+    try:
+        wait_for_port(process.port, 30, process=process)
+        nc = await nats.connect(f"nats://127.0.0.1:{process.port}")
+        js = nc.jetstream(timeout=2)
+        outbox = Outbox(table, "north")
+        async with factory() as session, session.begin():
+            await outbox.add(session, BuildStarted(deployment_id=uuid.uuid4(), build_id=uuid.uuid4()))
+        relay = OutboxRelay(outbox, factory, js, DeadLetters(js, "test"), poll_seconds=0.05,
+                            subject_prefix="region.north.")
+        caplog.set_level(logging.INFO, logger="regio_common.outbox")
+        task = asyncio.create_task(relay.run())
+        try:
+            await asyncio.sleep(0.6)  # about ten tries
+            assert await unpublished(factory, table) == ["region.north.events.builds.started"]
+            said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "regio_common.outbox"]
+            assert said == [(logging.WARNING, "outbox relay of region.north.*: no stream answers (its server or "
+                                              "the link to it is down); the messages wait")]
+
+            await bus.ensure_streams(js, regions=["north"])  # back
+            for _ in range(50):
+                if not await unpublished(factory, table):
+                    break
+                await asyncio.sleep(0.1)
+            assert await unpublished(factory, table) == []
+            assert "the stream answers again" in caplog.records[-1].getMessage()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await nc.close()
+    finally:
+        process.stop()

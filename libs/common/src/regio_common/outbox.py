@@ -12,7 +12,7 @@ import logging
 from datetime import timedelta
 
 from nats.js import JetStreamContext
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NoStreamResponseError
 from sqlalchemy import (
     Column,
     DateTime,
@@ -121,21 +121,32 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.keep = keep
         self.subject_prefix = subject_prefix
+        self.unanswered = False  # no stream answers: the region's server, or its link, is down
 
     async def run(self) -> None:
         wakeup = self.outbox.waiter()
+        which = f" of {self.subject_prefix}*" if self.subject_prefix else ""
         try:
             while True:
                 try:
                     sent = await self.publish_pending()
+                    if self.unanswered:
+                        log.info("outbox relay%s: the stream answers again", which)
+                        self.unanswered = False
                     if sent:
                         continue
                     await self.prune()
                 except asyncio.CancelledError:
                     raise
+                except NoStreamResponseError:
+                    # Said once per outage, not at every poll: a region can be cut off for hours.
+                    if not self.unanswered:
+                        log.warning("outbox relay%s: no stream answers (its server or the link to it is down); "
+                                    "the messages wait", which)
+                        self.unanswered = True
+                    await asyncio.sleep(self.poll_seconds)
                 except Exception:
-                    log.exception("outbox relay%s failed; retrying",
-                                  f" of {self.subject_prefix}*" if self.subject_prefix else "")
+                    log.exception("outbox relay%s failed; retrying", which)
                     await asyncio.sleep(self.poll_seconds)
                 await self.outbox.wait(wakeup, self.poll_seconds)
         finally:
