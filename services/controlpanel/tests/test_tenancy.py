@@ -161,7 +161,7 @@ async def one_of_everything(api, application, seeded, settings):
     }
 
 
-PUBLIC_OBJECTS = {"regions", "services", "application-plan-groups"}  # shared by every organisation
+PUBLIC_OBJECTS = {"regions", "services", "application-plan-groups", "app-templates"}  # shared by every organisation
 
 
 async def test_every_route_answers_404_for_another_organisations_object(stranger, one_of_everything):
