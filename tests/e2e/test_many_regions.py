@@ -47,6 +47,13 @@ def kill(second_region, process: str) -> None:
     os.kill(int((second_region.state_dir / "run" / f"{process}.pid").read_text()), signal.SIGKILL)
 
 
+def plan_group_allowing(client: httpx.Client, region_id: str) -> str:
+    """A plan group that may put applications in the region (the free one may not: it is not
+    marked for the free plan)."""
+    groups = client.get("/billing/v3/application-plan-groups/").json()["results"]
+    return next(g["uuid"] for g in groups if region_id in g["regions"])
+
+
 @pytest.fixture(scope="module")
 def hello_repo(tmp_path_factory):
     work = tmp_path_factory.mktemp("regions") / "hello"
@@ -72,6 +79,7 @@ def one_in_each(region, second_region, hello_repo):
         created = client.post("/apps/v3/applications/", json={
             "name": "Dedicated hello", "slug": f"dedicated-{uuid.uuid4().hex[:6]}",
             "organisation": second_region.owner.organisation, "region": second_region.uuid,
+            "plan_group": plan_group_allowing(client, second_region.uuid),
             "repository": repo.json()["uuid"], "branch": "main"})
         assert created.status_code == 201, created.text
         second = created.json()
@@ -201,14 +209,13 @@ def test_lists_both_regions_then_creates_and_deploys_an_application_in_the_secon
     divio = divio_with(owner.token, owner.api_url, tmp_path_factory.mktemp("divio-owner"))
     with owner.client() as client:
         names = {r["uuid"]: r["name"] for r in client.get("/apps/v3/regions/").json()["results"]}
-        group = next(g for g in client.get("/billing/v3/application-plan-groups/").json()["results"]
-                     if second_region.uuid in g["regions"])
+        group = plan_group_allowing(client, second_region.uuid)
     listed = divio("regions", "list").stdout
     assert names[region.region] in listed and names[second_region.uuid] in listed
 
     slug = f"divio-{uuid.uuid4().hex[:6]}"
     divio("app", "create", "--non-interactive", "-n", "Made by divio", "-s", slug, "-o", owner.organisation,
-          "-p", group["uuid"], "-r", second_region.uuid)
+          "-p", group, "-r", second_region.uuid)
     with owner.client() as client:
         [app] = [a for a in client.get("/apps/v3/applications/").json()["results"] if a["slug"] == slug]
         second_region.applications.append(app["uuid"])

@@ -3,8 +3,9 @@
 A region dedicated to an organisation exists, for every other one, nowhere: it is not listed,
 and naming it is answered as naming a region that does not exist. A retired region is that
 for everyone. The free plan group (Divio's Developer) deploys only to the public regions the
-operator marked for it; any other plan group (or none) to every public region and to the
-regions dedicated to the application's organisation.
+operator marked for it, and so does an application on no plan group (it has the free plan's
+limits); any other plan group to every public region and to the regions dedicated to the
+application's organisation.
 """
 from uuid import UUID
 
@@ -25,7 +26,7 @@ def visible_to(organisations: set[UUID]) -> ColumnElement[bool]:
 
 def allowed_by(group: PlanGroup | None, organisations: set[UUID]) -> ColumnElement[bool]:
     """Over Region: where an application of one of these organisations on this plan group may be."""
-    if group is not None and group.is_free:
+    if group is None or group.is_free:  # no plan has the free plan's limits, and its regions
         return and_(Region.retired_at.is_(None), Region.organisation_id.is_(None), Region.free_plan)
     if group is not None and group.organisation_id is not None:
         # A dedicated plan group serves its own organisation alone.
