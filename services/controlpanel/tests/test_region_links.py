@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from regio_common import bus, nats_auth, runtime_logs
 from regio_common.db import make_engine, make_sessionmaker
-from regio_common.messages import BuildRequested, BuildStarted, DeploymentCancelled
+from regio_common.messages import BuildFinished, BuildRequested, BuildStarted, DeploymentCancelled
 from regio_common.processes import free_port, wait_for_port
 from regio_common.region_status import ComponentStatus
 from regio_common.runtime_logs import LogLine
@@ -239,6 +239,31 @@ async def test_a_retired_region_is_no_longer_served(cp, servers):
 
     await add_region(cp.settings, region, jetstream_domain=region)  # back in service: the event is handled
     await wait_for(cp, deployment, lambda d: d["status"] == "build", timeout=15)
+
+
+async def test_a_regions_services_are_believed_only_about_its_own_deployments(cp, servers):
+    region = servers.region
+    await add_region(cp.settings, region, jetstream_domain=region)
+    victim = await deploy(cp, await application_in(cp, cp.settings.region))
+    own = await deploy(cp, await application_in(cp, region))
+    await take(servers.leaf_js, BuildRequested, region, own)
+    # The region's builder, on its own server as its own user, says another region's build is done.
+    builder = await bus.connect(f"nats://127.0.0.1:{servers.leaf_port}", "test-rogue-builder", nats_auth.BUILDER,
+                                servers.password_of(nats_auth.BUILDER))
+    js = builder.jetstream()
+    build_id = uuid.uuid4()
+    try:
+        for message in (BuildStarted(deployment_id=victim, build_id=build_id),
+                        BuildFinished(deployment_id=victim, build_id=build_id, success=True, commit="evil",
+                                      image="sha256:evil", exposed_port=8000),
+                        BuildStarted(deployment_id=own, build_id=uuid.uuid4())):
+            await js.publish(message.subject(region), message.model_dump_json().encode(), headers=message.headers())
+    finally:
+        await builder.close()
+
+    await wait_for(cp, own, lambda d: d["status"] == "build")  # handled in order: the forged ones before
+    shown = (await cp.get(f"/apps/v3/deployments/{victim}/")).json()
+    assert shown["status"] == "provisioning" and shown["commit"] is None and shown["release"] is None
 
 
 async def test_a_regions_runtime_logs_are_read_on_its_own_server(cp, servers):

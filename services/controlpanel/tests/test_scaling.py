@@ -209,17 +209,20 @@ async def test_a_rollout_in_a_dedicated_region_names_its_organisation(api, js, s
         region_id, region_slug = region.id, region.slug
     repo = (await api.post("/apps/v3/repositories/", json={"organisation": seeded["organisation"],
                                                            "url": "file:///srv/git/hello.git"})).json()
+    groups = (await api.get("/billing/v3/application-plan-groups/")).json()["results"]
+    business = next(g for g in groups if g["name"] == "Business")  # the free plan has no dedicated regions
     app = (await api.post("/apps/v3/applications/", json={
         "name": "Own", "slug": f"own-{uuid.uuid4().hex[:8]}", "organisation": seeded["organisation"],
-        "region": str(region_id), "repository": repo["uuid"]})).json()
+        "region": str(region_id), "repository": repo["uuid"], "plan_group": business["uuid"]})).json()
     dep_id = uuid.UUID((await api.post("/apps/v3/deployments/", json={
         "environment": app["test_status"]["uuid"]})).json()["uuid"])
     assert await take(js, BuildRequested, region_slug, lambda m: m.deployment_id == dep_id)
-    # The builder's events: this control panel reads the regions it knew when it started, and
-    # applies an event whatever region it came through, so they come through the first one.
+    # The region's builder's events, on its own subjects (the control panel served the region
+    # within seconds of its creation, and believes a region only about its own deployments).
     build_id = uuid.uuid4()
-    await publish(js, settings, BuildStarted(deployment_id=dep_id, build_id=build_id))
-    await publish(js, settings, BuildFinished(deployment_id=dep_id, build_id=build_id, success=True, commit="abc",
-                                              image="sha256:own", exposed_port=8000))
+    for message in (BuildStarted(deployment_id=dep_id, build_id=build_id),
+                    BuildFinished(deployment_id=dep_id, build_id=build_id, success=True, commit="abc",
+                                  image="sha256:own", exposed_port=8000)):
+        await js.publish(message.subject(region_slug), message.model_dump_json().encode(), headers=message.headers())
     rollout = await take(js, RolloutRequested, region_slug, lambda m: m.deployment_id == dep_id)
     assert rollout.dedicated_to == uuid.UUID(seeded["organisation"])

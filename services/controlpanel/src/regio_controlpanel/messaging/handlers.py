@@ -5,6 +5,7 @@ messages any service of a region set aside (its dead letters) have a consumer of
 which fails the region's deployments they belonged to (a runner agent's records are only
 kept). The provisioning, backup and restore commands it sends itself have a consumer each,
 so a long backup holds up neither deployments nor restores."""
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -33,7 +34,9 @@ from ..services import backups as backup_service
 from ..services import environment_events, service_instances
 from ..services.backups import Backups
 from ..services.crypto import Vault
-from ..services.deployments import Deployments
+from ..services.deployments import Deployments, in_region
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Message], Awaitable[None]]
 
@@ -94,8 +97,11 @@ def command_consumers(deployments: Deployments, backups: Backups, vault: Vault) 
 
 
 def dispatcher(deployments: Deployments, region: str):
-    """For the consumer of ``region``'s events. Deployment log lines, which every runner of the
-    region may publish, are kept only for that region's deployments."""
+    """For the consumer of ``region``'s events, which only that region's services can publish
+    (each region's stream is on its own server). What they say is believed only about that
+    region's deployments and environments: a region's builder or controller, a dedicated
+    region's included, must not finish another region's build with an image of its choice.
+    Deployment log lines, which every runner of the region may publish, likewise."""
     async def on_log(session: AsyncSession, message: DeploymentLogAppended) -> None:
         await deployments.on_log(session, message, region)
 
@@ -110,8 +116,18 @@ def dispatcher(deployments: Deployments, region: str):
 
     async def handle(session: AsyncSession, message: Message) -> None:
         handler = routes.get(type(message))
-        if handler is not None:  # other services' events (routes, …) are not ours
-            await handler(session, message)
+        if handler is None:  # other services' events (routes, …) are not ours
+            return
+        if handler is not on_log:
+            for key in ("deployment_id", "environment_id"):
+                named = getattr(message, key, None)
+                if named is not None and not await in_region(session, region, **{key: named}):
+                    # Dropped, as one of a deployment deleted since: retried, it would hold
+                    # up every later event of the region.
+                    log.warning("region %s: %s about %s %s, not one of the region's: ignored",
+                                region, message.kind, key.removesuffix("_id"), named)
+                    return
+        await handler(session, message)
 
     return handle
 

@@ -216,7 +216,7 @@ class Deployments:
         there, so lines naming a deployment of another region are dropped, like those of a
         deployment this control panel does not know (deleted since): retrying them would hold
         up every later event of the region."""
-        if message.lines and await _in_region(session, region, deployment_id=message.deployment_id):
+        if message.lines and await in_region(session, region, deployment_id=message.deployment_id):
             session.add(DeploymentLogChunk(deployment_id=message.deployment_id, text="\n".join(message.lines) + "\n"))
 
     async def on_build_started(self, session: AsyncSession, message: BuildStarted) -> None:
@@ -297,13 +297,13 @@ class Deployments:
                 f"({message.consumer})" if message.consumer else
                 f"the {message.service} could not send a {message.message_kind} message")
         if message.deployment_id is not None:
-            if not await _in_region(session, region, deployment_id=message.deployment_id):
+            if not await in_region(session, region, deployment_id=message.deployment_id):
                 return
             deployment = await self._locked(session, message.deployment_id)
             if deployment is not None and deployment.status not in lifecycle.FINAL:
                 await self._fail(session, deployment, f"Deployment failed: {what}: {message.reason}.")
         elif message.environment_id is not None:
-            if not await _in_region(session, region, environment_id=message.environment_id):
+            if not await in_region(session, region, environment_id=message.environment_id):
                 return
             await environment_events.record(session, EnvironmentEvent(
                 id=message.id, environment_id=message.environment_id, occurred_at=message.occurred_at,
@@ -378,7 +378,7 @@ class Deployments:
         session.add(DeploymentLogChunk(deployment_id=deployment_id, text=f"[regio] {line}\n"))
 
 
-async def _in_region(session: AsyncSession, region: str, *, deployment_id: UUID | None = None,
+async def in_region(session: AsyncSession, region: str, *, deployment_id: UUID | None = None,
                      environment_id: UUID | None = None) -> bool:
     """Whether the deployment (or the environment) exists and is one of ``region``'s."""
     query = (select(Region.slug).join(Application, Application.region_id == Region.id)
