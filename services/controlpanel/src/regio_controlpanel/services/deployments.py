@@ -379,7 +379,7 @@ class Deployments:
 
 
 async def in_region(session: AsyncSession, region: str, *, deployment_id: UUID | None = None,
-                     environment_id: UUID | None = None) -> bool:
+                    environment_id: UUID | None = None) -> bool:
     """Whether the deployment (or the environment) exists and is one of ``region``'s."""
     query = (select(Region.slug).join(Application, Application.region_id == Region.id)
              .join(Environment, Environment.application_id == Application.id))
