@@ -81,12 +81,14 @@ def measure(regions: dict[str, list[ManagedProcess]], databases: dict[str, str],
     over ``seconds``; ``databases``: a further region's database → its slug, whose backends in
     another region's PostgreSQL are moved to a row of that region's."""
     tree = children()
+    roots = {(region, process.name): process.pid() for region, processes in regions.items() for process in processes}
+    roots = {key: pid for key, pid in roots.items() if pid is not None}
     rows: list[Row] = []
-    for region, processes in regions.items():
-        for process in processes:
-            pid = process.pid()
-            if pid is not None:
-                rows.append(Row(region, process.name, descendants(pid, tree)))
+    for (region, name), pid in roots.items():
+        # A process started by another of the rows (a service its region's launcher forked) is its own row.
+        others = [descendants(other, tree) for other in roots.values() if other != pid]
+        below = descendants(pid, tree)
+        rows.append(Row(region, name, below - set().union(*(o for o in others if pid not in o))))
     moved: dict[str, Row] = {}
     for row in rows:
         for pid in list(row.pids):
