@@ -11,20 +11,32 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from regio_common import bus, nats_auth, runtime_logs
 from regio_common.db import make_engine, make_sessionmaker
-from regio_common.messages import BuildFinished, BuildRequested, BuildStarted, DeploymentCancelled
+from regio_common.messages import (
+    BackupFilesDeletionRequested,
+    BackupRequested,
+    BackupRestoreRequested,
+    BuildFinished,
+    BuildRequested,
+    BuildStarted,
+    DeploymentCancelled,
+    ProvisioningRequested,
+    ServiceDataDeletionRequested,
+)
 from regio_common.processes import free_port, wait_for_port
 from regio_common.region_status import ComponentStatus
 from regio_common.runtime_logs import LogLine
 from regio_common.sealing import new_key
 from regio_common.servers import nats_process
-from regio_controlpanel.db.models import Application, Region
+from regio_controlpanel.db.models import Application, Region, Service
+from regio_controlpanel.domain.backups import backup_folder
 from regio_controlpanel.main import create_app
 from regio_controlpanel.regions import RegionSpec, add, retire
 from regio_controlpanel.seed import seed
+from regio_controlpanel.services import region_scope
 from regio_controlpanel.services.crypto import Vault
 from regio_controlpanel.settings import Settings
 
@@ -264,6 +276,46 @@ async def test_a_regions_services_are_believed_only_about_its_own_deployments(cp
     await wait_for(cp, own, lambda d: d["status"] == "build")  # handled in order: the forged ones before
     shown = (await cp.get(f"/apps/v3/deployments/{victim}/")).json()
     assert shown["status"] == "provisioning" and shown["commit"] is None and shown["release"] is None
+
+
+async def test_commands_written_into_a_regions_stream_act_only_on_that_region(cp, servers):
+    region = servers.region
+    await add_region(cp.settings, region, jetstream_domain=region)
+    victim = await deploy(cp, await application_in(cp, cp.settings.region))
+    await take(servers.hub_js, BuildRequested, cp.settings.region, victim)
+    own = await deploy(cp, await application_in(cp, region))
+    await take(servers.leaf_js, BuildRequested, region, own)
+
+    # Whoever holds the region's server (its admin) writes the control panel's own command there:
+    # build another region's deployment again, then one of its own.
+    for message in (ProvisioningRequested(deployment_id=victim), ProvisioningRequested(deployment_id=own)):
+        await servers.leaf_js.publish(message.subject(region), message.model_dump_json().encode(),
+                                      headers=message.headers())
+
+    assert (await take(servers.leaf_js, BuildRequested, region, own)).deployment_id == own  # handled in order
+    with pytest.raises(AssertionError, match="no BuildRequested"):
+        await take(servers.hub_js, BuildRequested, cp.settings.region, victim, timeout=2)
+
+
+async def test_what_a_command_names_is_placed_in_its_region(cp, servers):
+    engine = make_engine(cp.settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            storage = (await session.execute(select(Service.id).join(Region, Region.id == Service.region_id).where(
+                Region.slug == cp.settings.region, Service.identifier == "s3"))).scalar_one()
+            assert await region_scope.region_of(session, BackupFilesDeletionRequested(
+                storage_service_id=storage, prefixes=[backup_folder(uuid.uuid4())])) == cp.settings.region
+            assert await region_scope.region_of(session, ServiceDataDeletionRequested(
+                service_id=storage, credentials="sealed")) == cp.settings.region
+            # Never more than a backup's own folder: a whole bucket named is no one's.
+            for prefixes in ([""], ["backups/"], ["backups/../"], [backup_folder(uuid.uuid4()), "other/"]):
+                assert await region_scope.region_of(session, BackupFilesDeletionRequested(
+                    storage_service_id=storage, prefixes=prefixes)) is None
+            for unknown in (ProvisioningRequested(deployment_id=uuid.uuid4()), BackupRequested(backup_id=uuid.uuid4()),
+                            BackupRestoreRequested(restore_id=uuid.uuid4())):
+                assert await region_scope.region_of(session, unknown) is None
+    finally:
+        await engine.dispose()
 
 
 async def test_a_regions_runtime_logs_are_read_on_its_own_server(cp, servers):

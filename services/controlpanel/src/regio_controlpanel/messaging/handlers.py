@@ -31,7 +31,7 @@ from regio_common.messages import (
 )
 
 from ..services import backups as backup_service
-from ..services import environment_events, service_instances
+from ..services import environment_events, region_scope, service_instances
 from ..services.backups import Backups
 from ..services.crypto import Vault
 from ..services.deployments import Deployments, in_region
@@ -75,9 +75,18 @@ class CommandConsumer:
     def durable(self, region: str) -> str:
         return durable_name(f"controlpanel-{self.name}", region)
 
-    async def __call__(self, session: AsyncSession, message: Message) -> None:
-        if isinstance(message, self.command):
+    def for_region(self, region: str) -> Handler:
+        """For the consumer of ``region``'s commands: carried out only for what belongs to
+        that region (region_scope: others can write to a region's stream)."""
+        async def handle(session: AsyncSession, message: Message) -> None:
+            if not isinstance(message, self.command):
+                return
+            if await region_scope.region_of(session, message) != region:
+                log.warning("region %s: %s %s names nothing of the region's: ignored", region, message.kind, message.id)
+                return
             await self.handle(session, message)
+
+        return handle
 
 
 def command_consumers(deployments: Deployments, backups: Backups, vault: Vault) -> list[CommandConsumer]:
@@ -148,5 +157,6 @@ def region_consumers(deployments: Deployments, commands: list[CommandConsumer], 
         Consumer(EVENTS.name, durable(region), subject(region), dispatcher(deployments, region)),
         Consumer(DEAD_LETTERS.name, dead_letters_durable(region), dead_letters.subject(region),
                  dead_letters_handler(deployments, region)),
-        *(Consumer(COMMANDS.name, command.durable(region), command.subject(region), command) for command in commands),
+        *(Consumer(COMMANDS.name, command.durable(region), command.subject(region), command.for_region(region))
+          for command in commands),
     ]
