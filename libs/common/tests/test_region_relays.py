@@ -1,6 +1,8 @@
 """One outbox, a relay per region (the control panel's): each publishes only its region's
-rows, so a region whose link is cut holds up only its own messages."""
+rows, so a region whose link is cut holds up only its own messages; a relay or a consumer whose
+region's server is down says so once and carries on when it is back."""
 import asyncio
+import dataclasses
 import logging
 import uuid
 
@@ -15,19 +17,20 @@ from regio_common.messages import BuildStarted
 from regio_common.outbox import Outbox, OutboxRelay
 from regio_common.processes import free_port, wait_for_port
 from regio_common.runtime import messaging_tables
-from regio_common.servers import nats_process
+from regio_common.servers import nats_process, nats_store_dir
+from regio_common.subscriber import Subscriber
 
 
 @pytest.fixture
 async def sessions(postgres_cluster):
     schema = f"t_{uuid.uuid4().hex[:8]}"
     metadata = MetaData(schema=schema)
-    outbox, _ = messaging_tables(metadata)
+    outbox, inbox = messaging_tables(metadata)
     engine = make_engine(postgres_cluster.url(driver="postgresql+asyncpg"))
     async with engine.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         await conn.run_sync(metadata.create_all)
-    yield make_sessionmaker(engine), outbox
+    yield make_sessionmaker(engine), outbox, inbox
     async with engine.begin() as conn:
         await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     await engine.dispose()
@@ -49,7 +52,7 @@ async def unpublished(factory, table) -> list[str]:
 
 
 async def test_a_regions_relay_publishes_its_regions_rows_only(sessions, js):
-    factory, table = sessions
+    factory, table, _ = sessions
     tag = uuid.uuid4().hex[:6]
     # "t_x" must not match "tax": LIKE's wildcards in a prefix are literal
     north, south, lookalike = f"n{tag}-t_x", f"s{tag}", f"n{tag}-tax"
@@ -67,7 +70,7 @@ async def test_a_regions_relay_publishes_its_regions_rows_only(sessions, js):
 
 async def test_every_regions_relay_is_woken_by_a_commit(sessions, js):
     """Each relay waits on a wake-up of its own: one clearing it never hides a commit from another."""
-    factory, table = sessions
+    factory, table, _ = sessions
     tag = uuid.uuid4().hex[:6]
     regions = [f"a{tag}", f"b{tag}"]
     outbox = Outbox(table, regions[0])
@@ -95,7 +98,7 @@ async def test_every_regions_relay_is_woken_by_a_commit(sessions, js):
 async def test_a_regions_relay_still_finds_the_unpublished_rows_through_their_index(sessions, js):
     """Its prefix filters beside the partial index of unpublished rows, in their order; a plan
     without it would read the whole outbox (a day of published rows) at every poll."""
-    factory, table = sessions
+    factory, table, _ = sessions
     relay = OutboxRelay(Outbox(table, "north"), factory, js, DeadLetters(js, "test"), subject_prefix="region.north.")
     t = table
     query = relay._mine(select(t.c.id).where(t.c.published_at.is_(None))).order_by(t.c.created_at).limit(100)
@@ -110,7 +113,7 @@ async def test_a_regions_relay_still_finds_the_unpublished_rows_through_their_in
 async def test_a_relay_whose_region_is_down_says_so_once_and_publishes_when_it_is_back(sessions, tmp_path, caplog):
     """No stream answers while the region's server (or its link) is down: one warning, not a
     traceback at every poll for hours, and the rows wait until it answers again."""
-    factory, table = sessions
+    factory, table, _ = sessions
     process = nats_process(tmp_path, free_port())  # a server with no streams yet: nobody stores north's
     process.start()
     try:
@@ -143,4 +146,63 @@ async def test_a_relay_whose_region_is_down_says_so_once_and_publishes_when_it_i
             await asyncio.gather(task, return_exceptions=True)
             await nc.close()
     finally:
+        process.stop()
+
+
+async def test_a_consumer_whose_region_is_down_says_so_once_and_handles_its_messages_when_it_is_back(
+        sessions, tmp_path, caplog):
+    """The region's server answers no JetStream request (played by this server restarted
+    without JetStream): one warning, not a traceback every second for as long as it lasts."""
+    factory, _, inbox = sessions
+    process = nats_process(tmp_path, free_port())
+    store = str(nats_store_dir(tmp_path))
+    without_jetstream = dataclasses.replace(process, argv=[a for a in process.argv if a not in ("-js", "-sd", store)])
+    process.start()
+    try:
+        wait_for_port(process.port, 30, process=process)
+        nc = await bus.connect(f"nats://127.0.0.1:{process.port}", "test-consumer")
+        js = nc.jetstream(timeout=2)
+        await bus.ensure_streams(js, regions=["north"])
+        handled: list[uuid.UUID] = []
+
+        async def handler(_session, message) -> None:
+            handled.append(message.id)
+
+        subscriber = Subscriber(js, factory, inbox, stream=bus.EVENTS.name, durable="test-north",
+                                subject="region.north.events.builds.started", handler=handler)
+        caplog.set_level(logging.INFO, logger="regio_common.subscriber")
+        task = asyncio.create_task(subscriber.run())
+        try:
+            await asyncio.sleep(0.3)
+            process.stop()
+            without_jetstream.start()
+            wait_for_port(process.port, 30, process=without_jetstream)
+            await asyncio.sleep(8)  # the pull under way times out (5 s), then a few refused ones
+            said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "regio_common.subscriber"]
+            assert said == [(logging.WARNING, "test-north: no JetStream answers (its server or the link to it is "
+                                              "down); fetching again until it does")]
+
+            without_jetstream.stop()
+            process.start()  # back, with its stream and the consumer's durable
+            wait_for_port(process.port, 30, process=process)
+            message = BuildStarted(deployment_id=uuid.uuid4(), build_id=uuid.uuid4())
+            for _ in range(100):
+                try:
+                    await js.publish(message.subject("north"), message.model_dump_json().encode(),
+                                     headers=message.headers())
+                    break
+                except Exception:  # reconnecting
+                    await asyncio.sleep(0.1)
+            for _ in range(100):
+                if handled:
+                    break
+                await asyncio.sleep(0.1)
+            assert handled == [message.id]
+            assert "test-north: JetStream answers again" in [r.getMessage() for r in caplog.records]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await nc.close()
+    finally:
+        without_jetstream.stop()
         process.stop()

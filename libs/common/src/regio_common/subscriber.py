@@ -24,6 +24,7 @@ from uuid import UUID
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -93,18 +94,31 @@ class Subscriber:
 
     async def run(self) -> None:
         sub = await self.js.pull_subscribe(self.subject, durable=self.durable, stream=self.stream, config=self.config)
+        unanswered = False  # no JetStream answers: a region's server, or the link to it, is down
         while True:
             try:
                 msgs = await sub.fetch(batch=32, timeout=5)
             except (NatsTimeoutError, asyncio.TimeoutError):
-                continue
+                msgs = []  # nothing new, and an answer all the same
             except asyncio.CancelledError:
                 raise
+            except ServiceUnavailableError:
+                # Said once per outage, not every second: a region can be cut off for hours.
+                if not unanswered:
+                    log.warning("%s: no JetStream answers (its server or the link to it is down); "
+                                "fetching again until it does", self.durable)
+                    unanswered = True
+                await asyncio.sleep(1)
+                continue
             except Exception:
                 log.exception("%s: fetch failed", self.durable)
                 await asyncio.sleep(1)
                 continue
-            await self._handle_batch(msgs)
+            if unanswered:
+                log.info("%s: JetStream answers again", self.durable)
+                unanswered = False
+            if msgs:
+                await self._handle_batch(msgs)
 
     async def _handle_batch(self, msgs) -> None:
         lanes: dict[Hashable, list] = {}
