@@ -28,10 +28,9 @@ VENDORS = ("aws", "azure", "gcp", "exoscale", "other", "self-hosted")
 
 # A further region on one machine (CI's second region) is kept light when idle: its services'
 # safety-net polls (each is woken by messages when there is work) run every 5 s instead of
-# every 1-2 s, and its object storage's Go runtime returns memory sooner.
+# every 1-2 s.
 IDLE_POLLS = {"builder": {"POLL_SECONDS": "5"}, "controller": {"ROLLOUT_POLL_SECONDS": "5"},
               "ingress": {"CADDY_CHECK_SECONDS": "5"}}
-STORAGE_GO_ENV = {"GOGC": "50"}
 LABEL_SCOPE = "regio.scope"  # as the runner agents label their containers
 
 
@@ -118,11 +117,6 @@ class ExtraRegion(Region):
         for service in services:
             service.extra_env.update(IDLE_POLLS.get(service.schema, {}))
         return services
-
-    @property
-    def storage(self) -> ManagedProcess:
-        process = super().storage
-        return dataclasses.replace(process, env={**process.env, **STORAGE_GO_ENV})
 
     # --- its services, forked by its launcher (launcher.py: about half the memory) ----
 

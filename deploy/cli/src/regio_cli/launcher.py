@@ -27,6 +27,11 @@ from regio_common.processes import ManagedProcess, port_open
 # The packages it may start, and the modules each imports (imported here, before any fork).
 PACKAGES = {"regio_builder": "regio_builder.main", "regio_controller": "regio_controller.main",
             "regio_ingress": "regio_ingress.main", "regio_runner": "regio_runner.main"}
+# What they import later, at start (the database driver, uvicorn's server): imported here too.
+ALSO_IMPORTED = ("asyncpg", "sqlalchemy.dialects.postgresql.asyncpg", "uvicorn.config", "uvicorn.server",
+                 "uvicorn.lifespan.on", "uvicorn.protocols.http.auto", "uvicorn.protocols.http.h11_impl",
+                 "uvicorn.protocols.http.httptools_impl", "uvicorn.protocols.websockets.auto",
+                 "uvicorn.loops.auto", "uvicorn.loops.asyncio", "uvicorn.loops.uvloop", "termios")
 MAX_REQUEST = 256 * 1024
 
 
@@ -126,6 +131,13 @@ def _serve(listener: socket.socket) -> None:
 def main(path: str) -> None:
     for module in PACKAGES.values():
         importlib.import_module(module)
+    for module in ALSO_IMPORTED:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # optional (uvloop, httptools): a service imports what it has
+            pass
+    from sqlalchemy.orm import configure_mappers
+    configure_mappers()  # every service's models, configured once rather than in each
     # Objects imported so far are left alone by the collector, so a child's collections do
     # not write to (and so copy) the pages they share with the launcher.
     gc.freeze()
