@@ -41,7 +41,7 @@ async def take(js, message_type, region, deployment_id, timeout=10.0):
             except Exception:
                 continue
             for msg in msgs:
-                await msg.ack()
+                await msg.ack_sync()  # before the consumer goes: else the message can come back
                 message = decode(msg.headers, msg.data)
                 if message.deployment_id == deployment_id:
                     return message
