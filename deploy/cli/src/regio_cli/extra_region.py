@@ -28,8 +28,9 @@ VENDORS = ("aws", "azure", "gcp", "exoscale", "other", "self-hosted")
 
 # A further region on one machine (CI's second region) is kept light when idle: its services'
 # safety-net polls (each is woken by messages when there is work) run every 5 s instead of
-# every 1-2 s.
-IDLE_POLLS = {"builder": {"POLL_SECONDS": "5"}, "controller": {"ROLLOUT_POLL_SECONDS": "5"},
+# every 1-2 s, and its controller's healing pass every 4 s instead of 2.
+IDLE_POLLS = {"builder": {"POLL_SECONDS": "5"},
+              "controller": {"ROLLOUT_POLL_SECONDS": "5", "RECONCILE_SECONDS": "4"},
               "ingress": {"CADDY_CHECK_SECONDS": "5"}}
 LABEL_SCOPE = "regio.scope"  # as the runner agents label their containers
 
