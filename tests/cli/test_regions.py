@@ -101,3 +101,40 @@ def test_bad_input_is_told_and_exits_2(tmp_path, args, told):
     assert result.exit_code == 2, result.output
     assert told in result.output
     assert "eu-1" not in (Layout.load(tmp_path / "state") or Layout(state_dir=tmp_path)).extra_regions
+
+
+def test_the_launcher_starts_only_the_regions_services_and_only_for_its_owner(tmp_path):
+    """Its socket takes an environment (secrets) and starts a process: only its owner may
+    connect, and it starts nothing but the four services' packages."""
+    import os
+    import socket
+    import stat
+
+    from regio_cli.launcher import launcher_process, socket_path
+    from regio_cli.region import CHECKOUT
+
+    launcher = launcher_process(tmp_path, CHECKOUT)
+    launcher.start()
+    try:
+        launcher.wait_listening(60)
+        assert stat.S_IMODE(os.stat(socket_path(tmp_path)).st_mode) == 0o600
+        for package in ("os", "regio_controlpanel", "regio_cli.launcher", None):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(socket_path(tmp_path)))
+                s.sendall(json.dumps({"package": package, "env": {}, "log": str(tmp_path / "x.log"),
+                                      "cwd": str(tmp_path)}).encode() + b"\n")
+                reply = json.loads(s.makefile("rb").readline())
+            assert "pid" not in reply and "not a service it starts" in reply["error"]
+        assert not (tmp_path / "x.log").exists()
+    finally:
+        launcher.stop()
+
+
+def test_a_dedicated_regions_runners_are_labelled_with_its_organisation(first, second):
+    """The controller places a dedicated region's instances only on runners with its
+    organisation's label: without it, nothing of the region's owner can run."""
+    owner = "6c8b4d28-761a-41c4-b00f-33c7e8513ed2"
+    assert "REGIO_RUNNER_LABELS" not in env_of(second, "runner-agent-1")  # public
+    dedicated = new_region(first, "dedicated", Registration(name="D", domain="d.regio.localhost",
+                                                            dedicated_to=owner), None, say=lambda m: None)
+    assert json.loads(env_of(dedicated, "runner-agent-1")["REGIO_RUNNER_LABELS"]) == {"organisation": owner}

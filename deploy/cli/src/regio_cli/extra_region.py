@@ -33,6 +33,7 @@ IDLE_POLLS = {"builder": {"POLL_SECONDS": "5"},
               "controller": {"ROLLOUT_POLL_SECONDS": "5", "RECONCILE_SECONDS": "4"},
               "ingress": {"CADDY_CHECK_SECONDS": "5"}}
 LABEL_SCOPE = "regio.scope"  # as the runner agents label their containers
+ORGANISATION_LABEL = "organisation"  # a runner's label the controller's placement reads (scheduler/placement.py)
 
 
 class RegionError(ValueError):
@@ -115,8 +116,13 @@ class ExtraRegion(Region):
 
     def region_services(self) -> list[Service]:
         services = super().region_services()
+        dedicated_to = self.registration().dedicated_to
         for service in services:
             service.extra_env.update(IDLE_POLLS.get(service.schema, {}))
+            if service.schema == "runner" and dedicated_to:
+                # The controller places a dedicated region's instances only on runners labelled
+                # with its organisation (and a public region's never on them).
+                service.extra_env["LABELS"] = json.dumps({ORGANISATION_LABEL: dedicated_to})
         return services
 
     # --- its services, forked by its launcher (launcher.py: about half the memory) ----
@@ -196,8 +202,13 @@ class ExtraRegion(Region):
     def remove(self) -> None:
         """Stop it, retire it in the control panel, and delete what it kept on this machine: its
         containers, its apps network and firewall chain, its database and roles, its state."""
-        self.down()
         self.first.control_panel_module("regions", "retire", self.slug)
+        self.forget()
+
+    def forget(self) -> None:
+        """Delete what it kept on this machine (`remove` without retiring it: a region the control
+        panel refused to add)."""
+        self.down()
         self._remove_containers_and_network()
         self.postgres.psql(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
         roles = ", ".join(database.role_name(schema, self.role_prefix) for schema in self.secrets["database_passwords"])

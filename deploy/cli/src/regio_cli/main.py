@@ -247,11 +247,20 @@ def region_add(
     try:
         registration = Registration(name=name, domain=domain, vendor=vendor, location=location,
                                     dedicated_to=dedicated_to, free=free)
+        previous = ExtraRegion(first, slug, say).registration() if slug in first.layout.extra_regions else None
         region = new_region(first, slug, registration, runners, say)
     except RegionError as e:
         say(str(e))
         raise typer.Exit(2)
-    _start(region)
+    try:
+        _start(region)
+    except typer.Exit as e:
+        if e.exit_code == 2:  # the control panel refused it: as it was before, so `regio up` still starts
+            if previous is not None:
+                region.register(previous)
+            else:
+                region.forget()
+        raise
     say(f"region {slug!r} is up: ingress {region.ingress_url}, domain {region.layout.region_domain}")
 
 
