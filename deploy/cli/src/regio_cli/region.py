@@ -142,9 +142,13 @@ class Region:
     def storage(self) -> ManagedProcess:
         p = self.layout.ports
         process = seaweedfs_process(self.state_dir, p.storage_s3, p.storage_master, p.storage_volume, p.storage_filer,
-                                    listen=self.services_address)
+                                    listen=self.services_address, filer_leveldb=self.filer_leveldb())
         # Its S3 API listens on the gateway alone; its master, always on loopback, says it runs.
         return dataclasses.replace(process, port=p.storage_master)
+
+    def filer_leveldb(self) -> Path | None:
+        """Where its storage's filer keeps its metadata in one LevelDB; None: SeaweedFS's default."""
+        return None
 
     def apps_service_ports(self) -> tuple[int, ...]:
         """The ports on the apps network's gateway that applications may reach: their database
