@@ -235,3 +235,25 @@ def test_lists_both_regions_then_creates_and_deploys_an_application_in_the_secon
     host = f"{slug}-stage.{second_region.domain}"
     served = httpx.get(second_region.ingress_url, headers={"Host": host}, timeout=10)
     assert served.status_code == 200 and "hello from regio" in served.text
+
+
+def test_the_operator_marks_the_free_plans_regions(region, hello_repo):
+    """`regio region set NAME --no-free` takes a region away from the free plan group (and from
+    applications on no plan): its new applications there are refused, naming `region`."""
+    with region.client() as client:
+        developer = next(g for g in client.get("/billing/v3/application-plan-groups/").json()["results"]
+                         if g["name"] == "Developer")
+        assert region.region in developer["regions"]
+        repo = client.post("/apps/v3/repositories/", json={"organisation": region.organisation,
+                                                           "url": hello_repo.url}).json()
+        regio("region", "set", "local", "--no-free")
+        try:
+            developer = client.get(f"/billing/v3/application-plan-groups/{developer['uuid']}/").json()
+            assert region.region not in developer["regions"]
+            refused = client.post("/apps/v3/applications/", json={
+                "name": "Free", "slug": f"free-{uuid.uuid4().hex[:6]}", "organisation": region.organisation,
+                "region": region.region, "plan_group": developer["uuid"], "repository": repo["uuid"]})
+            assert refused.status_code == 400 and "Developer plan" in refused.json()["region"][0], refused.text
+        finally:
+            regio("region", "set", "local", "--free")
+        assert region.region in client.get(f"/billing/v3/application-plan-groups/{developer['uuid']}/").json()["regions"]

@@ -316,13 +316,16 @@ def region_set(
             "--private-repository-hosts/--no-private-repository-hosts",
             help="Repositories may be on hosts at loopback, link-local or private addresses (set the "
                  "builder's REGIO_BUILDER_ALLOW_PRIVATE_REPOSITORY_HOSTS to match).")] = None,
+        free: Annotated[bool | None, typer.Option(
+            "--free/--no-free", help="The free plan group (and applications on no plan) may use it.")] = None,
         state_dir: StateDir = None) -> None:
     """Change a region's settings; prints them."""
     try:
         settings = Region(_layout(state_dir), say).configure(name, dns_resolver=dns_resolver,
                                                              trust_region_domain=trust_region_domain,
                                                              local_repositories=local_repositories,
-                                                             private_repository_hosts=private_repository_hosts)
+                                                             private_repository_hosts=private_repository_hosts,
+                                                             free=free)
     except RuntimeError as e:
         say(str(e))
         raise typer.Exit(2)

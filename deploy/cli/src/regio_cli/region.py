@@ -561,17 +561,15 @@ class Region:
             raise RuntimeError(result.stderr.strip() or f"regio_controlpanel.{module} failed")
         return json.loads(result.stdout)
 
-    def configure(self, name: str, *, dns_resolver: str | None = None, trust_region_domain: bool | None = None,
-                  local_repositories: bool | None = None, private_repository_hosts: bool | None = None) -> dict:
-        """`regio region set`: a region's DNS resolver ("" for the system's) and trust in its domain."""
+    def configure(self, name: str, *, dns_resolver: str | None = None, **switches: bool | None) -> dict:
+        """`regio region set`: a region's DNS resolver ("" for the system's), and its switches
+        (trust_region_domain, local_repositories, private_repository_hosts, free) on or off;
+        None leaves one as it is."""
         service = next(s for s in self.services() if s.name == "controlpanel")
-        options = [*(["--dns-resolver", dns_resolver] if dns_resolver is not None else []),
-                   *(["--trust-region-domain", "on" if trust_region_domain else "off"]
-                     if trust_region_domain is not None else []),
-                   *(["--local-repositories", "on" if local_repositories else "off"]
-                     if local_repositories is not None else []),
-                   *(["--private-repository-hosts", "on" if private_repository_hosts else "off"]
-                     if private_repository_hosts is not None else [])]
+        options = ["--dns-resolver", dns_resolver] if dns_resolver is not None else []
+        for switch, on in switches.items():
+            if on is not None:
+                options += [f"--{switch.replace('_', '-')}", "on" if on else "off"]
         result = subprocess.run([sys.executable, "-m", "regio_controlpanel.region_settings", name, *options],
                                 env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
         if result.returncode != 0:
