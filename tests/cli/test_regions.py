@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from regio_cli.extra_region import ExtraRegion, Registration, new_region
+from regio_cli.extra_region import ExtraRegion, RegionError, Registration, new_region
 from regio_cli.main import app
 from regio_cli.region import Region
 from regio_common import nats_auth, sealing
@@ -138,3 +138,22 @@ def test_a_dedicated_regions_runners_are_labelled_with_its_organisation(first, s
     dedicated = new_region(first, "dedicated", Registration(name="D", domain="d.regio.localhost",
                                                             dedicated_to=owner), None, say=lambda m: None)
     assert json.loads(env_of(dedicated, "runner-agent-1")["REGIO_RUNNER_LABELS"]) == {"organisation": owner}
+
+
+def test_a_further_regions_env_holds_no_secret_of_the_control_panels(first, second):
+    """A region's state may be handed to whoever runs its machines: `regio env --region` gives
+    its addresses, never the admin's token or password file."""
+    (first.state_dir / "secrets").mkdir(parents=True, exist_ok=True)
+    (first.state_dir / "secrets" / "admin-token").write_text("regio_admin-token-of-the-control-panel\n")
+    assert any("regio_admin-token" in line for line in first.env_lines())
+    lines = second.env_lines()
+    assert not any("regio_admin-token" in line or "ADMIN_PASSWORD" in line for line in lines)
+    assert "export REGIO_REGION_DOMAIN=local-2.regio.localhost" in lines
+
+
+def test_an_installation_sealing_every_region_with_one_key_gets_no_further_region(first):
+    first.secrets["per_region_sealing"] = False
+    with pytest.raises(RegionError, match="one key"):
+        new_region(first, "local-3", Registration(name="Local 3", domain="local-3.regio.localhost"), None,
+                   say=lambda m: None)
+    assert "local-3" not in first.layout.extra_regions

@@ -635,6 +635,26 @@ async def test_a_region_cannot_read_the_control_panels_replies_for_the_hub_or_an
     assert not controlpanel.errors
 
 
+async def test_a_region_hears_no_acknowledgement_of_another_regions_consumers(two_regions):
+    """The control panel acknowledges what it reads of the hub's own region: a leaf listening
+    to every acknowledgement learns neither those consumers' names nor how far they read."""
+    leaf_admin = await two_regions.on_leaf(nats_auth.ADMIN)
+    heard = Spy()
+    await leaf_admin.nc.subscribe("$JS.ACK.>", cb=heard.on_message)
+    await leaf_admin.nc.flush()
+
+    hub_admin = await two_regions.on_hub(nats_auth.ADMIN)
+    await hub_admin.js().publish(f"region.{HUB}.events.builds.started", b"{}")
+    controlpanel = await two_regions.on_hub(nats_auth.CONTROLPANEL)
+    reader = await controlpanel.js().pull_subscribe(f"region.{HUB}.events.>", bus.durable_name("controlpanel-events", HUB),
+                                                    stream=bus.EVENTS.name)
+    [message] = await reader.fetch(1, timeout=5)
+    await message.ack_sync()
+    await asyncio.sleep(REPLY_WAIT)
+
+    assert heard.seen == []
+
+
 async def test_the_control_panel_sends_the_regions_commands_and_reads_its_events_through_its_domain(two_regions):
     controlpanel = await two_regions.control_panel_for(LEAF)
     js = controlpanel.nc.jetstream(domain=LEAF, timeout=5)

@@ -3,6 +3,7 @@ clock the test moves. The same from real heartbeats over NATS: test_region_links
 from datetime import UTC, datetime, timedelta
 
 from regio_common.region_status import ComponentStatus
+from regio_controlpanel.services import region_health
 from regio_controlpanel.services.region_health import RegionHealth
 
 START = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -41,7 +42,8 @@ def test_a_region_is_online_when_its_services_are_ready_and_a_runner_is():
 
 
 def test_a_region_missing_a_service_a_ready_one_or_a_ready_runner_is_degraded():
-    health = RegionHealth(status_seconds=5, clock=Clock())
+    clock = Clock()
+    health = RegionHealth(status_seconds=5, clock=clock)
     heard(health, "eu", "builder")
     heard(health, "eu", "controller", **RUNNERS)
     assert health.state_of("eu").state == "degraded"  # no ingress heard
@@ -49,6 +51,7 @@ def test_a_region_missing_a_service_a_ready_one_or_a_ready_runner_is_degraded():
     heard(health, "eu", "ingress", ready=False)
     assert health.state_of("eu").state == "degraded"
 
+    clock.now += timedelta(seconds=5)  # the next heartbeats
     heard(health, "eu", "ingress")
     heard(health, "eu", "controller", **{**RUNNERS, "runners_ready": 0})
     assert health.state_of("eu").state == "degraded"
@@ -83,7 +86,8 @@ def test_a_status_naming_another_region_or_component_than_its_subject_counts_for
 
 
 def test_what_is_not_a_status_is_ignored_without_raising():
-    health = RegionHealth(status_seconds=5, clock=Clock())
+    clock = Clock()
+    health = RegionHealth(status_seconds=5, clock=clock)
     for subject, data in [
         ("region.eu.status.builder", b"not json"),
         ("region.eu.status.builder", b'{"region": "eu"}'),
@@ -93,8 +97,32 @@ def test_what_is_not_a_status_is_ignored_without_raising():
         ("region.eu.status.runner-1", ComponentStatus(region="eu", component="runner-1", ready=True).encode()),
         ("region.eu.status", b"{}"),
     ]:
+        clock.now += timedelta(seconds=5)  # each read, not dropped as too soon after the last
         assert not health.record(subject, data)
     # The controller's figures are trusted only as counts.
     heard(health, "eu", "controller", runners="many", runners_ready=-4, memory_mb_free=True)
     state = health.state_of("eu")
     assert (state.runners, state.runners_ready, state.memory_mb_free) == (0, 0, 0)
+
+
+def test_a_flood_of_statuses_is_dropped_unread_and_the_next_heartbeat_counts(monkeypatch):
+    """A region's own server may publish its status subjects as fast as it likes: what comes
+    sooner than a component sends its heartbeats is dropped before it is parsed, so a flood
+    costs the control panel a dictionary look-up a message, and nothing of another region."""
+    clock = Clock()
+    health = RegionHealth(status_seconds=5, clock=clock)
+    all_heard(health, "eu")
+    all_heard(health, "rogue")
+    parsed = []
+    monkeypatch.setattr(region_health, "received",
+                        lambda subject, data, read=region_health.received: parsed.append(subject) or read(subject, data))
+    for _ in range(10_000):
+        assert not heard(health, "rogue", "controller", ready=False)
+    assert parsed == []
+    assert health.state_of("rogue").state == "online" and health.state_of("eu").state == "online"
+    clock.now += timedelta(seconds=5)
+    assert heard(health, "rogue", "controller", ready=False)  # its next heartbeat counts
+    assert health.state_of("rogue").state == "degraded"
+    for n in range(100):  # made-up components cost nothing either
+        assert not health.record(f"region.rogue.status.made-up-{n}", b"{}")
+    assert parsed == ["region.rogue.status.controller"]

@@ -18,7 +18,7 @@ from docker.errors import DockerException, NotFound
 from regio_common import egress, nats_auth
 from regio_common.layout import Layout
 from regio_common.processes import ManagedProcess
-from regio_common.servers import nats_config_file, nats_process, nats_store_dir
+from regio_common.servers import nats_config_file, nats_process, nats_store_dir, write_private
 
 from . import apps_network, database, secrets_store
 from .launcher import LaunchedProcess, launcher_process, socket_path
@@ -186,16 +186,22 @@ class ExtraRegion(Region):
         self.layout.region_domain = registration.domain
         self.layout.save()
 
+    def env_lines(self) -> list[str]:
+        """The first region's, less the admin's token and password: a region's state holds its
+        own secrets alone, and may be handed to whoever runs its machines."""
+        return [line for line in super().env_lines()
+                if not line.startswith(("export REGIO_TOKEN=", "export REGIO_ADMIN_PASSWORD_FILE="))]
+
     def seed(self) -> None:
-        """The region in the control panel (created, or updated as registered), and its env file."""
+        """The region in the control panel (created, or updated as registered), and its env file.
+        Whether the free plan may use it is left as it is: `regio region add --free` and `regio
+        region set --free/--no-free` change it, and a later `up` must not undo that."""
         registration = self.registration()
         servers = self.state_dir / "secrets" / "region-servers.json"
-        servers.write_text(json.dumps(self.region_servers()))
-        servers.chmod(0o600)
+        write_private(servers, json.dumps(self.region_servers()))
         options = ["--name", registration.name, "--domain", registration.domain, "--vendor", registration.vendor,
                    "--location", registration.location,
                    *(["--dedicated-to", registration.dedicated_to] if registration.dedicated_to else []),
-                   *(["--free"] if registration.free else []),
                    "--jetstream-domain", self.slug, "--site-port", str(self.layout.ports.ingress_http),
                    "--servers", str(servers),
                    # One operator's machine, as the first region: see Region._seed.
@@ -208,7 +214,13 @@ class ExtraRegion(Region):
     def remove(self) -> None:
         """Stop it, retire it in the control panel, and delete what it kept on this machine: its
         containers, its apps network and firewall chain, its database and roles, its state."""
-        self.first.control_panel_module("regions", "retire", self.slug)
+        try:
+            self.first.control_panel_module("regions", "retire", self.slug)
+        except ValueError as e:
+            if f"no region {self.slug!r}" not in str(e):
+                raise
+            # Never registered (its first `up` failed before its seed): only this machine has it.
+            self.say(f"the control panel has no region {self.slug!r}; deleting what this machine kept of it")
         self.forget()
 
     def forget(self) -> None:
@@ -247,6 +259,12 @@ class ExtraRegion(Region):
 
 def new_region(first: Region, slug: str, registration: Registration, runners: int | None, say=print) -> ExtraRegion:
     """Record a further region on this machine (or update one recorded) and let it join the hub."""
+    if not secrets_store.per_region_sealing(first.secrets):
+        # The control panel seals every region's releases with the one key of such an
+        # installation: a further region's runners, holding a key of their own, could open none,
+        # and handing them that key would let them open the first region's.
+        raise RegionError("this installation seals every region's releases with one key (made before regions "
+                          "had keys of their own): set up a new one to run further regions")
     try:
         first.layout.add_extra_region(slug)
     except ValueError as e:

@@ -254,13 +254,19 @@ def region_add(
         raise typer.Exit(2)
     try:
         _start(region)
-    except typer.Exit as e:
-        if e.exit_code == 2:  # the control panel refused it: as it was before, so `regio up` still starts
-            if previous is not None:
-                region.register(previous)
-            else:
-                region.forget()
+    except typer.Exit:
+        # Refused, or failed on its way up: as it was before, so `regio up` still starts the others.
+        if previous is not None:
+            region.register(previous)
+        else:
+            region.forget()
         raise
+    if free:  # set once here: `regio up` leaves it as `regio region set --free/--no-free` makes it
+        try:
+            first.configure(slug, free=True)
+        except RuntimeError as e:
+            say(f"failed to mark it for the free plan: {e}")
+            raise typer.Exit(1)
     say(f"region {slug!r} is up: ingress {region.ingress_url}, domain {region.layout.region_domain}")
 
 

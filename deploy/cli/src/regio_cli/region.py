@@ -29,6 +29,7 @@ from regio_common.servers import (
     seaweedfs_admin_credentials,
     seaweedfs_process,
     wait_seaweedfs_ready,
+    write_private,
 )
 from regio_runner.settings import host_memory_mb
 
@@ -527,11 +528,9 @@ class Region:
         service = next(s for s in self.services() if s.name == "controlpanel")
         password = self.admin_password_file
         if not password.exists():  # the admin's web sign-in; editing the file changes it at the next `up`
-            password.write_text(secrets.token_urlsafe(18) + "\n")
-            password.chmod(0o600)
+            write_private(password, secrets.token_urlsafe(18) + "\n")
         servers = self.state_dir / "secrets" / "region-servers.json"
-        servers.write_text(json.dumps(self.region_servers()))
-        servers.chmod(0o600)
+        write_private(servers, json.dumps(self.region_servers()))
         result = subprocess.run(
             [sys.executable, "-m", "regio_controlpanel.seed", "--region", self.layout.region,
              "--domain", self.layout.region_domain, "--servers", str(servers),
@@ -546,8 +545,7 @@ class Region:
             raise RuntimeError(f"seeding failed:\n{result.stderr}")
         seeded = json.loads(result.stdout)
         if seeded.get("token"):  # shown once, at creation
-            token_file.write_text(seeded["token"] + "\n")
-            token_file.chmod(0o600)
+            write_private(token_file, seeded["token"] + "\n")
 
     def control_panel_module(self, module: str, *args: str) -> dict | list:
         """``python -m regio_controlpanel.<module> ARGS`` with the control panel's environment; its
@@ -597,9 +595,7 @@ class Region:
         ]
 
     def _write_env(self) -> None:
-        path = self.state_dir / "env"
-        path.write_text("\n".join(self.env_lines()) + "\n")
-        path.chmod(0o600)
+        write_private(self.state_dir / "env", "\n".join(self.env_lines()) + "\n")
 
     def status(self) -> list[tuple[str, str, int | None, str]]:
         rows = []

@@ -1,10 +1,10 @@
 """The region's generated secrets, kept in ``<state>/secrets/region.json`` (mode 600)."""
 import json
-import os
 import secrets
 from pathlib import Path
 
 from regio_common.sealing import build_key, new_key, region_key
+from regio_common.servers import write_private
 
 ROLES = ("controlpanel", "builder", "controller", "ingress", "runner")
 
@@ -15,10 +15,10 @@ def load_or_create(state_dir: Path) -> dict:
         data = json.loads(path.read_text())
         if "installation" not in data:  # regions made before it was added
             data["installation"] = secrets.token_hex(8)
-            path.write_text(json.dumps(data, indent=2) + "\n")
+            _save(path, data)
         if "build_key" not in data:  # regions made before it was added
             data["build_key"] = new_key()
-            path.write_text(json.dumps(data, indent=2) + "\n")
+            _save(path, data)
         return data
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {
@@ -34,9 +34,12 @@ def load_or_create(state_dir: Path) -> dict:
         "build_key": new_key(),
         "database_passwords": {role: secrets.token_urlsafe(24) for role in ROLES},
     }
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    path.chmod(0o600)
+    _save(path, data)
     return data
+
+
+def _save(path: Path, data: dict) -> None:
+    write_private(path, json.dumps(data, indent=2) + "\n")
 
 
 def nats_password(state_dir: Path, data: dict, user: str) -> str:
@@ -45,9 +48,7 @@ def nats_password(state_dir: Path, data: dict, user: str) -> str:
     passwords = data.setdefault("nats_passwords", {})
     if user not in passwords:
         passwords[user] = secrets.token_urlsafe(24)
-        path = state_dir / "secrets" / "region.json"
-        path.write_text(json.dumps(data, indent=2) + "\n")
-        path.chmod(0o600)
+        _save(state_dir / "secrets" / "region.json", data)
     return passwords[user]
 
 
@@ -76,7 +77,5 @@ def load_or_create_extra(state_dir: Path, first: dict, region: str) -> dict:
         "build_key": build_key(first["build_key"], region),
         "database_passwords": {role: secrets.token_urlsafe(24) for role in EXTRA_REGION_ROLES},
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
+    _save(path, data)
     return data

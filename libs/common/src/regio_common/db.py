@@ -1,5 +1,7 @@
 """Database engine and session factory, shared by every service."""
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -28,3 +30,19 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
     """One transaction: committed when the block ends, rolled back if it raises."""
     async with factory() as session, session.begin():
         yield session
+
+
+class BoundedSessions:
+    """Sessions of ``factory``, at most ``limit`` at once: the share of the pool one party's
+    work may hold (a region's consumers and relay in the control panel), so that no one of
+    them can take every connection the others and the API need. Used as a sessionmaker:
+    ``async with sessions() as session``."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession], limit: int):
+        self._factory = factory
+        self._slots = asyncio.Semaphore(limit)
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[AsyncSession]:
+        async with self._slots, self._factory() as session:
+            yield session

@@ -67,6 +67,14 @@ DURABLES: dict[str, dict[str, tuple[str, ...]]] = {
                  EVENTS.name: ("controller-cancellations", "controller-routes-applied")},
     INGRESS: {EVENTS.name: ("ingress-routes",)},
 }
+# The control panel's consumers on every region's streams (it may use any durable on its own
+# server; this names those whose acknowledgements cross a region's leaf link, and no others').
+CONTROLPANEL_DURABLES: dict[str, tuple[str, ...]] = {
+    EVENTS.name: ("controlpanel-events",),
+    DEAD_LETTERS_STREAM: ("controlpanel-dead-letters",),
+    COMMANDS.name: ("controlpanel-provisioning", "controlpanel-service-deletions", "controlpanel-backups",
+                    "controlpanel-restores", "controlpanel-backup-deletions"),
+}
 
 # What each service publishes, after ``region.<region>.``: the topics of the messages it sends.
 # A service's heartbeat goes out under its own name (bus.status_subject).
@@ -179,13 +187,14 @@ def link_permissions(region: str) -> Permissions:
     sends it, only the region's commands and cancellations, what the control panel sets aside of
     the region's messages (a command the region's stream refuses must not hold up the rest), the
     control panel's requests to the region's JetStream domain, and its acknowledgements of the
-    region's messages."""
+    region's messages (to its consumers of this region alone: the names of another region's
+    consumers, and how far they read, stay off this link)."""
+    acks = tuple(f"$JS.ACK.{stream}.{durable_name(name, region)}.>"
+                 for stream, names in CONTROLPANEL_DURABLES.items() for name in names)
     return Permissions(
         publish=(f"{region_inbox(CONTROLPANEL, region)}.>", f"region.{region}.status.>"),
         subscribe=(f"region.{region}.commands.>", f"region.{region}.events.deployments.cancelled",
-                   f"region.{region}.dead-letters.{CONTROLPANEL}",
-                   f"$JS.{region}.API.>", f"$JS.ACK.{COMMANDS.name}.>", f"$JS.ACK.{EVENTS.name}.>",
-                   f"$JS.ACK.{DEAD_LETTERS_STREAM}.>"),
+                   f"region.{region}.dead-letters.{CONTROLPANEL}", f"$JS.{region}.API.>", *acks),
     )
 
 

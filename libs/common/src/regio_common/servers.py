@@ -424,7 +424,7 @@ def seaweedfs_admin_credentials(state_dir: Path) -> tuple[str, str]:
     return data["access_key"], data["secret_key"]
 
 
-def _write_private(path: Path, content: str | bytes) -> None:
+def write_private(path: Path, content: str | bytes) -> None:
     """Written 0600 from the first byte: a secret is never readable by others, not even briefly."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -439,7 +439,7 @@ def _ensure_seaweedfs_admin(state_dir: Path) -> tuple[str, str]:
     if not seaweedfs_admin_file(state_dir).exists():
         alphabet = string.ascii_uppercase + string.digits
         access_key = "REGIO" + "".join(secrets.choice(alphabet) for _ in range(15))  # 20, like AWS's
-        _write_private(seaweedfs_admin_file(state_dir),
+        write_private(seaweedfs_admin_file(state_dir),
                        json.dumps({"access_key": access_key, "secret_key": secrets.token_urlsafe(30)}) + "\n")
     return seaweedfs_admin_credentials(state_dir)
 
@@ -488,10 +488,10 @@ def _ensure_seaweedfs_grpc_tls(state_dir: Path) -> tuple[Path, Path, Path]:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regio-seaweedfs-ca")])
     ca_cert = issue("regio-seaweedfs-ca", ca_key, ca_name, ca_key, ca=True)
     node_cert = issue("regio-seaweedfs", node_key, ca_name, ca_key, ca=False)
-    _write_private(key_path, node_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    write_private(key_path, node_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                     serialization.NoEncryption()))
-    _write_private(cert_path, node_cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(ca_path, ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_private(cert_path, node_cert.public_bytes(serialization.Encoding.PEM))
+    write_private(ca_path, ca_cert.public_bytes(serialization.Encoding.PEM))
     return ca_path, cert_path, key_path
 
 
@@ -521,7 +521,7 @@ def seaweedfs_process(state_dir: Path, s3_port: int, master_port: int, volume_po
     access_key, secret_key = _ensure_seaweedfs_admin(state_dir)
     ca, cert, key = _ensure_seaweedfs_grpc_tls(state_dir)
     identities = home / "s3-identities.json"
-    _write_private(identities, json.dumps({"identities": [{
+    write_private(identities, json.dumps({"identities": [{
         "name": SEAWEEDFS_ADMIN,
         "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
         "actions": ["Admin", "Read", "List", "Tagging", "Write"],

@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await links.refresh()  # served from the first request on
         runtime.spawn("regions", links.run)
         # Heartbeats of every region's services, which cross each region's link to the hub.
-        await runtime.nc.subscribe(STATUS_SUBJECTS, cb=region_health.on_message)
+        # Few may wait: a region flooding them loses its own, not the connection the others use.
+        await runtime.nc.subscribe(STATUS_SUBJECTS, cb=region_health.on_message, pending_msgs_limit=1000,
+                                   pending_bytes_limit=8 * 1024 * 1024)
         runtime.spawn("domain rechecks", DomainRechecks(runtime.sessions, runtime.outbox, vault,
                                                         settings.domain_recheck_seconds).run)
         yield

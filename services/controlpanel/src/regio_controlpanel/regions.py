@@ -42,15 +42,16 @@ class RegionSpec:
     location: str
     physical_region: str | None = None  # its name; None: "<vendor> <location>"
     dedicated_to: UUID | None = None
-    free_plan: bool = False
+    free_plan: bool | None = None  # None: as it is (off for a new region)
     jetstream_domain: str | None = None
     site_port: int | None = None
     servers: dict | None = None
     trust_region_domain: bool = False
     local_repository_sources: bool = False
 
-    def check(self) -> None:
-        """ValueError naming what is wrong, before anything is written."""
+    def check(self, home_region: str) -> None:
+        """ValueError naming what is wrong, before anything is written. ``home_region``: the one
+        region whose JetStream is the control panel's own server (the first `regio up` made)."""
         if not SLUG.match(self.slug):
             raise ValueError(f"slug {self.slug!r}: lower-case letters, digits and '-', starting with a letter, "
                              f"at most 31 characters")
@@ -65,6 +66,11 @@ class RegionSpec:
         if self.jetstream_domain is not None and not JETSTREAM_DOMAIN.match(self.jetstream_domain):
             raise ValueError(f"JetStream domain {self.jetstream_domain!r}: letters, digits, '-' and '_', "
                              f"at most 63 characters")
+        if self.jetstream_domain is None and self.slug != home_region:
+            # The control panel's streams hold only its own region's subjects: another region
+            # without a server of its own would be served, and nothing would ever reach it.
+            raise ValueError(f"region {self.slug} needs --jetstream-domain: only {home_region} has its "
+                             f"JetStream on the control panel's own NATS server")
         if self.site_port is not None and not 1 <= self.site_port <= 65535:
             raise ValueError(f"site port {self.site_port}: 1 to 65535")
 
@@ -91,9 +97,9 @@ async def _physical_region(session: AsyncSession, spec: RegionSpec) -> PhysicalR
     return physical
 
 
-async def add(session: AsyncSession, vault: Vault, spec: RegionSpec) -> dict:
+async def add(session: AsyncSession, vault: Vault, spec: RegionSpec, home_region: str) -> dict:
     """Creates the region, or sets an existing one (a retired one is back in service) to ``spec``."""
-    spec.check()
+    spec.check(home_region)
     if spec.dedicated_to is not None and await session.get(Organisation, spec.dedicated_to) is None:
         raise LookupError(f"no organisation {spec.dedicated_to}")
     physical = await _physical_region(session, spec)
@@ -110,7 +116,9 @@ async def add(session: AsyncSession, vault: Vault, spec: RegionSpec) -> dict:
             raise ValueError(f"region {spec.slug} has {applications} application(s): it stays "
                              f"{'dedicated to ' + str(region.organisation_id) if region.organisation_id else 'public'}")
     region.name, region.domain, region.physical_region_id = spec.name, spec.domain, physical.id
-    region.organisation_id, region.free_plan = spec.dedicated_to, spec.free_plan
+    region.organisation_id = spec.dedicated_to
+    if spec.free_plan is not None or region.free_plan is None:  # `regio region set --free` is not undone
+        region.free_plan = bool(spec.free_plan)
     region.jetstream_domain, region.site_port, region.retired_at = spec.jetstream_domain, spec.site_port, None
     if spec.trust_region_domain:  # as seed: only ever turned on here (`regio region set` turns it off)
         region.trust_region_domain = True
@@ -144,7 +152,8 @@ async def run(settings: Settings, command: str, **args) -> dict | list:
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
             if command == "add":
-                return await add(session, Vault(settings.secrets_key, settings.region_key), RegionSpec(**args))
+                return await add(session, Vault(settings.secrets_key, settings.region_key), RegionSpec(**args),
+                                 settings.region)
             if command == "retire":
                 return await retire(session, args["slug"])
             return await listed(session)
@@ -174,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     adding.add_argument("--location", required=True)
     adding.add_argument("--physical-region", help="name of the physical region it is in (default: vendor location)")
     adding.add_argument("--dedicated-to", type=UUID, metavar="ORG_UUID", help="the one organisation that may use it")
-    adding.add_argument("--free", action="store_true", help="the free plan group may use it")
+    adding.add_argument("--free", action=argparse.BooleanOptionalAction, default=None,
+                        help="whether the free plan group may use it (default: as it is; off for a new region)")
     adding.add_argument("--jetstream-domain", help="the JetStream domain of the region's own NATS server, a leaf node")
     adding.add_argument("--site-port", type=int, help="the port its ingress serves sites on (default 80)")
     adding.add_argument("--servers", type=Path, help="JSON file: the region's servers by service identifier")

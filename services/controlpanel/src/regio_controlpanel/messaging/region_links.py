@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from regio_common import bus
 from regio_common.bus import DEAD_LETTERS
+from regio_common.db import BoundedSessions
 from regio_common.dead_letters import DeadLetters
 from regio_common.outbox import OutboxRelay
 from regio_common.runtime import Runtime
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 RESTART_SECONDS = 1.0
 RESTART_MAX_SECONDS = 10.0
+# Connections of the pool (15) one region's consumers and relay may hold at once.
+REGION_SESSIONS = 3
 
 
 class RegionNotServed(LookupError):
@@ -122,12 +125,15 @@ class RegionLink:
         # region's own dead-letter stream.
         dead_letters = self.runtime.dead_letters if self.jetstream_domain is None else \
             DeadLetters(js, self.runtime.service)
+        # A region's consumers and relay together hold at most a few of the pool's connections,
+        # however much its server sends them (its machines may be an organisation's own).
+        sessions = BoundedSessions(self.runtime.sessions, REGION_SESSIONS)
         for consumer in self.consumers:
-            subscriber = Subscriber(js, self.runtime.sessions, self.runtime.inbox, stream=consumer.stream,
+            subscriber = Subscriber(js, sessions, self.runtime.inbox, stream=consumer.stream,
                                     durable=consumer.durable, subject=consumer.subject, handler=consumer.handler,
                                     dead_letters=None if consumer.stream == DEAD_LETTERS.name else dead_letters)
             self._tasks.add(asyncio.create_task(_supervise(f"consumer {consumer.durable}", subscriber.run)))
-        relay = OutboxRelay(self.runtime.outbox, self.runtime.sessions, js, dead_letters,
+        relay = OutboxRelay(self.runtime.outbox, sessions, js, dead_letters,
                             subject_prefix=f"region.{self.slug}.")
         self._tasks.add(asyncio.create_task(_supervise(f"outbox relay {self.slug}", relay.run)))
         self.js = js

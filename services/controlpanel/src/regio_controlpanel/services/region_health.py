@@ -42,13 +42,28 @@ def _count(details: dict, key: str) -> int:
 class RegionHealth:
     def __init__(self, status_seconds: float = 5, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.window = timedelta(seconds=3 * status_seconds)
+        # A component says how it is every status_seconds: more often is a region flooding the
+        # control panel's connection, whose messages are dropped before they cost a parse.
+        self.gap = timedelta(seconds=status_seconds / 2)
         self.clock = clock
         self._heard: dict[str, dict[str, _Heard]] = {}
+        self._last_read: dict[tuple[str, str], datetime] = {}
 
     def record(self, subject: str, data: bytes) -> bool:
         """Keeps a status heard on ``subject``; False (and nothing kept) for one that is not a
         status of that subject's region and component (a forgery, or a mistake: each service
-        may publish only its own region's subject, but says in the body which it is)."""
+        may publish only its own region's subject, but says in the body which it is), and for
+        one that came sooner after the last of its subject than a component sends them."""
+        tokens = subject.split(".")
+        if len(tokens) != 4 or tokens[3] not in COMPONENTS:
+            return False
+        now, key = self.clock(), (tokens[1], tokens[3])
+        last = self._last_read.get(key)
+        if last is not None and now - last < self.gap:
+            return False
+        if last is None and len(self._last_read) >= MAX_REGIONS * len(COMPONENTS):
+            return False
+        self._last_read[key] = now
         status = received(subject, data)
         if status is None or status.component not in COMPONENTS:
             return False
