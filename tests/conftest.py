@@ -143,7 +143,16 @@ def second_region(region) -> SecondRegion:
     yield second
     _second_regions.remove(second)
     second.delete_applications()
+    # `down --region` stops its data plane alone; `region remove` deletes it and retires it.
+    regio("down", "--region", SECOND_REGION)
+    assert not any((second.state_dir / "run").glob("*.pid")), "its processes outlived `down --region`"
+    regio("status")  # exits non-zero if anything of the first region stopped
     regio("region", "remove", SECOND_REGION)
+    assert not second.state_dir.exists()
+    listed = [line.split() for line in regio("region", "list").splitlines()[1:]]
+    assert [row[4] for row in listed if row[0] == SECOND_REGION] == ["yes"], listed  # RETIRED
+    with owner.client() as client:
+        assert client.get(f"/apps/v3/regions/{second.uuid}/").status_code == 404
 
 
 _second_regions: list[SecondRegion] = []
