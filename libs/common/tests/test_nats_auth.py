@@ -16,7 +16,11 @@ def test_a_links_permissions_are_exactly_its_regions_replies_heartbeats_and_comm
     assert permissions.subscribe == (
         "region.local-2.commands.>", "region.local-2.events.deployments.cancelled",
         "region.local-2.dead-letters.controlpanel", "$JS.local-2.API.>",
-        "$JS.ACK.REGIO_COMMANDS.>", "$JS.ACK.REGIO_EVENTS.>", "$JS.ACK.REGIO_DEAD_LETTERS.>")
+        # the acknowledgements of the control panel's consumers of this region, by name
+        "$JS.ACK.REGIO_EVENTS.controlpanel-events-local-2.>",
+        "$JS.ACK.REGIO_DEAD_LETTERS.controlpanel-dead-letters-local-2.>",
+        *(f"$JS.ACK.REGIO_COMMANDS.controlpanel-{name}-local-2.>"
+          for name in ("provisioning", "service-deletions", "backups", "restores", "backup-deletions")))
 
 
 def test_a_runner_cannot_be_named_as_a_regions_link():

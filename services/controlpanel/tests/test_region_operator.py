@@ -132,4 +132,15 @@ def test_the_operator_marks_the_regions_the_free_plan_may_use(settings, seeded, 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["free_plan"] is True
     assert [r["free_plan"] for r in regions(settings, "list") if r["slug"] == slug] == [True]
+    # Adding it again (as every `regio up` does) without saying leaves it as the operator set it.
+    assert regions(settings, *adding(slug))["free_plan"] is True
     assert json.loads(operator(settings, "region_settings", slug, "--free", "off").stdout)["free_plan"] is False
+    assert regions(settings, *adding(slug))["free_plan"] is False
+    assert regions(settings, *adding(slug, "--free"))["free_plan"] is True
+
+
+def test_a_region_updated_without_its_jetstream_domain_keeps_it(settings, seeded, slug):
+    """Forgetting --jetstream-domain when updating a region behind a leaf must not move it onto
+    the control panel's own server, where none of its messages are."""
+    assert regions(settings, *adding(slug, "--jetstream-domain", slug))["jetstream_domain"] == slug
+    assert regions(settings, *adding(slug))["jetstream_domain"] == slug

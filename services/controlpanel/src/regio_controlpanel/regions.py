@@ -49,9 +49,8 @@ class RegionSpec:
     trust_region_domain: bool = False
     local_repository_sources: bool = False
 
-    def check(self, home_region: str) -> None:
-        """ValueError naming what is wrong, before anything is written. ``home_region``: the one
-        region whose JetStream is the control panel's own server (the first `regio up` made)."""
+    def check(self) -> None:
+        """ValueError naming what is wrong, before anything is written."""
         if not SLUG.match(self.slug):
             raise ValueError(f"slug {self.slug!r}: lower-case letters, digits and '-', starting with a letter, "
                              f"at most 31 characters")
@@ -66,11 +65,6 @@ class RegionSpec:
         if self.jetstream_domain is not None and not JETSTREAM_DOMAIN.match(self.jetstream_domain):
             raise ValueError(f"JetStream domain {self.jetstream_domain!r}: letters, digits, '-' and '_', "
                              f"at most 63 characters")
-        if self.jetstream_domain is None and self.slug != home_region:
-            # The control panel's streams hold only its own region's subjects: another region
-            # without a server of its own would be served, and nothing would ever reach it.
-            raise ValueError(f"region {self.slug} needs --jetstream-domain: only {home_region} has its "
-                             f"JetStream on the control panel's own NATS server")
         if self.site_port is not None and not 1 <= self.site_port <= 65535:
             raise ValueError(f"site port {self.site_port}: 1 to 65535")
 
@@ -97,14 +91,15 @@ async def _physical_region(session: AsyncSession, spec: RegionSpec) -> PhysicalR
     return physical
 
 
-async def add(session: AsyncSession, vault: Vault, spec: RegionSpec, home_region: str) -> dict:
+async def add(session: AsyncSession, vault: Vault, spec: RegionSpec) -> dict:
     """Creates the region, or sets an existing one (a retired one is back in service) to ``spec``."""
-    spec.check(home_region)
+    spec.check()
     if spec.dedicated_to is not None and await session.get(Organisation, spec.dedicated_to) is None:
         raise LookupError(f"no organisation {spec.dedicated_to}")
     physical = await _physical_region(session, spec)
     region = (await session.execute(select(Region).where(Region.slug == spec.slug))).scalar_one_or_none()
-    if region is None:
+    new = region is None
+    if new:
         default_exists = (await session.execute(select(Region.id).where(Region.is_default))).first()
         region = Region(slug=spec.slug, is_default=not default_exists)
         session.add(region)
@@ -117,9 +112,13 @@ async def add(session: AsyncSession, vault: Vault, spec: RegionSpec, home_region
                              f"{'dedicated to ' + str(region.organisation_id) if region.organisation_id else 'public'}")
     region.name, region.domain, region.physical_region_id = spec.name, spec.domain, physical.id
     region.organisation_id = spec.dedicated_to
-    if spec.free_plan is not None or region.free_plan is None:  # `regio region set --free` is not undone
+    if spec.free_plan is not None or new:  # when not given, as `regio region set --free` left it
         region.free_plan = bool(spec.free_plan)
-    region.jetstream_domain, region.site_port, region.retired_at = spec.jetstream_domain, spec.site_port, None
+    if spec.jetstream_domain is not None or new:
+        # Kept when not given: a region behind a leaf node updated without it would otherwise be
+        # served on the control panel's own server, where none of its messages are.
+        region.jetstream_domain = spec.jetstream_domain
+    region.site_port, region.retired_at = spec.site_port, None
     if spec.trust_region_domain:  # as seed: only ever turned on here (`regio region set` turns it off)
         region.trust_region_domain = True
     if spec.local_repository_sources:
@@ -152,8 +151,7 @@ async def run(settings: Settings, command: str, **args) -> dict | list:
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
             if command == "add":
-                return await add(session, Vault(settings.secrets_key, settings.region_key), RegionSpec(**args),
-                                 settings.region)
+                return await add(session, Vault(settings.secrets_key, settings.region_key), RegionSpec(**args))
             if command == "retire":
                 return await retire(session, args["slug"])
             return await listed(session)
