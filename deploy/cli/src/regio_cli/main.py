@@ -122,7 +122,9 @@ def down(state_dir: StateDir = None,
 def status(state_dir: StateDir = None, region: RegionOption = None,
            usage_: Annotated[bool, typer.Option("--usage", help="Each process's memory (PSS, its process tree) "
                                                 "and CPU over 3 s, with a total per region (every region "
-                                                "without --region).")] = False) -> None:
+                                                "without --region).")] = False,
+           sample: Annotated[float, typer.Option(min=1, max=600, help="Seconds --usage measures CPU over "
+                                                 "(longer is steadier).")] = usage.SAMPLE_SECONDS) -> None:
     """What runs, on which port, and whether it is ready."""
     chosen = _region(state_dir, region)
     if usage_:
@@ -130,7 +132,8 @@ def status(state_dir: StateDir = None, region: RegionOption = None,
         shown = [chosen] if region is not None else [first, *extra_regions(first, say)]
         measured = usage.measure({r.layout.region: [*r.servers(), *(r.process(s) for s in r.services())]
                                   for r in shown},
-                                 {r.database_name: r.layout.region for r in shown if isinstance(r, ExtraRegion)})
+                                 {r.database_name: r.layout.region for r in shown if isinstance(r, ExtraRegion)},
+                                 seconds=sample)
         for line in usage.table(measured):
             typer.echo(line)
         return
