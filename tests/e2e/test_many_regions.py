@@ -10,23 +10,15 @@ import signal
 import time
 import uuid
 
-import docker
 import httpx
 import pytest
 
 from tests.conftest import APPS, GitRepo, regio
 from tests.divio_cli.test_official_client import divio_with
+from tests.e2e.test_runners import running_containers
 from tests.e2e.test_walking_skeleton import create_application, deploy, log_of, wait_for_deployment
 
 STATUS_SECONDS = 5  # the services' heartbeat interval (ServiceSettings.status_seconds)
-
-
-def containers_of(env_id: str) -> list[dict]:
-    engine = docker.from_env()
-    try:
-        return engine.api.containers(filters={"label": f"regio.environment={env_id}", "status": "running"})
-    finally:
-        engine.close()
 
 
 def region_state(client: httpx.Client, region_id: str) -> dict:
@@ -107,8 +99,8 @@ def test_each_region_serves_its_applications_through_its_own_ingress(region, sec
 
 def test_a_dedicated_regions_instances_run_only_on_its_own_runners(region, second_region, one_in_each):
     first, second = one_in_each
-    theirs = containers_of(second["test_status"]["uuid"])
-    ours = containers_of(first["test_status"]["uuid"])
+    theirs = running_containers(second["test_status"]["uuid"])
+    ours = running_containers(first["test_status"]["uuid"])
     assert theirs and ours
     # Runner agents of each region label what they start with their region's scope, and put it
     # on their region's own applications network.

@@ -7,42 +7,15 @@ import logging
 import uuid
 
 import nats
-import pytest
-from sqlalchemy import MetaData, select, text
+from sqlalchemy import select, text
 
 from regio_common import bus
-from regio_common.db import make_engine, make_sessionmaker
 from regio_common.dead_letters import DeadLetters
 from regio_common.messages import BuildStarted
 from regio_common.outbox import Outbox, OutboxRelay
 from regio_common.processes import free_port, wait_for_port
-from regio_common.runtime import messaging_tables
 from regio_common.servers import nats_process, nats_store_dir
 from regio_common.subscriber import Subscriber
-
-
-@pytest.fixture
-async def sessions(postgres_cluster):
-    schema = f"t_{uuid.uuid4().hex[:8]}"
-    metadata = MetaData(schema=schema)
-    outbox, inbox = messaging_tables(metadata)
-    engine = make_engine(postgres_cluster.url(driver="postgresql+asyncpg"))
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await conn.run_sync(metadata.create_all)
-    yield make_sessionmaker(engine), outbox, inbox
-    async with engine.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
-
-
-@pytest.fixture
-async def js(nats_url):
-    nc = await bus.connect(nats_url, "test-relays")
-    js = nc.jetstream()
-    await bus.ensure_streams(js)
-    yield js
-    await nc.close()
 
 
 async def unpublished(factory, table) -> list[str]:
