@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from regio_common.processes import ManagedProcess, port_open
+from regio_common.processes import ManagedProcess
 
 # The packages it may start, and the modules each imports (imported here, before any fork).
 PACKAGES = {"regio_builder": "regio_builder.main", "regio_controller": "regio_controller.main",
@@ -51,14 +51,8 @@ class LaunchedProcess(ManagedProcess):
 
     launcher_socket: Path | None = None
 
-    def start(self) -> bool:
-        if self.running():
-            return False
-        if self.port is not None and port_open(self.port):
-            from regio_common.processes import PortTaken
-            raise PortTaken(self.name, self.port)
-        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+    def _spawn(self) -> int:
+        """Asks the region's launcher to fork it (ManagedProcess.start checks and records it)."""
         package = self.argv[self.argv.index("-m") + 1]
         request = {"package": package, "env": {**os.environ, **self.env}, "log": str(self.log_path),
                    "cwd": str(self.cwd or Path.cwd())}
@@ -69,8 +63,7 @@ class LaunchedProcess(ManagedProcess):
             reply = json.loads(s.makefile("rb").readline() or b"{}")
         if "pid" not in reply:
             raise RuntimeError(f"the launcher did not start {self.name}: {reply.get('error', 'no answer')}")
-        self.pid_path.write_text(f"{reply['pid']}\n")
-        return True
+        return reply["pid"]
 
 
 def _child(request: dict, listener: socket.socket, conn: socket.socket) -> None:

@@ -130,22 +130,23 @@ class ManagedProcess:
             raise PortTaken(self.name, self.port)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        env = {**os.environ, **self.env}
-        proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.cwd,
-            start_new_session=True,  # survives the CLI; `regio down` stops it
-            user=self.user,
-            group=self.user,
-        )
-        log.close()
-        self.pid_path.write_text(f"{proc.pid}\n")
+        self.pid_path.write_text(f"{self._spawn()}\n")
         return True
+
+    def _spawn(self) -> int:
+        """Starts the process, logging to its log; its pid."""
+        with open(self.log_path, "ab") as log:
+            return subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
+                start_new_session=True,  # survives the CLI; `regio down` stops it
+                user=self.user,
+                group=self.user,
+            ).pid
 
     def exec(self) -> None:
         """Become this process, in the foreground, logging to stdout: how a container runs it
