@@ -34,7 +34,7 @@ Details = Callable[[], Awaitable[dict]]
 class Runtime:
     def __init__(self, service: str, settings: ServiceSettings, outbox: Table, inbox: Table, relay: bool = True):
         """``relay``: run one outbox relay for every row on the service's own connection; the
-        control panel runs one per region instead (``relay``, the method)."""
+        control panel runs one per region instead (its messaging/region_links.py)."""
         self.service = service
         self.settings = settings
         self.relay_all = relay
@@ -58,23 +58,12 @@ class Runtime:
         if self.relay_all:
             self.spawn("outbox-relay", OutboxRelay(self.outbox, self.sessions, self.js, self.dead_letters).run)
 
-    def _dead_letters(self, js: JetStreamContext | None) -> DeadLetters:
-        """Where what is published or consumed through ``js`` is set aside: that JetStream's."""
-        return self.dead_letters if js is None or js is self.js else DeadLetters(js, self.service)
-
-    def relay(self, js: JetStreamContext, subject_prefix: str) -> None:
-        """An outbox relay for the rows whose subject starts with ``subject_prefix``, through ``js``."""
-        relay = OutboxRelay(self.outbox, self.sessions, js, self._dead_letters(js), subject_prefix=subject_prefix)
-        self.spawn(f"outbox-relay {subject_prefix}*", relay.run)
-
-    def subscribe(self, stream: str, durable: str, subject: str, handler: Handler,
-                  js: JetStreamContext | None = None, **kwargs) -> None:
-        """``js``: the JetStream to consume from (a region's behind a leaf node), the service's own if None."""
+    def subscribe(self, stream: str, durable: str, subject: str, handler: Handler, **kwargs) -> None:
         # ``durable`` must name the region (see bus.durable_name): a durable keeps the filter
         # it was made with, so two regions on one NATS must never share one.
         # Every consumer sets aside what it cannot handle, except the dead letters' own.
-        dead_letters = None if stream == bus.DEAD_LETTERS.name else self._dead_letters(js)
-        subscriber = Subscriber(js or self.js, self.sessions, self.inbox, stream=stream, durable=durable,
+        dead_letters = None if stream == bus.DEAD_LETTERS.name else self.dead_letters
+        subscriber = Subscriber(self.js, self.sessions, self.inbox, stream=stream, durable=durable,
                                 subject=subject, handler=handler, dead_letters=dead_letters, **kwargs)
         self.spawn(f"consumer {durable}", subscriber.run)
 
