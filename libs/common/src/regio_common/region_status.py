@@ -5,7 +5,6 @@ only the newest matters, and an old one is worth nothing) every ``status_seconds
 ``region.<region>.status.<component>`` (bus.status_subject). The control panel keeps the
 newest of each and tells from them whether a region is online (services/region_health.py)."""
 import json
-from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -41,9 +40,6 @@ class ComponentStatus(BaseModel):
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
-
-    def age_seconds(self, now: datetime | None = None) -> float:
-        return ((now or utcnow()) - self.sent_at).total_seconds()
 
 
 def received(subject: str, data: bytes) -> ComponentStatus | None:
