@@ -111,7 +111,7 @@ class ProvisioningRequested(Message):
 
 @register
 class BuildRequested(Message):
-    """Control panel → builder: build the head of a branch for a deployment."""
+    """Control panel → builder: build the head of a branch (or one commit of it) for a deployment."""
 
     kind = "build.requested"
     topic = "commands.builds"
@@ -121,6 +121,9 @@ class BuildRequested(Message):
     repository_url: str  # never with credentials in it
     branch: str
     build_mode: str = "AUTO"  # AUTO reuses an image built from the same commit; FORCE rebuilds
+    # Build this commit of the branch rather than its head (a migration builds in its target
+    # region what serves in the source); None: the head.
+    commit: str | None = None
     # The repository's token or deploy key, sealed with the build key that only the control
     # panel and the builders hold (regio_common.sealing): never in clear on the bus.
     repository_access_sealed: str | None = None
@@ -203,6 +206,37 @@ class EnvironmentScaled(Message):
     instances: int
 
 
+class Traffic:
+    """How a region's ingress treats an environment's hosts (EnvironmentTrafficSet.mode)."""
+
+    SERVE = "serve"  # to the environment's instances, as usual
+    HOLD = "hold"  # requests wait at the ingress: none reaches an instance, none fails
+    FORWARD = "forward"  # the environment has moved to another region: sent to that region's ingress
+
+
+@register
+class EnvironmentTrafficSet(Message):
+    """Control panel → controller of the region an environment is migrated away from.
+
+    HOLD: the ingress keeps the environment's requests waiting (its dial retries, within its
+    retry window) and sends none to the instances; EnvironmentTrafficChanged says when no
+    request is in flight to them any more. SERVE: back to the instances (a cut-over given up).
+    FORWARD: the environment now runs in another region: its instances here stop, and
+    ``hosts`` are forwarded to ``forward_to`` (that region's ingress, the Host header kept)
+    until ``forward_until``, when its route and workload here are forgotten (clients with an
+    old DNS answer still arrive meanwhile)."""
+
+    kind = "environment.traffic-set"
+    topic = "commands.environments"
+
+    environment_id: UUID
+    change_id: UUID  # echoed by EnvironmentTrafficChanged
+    mode: str  # Traffic.SERVE, HOLD or FORWARD
+    forward_to: str | None = None  # host:port, for FORWARD
+    hosts: list[str] = Field(default_factory=list)  # for FORWARD: every host forwarded
+    forward_until: datetime | None = None  # for FORWARD
+
+
 # --- events --------------------------------------------------------------------
 
 
@@ -220,6 +254,21 @@ class EnvironmentEvent(Message):
     # One word: restarted, scaled, replaced, moved, unplaceable, unhealthy, healthy, stopped.
     reason: str
     message: str  # one line for a person
+
+
+@register
+class EnvironmentTrafficChanged(Message):
+    """Controller → control panel: an EnvironmentTrafficSet is in effect at the ingress. For
+    HOLD, also: no request is in flight to the environment's instances any more, so nothing
+    the application serves can write now."""
+
+    kind = "environment.traffic-changed"
+    topic = "events.environments"
+
+    environment_id: UUID
+    change_id: UUID
+    mode: str
+    error: str | None = None  # the change could not be made (the environment is unknown here, …)
 
 
 @register
