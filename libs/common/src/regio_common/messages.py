@@ -380,6 +380,9 @@ class RoutesChanged(Message):
     # Answer a 301 to the primary domain, path and query kept; never proxied.
     redirect_hosts: list[str] = Field(default_factory=list)
     https_redirect: bool = False  # plain HTTP on `hosts` answers a redirect to HTTPS
+    # The environment's traffic is held (Traffic.HOLD): requests to `hosts` wait at the ingress,
+    # retrying, until a later revision gives them upstreams again; `upstreams` is then empty.
+    held: bool = False
 
 
 @register
