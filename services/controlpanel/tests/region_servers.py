@@ -3,6 +3,7 @@ application database cluster (a PostgreSQL of its own, never the platform's) and
 SeaweedFS's S3 gateway, one of each per test module that asks (conftest.py offers them).
 """
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +41,8 @@ class Storage:
         return Credentials(*seaweedfs_admin_credentials(self.state_dir))
 
 
-@pytest.fixture(scope="module")
-def storage(tmp_path_factory) -> Iterator[Storage]:
-    state = tmp_path_factory.mktemp("seaweedfs")
+@contextmanager
+def running_storage(state: Path) -> Iterator[Storage]:
     ports: list[int] = []
     while len(ports) < 8:  # S3, master, volume, filer, then their gRPC ports
         port = free_port()
@@ -62,3 +62,16 @@ def storage(tmp_path_factory) -> Iterator[Storage]:
         for port in ports:
             for socket_file in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 socket_file.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory) -> Iterator[Storage]:
+    with running_storage(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def other_storage(tmp_path_factory) -> Iterator[Storage]:
+    """A second SeaweedFS, another region's (copies between regions)."""
+    with running_storage(tmp_path_factory.mktemp("seaweedfs-other")) as server:
+        yield server

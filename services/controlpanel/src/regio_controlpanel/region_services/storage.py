@@ -23,6 +23,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,11 @@ BUCKET_POLICY = "bucket-access"
 COPY_CONCURRENCY = 8
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request may name
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
+STREAM_CHUNK = 256 * 1024  # what a streamed download hands on at a time
+# What S3 keeps of an object besides its bytes (with the x-amz-meta-* headers): a copy sets them again.
+STORED_HEADERS = ("content-type", "cache-control", "content-disposition", "content-encoding",
+                  "content-language", "expires")
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 
 class Credentials(NamedTuple):
@@ -141,6 +147,29 @@ class _FileBody:
                 yield chunk
 
 
+@dataclass(frozen=True)
+class _StreamBody:
+    """A request body handed on as it arrives (another object's download). Sent unsigned: its
+    hash is known only once it has all gone by; the ETag the storage answers checks it."""
+    chunks: AsyncIterator[bytes]
+    size: int
+
+
+@dataclass(frozen=True)
+class ObjectDownload:
+    """An object (or one part of it) being downloaded: read ``chunks()`` inside the
+    ``open_object`` block. ``parts`` is how many parts it was uploaded in (1 when in one)."""
+    size: int
+    etag: str
+    parts: int
+    stored_headers: dict[str, str]  # its content type, metadata and the like, to set on a copy
+    _response: httpx.Response
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        # Raw: the bytes as stored, never decoded (an object may be stored gzip-encoded).
+        return self._response.aiter_raw(STREAM_CHUNK)
+
+
 def _object_path(bucket: str, key: str = "") -> str:
     return _encode(f"/{bucket}/{key}" if key else f"/{bucket}", safe="/")
 
@@ -162,6 +191,18 @@ def _text(element: ET.Element, tag: str) -> str:
 
 def _with_slash(prefix: str) -> str:
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code >= 300:
+        code, message = f"HTTP{response.status_code}", ""
+        if response.content:
+            try:
+                root = ET.fromstring(response.content)
+                code, message = _text(root, "Code") or code, _text(root, "Message")
+            except ET.ParseError:
+                message = response.text[:200]
+        raise StorageError(response.status_code, code, message)
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -189,30 +230,28 @@ class ObjectStorage:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _request(self, method: str, path: str = "/", query: Mapping[str, str] | None = None,
-                       headers: Mapping[str, str] | None = None, body: bytes | _FileBody = b"",
-                       service: str = "s3") -> httpx.Response:
+    def _build(self, method: str, path: str, query: Mapping[str, str] | None,
+               headers: Mapping[str, str] | None, body: bytes | _FileBody | _StreamBody,
+               service: str) -> httpx.Request:
         query_string = canonical_query(query or {})
-        if isinstance(body, _FileBody):
+        if isinstance(body, _FileBody | _StreamBody):
             headers = {**(headers or {}), "content-length": str(body.size)}
+            payload_hash = body.sha256 if isinstance(body, _FileBody) else UNSIGNED_PAYLOAD
             signed = sign_headers(self.credentials, method, self._host, path, query_string, headers, b"", service,
-                                  payload_hash=body.sha256)
-            content = body.chunks()
+                                  payload_hash=payload_hash)
+            content = body.chunks() if isinstance(body, _FileBody) else body.chunks
         else:
             signed = sign_headers(self.credentials, method, self._host, path, query_string, headers or {}, body,
                                   service)
             content = body
         url = self.endpoint + path + (f"?{query_string}" if query_string else "")
-        response = await self._client.request(method, url, headers=signed, content=content)
-        if response.status_code >= 300:
-            code, message = f"HTTP{response.status_code}", ""
-            if response.content:
-                try:
-                    root = ET.fromstring(response.content)
-                    code, message = _text(root, "Code") or code, _text(root, "Message")
-                except ET.ParseError:
-                    message = response.text[:200]
-            raise StorageError(response.status_code, code, message)
+        return self._client.build_request(method, url, headers=signed, content=content)
+
+    async def _request(self, method: str, path: str = "/", query: Mapping[str, str] | None = None,
+                       headers: Mapping[str, str] | None = None, body: bytes | _FileBody | _StreamBody = b"",
+                       service: str = "s3") -> httpx.Response:
+        response = await self._client.send(self._build(method, path, query, headers, body, service))
+        _raise_for_status(response)
         return response
 
     async def _iam(self, action: str, **params: str) -> ET.Element:
@@ -297,6 +336,76 @@ class ObjectStorage:
 
     async def get_object(self, bucket: str, key: str) -> bytes:
         return (await self._request("GET", _object_path(bucket, key))).content
+
+    # objects streamed through (copies between two storages), never held whole
+
+    @asynccontextmanager
+    async def open_object(self, bucket: str, key: str, part: int | None = None,
+                          if_match: str | None = None) -> AsyncIterator[ObjectDownload]:
+        """Download an object, or one part of an object uploaded in parts, as a stream.
+        ``if_match``: refused (412) unless the object still has that ETag."""
+        headers = {"accept-encoding": "identity"}
+        if if_match:
+            headers["if-match"] = f'"{if_match}"'
+        query = {"partNumber": str(part)} if part else {}
+        request = self._build("GET", _object_path(bucket, key), query, headers, b"", "s3")
+        response = await self._client.send(request, stream=True)
+        try:
+            if response.status_code >= 300:
+                await response.aread()
+                _raise_for_status(response)
+            yield ObjectDownload(
+                size=int(response.headers["content-length"]), etag=response.headers.get("etag", "").strip('"'),
+                parts=int(response.headers.get("x-amz-mp-parts-count") or 1),
+                stored_headers={k: v for k, v in response.headers.items()
+                                if k in STORED_HEADERS or k.startswith("x-amz-meta-")},
+                _response=response)
+        finally:
+            await response.aclose()
+
+    async def put_stream(self, bucket: str, key: str, chunks: AsyncIterator[bytes], size: int,
+                         headers: Mapping[str, str] | None = None) -> str:
+        """Upload ``size`` bytes as one object as they come; its ETag (the MD5 of what arrived)."""
+        response = await self._request("PUT", _object_path(bucket, key), headers=headers,
+                                       body=_StreamBody(chunks, size))
+        return response.headers.get("etag", "").strip('"')
+
+    async def start_upload(self, bucket: str, key: str, headers: Mapping[str, str] | None = None) -> str:
+        """A multipart upload begun; its id."""
+        response = await self._request("POST", _object_path(bucket, key), query={"uploads": ""}, headers=headers)
+        return _text(ET.fromstring(response.content), "UploadId")
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int,
+                          chunks: AsyncIterator[bytes], size: int) -> str:
+        """One part of a multipart upload, streamed; its ETag."""
+        response = await self._request("PUT", _object_path(bucket, key),
+                                       query={"partNumber": str(number), "uploadId": upload_id},
+                                       body=_StreamBody(chunks, size))
+        return response.headers.get("etag", "").strip('"')
+
+    async def complete_upload(self, bucket: str, key: str, upload_id: str, part_etags: list[str]) -> str:
+        """The parts joined into the object; its ETag."""
+        body = ET.Element("CompleteMultipartUpload")
+        for number, etag in enumerate(part_etags, 1):
+            part = ET.SubElement(body, "Part")
+            ET.SubElement(part, "PartNumber").text = str(number)
+            ET.SubElement(part, "ETag").text = f'"{etag}"'
+        response = await self._request("POST", _object_path(bucket, key), query={"uploadId": upload_id},
+                                       body=ET.tostring(body, xml_declaration=True, encoding="utf-8"),
+                                       headers={"content-type": "application/xml"})
+        # S3 may answer 200 and still report a failure in the body.
+        root = ET.fromstring(response.content)
+        if root.tag.endswith("Error"):
+            raise StorageError(500, _text(root, "Code"), _text(root, "Message"))
+        return _text(root, "ETag").strip('"')
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """The parts uploaded so far thrown away."""
+        try:
+            await self._request("DELETE", _object_path(bucket, key), query={"uploadId": upload_id})
+        except StorageError as e:
+            if e.code != "NoSuchUpload":
+                raise
 
     async def list_objects(self, bucket: str, prefix: str = "") -> list[StoredObject]:
         """Every object of the bucket whose key starts with ``prefix``, in key order."""
