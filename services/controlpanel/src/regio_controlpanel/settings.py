@@ -21,3 +21,7 @@ class Settings(ServiceSettings):
                                                           "are looked for whose check is due (every 5 minutes each).")
     region_refresh_seconds: float = Field(2, description="How often the regions are looked up: one added is "
                                                          "served, one retired is no longer, without a restart.")
+    migration_grace_seconds: float = Field(86400, description="After a migration's cut-over, how long the old "
+                                           "region forwards the environments' hosts and keeps their detached data.")
+    migration_copy_seconds: float = Field(3600, description="How long a migration waits for a database's first "
+                                          "copy, or for its deployments in the target region, before it fails.")

@@ -127,6 +127,9 @@ class Region(Base):
     free_plan: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Taken out of service by its operator: not listed, not usable, its consumers stopped.
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Where other regions' ingresses reach this one's HTTP ("host:port"): a migrated
+    # environment's old region forwards its hosts here. Null: not reachable, no migration to it.
+    ingress_address: Mapped[str | None] = mapped_column(String(261))
 
 
 class PlanGroup(Base):
@@ -225,6 +228,9 @@ class Deployment(Base):
     release_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("releases.id"))
     # Set when this deployment redeploys (rolls back to) an earlier one's release.
     source_deployment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deployments.id", ondelete="SET NULL"))
+    # The region it runs in when that is not the application's: a migration's deployment in
+    # the region the application moves to (null: the application's region).
+    region_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("regions.id"))
     steps: Mapped[list] = mapped_column(JSON, default=list)  # [{"step", "at"}]: when each step started
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -321,6 +327,80 @@ class ServiceInstance(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  onupdate=func.now())
+
+
+class Migration(Base):
+    """An application moving, with every environment and service, to another region
+    (services/migrations.py). Steps as a deployment's: [{"step", "at"}]."""
+    __tablename__ = "application_migrations"
+    id: Mapped[uuid.UUID] = _id()
+    application_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("applications.id", ondelete="CASCADE"), index=True)
+    source_region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("regions.id"))
+    target_region_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("regions.id"))
+    status: Mapped[str] = mapped_column(String(32))
+    steps: Mapped[list] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(254))  # the caller's email, for the log and audit
+    cancel_requested: Mapped[str | None] = mapped_column(Text)  # the reason; honoured before the cut-over
+    # The longest time any environment's writes were paused at the cut-over, in milliseconds.
+    write_pause_ms: Mapped[int | None] = mapped_column(Integer)
+    held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the cut-over's hold asked for
+    cut_over_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The source keeps forwarding the old hosts, and keeps its detached data, until then.
+    grace_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    source_removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Only one control panel process works on a migration at once (services/migration_runner.py).
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MigrationLogChunk(Base):
+    __tablename__ = "migration_log_chunks"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    migration_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("application_migrations.id", ondelete="CASCADE"),
+                                                    index=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class MigrationEnvironment(Base):
+    """One environment's part of a migration: its deployment in the target region and its cut-over."""
+    __tablename__ = "migration_environments"
+    __table_args__ = (UniqueConstraint("migration_id", "environment_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    migration_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("application_migrations.id", ondelete="CASCADE"),
+                                                    index=True)
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    # The release serving in the source when the migration started (null: nothing serves).
+    release_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("releases.id", ondelete="SET NULL"))
+    deployment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deployments.id", ondelete="SET NULL"))
+    old_hosts: Mapped[list] = mapped_column(JSON, default=list)  # forwarded by the source, served by the target
+    # The last traffic change asked of the source's controller, and what it answered.
+    traffic_change_id: Mapped[uuid.UUID | None] = mapped_column()
+    traffic_mode: Mapped[str | None] = mapped_column(String(16))
+    traffic_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    traffic_error: Mapped[str | None] = mapped_column(Text)
+    write_pause_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class MigrationServiceCopy(Base):
+    """A service instance's database or bucket copied to the target region. At the cut-over
+    the instance takes the target's service and credentials; the source's are kept here until
+    they are deleted after the grace period."""
+    __tablename__ = "migration_service_copies"
+    __table_args__ = (UniqueConstraint("migration_id", "service_instance_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    migration_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("application_migrations.id", ondelete="CASCADE"),
+                                                    index=True)
+    service_instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("service_instances.id", ondelete="CASCADE"))
+    source_service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
+    target_service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id"))
+    target_credentials_encrypted: Mapped[str | None] = mapped_column(Text)
+    source_credentials_encrypted: Mapped[str | None] = mapped_column(Text)  # after the swap, until deleted
+    state: Mapped[str] = mapped_column(String(16))  # NEW, PROVISIONED, COPYING, SWAPPED, DROPPED
+    source_deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Backup(Base):

@@ -3,7 +3,7 @@ import json
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common import nats_auth
@@ -40,7 +40,7 @@ from ..domain.deployments import Status
 from ..domain.environments import release_environment, release_port
 from ..domain.errors import ApiError, Conflict
 from ..domain.service_instances import State as ServiceState
-from . import environment_events, lookups, provisioning, repositories, service_instances
+from . import environment_events, lookups, migrations, provisioning, repositories, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 from .domains import hosts_of
@@ -72,6 +72,7 @@ class Deployments:
         if source is None and repositories.needs_access(repository) and not self.vault.can_seal_for_builders:
             raise ApiError("This region has no build key to send the repository's credentials to its builders.",
                            "environment")
+        await migrations.refuse_while_running(session, app.id, "deploy")
         # One request at a time per environment decides what it supersedes.
         await session.execute(select(Environment.id).where(Environment.id == environment.id).with_for_update())
         region = await session.get(Region, app.region_id)
@@ -98,8 +99,33 @@ class Deployments:
             raise Conflict(f"The deployment already ended ({deployment.status}).")
         environment = await session.get(Environment, deployment.environment_id)
         app = await session.get(Application, environment.application_id)
-        region = await session.get(Region, app.region_id)
-        await self._cancel(session, deployment, region, reason)
+        await self._cancel(session, deployment, await region_of(session, deployment, app), reason)
+
+    async def migrate(self, session: AsyncSession, environment: Environment, app: Application, region: Region,
+                      release: Release, migration_id: UUID) -> Deployment:
+        """A deployment in ``region`` (a migration's target) of the commit ``release`` was built
+        from, with the target's copies of the environment's databases and buckets (made by the
+        migration: nothing to provision) and without release commands (the schema is copied,
+        and the copy is still being written by the source)."""
+        repository = await session.get(Repository, app.repository_id) if app.repository_id else None
+        if repository is None:
+            raise ApiError("The application has no repository to build from.", "application")
+        deployment = Deployment(environment_id=environment.id, build_mode="AUTO", status=Status.QUEUED, percent=0,
+                                steps=[], region_id=region.id)
+        self._record_step(deployment, Status.QUEUED, utcnow())
+        session.add(deployment)
+        await session.flush()
+        await self._log(session, deployment.id, f"Deployment queued: migration {migration_id} to {region.slug}, "
+                                                f"commit {release.commit} of branch {environment.branch}")
+        self._advance(deployment, Status.PROVISIONING, utcnow())
+        await self._log(session, deployment.id, "Provisioning: the migration made the target's databases and buckets")
+        access = repositories.access(self.vault, repository)
+        await self.outbox.add(session, BuildRequested(
+            deployment_id=deployment.id, application_id=app.id, repository_url=repositories.shown_url(repository),
+            branch=environment.branch, commit=release.commit, build_mode="AUTO",
+            repository_access_sealed=self.vault.seal_for_builders(access, region.slug) if access else None,
+        ), region=region.slug)
+        return deployment
 
     async def _redeployable(self, session: AsyncSession, environment: Environment, deployment_id: UUID) -> Deployment:
         source = await session.get(Deployment, deployment_id)
@@ -159,7 +185,7 @@ class Deployments:
             return
         environment = await session.get(Environment, deployment.environment_id)
         app = await session.get(Application, environment.application_id)
-        region = await session.get(Region, app.region_id)
+        region = await region_of(session, deployment, app)
         for instance in await service_instances.in_use(session, environment.id):
             if instance.state not in (ServiceState.NEW, ServiceState.PROVISIONING):
                 continue
@@ -235,10 +261,13 @@ class Deployments:
             return
         environment = await session.get(Environment, deployment.environment_id)
         app = await session.get(Application, environment.application_id)
-        region = await session.get(Region, app.region_id)
+        region = await region_of(session, deployment, app)
         port = release_port(environment.port, message.exposed_port)
         hosts = await hosts_of(session, environment, app, region)
-        services = await service_instances.attached_variables(session, self.vault, environment.id)
+        if deployment.region_id is None:
+            services = await service_instances.attached_variables(session, self.vault, environment.id)
+        else:  # a migration's, in its target: the target's copies
+            services = await migrations.copied_variables(session, self.vault, deployment.id)
         env = release_environment(
             await variables_of(session, self.vault, environment.id), services=services,
             domain=hosts.primary, aliases=hosts.aliases, redirects=hosts.redirects, stage=environment.slug,
@@ -326,7 +355,8 @@ class Deployments:
                 redirect_hosts=hosts.redirects, https_redirect=environment.https_redirect,
                 health_check_path=environment.health_check_path,
                 sanity_timeout_seconds=environment.sanity_timeout_seconds,
-                release_commands=[ReleaseCommand(**c) for c in app.release_commands],
+                # A migration's deployment runs none: the copy of the database is not its own yet.
+                release_commands=[] if deployment.region_id else [ReleaseCommand(**c) for c in app.release_commands],
                 dedicated_to=region.organisation_id,
             ), region=region.slug)
         except MessageTooLarge as e:
@@ -380,11 +410,21 @@ class Deployments:
 
 async def in_region(session: AsyncSession, region: str, *, deployment_id: UUID | None = None,
                     environment_id: UUID | None = None) -> bool:
-    """Whether the deployment (or the environment) exists and is one of ``region``'s."""
-    query = (select(Region.slug).join(Application, Application.region_id == Region.id)
-             .join(Environment, Environment.application_id == Application.id))
+    """Whether the deployment (or the environment) exists and is one of ``region``'s. A
+    deployment is its own region's (a migration's, in its target) or its application's."""
     if deployment_id is not None:
-        query = query.join(Deployment, Deployment.environment_id == Environment.id).where(Deployment.id == deployment_id)
+        query = (select(Region.slug).select_from(Deployment)
+                 .join(Environment, Environment.id == Deployment.environment_id)
+                 .join(Application, Application.id == Environment.application_id)
+                 .join(Region, Region.id == func.coalesce(Deployment.region_id, Application.region_id))
+                 .where(Deployment.id == deployment_id))
     else:
-        query = query.where(Environment.id == environment_id)
+        query = (select(Region.slug).join(Application, Application.region_id == Region.id)
+                 .join(Environment, Environment.application_id == Application.id)
+                 .where(Environment.id == environment_id))
     return await session.scalar(query) == region
+
+
+async def region_of(session: AsyncSession, deployment: Deployment, app: Application) -> Region:
+    """Where the deployment runs: its own region (a migration's target), else its application's."""
+    return await session.get(Region, deployment.region_id or app.region_id)

@@ -17,7 +17,7 @@ from ..db.models import Application, Domain, Environment, Region
 from ..domain.environments import default_domain
 from ..domain.errors import ApiError, Conflict, NotFound
 from ..region_services import dns
-from . import domain_verification, hosts
+from . import domain_verification, hosts, migrations
 from .access import Action, Caller
 from .crypto import Vault
 from .domain_verification import Verification
@@ -55,7 +55,8 @@ async def hosts_of(session: AsyncSession, env: Environment, app: Application, re
         Domain.environment_id == env.id, Domain.verification_status == Verification.VERIFIED)
         .order_by(Domain.created_at))).scalars().all()
     primary = next((d.domain for d in rows if d.kind == Kind.PRIMARY), None)
-    aliases = [d.domain for d in rows if d.kind == Kind.ALIAS]
+    # A migrated environment also serves its old region's default domain for a while.
+    aliases = [d.domain for d in rows if d.kind == Kind.ALIAS] + await migrations.old_hosts_served(session, env, region)
     redirects = [d.domain for d in rows if d.kind == Kind.REDIRECT]
     if primary is None:
         return Hosts(default, aliases, redirects)
