@@ -43,7 +43,7 @@ def test_the_config_is_a_catch_all_that_looks_each_request_up_by_its_host():
                             },
                             "load_balancing": {
                                 "selection_policy": {"policy": "round_robin"},
-                                "try_duration": "5s",
+                                "try_duration": "30s",
                                 "try_interval": "250ms",
                                 "retry_match": [{"method": ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]}],
                             },

@@ -79,7 +79,7 @@ async def test_an_environment_without_instances_answers_503_at_once(ingress, ins
         await region_bus.announce(environment, [HOST], [], revision=2)
         assert (await region_bus.next_applied()).revision == 2
 
-        # Under Caddy's 5 s of retries: waiting for instances that are not there would be a hang,
+        # Under Caddy's 30 s of retries: waiting for instances that are not there would be a hang,
         # not an answer.
         response = await caddy.get(HOST, timeout=4)
         assert response.status_code == 503

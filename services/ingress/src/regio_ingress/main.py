@@ -14,6 +14,7 @@ from .caddy.admin import CaddyAdmin
 from .caddy.config import ProxySettings
 from .controller import ControllerClient
 from .db.models import inbox, outbox
+from .dns.hold import HoldAddress
 from .dns.responder import DnsResponder
 from .dns.table import UpstreamTable
 from .edge import EdgeApp, EdgeServer
@@ -45,8 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         caddy = CaddyAdmin(settings.caddy_admin_socket)
         controller = ControllerClient(settings.controller_url, settings.service_token)
         proxy = proxy_settings(settings)
+        # Caddy reaches the ingress where it reaches its edge: the hold address is on that host.
+        hold = HoldAddress(settings.edge_listen.rpartition(":")[0].strip("[]"))
         table = UpstreamTable(settings.upstreams_refresh_seconds, settings.upstreams_grace_seconds,
-                              settings.edge_listen, proxy.public_ports)
+                              settings.edge_listen, proxy.public_ports, hold=hold.address)
         responder = DnsResponder(table, settings.dns_listen)
         edge = EdgeServer(EdgeApp(table), settings.edge_listen)
         await runtime.start()
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
             await edge.stop()
             responder.stop()
+            hold.close()
             await caddy.close()
             await controller.close()
 

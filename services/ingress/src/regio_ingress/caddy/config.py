@@ -29,7 +29,12 @@ HOST_NAME_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 # Methods a proxy may send twice when the first attempt failed after connecting (RFC 9110 §9.2.2).
 # A failed dial is always retried: the upstream never saw the request.
 IDEMPOTENT_METHODS = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
-RETRY_FOR = "5s"
+# Also how long a held environment's requests can wait (dns/hold.py): a migration's cut-over
+# holds them while no request is in flight to the old instances any more (at most the
+# controller's traffic_hold_drain_seconds, 10 s), the database is frozen and caught up and the
+# last media synced. 5 s was too short for that; beyond 30 s a client may give up by itself.
+# It also bounds how long a request waits for an environment whose instances all refuse.
+RETRY_FOR = "30s"
 RETRY_INTERVAL = "250ms"
 PASSED_OVER_FOR = "2s"
 

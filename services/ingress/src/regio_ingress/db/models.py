@@ -30,6 +30,8 @@ routes = Table(
     Column("revision", Integer, nullable=False),
     Column("redirect_hosts", JSONB, nullable=False, server_default="[]"),  # answer 301 to hosts[0]
     Column("https_redirect", Boolean, nullable=False, server_default="false"),
+    # Requests wait (Caddy's dial retries against the hold address) instead of going to `upstreams`.
+    Column("held", Boolean, nullable=False, server_default="false"),
     # The revision Caddy last accepted and RoutesApplied announced; behind `revision` while a load is pending.
     Column("applied_revision", Integer),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()),

@@ -22,12 +22,16 @@ class UpstreamTable:
     A host served by instances answers with them; any other host (unknown, redirected, without
     instances) answers with the ingress's edge, which gives the answer itself. So no name in the
     zone is ever empty: to Caddy an empty answer is a failed lookup, after which it would keep a
-    host's old instances for the whole grace period."""
+    host's old instances for the whole grace period. A held route answers with the hold address
+    (dns/hold.py), where Caddy's dials are refused and retried until the route is released.
+    Without one (a table in a test) a held route answers with the edge."""
 
-    def __init__(self, refresh: float, grace: float, edge: str, ports: PublicPorts, clock=time.monotonic):
+    def __init__(self, refresh: float, grace: float, edge: str, ports: PublicPorts, clock=time.monotonic,
+                 hold: str | None = None):
         self.refresh = refresh
         self.grace = grace
         self.edge = (_service(edge),)
+        self.hold = (_service(hold),) if hold else self.edge
         self.ports = ports
         self.hosts = HostIndex()
         self.loaded = False  # replaced from the route table at least once
@@ -54,7 +58,8 @@ class UpstreamTable:
                 # `refresh` after a change gets the new answer, for each of the route's hosts.
                 self._settles[environment_id] = now + self.refresh
         self._routes = routes
-        self._instances = {e: tuple(_service(u.address) for u in r.upstreams) for e, r in routes.items()}
+        self._instances = {e: self.hold if r.held else tuple(_service(u.address) for u in r.upstreams)
+                           for e, r in routes.items()}
         self.hosts = HostIndex(routes.values())
         self.loaded = True
         self._settles = {e: at for e, at in self._settles.items() if at > now}

@@ -44,6 +44,6 @@ def destination(hosts: HostIndex, host: str, scheme: str, ports: PublicPorts) ->
     if scheme == "http" and secure:
         # The environment is served over HTTPS only. 308: the method and body are kept.
         return EdgeAnswer(308, location=ports.origin("https", host.lower().split(":", 1)[0]))
-    if not route.upstreams:
+    if not route.upstreams and not route.held:
         return EdgeAnswer(503, body=UNAVAILABLE_BODY)
     return route

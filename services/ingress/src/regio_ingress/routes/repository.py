@@ -17,12 +17,12 @@ def _to_row(route: Route) -> dict:
     data = route.model_dump(mode="json")
     return {"environment_id": route.environment_id, "hosts": data["hosts"], "upstreams": data["upstreams"],
             "revision": route.revision, "redirect_hosts": data["redirect_hosts"],
-            "https_redirect": route.https_redirect}
+            "https_redirect": route.https_redirect, "held": route.held}
 
 
 def _from_row(row) -> Route:
     return Route(environment_id=row.environment_id, hosts=row.hosts, upstreams=row.upstreams, revision=row.revision,
-                 redirect_hosts=row.redirect_hosts, https_redirect=row.https_redirect)
+                 redirect_hosts=row.redirect_hosts, https_redirect=row.https_redirect, held=row.held)
 
 
 class RouteRepository:
@@ -50,7 +50,8 @@ class RouteRepository:
             index_elements=[routes.c.environment_id],
             set_={"hosts": stmt.excluded.hosts, "upstreams": stmt.excluded.upstreams,
                   "revision": stmt.excluded.revision, "redirect_hosts": stmt.excluded.redirect_hosts,
-                  "https_redirect": stmt.excluded.https_redirect, "updated_at": func.now()},
+                  "https_redirect": stmt.excluded.https_redirect, "held": stmt.excluded.held,
+                  "updated_at": func.now()},
             where=routes.c.revision < stmt.excluded.revision,
         ).returning(routes.c.environment_id)
         return (await self.session.execute(stmt)).first() is not None

@@ -30,6 +30,7 @@ class Route(BaseModel):
     revision: int
     redirect_hosts: list[str] = []  # answer 301 to hosts[0], the primary domain
     https_redirect: bool = False  # plain HTTP on `hosts` is redirected to HTTPS
+    held: bool = False  # requests to `hosts` wait at the hold address (dns/hold.py) instead of `upstreams`
 
     @field_validator("hosts", "redirect_hosts")
     @classmethod
@@ -51,7 +52,7 @@ class Route(BaseModel):
     def from_message(cls, message: RoutesChanged) -> "Route":
         return cls(environment_id=message.environment_id, hosts=message.hosts, upstreams=message.upstreams,
                    revision=message.revision, redirect_hosts=message.redirect_hosts,
-                   https_redirect=message.https_redirect)
+                   https_redirect=message.https_redirect, held=message.held)
 
     @model_validator(mode="after")
     def _redirects_need_a_primary(self) -> "Route":
