@@ -18,6 +18,7 @@ from .api.routes import (
     environments,
     iam,
     logs,
+    migrations,
     regions,
     services,
     templates,
@@ -32,11 +33,13 @@ from .services.backups import Backups
 from .services.crypto import Vault
 from .services.deployments import Deployments
 from .services.domain_rechecks import DomainRechecks
+from .services.migration_runner import MigrationRunner
 from .services.region_health import RegionHealth
 from .settings import Settings
 
 PUBLIC_ROUTERS = tuple(m.router for m in (
-    iam, tokens, regions, applications, environments, variables, domains, deployments, services, backups, logs, templates))
+    iam, tokens, regions, applications, environments, variables, domains, deployments, services, backups, logs, templates,
+    migrations))
 # Served to anyone: the secret in the path is the authorisation (backup download links).
 OPEN_ROUTERS = (downloads.router,)
 
@@ -49,12 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     deployments_service = Deployments(runtime.outbox, vault)
     backups_service = Backups(runtime.outbox, vault)
     region_health = RegionHealth(settings.status_seconds)
+    migration_runner = MigrationRunner(runtime.sessions, runtime.outbox, vault, deployments_service,
+                                       settings.migration_grace_seconds, settings.migration_copy_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await runtime.start()
         commands = handlers.command_consumers(deployments_service, backups_service, vault)
-        links = RegionLinks(runtime, lambda region: handlers.region_consumers(deployments_service, commands, region),
+        links = RegionLinks(runtime, lambda region: handlers.region_consumers(deployments_service, commands, region,
+                                                                              migration_runner.wake),
                             settings.region_refresh_seconds)
         app.state.region_links = links
         await links.refresh()  # served from the first request on
@@ -65,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    pending_bytes_limit=8 * 1024 * 1024)
         runtime.spawn("domain rechecks", DomainRechecks(runtime.sessions, runtime.outbox, vault,
                                                         settings.domain_recheck_seconds).run)
+        runtime.spawn("migrations", migration_runner.run)
         yield
         await links.stop()
         await runtime.stop()
@@ -77,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.deployments = deployments_service
     app.state.backups = backups_service
     app.state.region_health = region_health
+    app.state.migrations = migration_runner
     errors.install(app)
     errors.document_errors(app)
     add_platform_routes(app, "controlpanel", runtime.readiness_checks())

@@ -21,6 +21,7 @@ from regio_common.messages import (
     BuildStarted,
     DeploymentLogAppended,
     EnvironmentEvent,
+    EnvironmentTrafficChanged,
     Message,
     MessageSetAside,
     ProvisioningRequested,
@@ -31,7 +32,7 @@ from regio_common.messages import (
 )
 
 from ..services import backups as backup_service
-from ..services import environment_events, region_scope, service_instances
+from ..services import environment_events, migrations, region_scope, service_instances
 from ..services.backups import Backups
 from ..services.crypto import Vault
 from ..services.deployments import Deployments, in_region
@@ -105,14 +106,19 @@ def command_consumers(deployments: Deployments, backups: Backups, vault: Vault) 
     ]
 
 
-def dispatcher(deployments: Deployments, region: str):
+def dispatcher(deployments: Deployments, region: str, migrations_changed: Callable[[], None] = lambda: None):
     """For the consumer of ``region``'s events, which only that region's services can publish
     (each region's stream is on its own server). What they say is believed only about that
     region's deployments and environments: a region's builder or controller, a dedicated
     region's included, must not finish another region's build with an image of its choice.
-    Deployment log lines, which every runner of the region may publish, likewise."""
+    Deployment log lines, which every runner of the region may publish, likewise. A traffic
+    change is believed only from the source region of the migration that asked for it."""
     async def on_log(session: AsyncSession, message: DeploymentLogAppended) -> None:
         await deployments.on_log(session, message, region)
+
+    async def on_traffic_changed(session: AsyncSession, message: EnvironmentTrafficChanged) -> None:
+        await migrations.on_traffic_changed(session, message, region)
+        migrations_changed()  # the runner looks again (within 50 ms anyway, once this commits)
 
     routes = {
         DeploymentLogAppended: on_log,
@@ -121,13 +127,14 @@ def dispatcher(deployments: Deployments, region: str):
         RolloutProgressed: deployments.on_rollout_progressed,
         RolloutFinished: deployments.on_rollout_finished,
         EnvironmentEvent: environment_events.record,
+        EnvironmentTrafficChanged: on_traffic_changed,
     }
 
     async def handle(session: AsyncSession, message: Message) -> None:
         handler = routes.get(type(message))
         if handler is None:  # other services' events (routes, …) are not ours
             return
-        if handler is not on_log:
+        if handler not in (on_log, on_traffic_changed):
             for key in ("deployment_id", "environment_id"):
                 named = getattr(message, key, None)
                 if named is not None and not await in_region(session, region, **{key: named}):
@@ -150,11 +157,12 @@ class Consumer:
     handler: Handler
 
 
-def region_consumers(deployments: Deployments, commands: list[CommandConsumer], region: str) -> list[Consumer]:
+def region_consumers(deployments: Deployments, commands: list[CommandConsumer], region: str,
+                     migrations_changed: Callable[[], None] = lambda: None) -> list[Consumer]:
     """Every consumer the control panel keeps for ``region``: its events, its dead letters and
     the commands the control panel sends itself there."""
     return [
-        Consumer(EVENTS.name, durable(region), subject(region), dispatcher(deployments, region)),
+        Consumer(EVENTS.name, durable(region), subject(region), dispatcher(deployments, region, migrations_changed)),
         Consumer(DEAD_LETTERS.name, dead_letters_durable(region), dead_letters.subject(region),
                  dead_letters_handler(deployments, region)),
         *(Consumer(COMMANDS.name, command.durable(region), command.subject(region), command.for_region(region))
