@@ -203,6 +203,7 @@ class ExtraRegion(Region):
                    "--location", registration.location,
                    *(["--dedicated-to", registration.dedicated_to] if registration.dedicated_to else []),
                    "--jetstream-domain", self.slug, "--site-port", str(self.layout.ports.ingress_http),
+                   "--ingress-address", f"127.0.0.1:{self.layout.ports.ingress_http}",
                    "--servers", str(servers),
                    # One operator's machine, as the first region: see Region._seed.
                    "--trust-region-domain", "--local-repository-sources"]

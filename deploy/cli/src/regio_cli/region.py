@@ -286,6 +286,8 @@ class Region:
                 "REGION_DOMAIN": self.layout.region_domain,
                 "PUBLIC_URL": self.api_url,
                 "INGRESS_PORT": str(p.ingress_http),
+                # Other regions (on this machine) forward a migrated application's hosts here.
+                "INGRESS_ADDRESS": f"127.0.0.1:{p.ingress_http}",
             }),
             *self.region_services(),
         ]

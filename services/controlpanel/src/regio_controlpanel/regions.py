@@ -28,6 +28,8 @@ from .settings import Settings
 SLUG = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 # A JetStream domain is a token of the API's subjects ($JS.<domain>.API).
 JETSTREAM_DOMAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+# A host name or IPv4 address, and a port: what a proxy dials.
+INGRESS_ADDRESS = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?:[0-9]{1,5}$")
 VENDORS = ("aws", "azure", "gcp", "exoscale", "other", "self-hosted")
 MAX_NAME = 200  # the columns' lengths: name, location, physical region
 MAX_SERVERS_FILE = 1024 * 1024
@@ -45,6 +47,7 @@ class RegionSpec:
     free_plan: bool | None = None  # None: as it is (off for a new region)
     jetstream_domain: str | None = None
     site_port: int | None = None
+    ingress_address: str | None = None  # "host:port" where other regions' ingresses reach it
     servers: dict | None = None
     trust_region_domain: bool = False
     local_repository_sources: bool = False
@@ -67,6 +70,8 @@ class RegionSpec:
                              f"at most 63 characters")
         if self.site_port is not None and not 1 <= self.site_port <= 65535:
             raise ValueError(f"site port {self.site_port}: 1 to 65535")
+        if self.ingress_address is not None and not INGRESS_ADDRESS.match(self.ingress_address):
+            raise ValueError(f"ingress address {self.ingress_address!r}: host:port")
 
 
 def shown(region: Region, physical: PhysicalRegion) -> dict:
@@ -74,7 +79,8 @@ def shown(region: Region, physical: PhysicalRegion) -> dict:
             "location": physical.location, "physical_region": physical.name,
             "dedicated_to": str(region.organisation_id) if region.organisation_id else None,
             "free_plan": region.free_plan, "jetstream_domain": region.jetstream_domain,
-            "site_port": region.site_port, "retired": region.retired_at is not None}
+            "site_port": region.site_port, "ingress_address": region.ingress_address,
+            "retired": region.retired_at is not None}
 
 
 async def _physical_region(session: AsyncSession, spec: RegionSpec) -> PhysicalRegion:
@@ -119,6 +125,8 @@ async def add(session: AsyncSession, vault: Vault, spec: RegionSpec) -> dict:
         # served on the control panel's own server, where none of its messages are.
         region.jetstream_domain = spec.jetstream_domain
     region.site_port, region.retired_at = spec.site_port, None
+    if spec.ingress_address is not None:  # kept when not given, like the JetStream domain
+        region.ingress_address = spec.ingress_address
     if spec.trust_region_domain:  # as seed: only ever turned on here (`regio region set` turns it off)
         region.trust_region_domain = True
     if spec.local_repository_sources:
@@ -185,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="whether the free plan group may use it (default: as it is; off for a new region)")
     adding.add_argument("--jetstream-domain", help="the JetStream domain of the region's own NATS server, a leaf node")
     adding.add_argument("--site-port", type=int, help="the port its ingress serves sites on (default 80)")
+    adding.add_argument("--ingress-address", metavar="HOST:PORT",
+                        help="where other regions' ingresses reach its ingress (a migration's forwarding)")
     adding.add_argument("--servers", type=Path, help="JSON file: the region's servers by service identifier")
     adding.add_argument("--trust-region-domain", action="store_true")
     adding.add_argument("--local-repository-sources", action="store_true")
@@ -198,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
                                      vendor=args.vendor, location=args.location, physical_region=args.physical_region,
                                      dedicated_to=args.dedicated_to, free_plan=args.free,
                                      jetstream_domain=args.jetstream_domain, site_port=args.site_port,
+                                     ingress_address=args.ingress_address,
                                      servers=_servers(args.servers), trust_region_domain=args.trust_region_domain,
                                      local_repository_sources=args.local_repository_sources))
         else:

@@ -47,6 +47,8 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
                 await session.flush()
             # Every time: its site URLs follow the ingress's port when `regio up` moves it.
             region.site_port = None if settings.ingress_port == 80 else settings.ingress_port
+            if settings.ingress_address:  # where other regions forward a migrated environment's hosts
+                region.ingress_address = settings.ingress_address
             if trust_region_domain:  # every time, as below: a local region made before gets it
                 region.trust_region_domain = True
             if local_repository_sources:  # every time: a local region made before these settings gets them

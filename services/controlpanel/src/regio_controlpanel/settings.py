@@ -17,6 +17,8 @@ class Settings(ServiceSettings):
     build_key: str = Field("", description="Fernet key sealing repository credentials for the builders.")
     region_domain: str = "local.regio.localhost"
     ingress_port: int = Field(80, description="Port of the region's ingress, shown in site URLs.")
+    ingress_address: str = Field("", description="host:port where other regions' ingresses reach this region's "
+                                                 "(they forward a migrated application's hosts there); empty: none.")
     domain_recheck_seconds: float = Field(60, description="How often custom domains waiting for verification "
                                                           "are looked for whose check is due (every 5 minutes each).")
     region_refresh_seconds: float = Field(2, description="How often the regions are looked up: one added is "
