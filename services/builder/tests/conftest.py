@@ -215,9 +215,10 @@ def build_request(application_id):
     """A BuildRequested of a new deployment of this test's application."""
 
     def make(repository: Repository | None, mode: str = "AUTO", branch: str = "main",
-             url: str | None = None) -> BuildRequested:
+             url: str | None = None, commit: str | None = None) -> BuildRequested:
         return BuildRequested(deployment_id=uuid4(), application_id=application_id,
-                              repository_url=url or repository.url, branch=branch, build_mode=mode)
+                              repository_url=url or repository.url, branch=branch, build_mode=mode,
+                              commit=commit)
 
     return make
 

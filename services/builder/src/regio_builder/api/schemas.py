@@ -13,6 +13,7 @@ class BuildOut(BaseModel):
     branch: str
     build_mode: str
     state: str
+    requested_commit: str | None
     commit: str | None
     image: str | None
     image_tag: str | None

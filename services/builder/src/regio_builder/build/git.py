@@ -1,4 +1,5 @@
-"""Fetch the head of one branch with git: a shallow clone, nothing else of the history.
+"""Fetch the head of one branch with git: a shallow clone, nothing else of the history; or
+one commit of the branch, when a build asks for one, with as much history as finding it takes.
 
 The URL and branch come from a tenant. Before git runs, the source is checked against this
 builder's own settings (a command may come from elsewhere than the control panel), the host
@@ -8,6 +9,7 @@ names, no redirects, and credentials read from private files, never from its com
 import asyncio
 import contextlib
 import os
+import re
 import shlex
 import signal
 from collections.abc import Callable
@@ -18,11 +20,19 @@ from urllib.parse import quote
 from regio_common import repository_sources as sources
 from regio_common.repository_sources import RepositorySource, SourceRefused
 
-from ..domain.errors import RepositoryUnavailable
+from ..domain.errors import CommitNotOnBranch, InvalidCommit, RepositoryUnavailable
 
 # Variables of the builder's own environment that would change what git runs or whom it asks.
 _INHERITED_OUT = ("GIT_", "SSH_ASKPASS", "SSH_AUTH_SOCK")
 _INHERITED_KEPT = ("GIT_SSL_CAINFO", "GIT_SSL_CAPATH")  # the operator's choice of trusted CAs
+
+# A full object id: SHA-1, or SHA-256 for a repository in that format. Never an abbreviation,
+# which may name another object by the time the build runs, nor a ref name.
+COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_SHOWN = 80  # characters of a refused commit value the error quotes (it may be of any size)
+# History fetched first when the commit asked for is not the branch's head: a migration asks
+# for a commit a few deployments old at most. All of it when that is not enough.
+FIRST_DEEPEN = 100
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,16 @@ async def _git(args: list[str], cwd: Path | None, env: dict[str, str], timeout: 
         await process.wait()
         raise
     return process.returncode, lines
+
+
+def commit_id(value: str) -> str:
+    """The commit id in git's spelling (lowercase); InvalidCommit for anything else."""
+    spelled = value.lower()
+    if COMMIT_ID.fullmatch(spelled):
+        return spelled
+    shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "…"
+    raise InvalidCommit(f"the commit to build must be a full commit id (40 or 64 hexadecimal digits), "
+                        f"not {shown!r}")
 
 
 def _reason(lines: list[str], fallback: str) -> str:
@@ -184,9 +204,54 @@ class _GitSetup:
         return env
 
 
+async def _run(what: str, args: list[str], cwd: Path | None, env: dict[str, str], timeout: float,
+               on_line: Callable[[str], None]) -> list[str]:
+    """Run git; RepositoryUnavailable, with git's reason, when it fails or outlasts ``timeout``."""
+    try:
+        code, lines = await _git(args, cwd, env, timeout, on_line)
+    except TimeoutError:
+        raise RepositoryUnavailable(f"{what} did not finish within {timeout:g} seconds") from None
+    if code != 0:
+        raise RepositoryUnavailable(f"{what} failed: {_reason(lines, f'exit code {code}')}")
+    return lines
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+async def _on_branch(commit: str, checkout: Path, env: dict[str, str], timeout: float) -> bool:
+    """Whether the clone has ``commit`` in the history of its head (git exits 1 when not an
+    ancestor, 128 when it has no such commit, or not yet: the clone may be shallow)."""
+    code, _lines = await _git(["merge-base", "--is-ancestor", commit, "HEAD"], checkout, env, timeout, _quiet)
+    return code == 0
+
+
+async def _check_out_commit(commit: str, branch: str, checkout: Path, env: dict[str, str], timeout: float,
+                            on_line: Callable[[str], None]) -> None:
+    """Check out ``commit`` in the shallow clone of ``branch``, fetching the branch's history
+    (some, then all) until it has the commit; CommitNotOnBranch when the branch has it nowhere.
+    Only the branch's history is ever fetched, so a commit of another branch is not found."""
+    deepen = [f"--deepen={FIRST_DEEPEN}", "--unshallow"]
+    while not await _on_branch(commit, checkout, env, timeout):
+        shallow = await _run("git rev-parse", ["rev-parse", "--is-shallow-repository"], checkout, env, timeout,
+                             _quiet)
+        if not deepen or shallow[-1:] != ["true"]:
+            raise CommitNotOnBranch(f"branch {branch} does not contain commit {commit}")
+        step = deepen.pop(0)
+        fetched = "the whole history" if step == "--unshallow" else f"{FIRST_DEEPEN} more commits"
+        on_line(f"Fetching {fetched} of branch {branch} to find commit {commit}")
+        await _run("git fetch", ["fetch", "--no-tags", step, "origin"], checkout, env, timeout, on_line)
+    await _run("git checkout", ["checkout", "--quiet", "--detach", commit], checkout, env, timeout, on_line)
+
+
 async def clone(url: str, branch: str, into: Path, timeout: float, on_line: Callable[[str], None], *,
-                policy: SourcePolicy, access: Access | None, known_hosts: Path) -> str:
-    """Clone the head of ``branch`` into ``into`` (which must not exist); its commit id."""
+                policy: SourcePolicy, access: Access | None, known_hosts: Path, commit: str | None = None) -> str:
+    """Clone the head of ``branch`` into ``into`` (which must not exist), or its ``commit`` when
+    given (a full commit id, see ``commit_id``); the commit id checked out. ``timeout`` bounds
+    each git command."""
+    if commit is not None:
+        commit = commit_id(commit)
     source, addresses = await checked_source(url, branch, policy)
     if access is None and source.credentials is not None:
         # A build requested before credentials were sealed apart: its token is in the URL. Git
@@ -198,18 +263,17 @@ async def clone(url: str, branch: str, into: Path, timeout: float, on_line: Call
     git_url = setup.for_source(source, addresses, access)
     env = setup.environment()
     try:
-        code, lines = await _git(
-            ["clone", "--depth", "1", "--branch", branch, "--single-branch", "--no-tags", "--", git_url, str(into)],
-            None, env, timeout, on_line,
-        )
-    except TimeoutError:
-        raise RepositoryUnavailable(f"git clone did not finish within {timeout:g} seconds") from None
+        await _run("git clone",
+                   ["clone", "--depth", "1", "--branch", branch, "--single-branch", "--no-tags", "--", git_url,
+                    str(into)],
+                   None, env, timeout, on_line)
+        if commit is not None:
+            # The fetches reach the same addresses, with the same credentials, as the clone.
+            await _check_out_commit(commit, branch, into, env, timeout, on_line)
     finally:
         for secret in ("credentials", "deploy_key"):
             (private / secret).unlink(missing_ok=True)
-    if code != 0:
-        raise RepositoryUnavailable(f"git clone failed: {_reason(lines, f'exit code {code}')}")
-    code, lines = await _git(["rev-parse", "HEAD"], into, env, timeout, lambda _line: None)
+    code, lines = await _git(["rev-parse", "HEAD"], into, env, timeout, _quiet)
     if code != 0 or not lines:
         raise RepositoryUnavailable(f"cannot read the cloned commit: {_reason(lines, f'exit code {code}')}")
     return lines[-1].strip()

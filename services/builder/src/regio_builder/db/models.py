@@ -35,6 +35,8 @@ builds = Table(
     Column("repository_access_sealed", Text),
     Column("build_mode", String(16), nullable=False),
     Column("state", String(16), nullable=False),  # domain.states.BuildState
+    # The commit of the branch the request asked for (None: the branch's head), a full commit id.
+    Column("requested_commit", String(64)),
     Column("commit", String(64)),
     Column("image", String(255)),  # image id, sha256:…
     Column("image_tag", String(255)),  # regio-app/<application>:<commit[:12]>

@@ -13,6 +13,14 @@ class RepositoryUnavailable(BuildFailed):
     """The repository cannot be cloned, or the branch does not exist."""
 
 
+class InvalidCommit(BuildFailed):
+    """The commit asked for is not a full commit id."""
+
+
+class CommitNotOnBranch(BuildFailed):
+    """The commit asked for is neither the branch's head nor one of its ancestors."""
+
+
 class NoDockerfile(BuildFailed):
     pass
 

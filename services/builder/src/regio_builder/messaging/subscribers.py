@@ -40,6 +40,10 @@ def build_requested_handler(outbox: Outbox, on_queued: Callable[[], None]) -> Ha
         if build is None:
             log.info("deployment %s has a build already; request %s ignored", message.deployment_id, message.id)
             return
+        if await builds.refuse_invalid_commit(session, outbox, build, message):
+            log.info("build request %s of deployment %s asked for an invalid commit", message.id,
+                     message.deployment_id)
+            return
         # Wake the worker once the row is visible, not before the commit.
         after_commit(session, on_queued)
 

@@ -18,8 +18,9 @@ from regio_common.messages import (
 )
 from regio_common.outbox import Outbox
 
+from ..build import git
 from ..db import repository
-from ..domain.errors import BuildNotFound
+from ..domain.errors import BuildNotFound, InvalidCommit
 from ..domain.states import BuildState
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class Outcome:
 
 
 async def record_requested(session: AsyncSession, request: BuildRequested) -> Row | None:
-    """Queue the build of a deployment; None when that deployment has one already."""
+    """Queue the build of a deployment; None when that deployment has one already. A commit
+    that is not a commit id is not kept (see ``refuse_invalid_commit``)."""
     return await repository.insert_queued(
         session,
         id=uuid4(),
@@ -51,8 +53,30 @@ async def record_requested(session: AsyncSession, request: BuildRequested) -> Ro
         repository_url=request.repository_url,
         branch=request.branch,
         build_mode=request.build_mode,
+        requested_commit=_valid_commit(request.commit),
         repository_access_sealed=request.repository_access_sealed,
     )
+
+
+async def refuse_invalid_commit(session: AsyncSession, outbox: Outbox, build: Row, request: BuildRequested) -> bool:
+    """A build asked for a commit that is not a commit id ends failed at once, without running
+    (rather than building the branch's head in its place); True then."""
+    if request.commit is None:
+        return False
+    try:
+        git.commit_id(request.commit)
+    except InvalidCommit as e:
+        await append_log(session, outbox, build.deployment_id, build.id, [f"Build failed: {e.reason}"])
+        await finish(session, outbox, build, Outcome(success=False, error=e.reason), was=BuildState.QUEUED)
+        return True
+    return False
+
+
+def _valid_commit(value: str | None) -> str | None:
+    try:
+        return git.commit_id(value) if value is not None else None
+    except InvalidCommit:
+        return None
 
 
 async def claim_next(session: AsyncSession, outbox: Outbox) -> Row | None:

@@ -40,11 +40,13 @@ class BuildPipeline:
         try:
             mode = _mode(build.build_mode)
             checkout = workspace / "src"
-            build_log.write(f"Cloning branch {build.branch} of {git.display_url(build.repository_url)}")
+            wanted = f"commit {build.requested_commit} of branch" if build.requested_commit else "branch"
+            build_log.write(f"Cloning {wanted} {build.branch} of {git.display_url(build.repository_url)}")
             commit = await git.clone(build.repository_url, build.branch, checkout,
                                      self.settings.clone_timeout_seconds, build_log.write,
                                      policy=self._policy, access=self._access(build),
-                                     known_hosts=self.settings.work_dir / "known_hosts")
+                                     known_hosts=self.settings.work_dir / "known_hosts",
+                                     commit=build.requested_commit)
             build_log.write(f"Commit {commit}")
             async with self.sessions() as session, session.begin():
                 await builds.record_commit(session, build.id, commit)
