@@ -1,4 +1,5 @@
 """The public API as a user meets it: identity, applications, variables, errors, tenancy."""
+import asyncio
 import uuid
 
 from sqlalchemy import text
@@ -124,6 +125,27 @@ async def test_a_token_is_shown_once_listed_without_its_secret_and_revoked_at_on
     revoked = await api.delete(f"/iam/v3/tokens/{mine['uuid']}/")
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     assert (await api.get("/iam/v3/me/", headers=headers)).status_code == 401
+
+
+async def test_a_long_request_does_not_hold_up_the_same_tokens_other_requests(api, settings):
+    """A request records the token's use (once a minute) in its own transaction, which may stay
+    open for seconds (a DNS look-up of a custom domain's challenge): the token's other requests
+    due to record it too must not wait for that one's row lock."""
+    created = (await api.post("/iam/v3/tokens/", json={"name": "busy"})).json()
+    headers = {"Authorization": f"Token {created['token']}"}
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.connect() as other_request:
+            # The long request: it recorded the use and holds the row until it ends.
+            await other_request.execute(text(
+                "UPDATE controlpanel.api_tokens SET last_used_at = now() - interval '1 hour' WHERE id = :id"),
+                {"id": created["uuid"]})
+            async with asyncio.timeout(30):  # would wait for the lock as long as it is held
+                answered = await api.get("/iam/v3/me/", headers=headers)
+            assert answered.status_code == 200
+            await other_request.rollback()
+    finally:
+        await engine.dispose()
 
 
 async def test_another_users_token_cannot_be_revoked(api, stranger):

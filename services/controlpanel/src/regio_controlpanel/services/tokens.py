@@ -43,7 +43,12 @@ async def authenticate(session: AsyncSession, token: str) -> tuple[User, dict[UU
     api_token, user = row
     now = utcnow()
     if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
-        await session.execute(update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now))
+        # The row stays locked until the request's transaction ends, which may take seconds (a
+        # DNS look-up, a database made): the token's other requests skip the update rather
+        # than queue behind that one, which records the use anyway.
+        unlocked = (select(ApiToken.id).where(ApiToken.id == api_token.id)
+                    .with_for_update(skip_locked=True).scalar_subquery())
+        await session.execute(update(ApiToken).where(ApiToken.id == unlocked).values(last_used_at=now))
     return user, await load_grants(session, user.id)
 
 
