@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from regio_common.messages import EnvironmentRetired, EnvironmentTrafficSet, ServiceDataDeletionRequested, Traffic
@@ -76,12 +76,14 @@ class MigrationRunner:
         self.deployments = deployments
         self.grace = timedelta(seconds=grace_seconds)
         self.copy_seconds = copy_seconds
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # for the loop that picks migrations up
+        self._traffic = asyncio.Event()  # for cut-overs waiting on the source's controller
         self._driving: dict[UUID, asyncio.Task] = {}
 
     def wake(self) -> None:
         """Something changed (a new migration, a traffic change confirmed): look now."""
         self._wakeup.set()
+        self._traffic.set()
 
     async def run(self) -> None:
         try:
@@ -113,7 +115,7 @@ class MigrationRunner:
                     and_(Migration.status == Status.SUCCESS, Migration.source_removed_at.is_(None),
                          Migration.grace_until < now)),
                 or_(Migration.lease_until.is_(None), Migration.lease_until < now),
-                Migration.id.not_in(list(self._driving)) if self._driving else True,
+                Migration.id.not_in(list(self._driving)) if self._driving else true(),
             ).order_by(Migration.created_at).limit(AT_ONCE - len(self._driving)).with_for_update(skip_locked=True)
             ids = list((await session.execute(due)).scalars())
             if ids:
@@ -510,10 +512,10 @@ class MigrationRunner:
             if time.monotonic() > deadline:
                 raise MigrationFailed(f"the source region did not confirm the {parts[0].traffic_mode} of requests "
                                       f"within {TRAFFIC_SECONDS:g} s")
-            self._wakeup.clear()
+            self._traffic.clear()
             try:
                 async with asyncio.timeout(0.05):
-                    await self._wakeup.wait()
+                    await self._traffic.wait()
             except TimeoutError:
                 pass
 
