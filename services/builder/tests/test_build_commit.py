@@ -62,7 +62,11 @@ async def test_the_head_of_the_branch_asked_for_by_its_commit_needs_no_more_hist
     finished = await events.finished(request.deployment_id)
 
     assert finished.success and finished.commit == head
-    assert not any(line.startswith("Fetching") for line in events.log(request.deployment_id))
+    log = events.log(request.deployment_id)
+    assert f"Cloning commit {head} of branch main of {repository.url}" in log
+    assert not any(line.startswith("Fetching") for line in log)
+    record = (await builder.build_record(request.deployment_id)).json()
+    assert record["requested_commit"] == head
 
 
 async def test_auto_reuses_the_image_of_the_commit_asked_for_and_force_rebuilds_it(builder, publish, build_request,
@@ -99,6 +103,7 @@ async def test_another_applications_image_of_the_same_commit_is_not_reused(build
     await publish(first)
     built = await events.finished(first.deployment_id)
     assert built.success
+    repository.commit(_version("two"), "two")  # the branch moves on
 
     other_application = uuid4()
     request = build_request(repository, "AUTO", commit=built.commit).model_copy(
@@ -107,6 +112,8 @@ async def test_another_applications_image_of_the_same_commit_is_not_reused(build
         await publish(request)
         finished = await events.finished(request.deployment_id)
         assert finished.success and not finished.reused
+        assert finished.commit == built.commit  # (the same image id may come out of Docker's layer cache)
+        assert _label(docker_api, finished.image) == "one"
         assert any(line.startswith("Step 1/") for line in events.log(request.deployment_id))
     finally:
         for image in docker_api.images(name=f"regio-app/{other_application}"):
