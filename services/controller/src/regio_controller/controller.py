@@ -20,6 +20,7 @@ from regio_common.subscriber import by_environment
 
 from .db import repository
 from .db.models import inbox, outbox
+from .environments.traffic_watch import TrafficWatch
 from .healing.healer import Healer
 from .messaging.consumers import (
     cancellations_consumer,
@@ -37,6 +38,7 @@ from .reconcile import Reconciler
 from .rollout.context import RolloutContext
 from .rollout.worker import RolloutWorker
 from .routes.applied import AppliedRoutes
+from .routes.ingresses import Ingresses
 from .runners.capacity import capacity
 from .runners.desired import DesiredState
 from .runners.heartbeats import HeartbeatWatcher
@@ -68,6 +70,11 @@ class Controller:
         self.healer = Healer(ctx, settings.reconcile_seconds, say=self._say)
         reconciler = Reconciler(runtime.sessions, desired, self.registry, self.registry.lost_after,
                                 settings.reconcile_seconds, on_lost=self.healer.wake)
+        traffic = TrafficWatch(runtime.sessions, runtime.outbox,
+                               Ingresses(self.http, settings.ingress_urls, settings.service_token),
+                               drain_seconds=settings.traffic_hold_drain_seconds,
+                               least_drain_seconds=settings.drain_seconds, period=settings.traffic_check_seconds,
+                               instances_stopped=reconciler.wake)
 
         # A burst of deploys is recorded side by side; each environment's requests stay in order.
         runtime.subscribe(COMMANDS.name, rollouts_consumer(settings.region),
@@ -79,7 +86,7 @@ class Controller:
         runtime.subscribe(COMMANDS.name, environments_consumer(settings.region),
                           subject_for(EnvironmentRetired, settings.region),
                           on_environment_command(runtime.outbox, self.worker.stop, reconciler.wake,
-                                                 self.healer.wake))
+                                                 self.healer.wake, traffic.wake))
         runtime.subscribe(EVENTS.name, cancellations_consumer(settings.region),
                           subject_for(DeploymentCancelled, settings.region),
                           on_deployment_cancelled(ctx, self.worker.stop, reconciler.wake))
@@ -91,6 +98,7 @@ class Controller:
         runtime.spawn("rollouts", self.worker.run)
         runtime.spawn("reconcile", reconciler.run)
         runtime.spawn("healer", self.healer.run)
+        runtime.spawn("traffic", traffic.run)
         runtime.report_status(self.capacity)  # the region's heartbeat: the control panel's view of it
 
     async def capacity(self) -> dict[str, int]:

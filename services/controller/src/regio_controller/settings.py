@@ -24,6 +24,11 @@ class Settings(ServiceSettings):
     drain_seconds: float = Field(0.5, description="Least time old instances drain after the routes moved off them.")
     drain_grace_seconds: float = Field(
         30.0, description="Most time old instances drain: requests still in flight then are cut off.")
+    traffic_hold_drain_seconds: float = Field(
+        10.0, description="How long a held environment's requests in flight to its instances are waited for "
+        "before the hold is reported with an error (the ingress holds new requests for at most 30 s).")
+    traffic_check_seconds: float = Field(
+        0.2, description="How often traffic changes not yet reported in effect, and forwards' ends, are checked.")
     reconcile_seconds: float = Field(2.0, description="Period of the level-triggered reconcile loop.")
     rollout_poll_seconds: float = Field(2.0, description="How often the rollout worker looks for due rollouts.")
     parallel_rollouts: int = Field(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -80,6 +81,11 @@ class Workload(Base):
     """What one environment serves now: the release and deployment its routes point at."""
 
     __tablename__ = "workloads"
+    __table_args__ = (
+        # The traffic watch scans for reports due and forwards expired, several times a second.
+        Index("ix_workloads_traffic_due", "environment_id",
+              postgresql_where=text("NOT traffic_reported OR traffic = 'forward'")),
+    )
 
     environment_id: Mapped[UUID] = mapped_column(primary_key=True)
     application_id: Mapped[UUID]
@@ -95,6 +101,17 @@ class Workload(Base):
     dedicated_to: Mapped[UUID | None]  # the organisation whose runners alone may run it
     route_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     applied_route_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # How the ingress treats its hosts (Traffic: serve, hold, forward), as the control panel set it
+    # during a migration; every route published for the workload carries it (routes/table.py).
+    traffic: Mapped[str] = mapped_column(String(16), default="serve", server_default="serve")
+    traffic_change_id: Mapped[UUID | None]  # the EnvironmentTrafficSet that set it
+    traffic_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    traffic_revision: Mapped[int | None] = mapped_column(Integer)  # the route revision carrying the change
+    # EnvironmentTrafficChanged sent for traffic_change_id; false: the traffic watch still waits for it.
+    traffic_reported: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    forward_to: Mapped[str | None] = mapped_column(String(255))  # host:port of the region it moved to
+    forward_hosts: Mapped[list] = mapped_column(JSONB, default=list, server_default="[]")
+    forward_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # then forgotten here
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  onupdate=func.now())
 

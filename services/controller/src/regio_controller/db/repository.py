@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from regio_common.messages import RolloutRequested
+from regio_common.messages import RolloutRequested, Traffic
 from regio_common.plans import cpu_share
 from regio_common.runners import RunnerHeartbeat
 
@@ -317,6 +317,14 @@ async def record_applied_revision(session: AsyncSession, environment_id: UUID, r
     )
 
 
+async def traffic_due(session: AsyncSession) -> list[Workload]:
+    """Workloads with a traffic change not yet reported in effect, and forwarded ones (which end)."""
+    return list(await session.scalars(
+        select(Workload).where(or_(Workload.traffic_reported.is_(False), Workload.traffic == Traffic.FORWARD))
+        .order_by(Workload.environment_id)
+    ))
+
+
 async def applied_revision(session: AsyncSession, environment_id: UUID) -> int:
     return await session.scalar(select(Workload.applied_route_revision)
                                 .where(Workload.environment_id == environment_id)) or 0
@@ -495,7 +503,9 @@ async def workloads_to_heal(session: AsyncSession) -> list[UUID]:
                                   Instance.state.in_(ACTIVE_STATES)))
         .outerjoin(Runner, Runner.name == Instance.runner)
         .where(Workload.current_deployment_id.is_not(None), Workload.instances.is_not(None),
-               Workload.environment_id.not_in(rolling))
+               Workload.environment_id.not_in(rolling),
+               # Forwarded to another region: its instances here were stopped for good.
+               Workload.traffic != Traffic.FORWARD)
         .group_by(Workload.environment_id, Workload.instances)
         .having(
             (func.count(Instance.id).filter(current, Instance.state == InstanceState.HEALTHY, in_service)

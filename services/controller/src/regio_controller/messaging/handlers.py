@@ -14,6 +14,7 @@ from regio_common.messages import (
     EnvironmentHostsChanged,
     EnvironmentRetired,
     EnvironmentScaled,
+    EnvironmentTrafficSet,
     Message,
     RolloutRequested,
     RoutesApplied,
@@ -25,6 +26,7 @@ from ..db import repository
 from ..environments.hosts import change_hosts
 from ..environments.retirement import refuse_rollout, retire
 from ..environments.scaling import scale
+from ..environments.traffic import set_traffic
 from ..rollout import cancellation
 from ..rollout.context import RolloutContext
 from ..routes.applied import AppliedRoutes
@@ -62,7 +64,8 @@ def on_rollout_requested(outbox: Outbox, default_sanity_timeout: float, wake_wor
 
 
 def on_environment_command(outbox: Outbox, stop_rollout: Callable[[UUID], None],
-                           reconcile_runners: Callable[[], None], heal: Callable[[], None]) -> Handler:
+                           reconcile_runners: Callable[[], None], heal: Callable[[], None],
+                           watch_traffic: Callable[[], None] = lambda: None) -> Handler:
     async def handle(session: AsyncSession, message: Message) -> None:
         if isinstance(message, EnvironmentRetired):
             if await retire(session, outbox, message.environment_id):
@@ -74,6 +77,9 @@ def on_environment_command(outbox: Outbox, stop_rollout: Callable[[UUID], None],
         elif isinstance(message, EnvironmentScaled):
             if await scale(session, outbox, message.environment_id, message.instances):
                 after_commit(session, heal)
+        elif isinstance(message, EnvironmentTrafficSet):
+            if await set_traffic(session, outbox, message):
+                after_commit(session, watch_traffic)
         else:
             log.warning("ignoring %s on the environments subject", message.kind)
 

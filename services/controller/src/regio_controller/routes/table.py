@@ -1,12 +1,13 @@
 """The route of an environment as the ingress receives it, built in one place for both
 the RoutesChanged event and the polled /internal/v1/routes list: the workload's hosts and
-redirects, its instances as upstreams, under its current route revision."""
+redirects, its instances as upstreams, under its current route revision; or, while a
+migration holds or forwards its traffic, no upstream (held) or the region it moved to."""
 from collections.abc import Iterable
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from pydantic import BaseModel, Field
 
-from regio_common.messages import RoutesChanged, Upstream
+from regio_common.messages import RoutesChanged, Traffic, Upstream
 
 from ..db.models import Instance, Workload
 
@@ -18,6 +19,7 @@ class Route(BaseModel):
     revision: int
     redirect_hosts: list[str] = Field(default_factory=list)  # answered with a 301 to the primary, never proxied
     https_redirect: bool = False  # plain HTTP on ``hosts`` answers a redirect to HTTPS
+    held: bool = False  # Traffic.HOLD: requests wait at the ingress, upstreams empty
 
 
 def upstreams_of(instances: Iterable[Instance]) -> list[Upstream]:
@@ -25,7 +27,17 @@ def upstreams_of(instances: Iterable[Instance]) -> list[Upstream]:
 
 
 def route_of(workload: Workload, instances: Iterable[Instance]) -> Route:
-    """The workload's route to ``instances``, under its current revision (the caller bumps it first)."""
+    """The workload's route to ``instances``, under its current revision (the caller bumps it first).
+    Its traffic mode wins over the instances, whoever publishes the route (a rollout, the healer)."""
+    if workload.traffic == Traffic.HOLD:
+        return Route(environment_id=workload.environment_id, hosts=list(workload.hosts), upstreams=[],
+                     revision=workload.route_revision, redirect_hosts=list(workload.redirect_hosts),
+                     https_redirect=workload.https_redirect, held=True)
+    if workload.traffic == Traffic.FORWARD:
+        # The other region's ingress answers the hosts (and their redirects) as it routes them itself.
+        forward = Upstream(instance_id=uuid5(workload.environment_id, workload.forward_to), address=workload.forward_to)
+        return Route(environment_id=workload.environment_id, hosts=list(workload.forward_hosts), upstreams=[forward],
+                     revision=workload.route_revision)
     return Route(environment_id=workload.environment_id, hosts=list(workload.hosts),
                  upstreams=upstreams_of(instances), revision=workload.route_revision,
                  redirect_hosts=list(workload.redirect_hosts), https_redirect=workload.https_redirect)
