@@ -282,7 +282,11 @@ class PostgresCluster:
             name=self.name,
             argv=[self.bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port),
                   "-c", f"listen_addresses={self.listen_addresses}", "-c", f"unix_socket_directories={socket_dir}",
-                  "-c", "max_connections=300", "-c", "fsync=on"],
+                  "-c", "max_connections=300", "-c", "fsync=on",
+                  # Logical decoding: an application's database is copied to another region
+                  # while it keeps writing (region_services/replication.py). Only a restart
+                  # changes it: a cluster started before runs on with "replica".
+                  "-c", "wal_level=logical"],
             state_dir=self.state_dir,
             port=self.port,
             user=user,
