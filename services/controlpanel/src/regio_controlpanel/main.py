@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await runtime.start()
+        migration_runner.sessions = runtime.sessions  # made by start(): None before it
         commands = handlers.command_consumers(deployments_service, backups_service, vault)
         links = RegionLinks(runtime, lambda region: handlers.region_consumers(deployments_service, commands, region,
                                                                               migration_runner.wake),
