@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
 from regio_common import egress
@@ -13,6 +14,7 @@ from regio_common.layout import Layout, default_state_dir
 from regio_common.processes import PortTaken
 
 from . import dead_letters, prerequisites, testing, usage
+from . import migrate as migration
 from . import runners as runner_admin
 from .extra_region import VENDORS, ExtraRegion, RegionError, Registration, extra_regions, new_region
 from .region import CHECKOUT, Region
@@ -218,6 +220,31 @@ def firewall(state_dir: StateDir = None) -> None:
     except subprocess.CalledProcessError as e:
         say(f"failed: {e} {e.stderr or ''}")
         raise typer.Exit(1)
+
+
+@app.command()
+def migrate(application: Annotated[str, typer.Argument(help="The application's slug or uuid.")],
+            to: Annotated[str, typer.Option("--to", help="The slug of the region to move it to.")],
+            state_dir: StateDir = None, region: RegionOption = None) -> None:
+    """Move an application, its environments and services, to another region while it keeps
+    serving (as the admin), and follow the migration's log until it ends: exit 0 when it
+    succeeded, 1 otherwise."""
+    chosen = _region(state_dir, region)
+    # Every region's control panel is the first region's: its API and the admin's token.
+    first = chosen.first if isinstance(chosen, ExtraRegion) else chosen
+    env = dict(line.removeprefix("export ").split("=", 1) for line in first.env_lines())
+    if not env.get("REGIO_TOKEN"):
+        say(f"no admin token in {first.state_dir}: start the region with `regio up` first")
+        raise typer.Exit(1)
+    try:
+        succeeded = migration.migrate(env["REGIO_API_URL"], env["REGIO_TOKEN"], application, to, typer.echo, say)
+    except migration.MigrateError as e:
+        say(str(e))
+        raise typer.Exit(1)
+    except httpx.HTTPError as e:
+        say(f"the control panel at {env['REGIO_API_URL']} did not answer: {type(e).__name__}")
+        raise typer.Exit(1)
+    raise typer.Exit(0 if succeeded else 1)
 
 
 region_app = typer.Typer(help="Regions: add and remove them, list them, change their settings.",
