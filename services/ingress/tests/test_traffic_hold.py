@@ -122,3 +122,17 @@ async def test_a_forwarded_host_goes_to_the_other_address_with_its_host_header(i
             response = await http.get("/", headers={"Host": HOST})
     assert response.json()["name"] == "other-region-ingress"
     assert response.json()["headers"]["Host"] == HOST
+
+
+async def test_a_host_forwarded_to_a_named_address_reaches_it(ingress, instance, caddy, region_bus):
+    # Regions name each other's ingresses as their operators configured them: often a host name,
+    # which Caddy (dialling through the ingress's own responder) could not resolve by itself.
+    environment = uuid4()
+    other_region = instance("other-region-ingress")
+    async with ingress():
+        await announce(region_bus, environment, 1, [Upstream(instance_id=uuid4(),
+                                                             address=f"localhost:{other_region.server.server_port}")])
+        async with httpx.AsyncClient(base_url=f"http://{caddy.http_listen}", timeout=10) as http:
+            response = await http.post("/orders", headers={"Host": HOST}, content=b"order")
+    assert response.status_code == 200, response.text
+    assert (response.json()["name"], response.json()["headers"]["Host"]) == ("other-region-ingress", HOST)

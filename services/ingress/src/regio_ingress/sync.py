@@ -23,6 +23,7 @@ from .caddy.admin import CaddyAdmin, CaddyUnavailable
 from .caddy.config import ProxySettings, config_hash, render
 from .controller import ControllerClient, ControllerUnavailable
 from .dns.table import UpstreamTable
+from .dns.upstream_names import UpstreamNames
 from .routes.host_index import HostIndex
 from .routes.repository import RouteRepository
 
@@ -43,6 +44,7 @@ class CaddyLoader:
         self.outbox = outbox
         self.settle_seconds = settle_seconds
         self.config = render(proxy)  # the same for every table
+        self.names = UpstreamNames()
         self.last_loaded: dict | None = None  # the config Caddy accepted last
         self._config_lost = False  # Caddy runs another config than last_loaded: load even if unchanged
         self._wanted = asyncio.Event()
@@ -94,7 +96,7 @@ class CaddyLoader:
     async def load(self) -> None:
         async with self.sessions() as session:
             routes = await RouteRepository(session).all()
-        self.table.replace(routes)
+        self.table.replace(routes, await self.names.resolve(routes))
         if self.last_loaded is None and not self._config_lost:
             # A restarted ingress finds Caddy running its config still: loading it again would
             # end Caddy's server for nothing, closing kept-alive connections.

@@ -11,9 +11,10 @@ from .names import request_of_name, target_name
 Service = tuple[str, int]  # an SRV target and port
 
 
-def _service(address: str) -> Service:
+def _service(address: str, resolved: dict[str, str] | None = None) -> Service:
+    """``resolved``: the addresses of upstream host names (dns/upstream_names.py)."""
     host, _, port = address.rpartition(":")
-    return target_name(host), int(port)
+    return target_name((resolved or {}).get(host, host)), int(port)
 
 
 class UpstreamTable:
@@ -49,7 +50,7 @@ class UpstreamTable:
         to = destination(self.hosts, *request, self.ports)
         return self._instances[to.environment_id] if isinstance(to, Route) else self.edge
 
-    def replace(self, routes: Iterable[Route]) -> None:
+    def replace(self, routes: Iterable[Route], resolved: dict[str, str] | None = None) -> None:
         now = self._clock()
         routes = {route.environment_id: route for route in routes}
         for environment_id in self._routes.keys() | routes.keys():
@@ -58,7 +59,7 @@ class UpstreamTable:
                 # `refresh` after a change gets the new answer, for each of the route's hosts.
                 self._settles[environment_id] = now + self.refresh
         self._routes = routes
-        self._instances = {e: self.hold if r.held else tuple(_service(u.address) for u in r.upstreams)
+        self._instances = {e: self.hold if r.held else tuple(_service(u.address, resolved) for u in r.upstreams)
                            for e, r in routes.items()}
         self.hosts = HostIndex(routes.values())
         self.loaded = True
