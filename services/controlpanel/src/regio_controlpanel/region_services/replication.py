@@ -31,6 +31,7 @@ from regio_common.scram import scram_verifier
 from .database import DatabaseToolFailed, _Admin, _connect, _run_tool, check_name
 
 POLL = 0.2  # seconds between two looks at the replication's state
+CATCH_UP_POLL = 0.02  # the same during the cut-over, where every moment is the application's pause
 LOCK_TIMEOUT = "10s"  # an ALTER TABLE waiting behind the application's long transaction gives up
 SESSION_END_TRIES = 100  # of 50 ms: how long a freeze waits for the application's sessions to end
 SLOT_RELEASE_TRIES = 100  # of 50 ms: how long stop waits for a walsender to let go of a slot
@@ -187,7 +188,7 @@ async def wait_caught_up(copy: DatabaseCopy, timeout: float) -> None:
             if loop.time() >= deadline:
                 raise CopyFailed(f"the target did not catch up with database {copy.database} within {timeout:g}s "
                                  f"({lag} bytes behind)")
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(CATCH_UP_POLL)
 
 
 async def copy_sequences(copy: DatabaseCopy) -> int:
@@ -404,7 +405,12 @@ def _conninfo_value(value: str) -> str:
 
 async def _subscribe(conn: asyncpg.Connection, copy: DatabaseCopy, password: str) -> None:
     """The subscription, which creates the slot on the source and starts copying. Its statement
-    carries the replication role's password: this session logs no statement, even a failed one."""
+    carries the replication role's password: this session logs no statement, even a failed one.
+
+    ``synchronous_commit``: the target confirms a position to the source only once it is on the
+    target's disk; committed synchronously, that is as soon as it is applied, not at the next
+    WAL writer round and feedback message, which made the catch-up in the cut-over's pause take
+    200-400 ms instead of 10-100 ms (measured with 100k rows and a writing application)."""
     await conn.execute("SET log_min_error_statement = panic; SET log_statement = 'none'; "
                        "SET log_min_duration_statement = -1")
     conninfo = " ".join(f"{key}={_conninfo_value(value)}" for key, value in (
@@ -414,7 +420,7 @@ async def _subscribe(conn: asyncpg.Connection, copy: DatabaseCopy, password: str
     try:
         await conn.execute(f'CREATE SUBSCRIPTION "{copy.name}" CONNECTION {_literal(conninfo)} '
                            f'PUBLICATION "{copy.name}" WITH (copy_data = true, create_slot = true, '
-                           f"slot_name = '{copy.name}', enabled = true)")
+                           f"slot_name = '{copy.name}', enabled = true, synchronous_commit = 'on')")
     except asyncpg.PostgresError as error:
         raise CopyFailed(f"creating the subscription on the target: {str(error).replace(password, '***')}") from None
 
