@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from regio_controlpanel.region_services import bucket_copy
 from regio_controlpanel.region_services.bucket_copy import BucketSync, BucketSyncFailed, sync_bucket
 from regio_controlpanel.region_services.storage import ObjectStorage
 from regio_controlpanel.services.provisioning import StorageServer
@@ -182,3 +183,47 @@ async def test_names_are_checked_and_a_bucket_is_never_copied_onto_itself(source
             await sync_bucket(source, src, target, bad)
     with pytest.raises(ValueError, match="onto itself"):
         await sync_bucket(source, src, source, src)
+
+
+async def test_an_object_deleted_while_the_call_runs_is_skipped(source, target, monkeypatch):
+    src, dst = await new_bucket(source), await new_bucket(target)
+    async with source.client() as client:
+        await client.put_object(src, "kept.txt", b"kept")
+        await client.put_object(src, "deleted-meanwhile.txt", b"gone")
+    copy = bucket_copy._copy
+
+    async def deleted_after_listing(src_client, source_bucket, *args):
+        if args[-2] == "deleted-meanwhile.txt":
+            await src_client.delete_objects(source_bucket, ["deleted-meanwhile.txt"])
+        return await copy(src_client, source_bucket, *args)
+
+    monkeypatch.setattr(bucket_copy, "_copy", deleted_after_listing)
+    assert await sync_bucket(source, src, target, dst) == BucketSync(copied=1, deleted=0, bytes=4, objects=1)
+    assert list(await contents(target, dst)) == ["kept.txt"]
+
+
+async def test_an_object_uploaded_again_between_its_parts_fails_the_call_and_leaves_no_parts(
+        source, target, monkeypatch):
+    src, dst = await new_bucket(source), await new_bucket(target)
+    async with source.client() as client:
+        await put_in_parts(client, src, "video.mp4", [os.urandom(5 * MB), b"version 1"])
+    upload_part = ObjectStorage.upload_part
+
+    async def overwritten_after_the_first_part(self, bucket, key, upload_id, number, chunks, size):
+        etag = await upload_part(self, bucket, key, upload_id, number, chunks, size)
+        if bucket == dst and number == 1:
+            monkeypatch.undo()  # the upload below is made as usual
+            async with source.client() as client:
+                await put_in_parts(client, src, "video.mp4", [os.urandom(5 * MB), b"version 2"])
+        return etag
+
+    monkeypatch.setattr(ObjectStorage, "upload_part", overwritten_after_the_first_part)
+    with pytest.raises(BucketSyncFailed, match="video.mp4 changed while it was copied"):
+        await sync_bucket(source, src, target, dst)
+    async with target.client() as client:
+        assert await client.list_objects(dst) == []
+        # No upload left half done on the target (its parts would hold space nobody sees).
+        uploads = await client._request("GET", f"/{dst}", query={"uploads": ""})
+        assert b"<Upload>" not in uploads.content, uploads.content
+    assert (await sync_bucket(source, src, target, dst)).copied == 1
+    assert await contents(target, dst) == await contents(source, src)

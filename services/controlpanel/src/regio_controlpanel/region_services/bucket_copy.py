@@ -103,7 +103,7 @@ async def _copy(src: ObjectStorage, source_bucket: str, dst: ObjectStorage, targ
                 in_parts = not in_parts  # uploaded again since it was listed, the other way
         raise BucketSyncFailed(f"{key} changed while it was copied")
     except StorageError as e:
-        if e.code == "NoSuchKey" or e.status == 404:
+        if e.code == "NoSuchKey":  # the source's (the target's refusals name a bucket or an upload)
             raise _Vanished() from e
         if e.status == 412:  # uploaded again between two parts
             raise BucketSyncFailed(f"{key} changed while it was copied") from e
