@@ -5,10 +5,12 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
+from regio_common.processes import wait_for_port
 from regio_common.servers import PostgresCluster
 from regio_common.testing.plugin import own_postgres
 from regio_controlpanel.region_services import database, replication
@@ -305,3 +307,26 @@ async def test_the_clusters_regio_starts_can_be_copied_from(source):
         assert await conn.fetchval("SHOW wal_level") == "logical"
     finally:
         await conn.close()
+
+
+def test_a_cluster_started_before_wal_level_logical_is_told_apart_and_restarts_with_it():
+    """A region upgraded in place: its running cluster keeps the settings it started with,
+    which `regio up` must notice (ManagedProcess.start leaves a running server alone)."""
+    with own_postgres("replication-upgraded") as cluster:
+        assert not cluster.started_with_other_settings()
+        process = cluster.process()
+        process.stop()
+        older = [a for a in process.argv if a != "wal_level=logical"][:-1]  # and its "-c"
+        replace(process, argv=older).start()
+        wait_for_port(cluster.port, 30)
+        cluster.wait_ready()
+        assert cluster.psql("SHOW wal_level").stdout.strip() == "replica"
+        assert not process.start()  # running: left as it is
+        assert cluster.started_with_other_settings()
+
+        process.stop()
+        process.start()
+        wait_for_port(cluster.port, 30)
+        cluster.wait_ready()
+        assert cluster.psql("SHOW wal_level").stdout.strip() == "logical"
+        assert not cluster.started_with_other_settings()

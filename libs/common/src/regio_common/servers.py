@@ -160,6 +160,21 @@ class PostgresCluster:
         local user reaches the socket at all; the account itself still needs a password there."""
         return self.state_dir / self.name / "socket"
 
+    def started_with_other_settings(self) -> bool:
+        """Running, but with other settings than ``process()`` gives it now (a region upgraded in
+        place, e.g. from before wal_level=logical). ``ManagedProcess.start`` leaves a running
+        server alone, and these settings take effect only at a start: the caller restarts it.
+        The running postmaster's own command line (it never rewrites it) says what it has."""
+        process = self.process()
+        pid = process.pid()
+        if pid is None:
+            return False
+        try:
+            running = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, PermissionError):
+            return False
+        return [arg.decode(errors="replace") for arg in running if arg] != process.argv
+
     def ready(self) -> bool:
         """The port opens before recovery ends; pg_isready says when queries are accepted.
 
