@@ -3,6 +3,7 @@ object arrives with its bytes, content type and metadata, an object uploaded in 
 its ETag, a second call copies only what changed, deletions follow, nothing of another
 bucket is touched, memory stays bounded whatever an object's size, and errors carry no
 secret key."""
+import gzip
 import hashlib
 import os
 import tracemalloc
@@ -72,11 +73,16 @@ async def stored_headers(at: StorageServer, bucket: str, key: str) -> dict[str, 
 async def test_every_object_arrives_with_its_bytes_type_and_metadata(source, target):
     src, dst = await new_bucket(source), await new_bucket(target)
     big = os.urandom(17 * MB + 3)  # more than 16 MB in one piece
+    css_gz = gzip.compress(b"body { color: red }" * 1000)
     parts = [os.urandom(6 * MB), os.urandom(6 * MB), os.urandom(5 * MB + 11)]
     async with source.client() as client:
         await client.put_object(src, "empty", b"")
         await client.put_object(src, "media/photo.jpg", os.urandom(300 * 1024), "image/jpeg")
         await client.put_object(src, "media/a name with spaces & ünicode.txt", b"hello", "text/plain")
+        await client.put_object(src, "media/a+b=c?d#e%20f.txt", b"data")  # characters URLs give meaning to
+        await client.put_object(src, "media/folder/", b"")  # a folder as S3 consoles make them
+        await client.put_stream(src, "static/app.css", one_chunk(css_gz), len(css_gz),
+                                {"content-type": "text/css", "content-encoding": "gzip"})  # copied as stored
         await client.put_stream(src, "media/big.bin", one_chunk(big), len(big),
                                 {"content-type": "application/zip", "x-amz-meta-uploaded-by": "alice",
                                  "cache-control": "max-age=60", "content-disposition": "attachment"})
@@ -85,7 +91,8 @@ async def test_every_object_arrives_with_its_bytes_type_and_metadata(source, tar
 
     result = await sync_bucket(source, src, target, dst)
 
-    assert result == BucketSync(copied=5, deleted=0, bytes=300 * 1024 + 5 + len(big) + sum(map(len, parts)), objects=5)
+    assert result == BucketSync(
+        copied=8, deleted=0, bytes=300 * 1024 + 5 + 4 + len(css_gz) + len(big) + sum(map(len, parts)), objects=8)
     assert await contents(target, dst) == await contents(source, src)
     assert (await contents(target, dst))["media/video.mp4"][1] == multipart_etag  # the same parts
     assert hashlib.md5(b"".join(parts)).hexdigest() == (await contents(target, dst))["media/video.mp4"][2]
@@ -96,6 +103,7 @@ async def test_every_object_arrives_with_its_bytes_type_and_metadata(source, tar
     assert big_headers["content-disposition"] == "attachment"
     assert (await stored_headers(target, dst, "media/video.mp4"))["content-type"] == "video/mp4"
     assert (await stored_headers(target, dst, "media/photo.jpg"))["content-type"] == "image/jpeg"
+    assert (await stored_headers(target, dst, "static/app.css"))["content-encoding"] == "gzip"
 
 
 async def test_a_second_call_copies_only_what_changed_and_deletes_what_went(source, target):
