@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from regio_common.testing.plugin import free_port
 from regio_controlpanel.region_services import bucket_copy
 from regio_controlpanel.region_services.bucket_copy import BucketSync, BucketSyncFailed, sync_bucket
 from regio_controlpanel.region_services.storage import ObjectStorage
@@ -180,6 +181,11 @@ async def test_errors_name_the_bucket_and_carry_no_secret_key(source, target):
         for secret in (source.secret_key, target.secret_key):
             assert secret not in told
     assert "NoSuchBucket" in str(failed.value)
+    gone_away = StorageServer(endpoint=f"http://127.0.0.1:{free_port()}", access_key=target.access_key,
+                              secret_key=target.secret_key, host=target.host, port=target.port)
+    with pytest.raises(BucketSyncFailed, match="did not answer") as failed:
+        await sync_bucket(source, src, gone_away, src)
+    assert gone_away.endpoint.removeprefix("http://") in str(failed.value)
 
 
 async def test_names_are_checked_and_a_bucket_is_never_copied_onto_itself(source, target):

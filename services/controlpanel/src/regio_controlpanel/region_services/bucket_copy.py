@@ -156,7 +156,11 @@ def _first(group: BaseExceptionGroup) -> BaseException:
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, httpx.HTTPError):
-        return f"the storage did not answer ({type(error).__name__})"
+        try:
+            where = f" at {error.request.url.netloc.decode()}"
+        except RuntimeError:  # an error raised without its request
+            where = ""
+        return f"the storage{where} did not answer ({type(error).__name__})"
     return str(error)
 
 
