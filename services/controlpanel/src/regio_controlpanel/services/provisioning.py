@@ -6,7 +6,7 @@ region's own servers are registered by `regio up`, a dedicated one by an operato
 names of what is created derive from the instance's id, so a provisioning step that is
 retried after a crash finds and reuses what it created before."""
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from ..db.models import Service, ServiceInstance
@@ -22,7 +22,9 @@ class ProvisioningFailed(Exception):
 
 @dataclass(frozen=True)
 class DatabaseServer:
-    admin_url: str  # the superuser's, as the control panel reaches the server
+    # The superuser's, as the control panel reaches the server: never in a repr (a failed
+    # test's report, a log line that shows the object).
+    admin_url: str = field(repr=False)
     host: str  # where the applications' containers reach it
     port: int
 
@@ -31,7 +33,7 @@ class DatabaseServer:
 class StorageServer:
     endpoint: str  # the S3 API as the control panel reaches it, e.g. http://127.0.0.1:8735
     access_key: str  # the administrator's
-    secret_key: str
+    secret_key: str = field(repr=False)
     host: str  # where the applications' containers reach it
     port: int
     backup_bucket: str = "regio-backups"
