@@ -2,6 +2,7 @@
 region's applications' cluster of this module's own (started with the settings Regio gives
 its clusters, wal_level=logical among them), while the application keeps writing."""
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -236,7 +237,7 @@ async def test_errors_carry_no_password(app, source, target):
     assert wrong not in str(failed.value)
 
 
-async def test_the_replication_role_reads_the_copied_database_and_nothing_else(app, source):
+async def test_the_replication_role_reads_the_copied_database_and_nothing_else(app, source, tmp_path):
     """The role's password sits in the target's catalog: with it, another environment's database
     on the source stays closed, and the copied one cannot be written."""
     await fill(app, 10)
@@ -261,6 +262,14 @@ async def test_the_replication_role_reads_the_copied_database_and_nothing_else(a
     finally:
         await conn.close()
     await database.drop_database(source.url(), "si_neighbour", "si_neighbour")
+    # Nor a physical copy of the whole cluster, every organisation's databases in it: the role
+    # has REPLICATION, which a base backup needs, but the cluster refuses physical replication.
+    backup = subprocess.run([PostgresCluster.bin("pg_basebackup"), "--no-password", "--host=127.0.0.1",
+                             f"--port={source.port}", f"--username={app.copy.name}", f"--pgdata={tmp_path / 'all'}",
+                             "--wal-method=none"], env={"PGPASSWORD": password, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert backup.returncode != 0 and "pg_hba.conf rejects replication connection" in backup.stderr, backup.stderr
+    assert not (tmp_path / "all" / "base").exists()
 
     await replication.stop(app.copy)
     with pytest.raises(asyncpg.InvalidPasswordError):

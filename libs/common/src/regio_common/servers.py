@@ -88,14 +88,23 @@ _HBA_METHODS = {"trust", "reject", "scram-sha-256", "md5", "password", "gss", "s
 
 def _with_password(line: str) -> str:
     """One pg_hba.conf line, its authentication method made scram-sha-256 when it was ``trust``
-    (which lets anyone who reaches the server in as any role)."""
+    (which lets anyone who reaches the server in as any role), and ``reject`` when it lets in
+    physical replication (initdb's ``replication`` lines), which Regio never uses: a role with
+    REPLICATION, such as an online copy's (region_services/replication.py, which streams one
+    database over a logical replication connection, matched by ``all``), could otherwise take
+    a base backup of every database on the cluster."""
     code, hash_, comment = line.partition("#")
     fields = code.split()
     # TYPE DATABASE USER [ADDRESS [MASK]] METHOD [OPTIONS]: the method is the first known one after USER.
     method = next((i for i, f in enumerate(fields) if i >= 3 and f in _HBA_METHODS), None)
-    if method is None or fields[method] != "trust":
+    if method is None:
         return line
-    fields[method] = "scram-sha-256"
+    if fields[1] == "replication" and fields[method] != "reject":
+        fields[method] = "reject"
+    elif fields[method] == "trust":
+        fields[method] = "scram-sha-256"
+    else:
+        return line
     newline = "\n" if line.endswith("\n") and not hash_ else ""
     return " ".join(fields) + (" " + hash_ + comment if hash_ else newline)
 
