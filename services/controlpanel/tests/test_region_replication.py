@@ -339,3 +339,19 @@ def test_a_cluster_started_before_wal_level_logical_is_told_apart_and_restarts_w
         cluster.wait_ready()
         assert cluster.psql("SHOW wal_level").stdout.strip() == "logical"
         assert not cluster.started_with_other_settings()
+
+
+async def test_a_table_made_on_the_source_during_the_copy_fails_the_catch_up_with_its_reason(app):
+    """Schema changes are not replicated: the copy cannot go on, and says why rather than hang."""
+    await fill(app, 10)
+    await replication.start(app.copy)
+    await replication.wait_copied(app.copy, timeout=60)
+    conn = await app.connect(app.source)
+    try:
+        await conn.execute("CREATE TABLE later (id int PRIMARY KEY); INSERT INTO later VALUES (1)")
+    finally:
+        await conn.close()
+    with pytest.raises(CopyFailed, match="errors applying changes"):
+        await replication.wait_caught_up(app.copy, timeout=3)
+    await replication.stop(app.copy)
+    assert await slots(app) == []

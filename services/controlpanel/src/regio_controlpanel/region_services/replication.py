@@ -186,9 +186,13 @@ async def wait_caught_up(copy: DatabaseCopy, timeout: float) -> None:
             if reached:
                 return
             if loop.time() >= deadline:
-                raise CopyFailed(f"the target did not catch up with database {copy.database} within {timeout:g}s "
-                                 f"({lag} bytes behind)")
+                break
             await asyncio.sleep(CATCH_UP_POLL)
+    errors = (await progress(copy)).errors
+    raise CopyFailed(f"the target did not catch up with database {copy.database} within {timeout:g}s "
+                     f"({lag} bytes behind"
+                     + (f"; {errors} errors applying changes: a table or column the target lacks, made on the "
+                        "source during the copy? The target server's log says which)" if errors else ")"))
 
 
 async def copy_sequences(copy: DatabaseCopy) -> int:
