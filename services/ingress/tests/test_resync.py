@@ -109,5 +109,6 @@ async def test_the_route_table_api_answers_services_only(seed, ingress, instance
                 "revision": 2,
                 "redirect_hosts": [],
                 "https_redirect": False,
+                "held": False,
                 "applied_revision": 2,
             }]
