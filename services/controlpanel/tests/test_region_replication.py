@@ -1,6 +1,7 @@
 """An application's database copied online between two real PostgreSQL clusters, each a
 region's applications' cluster of this module's own (started with the settings Regio gives
 its clusters, wal_level=logical among them), while the application keeps writing."""
+import asyncio
 import re
 import subprocess
 import time
@@ -101,14 +102,25 @@ async def test_writes_during_the_copy_all_arrive_and_sequences_continue(app):
     started = time.monotonic() - began
 
     # The application keeps writing while the tables are copied, the key-less one included.
-    written = 0
     await writer.execute("UPDATE events SET n = n + 1000000 WHERE kind = 'k1'")
     await writer.execute("DELETE FROM events WHERE kind = 'k2'")
-    for i in range(20):
-        await writer.execute("INSERT INTO items (body) VALUES ($1)", f"during {i}")
-        written += 1
-    await replication.wait_copied(app.copy, timeout=120)
+    copying = True
+
+    async def keep_writing() -> int:
+        written = 0
+        while copying:
+            await writer.execute("INSERT INTO items (body) VALUES ($1)", f"during {written}")
+            written += 1
+        return written
+
+    writing = asyncio.create_task(keep_writing())
+    try:
+        await replication.wait_copied(app.copy, timeout=120)
+    finally:
+        copying = False
+        written = await writing
     copied = time.monotonic() - began
+    assert written > 0
     state = await replication.progress(app.copy)
     assert (state.tables, state.tables_copied, state.errors) == (3, 3, 0), state
 
@@ -126,15 +138,16 @@ async def test_writes_during_the_copy_all_arrive_and_sequences_continue(app):
     caught_up = time.monotonic() - frozen
     assert await replication.copy_sequences(app.copy) == 1
     source_rows, target_rows = await contents(app, app.source), await contents(app, app.target)
-    assert len(source_rows["items"]) == 100_000 + 220
+    assert len(source_rows["items"]) == 100_000 + written + 200
     assert target_rows == source_rows
-    print(f"\n100k rows: start {started:.2f}s, copied {copied:.2f}s; caught up {caught_up:.3f}s after the freeze")
+    print(f"\n100k rows: start {started:.2f}s, copied {copied:.2f}s ({written} rows written meanwhile); "
+          f"caught up {caught_up:.3f}s after the freeze")
 
     # The application, moved to the target, goes on numbering where it left off.
     moved = await app.connect(app.target)
     try:
         new_id = await moved.fetchval("INSERT INTO items (body) VALUES ('in the target') RETURNING id")
-        assert new_id == 100_000 + 221
+        assert new_id == 100_000 + written + 201
     finally:
         await moved.close()
 
@@ -298,6 +311,18 @@ async def test_large_objects_are_refused_not_lost(app):
     finally:
         await conn.close()
     with pytest.raises(CopyFailed, match="large objects"):
+        await replication.start(app.copy)
+    assert await slots(app) == []
+
+
+async def test_unlogged_tables_are_refused_not_lost(app):
+    await fill(app, 10)
+    conn = await app.connect(app.source)
+    try:
+        await conn.execute("CREATE UNLOGGED TABLE cache (k text PRIMARY KEY, v text); INSERT INTO cache VALUES ('a', 'b')")
+    finally:
+        await conn.close()
+    with pytest.raises(CopyFailed, match="unlogged tables.*cache"):
         await replication.start(app.copy)
     assert await slots(app) == []
 
