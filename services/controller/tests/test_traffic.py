@@ -217,3 +217,27 @@ async def test_unknown_environments_and_bad_forwards_are_answered_with_an_error_
         # None of them changed what the environment's hosts are routed to.
         assert ingress.routes[environment].revision == revision
         assert len(runner.desired_instance_ids()) == 1
+
+
+async def test_a_rollout_during_a_hold_keeps_the_hold(region):
+    # The control panel refuses deployments during a migration; one arriving all the same
+    # must not release the held requests to the instances.
+    runner = await region.runner("r1", memory_mb=4096)
+    ingress = await region.ingress()
+    environment = uuid4()
+    async with region.controller():
+        await serving(region, environment, runner)
+        hold = await set_traffic(region, environment, Traffic.HOLD)
+        await reported(region, hold)
+        held_at = ingress.routes[environment].revision
+        app = await region.app_server(200)
+        runner.addresses["app:v2"] = app.address
+        request = await region.request(region.rollout(environment, "app:v2", hosts=[HOST]))
+        finished = await region.events.finished(request.deployment_id)
+        assert finished.success, finished.error
+        later = [r for r in ingress.received if r.environment_id == environment and r.revision > held_at]
+        assert later and all(r.held and r.upstreams == [] for r in later)
+
+        serve = await set_traffic(region, environment, Traffic.SERVE)
+        await reported(region, serve)
+        assert [u.address for u in ingress.routes[environment].upstreams] == [app.address]
