@@ -234,7 +234,8 @@ async def test_errors_carry_no_password(app, source, target):
     assert "subscription" in message
     for secret in (source.superuser_password(), target.superuser_password(), *app.passwords.values()):
         assert secret not in message
-    assert "password=" not in message and "password" not in repr(unreachable)
+        assert secret not in repr(unreachable)  # a copy logged by its caller shows no admin URL
+    assert "password=" not in message
     # The failed CREATE SUBSCRIPTION, which carries the replication role's password, is not in
     # the target server's log either.
     log = (target.state_dir / "logs" / f"{target.name}.log").read_text()
