@@ -4,13 +4,14 @@ token), every form that changes state checks the session's CSRF token and record
 event, and every page of an object is 404 to a user of another organisation."""
 import re
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 from fastapi.routing import APIRoute
 
 from regio_common.db import make_engine, make_sessionmaker
 from regio_controlpanel import web
-from regio_controlpanel.db.models import Backup
+from regio_controlpanel.db.models import Backup, Migration
 from regio_controlpanel.web import deps
 from regio_controlpanel.web.routes import auth
 
@@ -22,7 +23,8 @@ from .web_client import Browser, new_user
 OPEN = {("GET", "/"), ("GET", "/web/login"), ("POST", "/web/login")}
 FORM = {"name": "X", "value": "1", "domain": "walked.example.org", "kind": "ALIAS", "instances": "1",
         "memory_mb": "512", "service": str(uuid.uuid4()), "prefix": "DEFAULT", "email": "walked@example.test",
-        "role": "member", "branch": "main", "health_check_path": "/", "slug": "walked", "copy_from": str(uuid.uuid4())}
+        "role": "member", "branch": "main", "health_check_path": "/", "slug": "walked", "copy_from": str(uuid.uuid4()),
+        "region": str(uuid.uuid4())}
 
 
 async def _completed_backup(settings, env_id: str) -> uuid.UUID:
@@ -35,6 +37,20 @@ async def _completed_backup(settings, env_id: str) -> uuid.UUID:
         await session.flush()
     await engine.dispose()
     return backup.id
+
+
+async def _ended_migration(settings, application: dict) -> uuid.UUID:
+    """A migration row as the runner leaves a failed one (test_web_migrations.py makes real ones)."""
+    engine = make_engine(settings.database_url)
+    async with make_sessionmaker(engine)() as session, session.begin():
+        region = uuid.UUID(application["region"])
+        migration = Migration(application_id=uuid.UUID(application["uuid"]), source_region_id=region,
+                              target_region_id=region, status="failure", steps=[], requested_by="walk@example.test",
+                              ended_at=datetime.now(UTC))
+        session.add(migration)
+        await session.flush()
+    await engine.dispose()
+    return migration.id
 
 
 def _web_routes() -> list[APIRoute]:
@@ -84,7 +100,8 @@ async def test_every_page_of_an_object_is_not_found_for_another_organisation(app
     objects = {"applications": application["uuid"], "environments": env_id, "variables": variable["uuid"],
                "deployments": deployment["uuid"], "domains": domain["uuid"], "tokens": token["uuid"],
                "organisations": application["organisation"], "memberships": membership["uuid"],
-               "service-instances": instance["uuid"], "backups": str(await _completed_backup(settings, env_id))}
+               "service-instances": instance["uuid"], "backups": str(await _completed_backup(settings, env_id)),
+               "migrations": str(await _ended_migration(settings, application))}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
         stranger = Browser(client)
         await stranger.sign_in(await new_user(settings))

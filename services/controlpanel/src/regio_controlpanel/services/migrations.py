@@ -100,16 +100,39 @@ async def _refuse_while_deploying(session: AsyncSession, environments: list[Envi
         raise Conflict(f"Deployment {busy.id} of environment {busy.slug} is running; migrate once it has ended.")
 
 
+async def _services_used(session: AsyncSession, environments: list[Environment]) -> list[Service]:
+    return list((await session.execute(select(Service).join(
+        ServiceInstance, ServiceInstance.service_id == Service.id).where(
+        ServiceInstance.environment_id.in_([e.id for e in environments]),
+        ServiceInstance.state.not_in([ServiceState.DETACHED, ServiceState.REMOVED])))).scalars().unique())
+
+
 async def _check_services_offered(session: AsyncSession, environments: list[Environment], target: Region) -> None:
     """Every service an environment uses has its like in the target (the same identifier: a
     region's standard ones, or the organisation's own database server there)."""
-    used = (await session.execute(select(Service).join(ServiceInstance, ServiceInstance.service_id == Service.id).where(
-        ServiceInstance.environment_id.in_([e.id for e in environments]),
-        ServiceInstance.state.not_in([ServiceState.DETACHED, ServiceState.REMOVED])))).scalars().unique()
-    for service in used:
+    for service in await _services_used(session, environments):
         if await target_service(session, service, target) is None:
             raise ApiError(f"{target.name} ({target.slug}) does not offer {service.name} ({service.identifier}), "
                            "which the application uses.", "region")
+
+
+async def destinations(session: AsyncSession, app: Application) -> list[Region]:
+    """The regions ``request`` would accept for the application as it is now (but for a
+    deployment or migration running): what the web's form offers."""
+    source = await session.get(Region, app.region_id)
+    if source.ingress_address is None:
+        return []
+    group = await session.get(PlanGroup, app.plan_group_id) if app.plan_group_id else None
+    environments = list((await session.execute(select(Environment).where(
+        Environment.application_id == app.id))).scalars())
+    used = await _services_used(session, environments)
+    found = []
+    for region in await regions.allowed(session, group, app.organisation_id):
+        if region.id == source.id or region.ingress_address is None:
+            continue
+        if all([await target_service(session, service, region) is not None for service in used]):
+            found.append(region)
+    return found
 
 
 async def target_service(session: AsyncSession, service: Service, target: Region) -> Service | None:

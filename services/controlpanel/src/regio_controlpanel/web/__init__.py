@@ -22,6 +22,7 @@ from .routes import (
     domains,
     environments,
     logs,
+    migrations,
     organisations,
     services,
     tokens,
@@ -33,7 +34,7 @@ STATIC = Path(__file__).parent / "static"
 STATIC_PATH = "/web/static"
 ROUTERS = tuple(m.router for m in (
     auth, account, applications, deployments, environments, variables, domains, services, backups, logs, tokens,
-    organisations))
+    organisations, migrations))
 
 __all__ = ["ROUTERS", "STATIC_PATH", "WebSession", "deps", "mount"]
 

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from regio_common.app import SessionDep
 
 from ...api.routes.applications import repository_out
-from ...db.models import Application, Deployment, Organisation, PlanGroup, Region, Repository
+from ...db.models import Application, Deployment, Migration, Organisation, PlanGroup, Region, Repository
 from ...domain.errors import ApiError
 from ...services import applications as service
-from ...services import lookups, regions, repositories
+from ...services import lookups, migrations, regions, repositories
 from ...services.access import Action
 from ..deps import WebAuditDep, WebCallerDep
 from ..summaries import summaries
@@ -100,9 +100,20 @@ async def application_page(uuid: UUID, request: Request, session: SessionDep, we
     physical = (await regions.physical_of(session, [region]))[region.physical_region_id]
     plan = await session.get(PlanGroup, app.plan_group_id) if app.plan_group_id else None
     repo = await session.get(Repository, app.repository_id) if app.repository_id else None
+    grant = web.caller.grants.get(app.organisation_id)
+    manages = grant is not None and grant.allows(Action.MANAGE) and not grant.scoped
     # As the API shows it: the URL without any secret, the deploy key's public half.
     return render(request, "application.html", web, app=app, envs=envs, history=history, region=region,
                   physical=physical, region_state=request.app.state.region_health.state_of(region.slug).state,
                   plan=plan,
-                  repository=repository_out(repo) if repo else None)
+                  repository=repository_out(repo) if repo else None,
+                  migrations=await _migrations(session, app),
+                  destinations=await migrations.destinations(session, app) if manages else [])
+
+
+async def _migrations(session, app: Application) -> list[tuple[Migration, str]]:
+    """The application's latest migrations, each with its target region's name."""
+    return list((await session.execute(
+        select(Migration, Region.name).join(Region, Region.id == Migration.target_region_id)
+        .where(Migration.application_id == app.id).order_by(Migration.created_at.desc()).limit(HISTORY))).all())
 
