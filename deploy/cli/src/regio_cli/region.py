@@ -455,6 +455,11 @@ class Region:
     def _start_region_services(self) -> None:
         """The applications' database cluster and object storage, on the apps network's gateway."""
         for cluster in [self.apps_postgres, *self.dedicated_databases().values()]:
+            if cluster.started_with_other_settings():
+                # Once, after an upgrade: migrations replicate its databases (wal_level=logical),
+                # which only a restart gives a running server. Applications reconnect.
+                self.say(f"restarting {cluster.name}: it runs with older settings")
+                cluster.process().stop()
             self._start(cluster.process(), timeout=60)
             cluster.wait_ready()
         self._start(self.storage, timeout=60)

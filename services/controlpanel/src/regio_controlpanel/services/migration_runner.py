@@ -320,7 +320,6 @@ class MigrationRunner:
                         await replication.freeze_source(database, role)
                         await replication.wait_caught_up(database, CATCH_UP_SECONDS)
                         sequences = await replication.copy_sequences(database)
-                        await replication.stop(database)
                     except (replication.CopyFailed, TimeoutError) as e:
                         raise MigrationFailed(f"Catching up database {instance.prefix} failed: "
                                               f"{e or 'timed out'}") from e
@@ -374,6 +373,7 @@ class MigrationRunner:
                                                   f"held) for {migration.write_pause_ms} ms")
 
     async def _finish(self, migration_id: UUID) -> None:
+        await self._end_replication(migration_id)
         async with self.sessions() as session, session.begin():
             migration, app, source, target = await self._context(session, migration_id, lock=True)
             migrations.record_step(migration, Status.SUCCESS)
@@ -386,6 +386,7 @@ class MigrationRunner:
     async def _remove_source(self, migration_id: UUID) -> None:
         """After the grace period: the source's databases and buckets go (a command each, retried
         while a server does not answer), and the target stops serving the old default domains."""
+        await self._end_replication(migration_id)  # again: a cut-over that failed after its commit may not have
         async with self.sessions() as session, session.begin():
             migration, app, source, target = await self._context(session, migration_id, lock=True)
             for copy in (await session.execute(select(MigrationServiceCopy).where(
@@ -399,6 +400,18 @@ class MigrationRunner:
                 await domains.announce(session, self.outbox, env, app)
             migrations.log(session, migration_id, f"grace period over: {source.slug}'s detached databases and buckets "
                                                   "deleted, old default domains no longer served")
+
+    async def _end_replication(self, migration_id: UUID) -> None:
+        """The copies' subscriptions, slots and replication roles go, after the pause (the frozen
+        source sends nothing more). A slot left behind would keep the source's WAL for ever."""
+        for copy_id in await self._copies(migration_id, CopyState.SWAPPED):
+            async with self.sessions() as session:
+                copy, instance, source_service, target_service = await self._copy_context(session, copy_id)
+            if instance.type == ServiceType.DATABASE and copy.target_credentials_encrypted is not None:
+                try:
+                    await replication.stop(self._database_copy(copy, instance, source_service, target_service))
+                except replication.CopyFailed as e:
+                    raise MigrationFailed(f"Ending the replication of database {instance.prefix} failed: {e}") from e
 
     # --- undoing -------------------------------------------------------------------
 
