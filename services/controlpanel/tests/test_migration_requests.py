@@ -201,6 +201,33 @@ async def test_while_a_migration_runs_no_second_migration_nor_deployment(api, ap
     assert (await ask(api, application, await add_target(settings))).status_code == 201
 
 
+async def test_while_a_migration_runs_environments_and_services_stay_as_they_are(api, application, seeded, settings,
+                                                                                db, reachable_source):
+    """What the migration copies is fixed when it starts: an environment or a service added,
+    removed, attached or detached meanwhile would be left behind in the source region."""
+    extra = await api.post("/apps/v3/environments/", json={"application": application["uuid"], "slug": "extra"})
+    assert extra.status_code == 201, extra.text
+    postgres = next(s for s in (await api.get("/apps/v3/services/", params={"region": seeded["region"]})
+                                ).json()["results"] if s["identifier"] == "postgres-18")
+    env = application["test_status"]["uuid"]
+    instance = await api.post("/apps/v3/service-instances/", json={
+        "environment": env, "service": postgres["uuid"], "prefix": "DEFAULT"})
+    assert instance.status_code == 201, instance.text
+    await recorded(db, application, await add_target(settings))
+
+    refused = [
+        await api.post("/apps/v3/environments/", json={"application": application["uuid"], "slug": "more"}),
+        await api.delete(f"/apps/v3/environments/{extra.json()['uuid']}/"),
+        await api.post("/apps/v3/service-instances/", json={"environment": env, "service": postgres["uuid"],
+                                                            "prefix": "OTHER"}),
+        await api.post(f"/apps/v3/service-instances/{instance.json()['uuid']}/detach/"),
+        await api.request("DELETE", f"/apps/v3/service-instances/{instance.json()['uuid']}/", json={}),
+    ]
+    assert [(r.status_code, "being migrated" in r.text) for r in refused] == [(409, True)] * 5, [r.text for r in refused]
+    assert (await api.get(f"/apps/v3/environments/{extra.json()['uuid']}/")).status_code == 200
+    assert (await api.get("/apps/v3/service-instances/", params={"environment": env})).json()["count"] == 1
+
+
 async def test_cancel_only_before_the_cut_over_and_only_by_its_organisation(api, rival, application, settings, db,
                                                                              reachable_source):
     target = await add_target(settings)

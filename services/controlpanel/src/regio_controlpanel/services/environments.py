@@ -12,7 +12,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, EnvironmentVariable, Region
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict
-from . import backups, hosts, lookups, service_instances
+from . import backups, hosts, lookups, migrations, service_instances
 from .access import Action, Caller
 from .applications import check_branch, check_slug
 from .crypto import Vault
@@ -26,6 +26,7 @@ async def create_environment(session: AsyncSession, vault: Vault, app: Applicati
     """A custom environment takes the source's settings and variables (sensitive ones stay
     encrypted as they are); it gets its own SECRET_KEY, and no domains or services."""
     check_slug(slug)
+    await migrations.refuse_while_running(session, app.id, "add environments")
     if (await session.execute(select(Environment.id).where(
             Environment.application_id == app.id, Environment.slug == slug))).first():
         raise Conflict("This application already has an environment with this slug.", "slug")
@@ -66,6 +67,7 @@ def update_environment(env: Environment, changes: dict) -> dict:
 async def delete_environment(session: AsyncSession, outbox: Outbox, env: Environment, app: Application) -> None:
     if env.slug in DEFAULT_ENVIRONMENTS:
         raise ApiError(f"The {env.slug} environment belongs to every application; delete the application instead.")
+    await migrations.refuse_while_running(session, app.id, "delete environments")
     region = await session.get(Region, app.region_id)
     await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
     await service_instances.delete_data_of(session, outbox, [env.id], region.slug)

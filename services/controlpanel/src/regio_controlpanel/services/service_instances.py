@@ -18,7 +18,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, Region, Service, ServiceInstance
 from ..domain.errors import ApiError, Conflict, NotFound
 from ..domain.service_instances import PREFIX, RemovalRefused, ServiceType, State, check_removable
-from . import provisioning, regions
+from . import migrations, provisioning, regions
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -93,6 +93,7 @@ async def get_instance(session: AsyncSession, caller: Caller, instance_id: UUID,
 async def add_instance(session: AsyncSession, caller: Caller, env: Environment, app: Application, *,
                        service_id: UUID, region_id: UUID | None, prefix: str) -> tuple[ServiceInstance, Service]:
     """Records the instance as NEW. The caller has checked they may operate the environment."""
+    await migrations.refuse_while_running(session, app.id, "add services")
     if region_id is not None and region_id != app.region_id:
         raise ApiError("The application runs in another region; its service instances are created there.", "region")
     service = await get_service(session, caller, service_id, field="service")
@@ -128,6 +129,8 @@ async def _dedicated(session: AsyncSession, public: Service, organisation_id: UU
 
 async def remove_instance(session: AsyncSession, vault: Vault, instance: ServiceInstance, service: Service) -> None:
     """A NEW instance just goes; a detached one's database or bucket is deleted first."""
+    env = await session.get(Environment, instance.environment_id)
+    await migrations.refuse_while_running(session, env.application_id, "remove services")
     try:
         check_removable(instance.state)
     except RemovalRefused as e:
@@ -164,6 +167,7 @@ async def change_attachment(session: AsyncSession, caller: Caller, audit, instan
                             ) -> tuple[ServiceInstance, Service, Environment, Application]:
     """Detach or attach an instance (``change``) and record it: what the API and the web do alike."""
     instance, service, env, app = await get_instance(session, caller, instance_id, Action.OPERATE)
+    await migrations.refuse_while_running(session, app.id, f"{change} services")
     {"detach": detach, "attach": attach}[change](instance)
     record_change(audit, change, instance, service, env, app)
     return instance, service, env, app
