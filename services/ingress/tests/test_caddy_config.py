@@ -88,3 +88,21 @@ def test_certificates_are_issued_on_demand_by_the_regions_issuer_for_hosts_the_e
     assert render(acme)["apps"]["tls"]["automation"]["policies"] == [
         {"issuers": [{"module": "acme", "email": "ops@example.com"}], "on_demand": True}]
     assert "tls" not in render(PROXY)["apps"]  # no HTTPS listener, no certificates
+
+
+def test_other_regions_ingresses_are_believed_about_their_clients_scheme_only_when_named():
+    trusting = ProxySettings(http_listen="127.0.0.1:8780", admin_listen="127.0.0.1:8719",
+                             trusted_forwarders=("10.0.0.0/8",))
+    server = render(trusting)["apps"]["http"]["servers"]["ingress"]
+    assert server["trusted_proxies"] == {"source": "static", "ranges": ["10.0.0.0/8"]}
+    assert server["routes"][0] == {"handle": [
+        {"handler": "vars", "regio_client_scheme": "{http.request.scheme}"},
+        {"handler": "subroute", "routes": [{
+            "match": [{"remote_ip": {"ranges": ["10.0.0.0/8"]}, "header": {"X-Forwarded-Proto": ["https"]}}],
+            "handle": [{"handler": "vars", "regio_client_scheme": "https"}],
+        }]},
+    ]}
+    [proxy] = [h for h in server["routes"][-1]["handle"] if h["handler"] == "reverse_proxy"]
+    assert proxy["dynamic_upstreams"]["name"] == \
+        "{http.request.host}.{http.vars.regio_client_scheme}.hosts.upstreams.regio.internal."
+    assert "trusted_proxies" not in render(PROXY)["apps"]["http"]["servers"]["ingress"]

@@ -13,6 +13,8 @@ import httpx
 
 from regio_common.messages import RoutesChanged, Upstream
 
+from .conftest import caddy_loaded_once
+
 HOST = "shop.example.com"
 HOLD_SECONDS = 2.0
 
@@ -136,3 +138,32 @@ async def test_a_host_forwarded_to_a_named_address_reaches_it(ingress, instance,
             response = await http.post("/orders", headers={"Host": HOST}, content=b"order")
     assert response.status_code == 200, response.text
     assert (response.json()["name"], response.json()["headers"]["Host"]) == ("other-region-ingress", HOST)
+
+
+async def test_an_https_request_forwarded_by_another_regions_ingress_is_not_redirected_again(
+        ingress, instance, caddy, region_bus):
+    # The old region forwards over plain HTTP. An environment redirecting HTTP to HTTPS would send
+    # its HTTPS clients back there, to be forwarded here again, unless the forwarder is believed.
+    environment = uuid4()
+    shop = instance("shop")
+    message = RoutesChanged(environment_id=environment, hosts=[HOST], upstreams=[shop.upstream], revision=1,
+                            https_redirect=True)
+
+    async def get(**headers) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=f"http://{caddy.http_listen}", timeout=10) as http:
+            return await http.get("/cart", headers={"Host": HOST, **headers})
+
+    async with ingress(trusted_forwarders=["127.0.0.0/8"]):
+        await region_bus.js.publish(message.subject(region_bus.region), message.model_dump_json().encode(),
+                                    headers=message.headers())
+        await region_bus.next_applied()
+        forwarded = await get(**{"X-Forwarded-Proto": "https"})
+        assert forwarded.status_code == 200, forwarded.text
+        assert forwarded.json()["headers"]["X-Forwarded-Proto"] == "https"  # the application sees HTTPS too
+        assert (await get()).status_code == 308  # plain HTTP of its own is redirected as before
+
+    # Not from a trusted forwarder: a client saying it used HTTPS is not believed.
+    async with ingress() as app:
+        await caddy_loaded_once(app)
+        claimed = await get(**{"X-Forwarded-Proto": "https"})
+        assert claimed.status_code == 308

@@ -34,7 +34,8 @@ def proxy_settings(settings: Settings) -> ProxySettings:
                          dial_timeout=settings.dial_timeout, read_timeout=settings.read_timeout,
                          max_body_bytes=settings.max_body_bytes, upstreams_resolver=f"udp/{settings.dns_listen}",
                          upstreams_refresh=f"{round(settings.upstreams_refresh_seconds * 1000)}ms",
-                         upstreams_grace=f"{round(settings.upstreams_grace_seconds * 1000)}ms")
+                         upstreams_grace=f"{round(settings.upstreams_grace_seconds * 1000)}ms",
+                         trusted_forwarders=tuple(settings.trusted_forwarders))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,7 +1,8 @@
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from regio_common.servers import caddy_admin_listen
@@ -40,6 +41,18 @@ class Settings(ServiceSettings):
                                              "instances before asking again: the delay of a switch.")
     upstreams_grace_seconds: float = Field(3.0, description="After a failed lookup, how long Caddy keeps "
                                            "its last instances before asking again.")
+    trusted_forwarders: list[str] = Field([], description="Address ranges (CIDR) of the other regions' "
+                                          "ingresses: an environment migrated here has its old hosts forwarded "
+                                          "from there over HTTP, and their X-Forwarded-Proto is believed, so "
+                                          "HTTPS clients are not redirected to HTTPS again.")
+
+    @field_validator("trusted_forwarders")
+    @classmethod
+    def _ranges(cls, ranges: list[str]) -> list[str]:
+        if len(ranges) > 256:
+            raise ValueError("at most 256 ranges")
+        return [str(ipaddress.ip_network(r, strict=False)) for r in ranges]
+
     # Divio's limits, the region's to change.
     dial_timeout: str = Field("5s", description="How long connecting to an instance may take.")
     read_timeout: str = Field("30s", description="How long an instance may take to start its response "

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 
 from ..access_log.entry import REQUEST_ID_LOG_FIELD
-from ..dns.names import HOST_LOOKUP
+from ..dns.names import CLIENT_SCHEME_VAR, FORWARDED_HOST_LOOKUP, HOST_LOOKUP
 from ..edge.app import PERMISSION_PATH
 from ..routes.destination import NOT_FOUND_BODY, PublicPorts
 
@@ -58,6 +58,9 @@ class ProxySettings:
     upstreams_resolver: str = "udp/127.0.0.1:8753"  # the ingress's DNS responder, as Caddy dials it
     upstreams_refresh: str = "200ms"
     upstreams_grace: str = "3s"
+    # Address ranges of other regions' ingresses, which forward a migrated environment's requests
+    # here over plain HTTP: the scheme their client used (X-Forwarded-Proto) is believed from them.
+    trusted_forwarders: tuple[str, ...] = ()
 
     @property
     def http_port(self) -> int:
@@ -98,6 +101,7 @@ def _server(proxy: ProxySettings, tls: bool) -> dict:
         # only where an environment asks for it (routes/destination.py).
         "automatic_https": {"disable": True},
         "routes": [
+            *([_client_scheme_route(proxy.trusted_forwarders)] if proxy.trusted_forwarders else []),
             _request_id_route(),
             _not_a_host_name_route(),
             {"handle": [{"handler": "request_body", "max_size": proxy.max_body_bytes}, _reverse_proxy(proxy)],
@@ -105,6 +109,9 @@ def _server(proxy: ProxySettings, tls: bool) -> dict:
         ],
         "errors": {"routes": [_error_route()]},
     }
+    if proxy.trusted_forwarders:
+        # Caddy keeps their X-Forwarded-* headers when it proxies (to the instances and the edge).
+        server["trusted_proxies"] = {"source": "static", "ranges": list(proxy.trusted_forwarders)}
     if tls:
         server["tls_connection_policies"] = [{}]
         server["protocols"] = ["h1", "h2"]  # no HTTP/3: it would take a UDP port too
@@ -151,6 +158,22 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _client_scheme_route(forwarders: tuple[str, ...]) -> dict:
+    """The scheme a request is looked up by: its own, or HTTPS when another region's ingress
+    forwards it saying its client used HTTPS (a migrated environment's old hosts during the grace
+    period). Without this, an environment redirecting HTTP to HTTPS would redirect those HTTPS
+    clients again and again, back to the old region that forwards them here over HTTP."""
+    return {
+        "handle": [
+            {"handler": "vars", CLIENT_SCHEME_VAR: "{http.request.scheme}"},
+            {"handler": "subroute", "routes": [{
+                "match": [{"remote_ip": {"ranges": list(forwarders)}, "header": {"X-Forwarded-Proto": ["https"]}}],
+                "handle": [{"handler": "vars", CLIENT_SCHEME_VAR: "https"}],
+            }]},
+        ]
+    }
+
+
 def _request_id_route() -> dict:
     """Give every request an X-Request-Id the application and its logs can quote, keeping
     one a client or an outer proxy already set. Also drop the headers naming Caddy: its Server
@@ -183,7 +206,7 @@ def _reverse_proxy(proxy: ProxySettings) -> dict:
         "handler": "reverse_proxy",
         "dynamic_upstreams": {
             "source": "srv",
-            "name": HOST_LOOKUP,
+            "name": FORWARDED_HOST_LOOKUP if proxy.trusted_forwarders else HOST_LOOKUP,
             "refresh": proxy.upstreams_refresh,
             # After a failed lookup Caddy keeps the instances it had for this long, then asks
             # again, and keeps them again if it fails again: an ingress that is down leaves

@@ -13,6 +13,10 @@ ADDRESSES = f"addr.{ZONE}"
 HOSTS = f"hosts.{ZONE}"
 # Rooted, so no search domains are tried. Caddy fills the placeholders in for each request.
 HOST_LOOKUP = f"{{http.request.host}}.{{http.request.scheme}}.{HOSTS}."
+# The same with the scheme the client used at another region's ingress that forwards here
+# (caddy/config.py, trusted forwarders): an HTTPS request forwarded over HTTP is looked up as HTTPS.
+CLIENT_SCHEME_VAR = "regio_client_scheme"
+FORWARDED_HOST_LOOKUP = f"{{http.request.host}}.{{http.vars.{CLIENT_SCHEME_VAR}}}.{HOSTS}."
 SCHEMES = ("http", "https")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
