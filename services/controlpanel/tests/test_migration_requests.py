@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from regio_common.db import make_engine, make_sessionmaker
-from regio_controlpanel.db.models import AuditEvent, Migration, Region, Service
+from regio_controlpanel.db.models import AuditEvent, Backup, Migration, Region, Service, ServiceInstanceBackup
 from regio_controlpanel.domain.migrations import Status
 from regio_controlpanel.services import migrations
 
@@ -226,6 +226,26 @@ async def test_while_a_migration_runs_environments_and_services_stay_as_they_are
     assert [(r.status_code, "being migrated" in r.text) for r in refused] == [(409, True)] * 5, [r.text for r in refused]
     assert (await api.get(f"/apps/v3/environments/{extra.json()['uuid']}/")).status_code == 200
     assert (await api.get("/apps/v3/service-instances/", params={"environment": env})).json()["count"] == 1
+
+
+async def test_while_a_migration_runs_the_application_is_not_deleted_nor_restored_into(api, application, seeded,
+                                                                                      settings, db, reachable_source):
+    s3 = next(s for s in (await api.get("/apps/v3/services/", params={"region": seeded["region"]})
+                          ).json()["results"] if s["identifier"] == "s3")
+    async with db() as session, session.begin():  # a backup as the consumer leaves one
+        backup = Backup(environment_id=uuid.UUID(application["test_status"]["uuid"]), state="COMPLETED",
+                        success="SUCCESS", trigger="MANUAL")
+        session.add(backup)
+        await session.flush()
+        session.add(ServiceInstanceBackup(backup_id=backup.id, storage_service_id=uuid.UUID(s3["uuid"]),
+                                          type="DATABASE", prefix="DEFAULT", state="COMPLETED", success="SUCCESS"))
+    await recorded(db, application, await add_target(settings))
+
+    restore = await api.post("/apps/v3/backup-restores/", json={"backup": str(backup.id)})
+    assert restore.status_code == 409 and "being migrated" in restore.text, restore.text
+    deleted = await api.delete(f"/apps/v3/applications/{application['uuid']}/")
+    assert deleted.status_code == 409 and "being migrated" in deleted.text, deleted.text
+    assert (await api.get(f"/apps/v3/applications/{application['uuid']}/")).status_code == 200
 
 
 async def test_cancel_only_before_the_cut_over_and_only_by_its_organisation(api, rival, application, settings, db,

@@ -18,6 +18,7 @@ from regio_controlpanel.db.models import (
     BackupDownload,
     BackupDownloadPart,
     BackupRestore,
+    Migration,
     Organisation,
     PlanGroup,
     Region,
@@ -158,7 +159,24 @@ async def one_of_everything(api, application, seeded, settings):
         "memberships": memberships["results"][0]["uuid"], "organisations": seeded["organisation"],
         "service-instances": instance["uuid"], "tokens": (await api.get("/iam/v3/tokens/")).json()["results"][0]["uuid"],
         **await backup_objects(settings, env_id, next(s["uuid"] for s in services if s["type"] == "STORAGE")),
+        "application-migrations": await ended_migration(settings, application),
     }
+
+
+async def ended_migration(settings, application: dict) -> str:
+    """A migration as the runner leaves a failed one (making one needs a second region)."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            region = uuid.UUID(application["region"])
+            migration = Migration(application_id=uuid.UUID(application["uuid"]), source_region_id=region,
+                                  target_region_id=region, status="failure", steps=[],
+                                  requested_by="tenancy@example.test", ended_at=utcnow())
+            session.add(migration)
+            await session.flush()
+            return str(migration.id)
+    finally:
+        await engine.dispose()
 
 
 PUBLIC_OBJECTS = {"regions", "services", "application-plan-groups", "app-templates"}  # shared by every organisation
@@ -187,7 +205,7 @@ async def test_lists_show_a_stranger_nothing_of_ours(stranger, one_of_everything
     app_id = one_of_everything["applications"]
     for path in ("/apps/v3/applications/", "/apps/v3/environments/", "/apps/v3/environment-variables/",
                  "/apps/v3/domains/", "/apps/v3/deployments/", "/apps/v3/service-instances/",
-                 "/apps/v3/repositories/", "/apps/v3/backups/"):
+                 "/apps/v3/repositories/", "/apps/v3/backups/", "/apps/v3/application-migrations/"):
         body = (await stranger.get(path, params={"application": app_id})).json()
         ours = set(one_of_everything.values())
         assert not {r["uuid"] for r in body["results"]} & ours, path
@@ -300,6 +318,8 @@ def body_cases(own: dict[str, str]) -> list[tuple[str, str, dict, dict[str, str]
         ("POST", "/apps/v3/backup-restores/", {"backup": own["backups"], "environment": own["environment"],
                                                "service_instance_backups": [own["service-instance-backups"]]},
          {"backup": "backups", "environment": "environments", "service_instance_backups": "service-instance-backups"}),
+        ("POST", "/apps/v3/application-migrations/", {"application": own["application"], "region": own["region"]},
+         {"application": "applications", "region": "region"}),
         ("POST", "/apps/v3/backup-downloads/", {"backup": own["backups"],
                                                 "service_instance_backups": [own["service-instance-backups"]]},
          {"backup": "backups", "service_instance_backups": "service-instance-backups"}),

@@ -15,7 +15,7 @@ from regio_common.repository_sources import check_branch as check_branch_name
 from ..db.models import Application, Environment, PlanGroup, Region, Repository
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
-from . import backups, hosts, regions, repositories, service_instances
+from . import backups, hosts, migrations, regions, repositories, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -101,6 +101,8 @@ async def update_application(session: AsyncSession, caller: Caller, app: Applica
 async def delete_application(session: AsyncSession, outbox: Outbox, app: Application) -> None:
     """Its environments are retired first (the controller stops their containers and routes),
     in the same transaction that deletes the rows."""
+    # A migration's copies and routes in the target would outlive it, unknown to anyone.
+    await migrations.refuse_while_running(session, app.id, "delete it")
     region = await session.get(Region, app.region_id)
     envs = list((await session.execute(select(Environment).where(Environment.application_id == app.id))).scalars())
     for env in envs:

@@ -50,7 +50,7 @@ from ..domain.backups import (
 from ..domain.errors import ApiError, Conflict, NotFound
 from ..domain.service_instances import ServiceType
 from ..region_services import backup_files, database
-from . import lookups, provisioning
+from . import lookups, migrations, provisioning
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -239,6 +239,8 @@ class Backups:
             env, app = await lookups.environment(session, caller, environment_id, Action.OPERATE, field="environment")
         if app.region_id != source_app.region_id:
             raise ApiError("The environment is in another region than the backup.", "environment")
+        # A restore rewrites the databases being replicated to the target (and their schema).
+        await migrations.refuse_while_running(session, app.id, "restore backups into it")
         instances = {(i.type, i.prefix): i for i in (await session.execute(
             select(ServiceInstance).where(ServiceInstance.environment_id == env.id))).scalars()}
         items = []
