@@ -212,11 +212,22 @@ async def test_unknown_environments_and_bad_forwards_are_answered_with_an_error_
         for error, fields in cases.items():
             change = await set_traffic(region, environment, Traffic.FORWARD, **fields)
             assert (await reported(region, change)).error == error
+        # Another environment's host (maybe another organisation's) is not taken over by a forward.
+        app = await region.app_server(200)
+        runner.addresses["app:blog"] = app.address
+        blog = await region.request(region.rollout(uuid4(), "app:blog", hosts=["blog.example.test"],
+                                                   redirect_hosts=["www.blog.example.test"]))
+        assert (await region.events.finished(blog.deployment_id)).success
+        for taken in ("blog.example.test", "WWW.blog.example.test"):
+            change = await set_traffic(region, environment, Traffic.FORWARD,
+                                       **forward(environment, 60) | {"hosts": [HOST, taken]})
+            assert (await reported(region, change)).error == \
+                f"hosts: {taken.lower()} served by another environment here"
         wrong = await set_traffic(region, environment, "pause")
         assert (await reported(region, wrong)).error == "mode: one of serve, hold, forward"
         # None of them changed what the environment's hosts are routed to.
         assert ingress.routes[environment].revision == revision
-        assert len(runner.desired_instance_ids()) == 1
+        assert len(runner.desired_instance_ids()) == 2  # its own and the blog's
 
 
 async def test_a_rollout_during_a_hold_keeps_the_hold(region):

@@ -4,7 +4,7 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import String, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.dialects.postgresql import array, distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -315,6 +315,21 @@ async def record_applied_revision(session: AsyncSession, environment_id: UUID, r
         .where(Workload.environment_id == environment_id, Workload.applied_route_revision < revision)
         .values(applied_route_revision=revision)
     )
+
+
+async def hosts_served_elsewhere(session: AsyncSession, environment_id: UUID, hosts: list[str]) -> list[str]:
+    """Which of ``hosts`` another environment of the region serves, redirects or forwards."""
+    wanted = array(hosts, type_=String)
+    rows = await session.execute(
+        select(Workload.hosts, Workload.redirect_hosts, Workload.forward_hosts, Workload.traffic)
+        .where(Workload.environment_id != environment_id,
+               or_(Workload.hosts.has_any(wanted), Workload.redirect_hosts.has_any(wanted),
+                   and_(Workload.traffic == Traffic.FORWARD, Workload.forward_hosts.has_any(wanted))))
+    )
+    taken: set[str] = set()
+    for served, redirected, forwarded, traffic in rows:
+        taken.update(served, redirected, forwarded if traffic == Traffic.FORWARD else [])
+    return [host for host in hosts if host in taken]
 
 
 async def traffic_due(session: AsyncSession) -> list[Workload]:

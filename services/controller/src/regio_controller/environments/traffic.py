@@ -78,8 +78,12 @@ async def set_traffic(session: AsyncSession, outbox: Outbox, change: Environment
     if change.mode == Traffic.FORWARD:
         if problem := forward_problem(change):
             return await refuse(problem)
+        hosts = list(dict.fromkeys(h.lower().rstrip(".") for h in change.hosts))
+        if taken := await repository.hosts_served_elsewhere(session, environment_id, hosts):
+            # Another environment's hosts (maybe another organisation's) are never taken over.
+            return await refuse(f"hosts: {', '.join(taken[:5])} served by another environment here")
         workload.forward_to = change.forward_to
-        workload.forward_hosts = list(dict.fromkeys(h.lower().rstrip(".") for h in change.hosts))
+        workload.forward_hosts = hosts
         workload.forward_until = change.forward_until
     workload.traffic = change.mode
     workload.traffic_change_id = change.change_id
