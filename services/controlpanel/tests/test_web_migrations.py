@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from regio_controlpanel.db.models import AuditEvent, Migration, MigrationEnvironment
+from regio_controlpanel.db.models import AuditEvent, Migration, MigrationEnvironment, Service
 from regio_controlpanel.domain.migrations import Status
 
 from . import test_migration_requests as requests_api
@@ -39,16 +39,24 @@ def offered(page: httpx.Response) -> set[str]:
     return set(re.findall(r'<option value="([^"]+)"', form.group(0))) if form else set()
 
 
-async def test_the_page_offers_the_regions_the_application_may_move_to(browser, api, rival, seeded, settings,
+async def test_the_page_offers_the_regions_the_application_may_move_to(browser, api, rival, seeded, settings, db,
                                                                        reachable_source):
     developer = await plan_group(api, "Developer")
     app = (await new_application(api, seeded["organisation"], region=seeded["region"],
                                  plan_group=developer["uuid"])).json()
+    s3 = next(s for s in (await api.get("/apps/v3/services/", params={"region": seeded["region"]})
+                          ).json()["results"] if s["identifier"] == "s3")
+    assert (await api.post("/apps/v3/service-instances/", json={
+        "environment": app["test_status"]["uuid"], "service": s3["uuid"], "prefix": "MEDIA"})).status_code == 201
     free = await add_target(settings, name="Free")
     refused = [await add_target(settings, free_plan=False, name="Paid only"),
                await add_target(settings, retired=True, name="Retired"),
                await add_target(settings, organisation=rival.organisation, name="Theirs"),
-               await add_target(settings, ingress_address=None, name="Unreachable")]
+               await add_target(settings, ingress_address=None, name="Unreachable"),
+               await add_target(settings, name="No storage")]
+    async with db() as session, session.begin():
+        await session.execute(delete(Service).where(Service.region_id == uuid.UUID(refused[-1]["uuid"]),
+                                                    Service.identifier == "s3"))
 
     page = await browser.get(f"/web/applications/{app['uuid']}")
     assert page.status_code == 200
