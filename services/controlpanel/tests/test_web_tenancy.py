@@ -55,6 +55,7 @@ async def test_forms_naming_another_organisations_objects_are_refused_and_change
             (f"/web/environments/{their_env}/services", {"service": ours["service"], "prefix": "OURS"}),
             (f"/web/backups/{their_backup}/restore", {"environment": our_env}),
             (f"/web/environments/{their_env}/deploy", {"redeploy": our_deployment}),
+            (f"/web/applications/{their_app}/migrate", {"region": ours["region"]}),
         ]
         for action, form in cases:
             before = await rows_of_every_table(settings)
