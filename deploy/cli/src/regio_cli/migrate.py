@@ -98,7 +98,13 @@ def migrate(api_url: str, token: str, application: str, to: str, echo: Callable[
     with httpx.Client(base_url=api_url, headers={"Authorization": f"Token {token}"}, timeout=30) as client:
         migration = start(client, application, to)
         say(f"migration {migration['uuid']} of {application} to {to} started; following its log")
-        ended = follow(client, migration["uuid"], echo)
+        try:
+            ended = follow(client, migration["uuid"], echo)
+        except KeyboardInterrupt:
+            # Only the following stops: the control panel carries the migration on.
+            say(f"stopped following; the migration goes on: {api_url}/web/migrations/{migration['uuid']} "
+                f"(cancel it there, or POST {MIGRATIONS}{migration['uuid']}/cancel/)")
+            return False
     for line in summary(ended):
         say(line)
     return ended["status"] == "success"
