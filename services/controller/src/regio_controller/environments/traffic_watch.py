@@ -64,6 +64,9 @@ class TrafficWatch:
     async def check(self) -> None:
         async with self.sessions() as session:
             due = await repository.traffic_due(session)
+        pending = {w.traffic_change_id for w in due if not w.traffic_reported}
+        for change_id in self._applied_seen.keys() - pending:  # superseded by a later change
+            del self._applied_seen[change_id]
         await asyncio.gather(*(self._report(w) for w in due if not w.traffic_reported))
         now = utcnow()
         for workload in due:
