@@ -52,13 +52,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     deployments_service = Deployments(runtime.outbox, vault)
     backups_service = Backups(runtime.outbox, vault)
     region_health = RegionHealth(settings.status_seconds)
-    migration_runner = MigrationRunner(runtime.sessions, runtime.outbox, vault, deployments_service,
-                                       settings.migration_grace_seconds, settings.migration_copy_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await runtime.start()
-        migration_runner.sessions = runtime.sessions  # made by start(): None before it
+        # Made once the runtime has its sessions (start() makes them).
+        migration_runner = MigrationRunner(runtime.sessions, runtime.outbox, vault, deployments_service,
+                                           settings.migration_grace_seconds, settings.migration_copy_seconds)
+        app.state.migrations = migration_runner
         commands = handlers.command_consumers(deployments_service, backups_service, vault)
         links = RegionLinks(runtime, lambda region: handlers.region_consumers(deployments_service, commands, region,
                                                                               migration_runner.wake),
@@ -85,7 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.deployments = deployments_service
     app.state.backups = backups_service
     app.state.region_health = region_health
-    app.state.migrations = migration_runner
     errors.install(app)
     errors.document_errors(app)
     add_platform_routes(app, "controlpanel", runtime.readiness_checks())

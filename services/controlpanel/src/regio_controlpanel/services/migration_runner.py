@@ -102,8 +102,11 @@ class MigrationRunner:
                     pass
                 self._wakeup.clear()
         finally:
-            for task in self._driving.values():
+            driving = list(self._driving.values())
+            for task in driving:
                 task.cancel()
+            # Ended before the runtime closes the engine they use.
+            await asyncio.gather(*driving, return_exceptions=True)
 
     async def _claim_due(self) -> list[UUID]:
         if len(self._driving) >= AT_ONCE:
@@ -304,10 +307,10 @@ class MigrationRunner:
         serving = await self._set_traffic(migration_id, Traffic.HOLD, held=True)
         try:
             await self._await_traffic(migration_id, serving)
-            held = time.monotonic()
             async with self.sessions() as session, session.begin():
                 migrations.log(session, migration_id, f"requests held at the source's ingress, none in flight "
-                                                      f"({held - started:.2f} s)")
+                                                      f"({time.monotonic() - started:.2f} s)" if serving else
+                                                      "no environment serves: no requests to hold")
             for copy_id in await self._copies(migration_id, CopyState.COPYING):
                 async with self.sessions() as session:
                     copy, instance, source_service, target_service = await self._copy_context(session, copy_id)
@@ -362,6 +365,8 @@ class MigrationRunner:
         except MigrationFailed as e:
             raise MigrationFailed(f"The source region's ingress did not confirm forwarding ({e}); the target "
                                   "serves, and clients whose DNS points to the source may fail meanwhile.") from e
+        if not parts:
+            return  # nothing served: no request waited
         # Requests waited at the source's ingress from the hold until the forward was in
         # effect (an upper bound: the hold is counted from when it was asked for).
         async with self.sessions() as session, session.begin():
