@@ -318,6 +318,9 @@ class Region:
                 "DNS_LISTEN": f"127.0.0.1:{p.ingress_dns}",
                 "EDGE_LISTEN": f"127.0.0.1:{p.ingress_edge}",
                 "CONTROLLER_URL": self.url_of("controller"),
+                # The other regions on this machine forward a migrated application's requests
+                # from loopback: their X-Forwarded-Proto is believed (no redirect loop).
+                "TRUSTED_FORWARDERS": json.dumps(["127.0.0.1/32"]),
             }),
         ]
         # Runner agents sharing this host's engine share its memory too.
