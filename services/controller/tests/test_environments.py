@@ -67,6 +67,32 @@ async def test_retiring_an_environment_stops_its_instances_and_empties_its_route
         assert runner.desired_instance_ids() == kept_instances
 
 
+async def test_an_environment_that_moved_away_leaves_no_tombstone_and_may_come_back(region):
+    """A migration to this region rolled back: the environment's instances and route go, as at a
+    deletion, but a later migration may roll it out here again."""
+    runner = await region.runner("r1", memory_mb=4096)
+    ingress = await region.ingress()
+    good = await region.app_server(200)
+    runner.addresses["app:v1"] = good.address
+    environment = uuid4()
+
+    async with region.controller():
+        first = await region.request(region.rollout(environment, "app:v1", hosts=["moving.example.test"]))
+        assert (await region.events.finished(first.deployment_id)).success
+        before = ingress.routes[environment]
+
+        await region.send(EnvironmentRetired(environment_id=environment, moved_away=True))
+
+        await eventually(lambda: runner.desired_instance_ids() == set(), what="its instances removed")
+        emptied = await eventually(lambda: ingress.routes[environment].revision > before.revision
+                                   and ingress.routes[environment], what="its route emptied")
+        assert (emptied.hosts, emptied.upstreams) == ([], [])
+        again = await region.request(region.rollout(environment, "app:v1", hosts=["moving.example.test"]))
+        finished = await region.events.finished(again.deployment_id)
+        assert finished.success, finished.error
+        assert ingress.routes[environment].hosts == ["moving.example.test"]
+
+
 async def test_retiring_during_a_rollout_fails_it_and_the_queued_one_and_nothing_of_them_stays(region):
     runner = await region.runner("r1", memory_mb=4096)
     ingress = await region.ingress()

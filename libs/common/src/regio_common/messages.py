@@ -191,6 +191,9 @@ class EnvironmentRetired(Message):
     topic = "commands.environments"
 
     environment_id: UUID
+    # The environment left this region rather than being deleted (a migration to it rolled
+    # back): no tombstone, so a later migration may bring it here again.
+    moved_away: bool = False
 
 
 @register

@@ -211,6 +211,17 @@ class RetiredEnvironment(Base):
     retired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class DepartedEnvironment(Base):
+    """An environment that left the region (a migration away ended its forward, or one here
+    rolled back), with the last revision of its route: the ingress keeps that revision and
+    refuses older ones, so if the environment comes back its routes go on from there."""
+
+    __tablename__ = "departed_environments"
+
+    environment_id: Mapped[UUID] = mapped_column(primary_key=True)
+    route_revision: Mapped[int] = mapped_column(Integer)
+
+
 class CancelledDeployment(Base):
     """A deployment the control panel cancelled. The cancel is an event and the rollout a command,
     so the cancel may arrive first: the RolloutRequested arriving after it is refused."""

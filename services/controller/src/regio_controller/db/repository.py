@@ -23,6 +23,7 @@ from ..domain.states import (
 )
 from .models import (
     CancelledDeployment,
+    DepartedEnvironment,
     Instance,
     Job,
     Release,
@@ -195,9 +196,13 @@ async def record_rollout(session: AsyncSession, request: RolloutRequested, sanit
                 cpus=cpu_share(request.memory_mb), health_check_path=request.health_check_path or "/")
         .on_conflict_do_nothing()
     )
+    # An environment that was here before goes on from its last route revision.
+    departed = select(DepartedEnvironment.route_revision).where(
+        DepartedEnvironment.environment_id == request.environment_id).scalar_subquery()
     await session.execute(
         pg_insert(Workload)
-        .values(environment_id=request.environment_id, application_id=request.application_id, hosts=[])
+        .values(environment_id=request.environment_id, application_id=request.application_id, hosts=[],
+                route_revision=func.coalesce(departed, 0), applied_route_revision=func.coalesce(departed, 0))
         .on_conflict_do_nothing()
     )
     inserted = await session.execute(
@@ -266,10 +271,19 @@ async def cancellation_reason(session: AsyncSession, deployment_id: UUID) -> str
                                 .where(CancelledDeployment.deployment_id == deployment_id))
 
 
-async def forget_environment(session: AsyncSession, environment_id: UUID) -> None:
-    """Deletes everything the controller holds of the environment but its tombstone."""
+async def forget_environment(session: AsyncSession, environment_id: UUID, departed_at_revision: int | None = None
+                             ) -> None:
+    """Deletes everything the controller holds of the environment but its tombstone. With
+    ``departed_at_revision`` (it left the region, and may come back), that last route revision
+    is kept."""
     for model in (Workload, Instance, Job, Rollout, Release):  # the ones referring to releases first
         await session.execute(delete(model).where(model.environment_id == environment_id))
+    if departed_at_revision is not None:
+        stmt = pg_insert(DepartedEnvironment).values(environment_id=environment_id,
+                                                     route_revision=departed_at_revision)
+        await session.execute(stmt.on_conflict_do_update(
+            index_elements=[DepartedEnvironment.environment_id],
+            set_={"route_revision": func.greatest(DepartedEnvironment.route_revision, stmt.excluded.route_revision)}))
 
 
 async def lock_unfinished_rollouts(session: AsyncSession, environment_id: UUID) -> list[Rollout]:

@@ -15,22 +15,31 @@ from ..routes.table import route_emptied
 log = logging.getLogger(__name__)
 
 RETIRED = "the environment was deleted"
+MOVED_AWAY = "the environment's migration to this region was rolled back"
 
 
-async def retire(session: AsyncSession, outbox: Outbox, environment_id: UUID) -> bool:
+async def retire(session: AsyncSession, outbox: Outbox, environment_id: UUID, tombstone: bool = True) -> bool:
     """Retires the environment in the caller's transaction; False if it was retired before.
-    The runners' desired state is rewritten from the database after the commit."""
+    The runners' desired state is rewritten from the database after the commit. Without
+    ``tombstone`` (an environment that left the region: a migration here rolled back) it may
+    come back later."""
     await repository.lock_environment(session, environment_id)
-    if not await repository.record_retirement(session, environment_id):
+    if tombstone:
+        if not await repository.record_retirement(session, environment_id):
+            return False
+    elif await repository.is_retired(session, environment_id):
         return False
     # Locking the rollouts waits for a step that is changing one: it then finds it ended.
     for rollout in await repository.lock_unfinished_rollouts(session, environment_id):
-        await refuse_rollout(session, outbox, rollout.deployment_id, environment_id)
+        await refuse_rollout(session, outbox, rollout.deployment_id, environment_id,
+                             RETIRED if tombstone else MOVED_AWAY)
     workload = await repository.lock_workload(session, environment_id)
-    if workload is not None and workload.route_revision > 0:
+    revision = workload.route_revision if workload is not None else 0
+    if revision > 0:
         # The route the ingress holds, emptied: it stops serving the hosts.
-        await outbox.add(session, route_emptied(environment_id, workload.route_revision + 1))
-    await repository.forget_environment(session, environment_id)
+        revision += 1
+        await outbox.add(session, route_emptied(environment_id, revision))
+    await repository.forget_environment(session, environment_id, None if tombstone else revision)
     log.info("environment %s retired", environment_id)
     return True
 

@@ -122,8 +122,9 @@ class TrafficWatch:
             if workload is None or workload.traffic != Traffic.FORWARD or workload.forward_until > utcnow():
                 return
             await self.outbox.add(session, route_emptied(environment_id, workload.route_revision + 1))
-            # No tombstone: the environment may come back to this region by a later migration.
-            await repository.forget_environment(session, environment_id)
+            # No tombstone: the environment may come back to this region by a later migration,
+            # its routes going on from this revision.
+            await repository.forget_environment(session, environment_id, workload.route_revision + 1)
         log.info("environment %s: forward to another region ended; forgotten here", environment_id)
         self.instances_stopped()
 

@@ -68,7 +68,7 @@ def on_environment_command(outbox: Outbox, stop_rollout: Callable[[UUID], None],
                            watch_traffic: Callable[[], None] = lambda: None) -> Handler:
     async def handle(session: AsyncSession, message: Message) -> None:
         if isinstance(message, EnvironmentRetired):
-            if await retire(session, outbox, message.environment_id):
+            if await retire(session, outbox, message.environment_id, tombstone=not message.moved_away):
                 # Once committed: the rollout task stops now rather than at its next step, and
                 # every runner's desired state is rewritten without the environment's instances.
                 after_commit(session, lambda: (stop_rollout(message.environment_id), reconcile_runners()))

@@ -135,14 +135,16 @@ def dispatcher(deployments: Deployments, region: str, migrations_changed: Callab
         if handler is None:  # other services' events (routes, …) are not ours
             return
         if handler not in (on_log, on_traffic_changed):
-            for key in ("deployment_id", "environment_id"):
-                named = getattr(message, key, None)
-                if named is not None and not await in_region(session, region, **{key: named}):
-                    # Dropped, as one of a deployment deleted since: retried, it would hold
-                    # up every later event of the region.
-                    log.warning("region %s: %s about %s %s, not one of the region's: ignored",
-                                region, message.kind, key.removesuffix("_id"), named)
-                    return
+            # A deployment is the region's when it runs there (a migration's, in its target,
+            # before its environment is); only what names no deployment is checked by environment.
+            key = "deployment_id" if getattr(message, "deployment_id", None) is not None else "environment_id"
+            named = getattr(message, key, None)
+            if named is not None and not await in_region(session, region, **{key: named}):
+                # Dropped, as one of a deployment deleted since: retried, it would hold up
+                # every later event of the region.
+                log.warning("region %s: %s about %s %s, not one of the region's: ignored",
+                            region, message.kind, key.removesuffix("_id"), named)
+                return
         await handler(session, message)
 
     return handle

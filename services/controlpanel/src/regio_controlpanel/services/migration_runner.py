@@ -461,8 +461,8 @@ class MigrationRunner:
                 if deployment.status not in deployment_lifecycle.FINAL:
                     await self.deployments.cancel(session, deployment, "its migration was rolled back")
                 # The target's instances and routes go; the environment lives on in the source.
-                await self.outbox.add(session, EnvironmentRetired(environment_id=part.environment_id),
-                                      region=target.slug)
+                await self.outbox.add(session, EnvironmentRetired(environment_id=part.environment_id,
+                                                                  moved_away=True), region=target.slug)
             envs = list((await session.execute(select(Environment).where(
                 Environment.application_id == app.id))).scalars())
             await session.execute(delete(ClaimedHost).where(
