@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import APPS, GitRepo
 from tests.e2e.test_many_regions import plan_group_allowing
-from tests.e2e.test_runners import running_containers
+from tests.e2e.test_runners import running_containers, wait_until
 from tests.e2e.test_services import attach_both, notes, write
 from tests.e2e.test_walking_skeleton import deploy, log_of
 
@@ -224,5 +224,7 @@ def test_an_application_under_load_moves_without_a_failed_request_or_a_lost_writ
 
         moved_app = client.get(f"/apps/v3/applications/{app['uuid']}/").json()
         assert moved_app["region"] == second_region.uuid
-        containers = running_containers(env_id)
-        assert containers and all(c["Labels"]["regio.scope"].endswith(f"-{second_region.slug}") for c in containers)
+        # The source's runners stop its instances (their desired state no longer has them).
+        wait_until(lambda: (found := running_containers(env_id)) and all(
+            c["Labels"]["regio.scope"].endswith(f"-{second_region.slug}") for c in found),
+            what="the environment running in the target alone")

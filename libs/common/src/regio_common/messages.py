@@ -272,6 +272,9 @@ class EnvironmentTrafficChanged(Message):
     change_id: UUID
     mode: str
     error: str | None = None  # the change could not be made (the environment is unknown here, …)
+    # When the controller first saw the ingress carry the change's route: from a HOLD's to the
+    # FORWARD's, the environment's requests waited (a migration's write pause).
+    applied_at: datetime | None = None
 
 
 @register

@@ -10,6 +10,7 @@ the control panel decides). For FORWARD the instances then stop, as a retirement
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,7 +43,8 @@ class TrafficWatch:
         self.period = period
         self.instances_stopped = instances_stopped
         self._wanted = asyncio.Event()
-        self._applied_seen: dict[UUID, float] = {}  # change id → when its route was first seen applied
+        # change id → when its route was first seen applied (the loop's clock, and the wall clock)
+        self._applied_seen: dict[UUID, tuple[float, datetime]] = {}
 
     def wake(self) -> None:
         self._wanted.set()
@@ -77,7 +79,7 @@ class TrafficWatch:
         if seen.applied_route_revision < (seen.traffic_revision or 0):
             return  # the ingress does not carry the change's route yet
         loop = asyncio.get_running_loop()
-        applied_at = self._applied_seen.setdefault(seen.traffic_change_id, loop.time())
+        applied_at, applied_when = self._applied_seen.setdefault(seen.traffic_change_id, (loop.time(), utcnow()))
         error = None
         if seen.traffic in (Traffic.HOLD, Traffic.FORWARD):
             if loop.time() - applied_at < self.least_drain_seconds:
@@ -107,7 +109,7 @@ class TrafficWatch:
             workload.traffic_reported = True
             await self.outbox.add(session, EnvironmentTrafficChanged(
                 environment_id=seen.environment_id, change_id=seen.traffic_change_id, mode=workload.traffic,
-                error=error))
+                error=error, applied_at=applied_when))
         self._applied_seen.pop(seen.traffic_change_id, None)
         log.info("environment %s: traffic %s in effect%s%s", seen.environment_id, seen.traffic,
                  f", {len(stopped)} instance(s) stopped" if stopped else "", f" ({error})" if error else "")

@@ -382,6 +382,9 @@ class MigrationEnvironment(Base):
     traffic_mode: Mapped[str | None] = mapped_column(String(16))
     traffic_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
     traffic_error: Mapped[str | None] = mapped_column(Text)
+    # When the source's ingress began holding its requests, and began forwarding them.
+    held_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    forwarded_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     write_pause_ms: Mapped[int | None] = mapped_column(Integer)
 
 

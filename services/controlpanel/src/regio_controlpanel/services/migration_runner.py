@@ -367,13 +367,18 @@ class MigrationRunner:
                                   "serves, and clients whose DNS points to the source may fail meanwhile.") from e
         if not parts:
             return  # nothing served: no request waited
-        # Requests waited at the source's ingress from the hold until the forward was in
-        # effect (an upper bound: the hold is counted from when it was asked for).
+        # Requests waited at the source's ingress from when it began holding them until it began
+        # forwarding them (as its controller saw the routes applied); without those times, from
+        # when the hold was asked for until now (an upper bound).
         async with self.sessions() as session, session.begin():
             migration = await session.get(Migration, migration_id, with_for_update=True)
-            migration.write_pause_ms = round((datetime.now(UTC) - migration.held_at).total_seconds() * 1000)
-            for part in await self._parts(session, migration_id, serving_only=True):
-                part.write_pause_ms = migration.write_pause_ms
+            now = datetime.now(UTC)
+            serving = await self._parts(session, migration_id, serving_only=True)
+            for part in serving:
+                held, forwarded = part.held_from, part.forwarded_from
+                span = (forwarded - held) if held and forwarded else (now - migration.held_at)
+                part.write_pause_ms = max(0, round(span.total_seconds() * 1000))
+            migration.write_pause_ms = max(part.write_pause_ms for part in serving)
             migrations.log(session, migration_id, f"the source forwards to the target; writes were paused (requests "
                                                   f"held) for {migration.write_pause_ms} ms")
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from regio_common.messages import EnvironmentTrafficChanged
+from regio_common.messages import EnvironmentTrafficChanged, Traffic
 
 from ..db.models import (
     Application,
@@ -184,6 +184,10 @@ async def on_traffic_changed(session: AsyncSession, message: EnvironmentTrafficC
         return
     row.traffic_confirmed = True
     row.traffic_error = message.error[:MAX_LOG_LINE] if message.error else None
+    if message.mode == Traffic.HOLD:
+        row.held_from = message.applied_at
+    elif message.mode == Traffic.FORWARD:
+        row.forwarded_from = message.applied_at
 
 
 async def old_hosts_served(session: AsyncSession, env: Environment, region: Region) -> list[str]:
