@@ -17,9 +17,10 @@ dump and restore: pg_dump -Fc, pg_restore), and the media copied into a fresh bu
 target's storage (the same copier the migration uses, so the method is compared, not the
 tool), the two at once. Their wall time is the downtime. Both copies are dropped right after.
 
-Regio: POST /apps/v3/application-migrations/ to local-2 while a steady light load (two
-readers of GET / every 50 ms, a writer of POST /notes every 100 ms) goes to the application's
-old address through local's ingress, from 3 s before until 3 s after the migration ends (the
+Regio: POST /apps/v3/application-migrations/ to local-2 while a steady light load (--rate,
+20 requests a second, sent on time whether or not the earlier ones answered; one in four a
+POST /notes that writes a row and an object, the rest GET /) goes to the application's old
+address through local's ingress, from 3 s before until 3 s after the migration ends (the
 source forwards the old host). Printed: the total migration time (created .. ended, and its
 steps), the write pause (the migration's write_pause_ms: the time requests were held), how
 many requests waited (took longer than --slow, 0.5 s) and how many failed, and the ratio of
@@ -38,6 +39,7 @@ import json
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -148,10 +150,15 @@ class Application:
         return f"si_{ids['DATABASE']}", f"si-{ids['STORAGE']}"
 
     def delete(self) -> None:
-        if self.url is not None:
+        if self.url is None:
+            return
+        try:
             answer = self.api.delete(self.url)
-            if answer.status_code not in (204, 404):
-                print(f"deleting the application answered {answer.status_code}: {answer.text[:300]}")
+        except httpx.HTTPError as e:
+            print(f"could not delete application {self.app['slug']} ({type(e).__name__}): delete it by hand")
+            return
+        if answer.status_code not in (204, 404):
+            print(f"deleting application {self.app['slug']} answered {answer.status_code}: {answer.text[:300]}")
 
 
 # --- filling, directly on the servers ------------------------------------------------------
@@ -244,39 +251,49 @@ async def baseline(source: RegionSide, target: RegionSide, db: str, bucket: str,
         finally:
             await conn.close()
     finally:
-        await database.drop_database(target.database.admin_url, copy_db, copy_db)
+        await forget(f"database {copy_db} on {target.slug}",
+                     database.drop_database(target.database.admin_url, copy_db, copy_db))
         async with target.storage.client() as storage:
-            await storage.delete_bucket(copy_bucket)
+            await forget(f"bucket {copy_bucket} on {target.slug}", storage.delete_bucket(copy_bucket))
     return result
+
+
+async def forget(what: str, removal) -> None:
+    """A cleanup that fails is said (what is left behind), without hiding why the run ended."""
+    try:
+        await removal
+    except Exception as e:
+        print(f"could not remove {what} ({type(e).__name__}: {e}): remove it by hand")
 
 
 # --- the load through the old address ----------------------------------------------------
 
 @dataclass
 class Load:
-    """Readers and a writer through the application's old address, for the whole migration."""
+    """Requests to the application's old address at a steady rate, whether or not the earlier
+    ones have answered (clients do not wait for each other): one in four a write (POST /notes),
+    the others GET /. So every request that arrives during the pause shows up as one that
+    waited, not only the one a closed loop of clients would have in flight."""
     ingress_url: str
     host: str
     slow: float
+    rate: float  # requests per second
     seconds: list[float] = field(default_factory=list)  # of each request that answered
     failures: list[str] = field(default_factory=list)
     acknowledged: list[str] = field(default_factory=list)  # texts whose POST answered 201
     started_at: float = 0.0
     stopped_at: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._threads = [threading.Thread(target=self._read, daemon=True) for _ in range(2)]
-        self._threads.append(threading.Thread(target=self._write, daemon=True))
         self.started_at = time.monotonic()
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._run(),), daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
+        self._thread.join(timeout=90)
         self.stopped_at = time.monotonic()
 
     @property
@@ -287,10 +304,27 @@ class Load:
     def waited(self) -> int:
         return sum(1 for s in self.seconds if s > self.slow)
 
-    def _send(self, what: str, send, expect: int) -> bool:
+    async def _run(self) -> None:
+        # Enough connections for every request of a long pause at once (held ones keep theirs).
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=32)
+        async with httpx.AsyncClient(base_url=self.ingress_url, headers={"Host": self.host}, timeout=60,
+                                     limits=limits) as client:
+            running: set[asyncio.Task] = set()
+            n, due = 0, time.monotonic()
+            while not self._stop.is_set():
+                n += 1
+                task = asyncio.create_task(self._write(client, f"bench-{n:06d}") if n % 4 == 0 else
+                                           self._send("GET /", client.get("/"), 200))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                due += 1 / self.rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await asyncio.gather(*running)
+
+    async def _send(self, what: str, request, expect: int) -> bool:
         started = time.monotonic()
         try:
-            response = send()
+            response = await request
         except httpx.HTTPError as e:
             self.failures.append(f"{what}: {type(e).__name__}: {e}")
             return False
@@ -301,21 +335,9 @@ class Load:
         self.seconds.append(took)
         return True
 
-    def _read(self) -> None:
-        with httpx.Client(base_url=self.ingress_url, headers={"Host": self.host}, timeout=60) as client:
-            while not self._stop.is_set():
-                self._send("GET /", lambda: client.get("/"), 200)
-                time.sleep(0.05)
-
-    def _write(self) -> None:
-        with httpx.Client(base_url=self.ingress_url, headers={"Host": self.host}, timeout=60) as client:
-            n = 0
-            while not self._stop.is_set():
-                n += 1
-                text = f"bench-{n:06d}"
-                if self._send("POST /notes", lambda: client.post("/notes", params={"text": text}), 201):
-                    self.acknowledged.append(text)
-                time.sleep(0.1)
+    async def _write(self, client: httpx.AsyncClient, text: str) -> None:
+        if await self._send("POST /notes", client.post("/notes", params={"text": text}), 201):
+            self.acknowledged.append(text)
 
 
 # --- the migration -----------------------------------------------------------------------
@@ -356,7 +378,8 @@ def report_migration(migration: dict, load: Load, base: Baseline | None) -> None
     total = seconds_between(migration["created_at"], migration["ended_at"])
     print(f"\nregio, online migration {SOURCE} → {TARGET}: {migration['status']}")
     if migration["status"] != "success":
-        print(f"  error: {migration['error']}\n  log:\n{migration['log']}")
+        print(f"  error: {migration['error']}")
+    print("  its log:\n    " + migration["log"].strip().replace("\n", "\n    "))
     print(f"  total (requested → ended):  {total:7.1f} s")
     for step in migration["steps"]:
         if step["ended_at"]:
@@ -366,11 +389,12 @@ def report_migration(migration: dict, load: Load, base: Baseline | None) -> None
     duration = load.stopped_at - load.started_at
     print(f"  load through the old address ({load.requests} requests in {duration:.0f} s, "
           f"{load.requests / duration:.1f}/s): {load.waited} waited > {load.slow:g} s, "
-          f"{len(load.failures)} failed, slowest {max(load.seconds, default=0):.2f} s")
+          f"{len(load.failures)} failed, slowest {max(load.seconds, default=0):.2f} s, "
+          f"median {statistics.median(load.seconds or [0]) * 1000:.0f} ms")
     for failure in load.failures[:5]:
         print(f"    {failure}")
     if base is not None and pause:
-        print(f"  downtime, stopped / regio: {base.downtime / (pause / 1000):.0f}×  "
+        print(f"  downtime, stopped / regio: {base.downtime / (pause / 1000):.1f}×  "
               f"({base.downtime:.1f} s against {pause / 1000:.2f} s); at this load's rate "
               f"≈{round(base.downtime * load.requests / duration)} requests would have failed while stopped")
 
@@ -385,11 +409,14 @@ def main() -> None:
     parser.add_argument("--media-mb", type=int, default=200)
     parser.add_argument("--object-kb", type=int, default=256)
     parser.add_argument("--slow", type=float, default=0.5, help="a request that took longer waited (seconds)")
+    parser.add_argument("--rate", type=float, default=20, help="requests per second of the load (a quarter writes)")
     parser.add_argument("--timeout", type=float, default=1800, help="for the migration (seconds)")
     parser.add_argument("--baseline-only", action="store_true", help="fill and measure the baseline, no migration")
     args = parser.parse_args()
     if args.rows < 1 or args.media_mb < 1 or args.object_kb < 1:
         parser.error("--rows, --media-mb and --object-kb must be at least 1")
+    if not 0 < args.rate <= 200:
+        parser.error("--rate must be above 0 and at most 200 (a light load)")
     signal.signal(signal.SIGTERM, interrupted)
 
     source, target = RegionSide.load(SOURCE), RegionSide.load(TARGET)
@@ -440,7 +467,7 @@ def main() -> None:
             if args.baseline_only:
                 return
 
-            load = Load(source.ingress_url, app.host(source), args.slow)
+            load = Load(source.ingress_url, app.host(source), args.slow, args.rate)
             load.start()
             try:
                 time.sleep(3)
