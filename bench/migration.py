@@ -55,6 +55,7 @@ from sqlalchemy.engine import make_url
 
 from regio_common.layout import default_state_dir
 from regio_controlpanel.region_services import bucket_copy, database
+from regio_controlpanel.region_services.storage import StorageError
 from regio_controlpanel.services.provisioning import DatabaseServer, StorageServer
 
 STATE = default_state_dir(Path(__file__).parent)
@@ -206,6 +207,38 @@ async def fill_bucket(server: StorageServer, bucket: str, sizes: list[int]) -> N
         await asyncio.gather(*(upload(n, size) for n, size in enumerate(sizes)))
 
 
+async def left_behind(source: RegionSide, db: str, bucket: str, wait: float = 30) -> None:
+    """The application's database and bucket on the source's servers once it is deleted: gone,
+    or removed here and said (a migrated application's detached copies, kept for the grace
+    period, are known only to its migration, which its deletion takes with it)."""
+    deadline = time.monotonic() + wait
+    while True:
+        conn = await connect(source.database, "postgres")
+        try:
+            has_db = bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", db))
+        finally:
+            await conn.close()
+        async with source.storage.client() as storage:
+            try:
+                await storage.list_objects(bucket)
+                has_bucket = True
+            except StorageError as e:
+                if e.code != "NoSuchBucket":
+                    raise
+                has_bucket = False
+        if not (has_db or has_bucket) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
+    if has_db:
+        await forget(f"database {db} on {source.slug}", database.drop_database(source.database.admin_url, db, db))
+    if has_bucket:
+        async with source.storage.client() as storage:
+            await forget(f"bucket {bucket} on {source.slug}", storage.delete_bucket_and_key(bucket, ""))
+    if has_db or has_bucket:
+        print(f"the application's deletion left its {' and '.join(w for w, h in (('database', has_db), ('bucket', has_bucket)) if h)} "
+              f"on {source.slug} ({wait:g} s later): removed by the bench")
+
+
 # --- the baseline: dump and restore with the application stopped ---------------------------
 
 @dataclass
@@ -243,7 +276,9 @@ async def baseline(source: RegionSide, target: RegionSide, db: str, bucket: str,
 
     started = time.monotonic()
     try:
-        await asyncio.gather(database_part(), media_part())
+        async with asyncio.TaskGroup() as both:  # one failing stops the other before the cleanup
+            both.create_task(database_part())
+            both.create_task(media_part())
         result.downtime = time.monotonic() - started
         conn = await connect(target.database, copy_db)
         try:
@@ -435,7 +470,7 @@ def main() -> None:
         git(repo, "init", "-qb", "main")
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", "notes")
-        app = Application(api)
+        app, names = Application(api), None
         try:
             app.create(repo, regions[SOURCE]["uuid"], regions[TARGET]["uuid"])
             started = time.monotonic()
@@ -444,7 +479,7 @@ def main() -> None:
             written = httpx.post(f"{source.ingress_url}/notes", params={"text": "before"},
                                  headers={"Host": app.host(source)}, timeout=30)
             written.raise_for_status()  # the application's own table exists before the copy's schema is taken
-            db, bucket = app.names()
+            db, bucket = names = app.names()
 
             started = time.monotonic()
             size_mb = asyncio.run(fill_database(source.database, db, args.rows))
@@ -482,6 +517,8 @@ def main() -> None:
                       f"{lost} of {len(load.acknowledged)} acknowledged writes missing")
         finally:
             app.delete()
+            if names is not None:
+                asyncio.run(left_behind(source, *names))
 
 
 if __name__ == "__main__":
