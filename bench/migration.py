@@ -314,6 +314,7 @@ class Load:
     slow: float
     rate: float  # requests per second
     seconds: list[float] = field(default_factory=list)  # of each request that answered
+    waits: list[tuple[float, float]] = field(default_factory=list)  # (sent at, epoch seconds; took) of those > slow
     failures: list[str] = field(default_factory=list)
     acknowledged: list[str] = field(default_factory=list)  # texts whose POST answered 201
     started_at: float = 0.0
@@ -357,7 +358,7 @@ class Load:
             await asyncio.gather(*running)
 
     async def _send(self, what: str, request, expect: int) -> bool:
-        started = time.monotonic()
+        sent_at, started = time.time(), time.monotonic()
         try:
             response = await request
         except httpx.HTTPError as e:
@@ -368,6 +369,8 @@ class Load:
             self.failures.append(f"{what} answered {response.status_code} after {took:.2f} s: {response.text[:200]}")
             return False
         self.seconds.append(took)
+        if took > self.slow:
+            self.waits.append((sent_at, took))
         return True
 
     async def _write(self, client: httpx.AsyncClient, text: str) -> None:
@@ -428,6 +431,15 @@ def report_migration(migration: dict, load: Load, base: Baseline | None) -> None
           f"median {statistics.median(load.seconds or [0]) * 1000:.0f} ms")
     for failure in load.failures[:5]:
         print(f"    {failure}")
+    if load.waits and migration["cut_over_at"]:
+        # As the clients saw it: from the first request that waited being sent to the last one
+        # answering, against the cut-over's commit (the moment the target's copies took over).
+        cut = datetime.fromisoformat(migration["cut_over_at"]).timestamp()
+        first = min(sent for sent, _ in load.waits)
+        last = max(sent + took for sent, took in load.waits)
+        print(f"  as the clients saw it: requests waited from {first - cut:+.2f} s to {last - cut:+.2f} s of the "
+              f"cut-over's commit ({last - first:.2f} s); waits p50 "
+              f"{statistics.median(t for _, t in load.waits):.2f} s")
     if base is not None and pause:
         print(f"  downtime, stopped / regio: {base.downtime / (pause / 1000):.1f}×  "
               f"({base.downtime:.1f} s against {pause / 1000:.2f} s); at this load's rate "
