@@ -36,6 +36,7 @@ The application is deleted through the API at the end (also on Ctrl-C or SIGTERM
 import argparse
 import asyncio
 import json
+import math
 import random
 import shutil
 import signal
@@ -314,7 +315,7 @@ class Load:
     slow: float
     rate: float  # requests per second
     seconds: list[float] = field(default_factory=list)  # of each request that answered
-    waits: list[tuple[float, float]] = field(default_factory=list)  # (sent at, epoch seconds; took) of those > slow
+    answers: list[tuple[float, float]] = field(default_factory=list)  # (sent at, epoch seconds; took) of each
     failures: list[str] = field(default_factory=list)
     acknowledged: list[str] = field(default_factory=list)  # texts whose POST answered 201
     started_at: float = 0.0
@@ -339,6 +340,10 @@ class Load:
     @property
     def waited(self) -> int:
         return sum(1 for s in self.seconds if s > self.slow)
+
+    @property
+    def waits(self) -> list[tuple[float, float]]:
+        return [(sent, took) for sent, took in self.answers if took > self.slow]
 
     async def _run(self) -> None:
         # Enough connections for every request of a long pause at once (held ones keep theirs).
@@ -369,8 +374,7 @@ class Load:
             self.failures.append(f"{what} answered {response.status_code} after {took:.2f} s: {response.text[:200]}")
             return False
         self.seconds.append(took)
-        if took > self.slow:
-            self.waits.append((sent_at, took))
+        self.answers.append((sent_at, took))
         return True
 
     async def _write(self, client: httpx.AsyncClient, text: str) -> None:
@@ -440,6 +444,13 @@ def report_migration(migration: dict, load: Load, base: Baseline | None) -> None
         print(f"  as the clients saw it: requests waited from {first - cut:+.2f} s to {last - cut:+.2f} s of the "
               f"cut-over's commit ({last - first:.2f} s); waits p50 "
               f"{statistics.median(t for _, t in load.waits):.2f} s")
+        print("    sent at (s from the commit)   requests  waited  longest")
+        start = math.floor((first - cut) * 2) / 2 - 0.5
+        while start < max(sent for sent, _ in load.waits) - cut + 0.5:
+            sent = [took for at, took in load.answers if start <= at - cut < start + 0.5]
+            print(f"    {start:+5.1f} .. {start + 0.5:+5.1f}            {len(sent):8d}  {sum(t > load.slow for t in sent):6d}"
+                  f"  {max(sent, default=0):6.2f} s")
+            start += 0.5
     if base is not None and pause:
         print(f"  downtime, stopped / regio: {base.downtime / (pause / 1000):.1f}×  "
               f"({base.downtime:.1f} s against {pause / 1000:.2f} s); at this load's rate "
