@@ -315,7 +315,7 @@ class Load:
     slow: float
     rate: float  # requests per second
     seconds: list[float] = field(default_factory=list)  # of each request that answered
-    answers: list[tuple[float, float]] = field(default_factory=list)  # (sent at, epoch seconds; took) of each
+    answers: list[tuple[float, float, bool]] = field(default_factory=list)  # (sent at, epoch s; took; a write?)
     failures: list[str] = field(default_factory=list)
     acknowledged: list[str] = field(default_factory=list)  # texts whose POST answered 201
     started_at: float = 0.0
@@ -343,7 +343,7 @@ class Load:
 
     @property
     def waits(self) -> list[tuple[float, float]]:
-        return [(sent, took) for sent, took in self.answers if took > self.slow]
+        return [(sent, took) for sent, took, _ in self.answers if took > self.slow]
 
     async def _run(self) -> None:
         # Enough connections for every request of a long pause at once (held ones keep theirs).
@@ -374,7 +374,7 @@ class Load:
             self.failures.append(f"{what} answered {response.status_code} after {took:.2f} s: {response.text[:200]}")
             return False
         self.seconds.append(took)
-        self.answers.append((sent_at, took))
+        self.answers.append((sent_at, took, what.startswith("POST")))
         return True
 
     async def _write(self, client: httpx.AsyncClient, text: str) -> None:
@@ -444,12 +444,13 @@ def report_migration(migration: dict, load: Load, base: Baseline | None) -> None
         print(f"  as the clients saw it: requests waited from {first - cut:+.2f} s to {last - cut:+.2f} s of the "
               f"cut-over's commit ({last - first:.2f} s); waits p50 "
               f"{statistics.median(t for _, t in load.waits):.2f} s")
-        print("    sent at (s from the commit)   requests  waited  longest")
+        print("    sent at (s from the commit)   requests  waited  (writes)  longest")
         start = math.floor((first - cut) * 2) / 2 - 0.5
         while start < max(sent for sent, _ in load.waits) - cut + 0.5:
-            sent = [took for at, took in load.answers if start <= at - cut < start + 0.5]
-            print(f"    {start:+5.1f} .. {start + 0.5:+5.1f}            {len(sent):8d}  {sum(t > load.slow for t in sent):6d}"
-                  f"  {max(sent, default=0):6.2f} s")
+            sent = [(took, write) for at, took, write in load.answers if start <= at - cut < start + 0.5]
+            waited = [write for took, write in sent if took > load.slow]
+            print(f"    {start:+5.1f} .. {start + 0.5:+5.1f}            {len(sent):8d}  {len(waited):6d}  ({sum(waited):5d})"
+                  f"  {max((t for t, _ in sent), default=0):6.2f} s")
             start += 0.5
     if base is not None and pause:
         print(f"  downtime, stopped / regio: {base.downtime / (pause / 1000):.1f}×  "
