@@ -24,10 +24,20 @@ address through local's ingress, from 3 s before until 3 s after the migration e
 source forwards the old host). Printed: the total migration time (created .. ended, and its
 steps), the write pause (the migration's write_pause_ms: the time requests were held), how
 many requests waited (took longer than --slow, 0.5 s) and how many failed, and the ratio of
-the baseline's downtime to the write pause. Then checked, directly on the target's servers:
-every row, every object and every acknowledged write is there.
+the baseline's downtime to the write pause. The pause as the clients saw it too: from the
+first waiting request's sending to the last one's answer, and the requests around the
+cut-over by half second (sent, waited, of which writes, longest), since the recorded pause
+ends when the source confirms its forward, not when the last held request is answered. Then
+checked, directly on the target's servers: every row, every object and every acknowledged
+write is there.
 
-The application is deleted through the API at the end (also on Ctrl-C or SIGTERM).
+The application is deleted through the API at the end (also on Ctrl-C or SIGTERM); what
+that leaves on the source's servers (a migrated application's detached database and bucket,
+kept for the grace period) is removed by the bench, and said.
+
+The baseline is a lower bound of a stopped move's downtime: it leaves out stopping the
+application and starting it in the target. Both regions share this machine's disk, CPUs and
+Docker (the target's build finds the source's layers cached).
 
     .venv/bin/python bench/migration.py               # needs ./regio up --regions 2 (local and local-2)
     .venv/bin/python bench/migration.py --rows 1000000 --media-mb 1000 --object-kb 1024
