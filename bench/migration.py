@@ -466,6 +466,10 @@ def report_migration(migration: dict, load: Load, base: Baseline | None) -> None
         print(f"  downtime, stopped / regio: {base.downtime / (pause / 1000):.1f}×  "
               f"({base.downtime:.1f} s against {pause / 1000:.2f} s); at this load's rate "
               f"≈{round(base.downtime * load.requests / duration)} requests would have failed while stopped")
+        if load.waits:
+            seen = max(sent + took for sent, took in load.waits) - min(sent for sent, _ in load.waits)
+            print(f"  downtime, stopped / the pause the clients saw: {base.downtime / seen:.1f}×  "
+                  f"({base.downtime:.1f} s against {seen:.2f} s)")
 
 
 def interrupted(*_) -> None:
