@@ -3,10 +3,11 @@ refused (and why), the record, cancelling, and what the rest of the control pane
 them (is one running; which hosts a migrated environment keeps). The work itself is
 services/migration_runner.py's."""
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, event, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import EnvironmentTrafficChanged, Traffic
@@ -221,6 +222,12 @@ async def copied_variables(session: AsyncSession, vault: Vault, deployment_id: U
     for instance, copy in rows:
         found |= provisioning.variables(instance, json.loads(vault.decrypt(copy.target_credentials_encrypted)))
     return found
+
+
+def wake_after_commit(session: AsyncSession, wake: Callable[[], None]) -> None:
+    """The runner looks once the request's transaction is committed: before, it would not see
+    the migration (and find it only at its next poll, a second later)."""
+    event.listen(session.sync_session, "after_commit", lambda _session: wake(), once=True)
 
 
 def record_step(migration: Migration, step: Status) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from regio_common.messages import ServiceDataDeletionRequested
 from regio_common.outbox import Outbox
 
-from ..db.models import Application, Environment, Region, Service, ServiceInstance
+from ..db.models import Application, Environment, MigrationServiceCopy, Region, Service, ServiceInstance
 from ..domain.errors import ApiError, Conflict, NotFound
 from ..domain.service_instances import PREFIX, RemovalRefused, ServiceType, State, check_removable
 from . import migrations, provisioning, regions
@@ -211,6 +211,19 @@ async def delete_data_of(session: AsyncSession, outbox: Outbox, environment_ids:
         await outbox.add(session, ServiceDataDeletionRequested(service_id=instance.service_id,
                                                                credentials=instance.credentials_encrypted),
                          region=region)
+    # A migration's source copies kept for its grace period go too: the migration's record,
+    # deleted with the environment, is the only one of their credentials.
+    kept = (await session.execute(
+        select(MigrationServiceCopy, Region.slug)
+        .join(ServiceInstance, ServiceInstance.id == MigrationServiceCopy.service_instance_id)
+        .join(Service, Service.id == MigrationServiceCopy.source_service_id)
+        .join(Region, Region.id == Service.region_id)
+        .where(ServiceInstance.environment_id.in_(environment_ids),
+               MigrationServiceCopy.source_credentials_encrypted.is_not(None)))).all()
+    for copy, source_region in kept:
+        await outbox.add(session, ServiceDataDeletionRequested(service_id=copy.source_service_id,
+                                                               credentials=copy.source_credentials_encrypted),
+                         region=source_region)
 
 
 async def on_data_deletion_requested(session: AsyncSession, vault: Vault,

@@ -58,7 +58,7 @@ async def create_migration(body: MigrationIn, request: Request, session: Session
     target = await session.get(Region, migration.target_region_id)
     audit.record(app.organisation_id, "application.migrate", "migration", migration.id,
                  f"Migration of {app.slug} to {target.slug} requested", {"region": target.id})
-    request.app.state.migrations.wake()
+    service.wake_after_commit(session, request.app.state.migrations.wake)
     return await migration_out(session, migration)
 
 
@@ -106,5 +106,5 @@ async def cancel_migration(uuid: UUID, body: MigrationCancel, request: Request, 
     await service.cancel(session, migration, reason)
     audit.record(app.organisation_id, "application.migrate.cancel", "migration", migration.id,
                  f"Migration {migration.id} of {app.slug} cancelled", {"reason": reason})
-    request.app.state.migrations.wake()
+    service.wake_after_commit(session, request.app.state.migrations.wake)
     return await migration_out(session, migration)

@@ -42,7 +42,7 @@ async def migrate(uuid: UUID, request: Request, session: SessionDep, web: WebCal
     target = await session.get(Region, migration.target_region_id)
     audit.record(app.organisation_id, "application.migrate", "migration", migration.id,
                  f"Migration of {app.slug} to {target.slug} requested", {"region": target.id})
-    request.app.state.migrations.wake()
+    service.wake_after_commit(session, request.app.state.migrations.wake)
     return RedirectResponse(f"/web/migrations/{migration.id}", status_code=303)
 
 
@@ -86,5 +86,5 @@ async def cancel(uuid: UUID, request: Request, session: SessionDep, web: WebCall
     await service.cancel(session, migration, reason)
     audit.record(app.organisation_id, "application.migrate.cancel", "migration", migration.id,
                  f"Migration {migration.id} of {app.slug} cancelled", {"reason": reason})
-    request.app.state.migrations.wake()
+    service.wake_after_commit(session, request.app.state.migrations.wake)
     return RedirectResponse(f"/web/migrations/{migration.id}", status_code=303)
