@@ -17,7 +17,17 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from regio_common.db import make_engine, make_sessionmaker
-from regio_controlpanel.db.models import AuditEvent, Backup, Migration, Region, Service, ServiceInstanceBackup
+from regio_common.region_status import ComponentStatus
+from regio_controlpanel.db.models import (
+    AuditEvent,
+    Backup,
+    Deployment,
+    Environment,
+    Migration,
+    Region,
+    Service,
+    ServiceInstanceBackup,
+)
 from regio_controlpanel.domain.migrations import Status
 from regio_controlpanel.services import migrations
 
@@ -344,3 +354,33 @@ async def test_the_audit_trail_records_the_request_and_the_cancel_without_secret
              f"{requested.summary}{requested.changes}{cancel.summary}{cancel.changes}"]
     assert "application.migrate" in shown[0]
     assert all(SECRET not in text and seeded["token"] not in text for text in shown)
+
+
+async def test_a_target_without_room_for_the_serving_environments_refuses(api, app, application, db, settings,
+                                                                         reachable_source):
+    """The target's controller says how much memory its runners have free (its heartbeat): the
+    environments that serve must fit, or the migration would fail only at its deployments."""
+    target = await add_target(settings)
+    async with db() as session, session.begin():
+        env = await session.get(Environment, uuid.UUID(application["test_status"]["uuid"]))
+        env.instances, env.memory_mb = 2, 512
+        session.add(Deployment(environment_id=env.id, status="success", success=True, steps=[],
+                               ended_at=datetime.now(UTC)))
+    health = app.state.region_health
+
+    async def heard(free_mb: int) -> None:
+        health._last_read.clear()  # a heartbeat each time, as if seconds apart
+        for component in ("builder", "controller", "ingress"):
+            status = ComponentStatus(region=target["slug"], component=component, ready=True,
+                                     details={"runners": 1, "runners_ready": 1, "memory_mb_free": free_mb})
+            assert health.record(status.subject, status.encode())
+
+    offline = await ask(api, application, target)  # never heard
+    assert offline.status_code == 400 and "is offline" in offline.json()["region"][0], offline.text
+    await heard(1000)
+    full = await ask(api, application, target)
+    assert full.status_code == 400, full.text
+    assert full.json()["region"] == [f"{target['name']} ({target['slug']}) has room for 1000 MB of instances; the "
+                                     "application's environments need 1024 MB."]
+    await heard(1024)
+    assert (await ask(api, application, target)).status_code == 201

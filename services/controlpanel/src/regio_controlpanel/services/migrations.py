@@ -33,6 +33,7 @@ from ..domain.service_instances import State as ServiceState
 from . import hosts, lookups, provisioning, regions
 from .access import Action, Caller
 from .crypto import Vault
+from .region_health import OFFLINE, RegionHealth
 
 MAX_LOG_LINE = 2000
 
@@ -51,9 +52,10 @@ async def refuse_while_running(session: AsyncSession, application_id: UUID, what
         raise Conflict(f"The application is being migrated (migration {migration.id}); {what} once it has ended.")
 
 
-async def request(session: AsyncSession, caller: Caller, application_id: UUID, target_region_id: UUID) -> Migration:
+async def request(session: AsyncSession, caller: Caller, application_id: UUID, target_region_id: UUID,
+                  health: RegionHealth) -> Migration:
     """A new migration, or the reason it cannot be made (400 on the field, 409 while something
-    else moves the application)."""
+    else moves the application). ``health``: the regions' heartbeats, for the target's room."""
     app = await lookups.application(session, caller, application_id, Action.MANAGE, field="application")
     # One request at a time per application decides whether another migration runs.
     await session.execute(select(Application.id).where(Application.id == app.id).with_for_update())
@@ -72,6 +74,7 @@ async def request(session: AsyncSession, caller: Caller, application_id: UUID, t
         Environment.application_id == app.id).order_by(Environment.created_at))).scalars())
     await _refuse_while_deploying(session, environments)
     await _check_services_offered(session, environments, target)
+    await _check_capacity(session, environments, target, health)
     await _check_default_hosts_free(session, app, environments, target)
     migration = Migration(application_id=app.id, source_region_id=source.id, target_region_id=target.id,
                           status=Status.QUEUED, steps=[], requested_by=caller.user.email)
@@ -140,6 +143,24 @@ async def target_service(session: AsyncSession, service: Service, target: Region
     return (await session.execute(select(Service).where(
         Service.region_id == target.id, Service.identifier == service.identifier,
         Service.organisation_id.is_not_distinct_from(service.organisation_id)))).scalar_one_or_none()
+
+
+async def _check_capacity(session: AsyncSession, environments: list[Environment], target: Region,
+                          health: RegionHealth) -> None:
+    """The target's runners have room for every environment that serves, at its size, as its
+    controller last said (its heartbeat): a migration that could not place them would only
+    fail at its deployments, after copying everything."""
+    serving = set((await session.execute(select(Deployment.environment_id).where(
+        Deployment.environment_id.in_([e.id for e in environments]), Deployment.success.is_(True)))).scalars())
+    needed = sum(e.instances * e.memory_mb for e in environments if e.id in serving)
+    if not needed:
+        return
+    state = health.state_of(target.slug)
+    if state.state == OFFLINE:
+        raise ApiError(f"{target.name} ({target.slug}) is offline: its services have not been heard lately.", "region")
+    if state.memory_mb_free < needed:
+        raise ApiError(f"{target.name} ({target.slug}) has room for {state.memory_mb_free} MB of instances; the "
+                       f"application's environments need {needed} MB.", "region")
 
 
 async def _check_default_hosts_free(session: AsyncSession, app: Application, environments: list[Environment],

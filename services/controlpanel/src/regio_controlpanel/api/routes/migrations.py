@@ -53,7 +53,8 @@ async def create_migration(body: MigrationIn, request: Request, session: Session
     """Moves the application, every environment and service, to ``region`` while it keeps serving:
     400 when the region is not allowed or lacks a service the application uses, 409 while a
     deployment or another migration of the application runs."""
-    migration = await service.request(session, caller, body.application, body.region)
+    migration = await service.request(session, caller, body.application, body.region,
+                                      request.app.state.region_health)
     app = await session.get(Application, migration.application_id)
     target = await session.get(Region, migration.target_region_id)
     audit.record(app.organisation_id, "application.migrate", "migration", migration.id,

@@ -38,7 +38,7 @@ async def migrate(uuid: UUID, request: Request, session: SessionDep, web: WebCal
         raise ApiError("Choose a region to migrate to.", "region") from None
     # In the path here (a 404 when not visible), where the API has it in the body (a 400).
     app = await lookups.application(session, web.caller, uuid, Action.VIEW)
-    migration = await service.request(session, web.caller, app.id, target_id)
+    migration = await service.request(session, web.caller, app.id, target_id, request.app.state.region_health)
     target = await session.get(Region, migration.target_region_id)
     audit.record(app.organisation_id, "application.migrate", "migration", migration.id,
                  f"Migration of {app.slug} to {target.slug} requested", {"region": target.id})
