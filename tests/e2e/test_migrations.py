@@ -222,6 +222,12 @@ def test_an_application_under_load_moves_without_a_failed_request_or_a_lost_writ
         # The old address still works (forwarded by the source), and is the same application.
         assert notes(region, old_host)["rows"][-1] == "after the migration"
 
+        # The data at the cut-over is backed up in the target before the source's copies may go.
+        taken = wait_until(lambda: [b for b in client.get("/apps/v3/backups/", params={"environment": env_id})
+                                    .json()["results"] if b["trigger"] == "MIGRATION" and b["state"] == "COMPLETED"],
+                           what="the migration's backup completed")
+        assert taken[0]["success"] == "SUCCESS" and len(taken[0]["service_instance_backups"]) == 2, taken
+
         moved_app = client.get(f"/apps/v3/applications/{app['uuid']}/").json()
         assert moved_app["region"] == second_region.uuid
         # The source's runners stop its instances (their desired state no longer has them).

@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start()
         # Made once the runtime has its sessions (start() makes them).
         migration_runner = MigrationRunner(runtime.sessions, runtime.outbox, vault, deployments_service,
-                                           settings.migration_grace_seconds, settings.migration_copy_seconds)
+                                           backups_service, settings.migration_grace_seconds,
+                                           settings.migration_copy_seconds)
         app.state.migrations = migration_runner
         commands = handlers.command_consumers(deployments_service, backups_service, vault)
         links = RegionLinks(runtime, lambda region: handlers.region_consumers(deployments_service, commands, region,

@@ -172,6 +172,23 @@ class Backups:
         if not TRIGGER.match(trigger):
             raise ApiError("Uppercase letters and underscores, e.g. MANUAL.", "trigger")
         chosen = await self._backed_up_instances(session, env, services)
+        backup, parts = await self._record(session, env, app, chosen, trigger, notes, scheduled_for_deletion_at)
+        return backup, parts, env, app
+
+    async def back_up_for_the_platform(self, session: AsyncSession, env: Environment, app: Application, trigger: str,
+                                       notes: str) -> Backup | None:
+        """A backup the platform takes of every provisioned instance of the environment (none:
+        nothing to back up), e.g. a migrated environment's data before its old copies go."""
+        instances = (await session.execute(select(ServiceInstance).where(
+            ServiceInstance.environment_id == env.id).order_by(ServiceInstance.type, ServiceInstance.prefix))).scalars()
+        chosen = [i for i in instances if is_provisioned(i.state, bool(i.credentials_encrypted))]
+        if not chosen:
+            return None
+        return (await self._record(session, env, app, chosen, trigger, notes, None))[0]
+
+    async def _record(self, session: AsyncSession, env: Environment, app: Application,
+                      chosen: list[ServiceInstance], trigger: str, notes: str,
+                      scheduled_for_deletion_at: datetime | None) -> tuple[Backup, list[ServiceInstanceBackup]]:
         holder = await self._region_storage(session, app.region_id)
         backup = Backup(environment_id=env.id, state=Progress.PENDING, trigger=trigger, notes=notes,
                         scheduled_for_deletion_at=scheduled_for_deletion_at)
@@ -186,7 +203,7 @@ class Backups:
         await session.flush()
         region = await session.get(Region, app.region_id)
         await self.outbox.add(session, BackupRequested(backup_id=backup.id), region=region.slug)
-        return backup, sorted(parts, key=lambda p: (p.type, p.prefix)), env, app
+        return backup, sorted(parts, key=lambda p: (p.type, p.prefix))
 
     async def _backed_up_instances(self, session: AsyncSession, env: Environment,
                                    services: list[UUID] | None) -> list[ServiceInstance]:

@@ -45,6 +45,7 @@ from ..domain.migrations import CANCELLABLE, FINAL, CopyState, Status
 from ..domain.service_instances import ServiceType
 from ..region_services import bucket_copy, replication
 from . import domains, migrations, provisioning, service_instances
+from .backups import Backups
 from .crypto import Vault
 from .deployments import Deployments
 from .provisioning import DatabaseServer, StorageServer
@@ -69,11 +70,12 @@ class MigrationCancelled(Exception):
 
 class MigrationRunner:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox, vault: Vault,
-                 deployments: Deployments, grace_seconds: float, copy_seconds: float):
+                 deployments: Deployments, backups: Backups, grace_seconds: float, copy_seconds: float):
         self.sessions = sessions
         self.outbox = outbox
         self.vault = vault
         self.deployments = deployments
+        self.backups = backups
         self.grace = timedelta(seconds=grace_seconds)
         self.copy_seconds = copy_seconds
         self._wakeup = asyncio.Event()  # for the loop that picks migrations up
@@ -248,7 +250,7 @@ class MigrationRunner:
                 started = time.monotonic()
                 try:
                     await replication.start(database)
-                    await replication.wait_copied(database, self.copy_seconds)
+                    await self._until_copied(migration_id, database)
                 except (replication.CopyFailed, TimeoutError) as e:
                     raise MigrationFailed(f"Copying database {instance.prefix} failed: {e or 'timed out'}") from e
                 line = f"database {instance.prefix}: copied, replicating ({time.monotonic() - started:.1f} s)"
@@ -259,6 +261,19 @@ class MigrationRunner:
             async with self.sessions() as session, session.begin():
                 (await session.get(MigrationServiceCopy, copy_id, with_for_update=True)).state = CopyState.COPYING
                 migrations.log(session, migration_id, line)
+
+    async def _until_copied(self, migration_id: UUID, database: replication.DatabaseCopy) -> None:
+        """The first copy of a big database takes long (up to copy_seconds): a cancel is
+        honoured meanwhile, not once it is done."""
+        copied = asyncio.create_task(replication.wait_copied(database, self.copy_seconds))
+        try:
+            while not copied.done():
+                await asyncio.wait({copied}, timeout=POLL_SECONDS)
+                if not copied.done():
+                    await self._check_cancel(migration_id)
+            await copied
+        finally:
+            copied.cancel()
 
     async def _deploy(self, migration_id: UUID) -> None:
         """The commit each environment serves, built by the target's builder and rolled out
@@ -386,6 +401,16 @@ class MigrationRunner:
         await self._end_replication(migration_id)
         async with self.sessions() as session, session.begin():
             migration, app, source, target = await self._context(session, migration_id, lock=True)
+            # The data as it was at the cut-over, kept in the target's backups: the source's
+            # copies, identical, are deleted after the grace period.
+            for env in (await session.execute(select(Environment).where(
+                    Environment.application_id == app.id).order_by(Environment.created_at))).scalars():
+                backup = await self.backups.back_up_for_the_platform(
+                    session, env, app, "MIGRATION", f"Taken after migration {migration.id} to {target.slug}: the data "
+                                                    f"at the cut-over, before {source.slug}'s copies are deleted.")
+                if backup is not None:
+                    migrations.log(session, migration_id, f"environment {env.slug}: backup {backup.id} of its data "
+                                                          "at the cut-over requested")
             migrations.record_step(migration, Status.SUCCESS)
             migration.ended_at = datetime.now(UTC)
             migrations.log(session, migration_id, f"Migration succeeded: {app.slug} runs in {target.slug}. Point "
