@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import APPS, GitRepo
-from tests.e2e.test_many_regions import plan_group_allowing
+from tests.e2e.test_many_regions import plan_group_allowing, wait_for_state
 from tests.e2e.test_runners import running_containers, wait_until
 from tests.e2e.test_services import attach_both, notes, write
 from tests.e2e.test_walking_skeleton import deploy, log_of
@@ -110,6 +110,8 @@ def moving(region, second_region, notes_repo) -> dict:
         deployed = deploy(client, app["test_status"]["uuid"])
         assert deployed["success"], log_of(client, deployed)
     write(region, f"{app['slug']}-stage.{region.domain}", "before the migration")
+    with second_region.owner.client() as client:  # its runner heard: migrations check its room
+        wait_for_state(client, second_region.uuid, "online")
     yield app
     # A test that failed half way may leave a migration running: it is ended first, or the
     # application (and so the dedicated region) could not be deleted.
