@@ -6,6 +6,8 @@ deployment and the hold of requests, and still copies, freezes the source, catch
 copies the sequences and swaps the instances' credentials."""
 import asyncio
 import json
+import os
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ import asyncpg
 import pytest
 from sqlalchemy import select, update
 
+from regio_common.testing.plugin import own_postgres
 from regio_controlpanel.db.models import Migration, ServiceInstance
 from regio_controlpanel.region_services.storage import ObjectStorage, StorageError
 
@@ -333,3 +336,41 @@ async def test_after_the_grace_period_the_source_copies_are_deleted(
     finally:
         await conn.close()
     assert len(await objects(other_storage, bucket)) == 5
+
+
+@pytest.fixture
+def lost_target():
+    """A target region's database server that goes away during the test (its own cluster)."""
+    with own_postgres("migration-lost-target") as cluster:
+        yield cluster
+
+
+async def test_a_target_server_lost_during_the_copy_fails_and_leaves_nothing_on_the_source(
+        api, db, vault, application, seeded, data, source, storage, other_storage, lost_target, settings):  # noqa: F811
+    """The source must not keep a replication slot for a target that is gone: it would hold
+    the source's WAL (its disk) for ever."""
+    region = await add_target(settings, name="Lost")
+    await register(db, vault, region["uuid"], real_servers(lost_target, other_storage))
+    database = data.credentials["DATABASE"]["database"]
+    began = time.monotonic()
+    migration = await migrate(api, application, region)
+    while not (await databases(lost_target, database)
+               and await admin(lost_target, "SELECT to_regclass('notes')::text", database=database) == [("notes",)]):
+        await asyncio.sleep(0.005)
+    locker = await asyncpg.connect(lost_target.url(database=database))
+    await locker.execute("BEGIN; LOCK TABLE notes IN EXCLUSIVE MODE")  # the copy runs (held up) ...
+    copying = await reached(api, migration, "copying")
+    assert copying["status"] == "copying", copying
+    while not await admin(lost_target, "SELECT subname FROM pg_subscription"):
+        await asyncio.sleep(0.01)
+    postmaster = int((lost_target.data_dir / "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGINT)  # ... when the target's server goes (fast shutdown)
+    locker.terminate()
+    done = await reached(api, migration)
+    print(f"\nmigration whose target server went: {time.monotonic() - began:.1f} s, {done['error']}")
+
+    assert done["status"] == "failure" and "database DEFAULT" in done["error"], done
+    assert data.credentials["DATABASE"]["password"] not in done["error"]
+    await assert_source_as_it_was(api, db, vault, data, seeded, source, storage)
+    # What is left on the unreachable target is said.
+    assert "Undoing it also failed" in done["error"], done["error"]

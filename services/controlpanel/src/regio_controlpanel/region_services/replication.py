@@ -217,11 +217,17 @@ async def stop(copy: DatabaseCopy) -> None:
     the data stays on both sides. Stopping what is already stopped succeeds."""
     source, target = _admins(copy)
     async with _failures(copy, "stopping the copy"):
+        unreachable = None
         try:
             async with _connect(target, copy.database) as conn:
                 await _unsubscribe(conn, copy)
         except asyncpg.InvalidCatalogNameError:
             pass  # the target's database is gone, and its subscription with it
+        except (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError,
+                asyncpg.ConnectionDoesNotExistError) as e:
+            # The target's server is gone: the source's side still goes (a slot left would keep
+            # its WAL for ever), and then this fails, saying the target's subscription is left.
+            unreachable = e
         try:
             async with _source_session(source, copy.database) as conn:
                 await _drop_slots(conn, copy, sync_slots=True)
@@ -232,6 +238,8 @@ async def stop(copy: DatabaseCopy) -> None:
             async with _connect(source) as conn:
                 await _drop_slots(conn, copy, sync_slots=False)
                 await _drop_replication_role(conn, copy)
+        if unreachable is not None:
+            raise unreachable
 
 
 # --- the pieces --------------------------------------------------------------------------------
