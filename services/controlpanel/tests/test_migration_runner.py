@@ -374,3 +374,45 @@ async def test_a_target_server_lost_during_the_copy_fails_and_leaves_nothing_on_
     await assert_source_as_it_was(api, db, vault, data, seeded, source, storage)
     # What is left on the unreachable target is said.
     assert "Undoing it also failed" in done["error"], done["error"]
+
+
+async def test_a_target_that_cannot_catch_up_in_the_pause_thaws_the_source(
+        api, db, vault, application, seeded, data, regions, source, target, storage, other_storage):  # noqa: F811
+    """The source was frozen for the cut-over, the target did not apply its last writes in time
+    (a lock someone holds on the target's table): the source takes writes again."""
+    source_db = data.credentials["DATABASE"]
+    database = source_db["database"]
+    refused: list[Exception] = []
+    running = True
+
+    async def keep_writing() -> None:
+        try:
+            conn = await app_connection(source, source_db)
+            try:
+                while running:
+                    await conn.execute("INSERT INTO notes (text) VALUES ('during')")
+            finally:
+                conn.terminate()
+        except Exception as e:  # the freeze
+            refused.append(e)
+
+    writer = asyncio.create_task(keep_writing())
+    began = time.monotonic()
+    migration = await migrate(api, application, regions)
+    ready = "SELECT count(*) FILTER (WHERE srsubstate = 'r') = count(*) AND count(*) > 0 FROM pg_subscription_rel"
+    while not (await databases(target, database) and (await admin(target, ready, database=database))[0][0]):
+        await asyncio.sleep(0.005)  # before the runner (it looks every 0.2 s) sees the copy done
+    locker = await asyncpg.connect(target.url(database=database))
+    try:
+        await locker.execute("BEGIN; LOCK TABLE notes IN EXCLUSIVE MODE")
+        done = await reached(api, migration)
+    finally:
+        locker.terminate()
+        running = False
+        await writer
+    print(f"\nmigration whose target could not catch up: {time.monotonic() - began:.1f} s, {done['error']}")
+
+    assert done["status"] == "failure" and "Catching up database DEFAULT" in done["error"], done
+    assert refused, "the source was never frozen"
+    await assert_source_as_it_was(api, db, vault, data, seeded, source, storage)
+    assert await databases(target, database) == [] and await leftovers(target, database) == {}
