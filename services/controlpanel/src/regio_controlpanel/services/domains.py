@@ -63,6 +63,13 @@ async def hosts_of(session: AsyncSession, env: Environment, app: Application, re
     return Hosts(primary, [*aliases, default], redirects)
 
 
+async def verified_of_application(session: AsyncSession, application_id: UUID) -> list[str]:
+    """The application's custom domains that are routed (verified), in name order."""
+    return list((await session.execute(select(Domain.domain).join(Environment).where(
+        Environment.application_id == application_id, Domain.verification_status == Verification.VERIFIED)
+        .order_by(Domain.domain))).scalars())
+
+
 async def get_domain(session: AsyncSession, caller: Caller, domain_id: UUID,
                      action: Action) -> tuple[Domain, Environment, Application]:
     row = (await session.execute(

@@ -368,9 +368,11 @@ class MigrationRunner:
             migration.cut_over_at, migration.grace_until = now, now + self.grace
             for part in await self._parts(session, migration_id, serving_only=True):
                 await self._ask_traffic(session, part, source, Traffic.FORWARD, target, migration.grace_until)
-            migrations.log(session, migration_id, f"cut over to {target.slug} after {time.monotonic() - started:.2f} s "
-                                                  f"of held requests; {source.slug} forwards the old hosts until "
-                                                  f"{migration.grace_until.isoformat(timespec='seconds')}")
+            held = bool(await self._parts(session, migration_id, serving_only=True))
+            migrations.log(session, migration_id, (
+                f"cut over to {target.slug} after {time.monotonic() - started:.2f} s of held requests; {source.slug} "
+                f"forwards the old hosts until {migration.grace_until.isoformat(timespec='seconds')}" if held else
+                f"cut over to {target.slug} (nothing served: no request was held)"))
 
     async def _confirm_forwarding(self, migration_id: UUID) -> None:
         async with self.sessions() as session:
@@ -413,8 +415,10 @@ class MigrationRunner:
                                                           "at the cut-over requested")
             migrations.record_step(migration, Status.SUCCESS)
             migration.ended_at = datetime.now(UTC)
-            migrations.log(session, migration_id, f"Migration succeeded: {app.slug} runs in {target.slug}. Point "
-                                                  f"custom domains' DNS at {target.ingress_address.rsplit(':', 1)[0]}; "
+            custom = await domains.verified_of_application(session, app.id)
+            point = (f" Point the DNS of {', '.join(custom)} at {target.ingress_address.rsplit(':', 1)[0]}."
+                     if custom else "")
+            migrations.log(session, migration_id, f"Migration succeeded: {app.slug} runs in {target.slug}.{point} "
                                                   f"{source.slug} keeps the detached databases and buckets until "
                                                   f"{migration.grace_until.isoformat(timespec='seconds')}.")
 
@@ -499,7 +503,8 @@ class MigrationRunner:
                 ClaimedHost.host.in_([default_domain(app.slug, e.slug, target.domain) for e in envs]),
                 ClaimedHost.environment_id.in_([e.id for e in envs]), ClaimedHost.domain_id.is_(None)))
             migrations.record_step(migration, status)
-            migration.error = reason + (f" Undoing it also failed for: {'; '.join(problems)}." if problems else "")
+            migration.error = reason.rstrip(".") + "." + (
+                f" Undoing it also failed for: {'; '.join(problems)}." if problems else "")
             migration.ended_at = datetime.now(UTC)
             migrations.log(session, migration_id, f"{reason} Rolled back: the application serves from "
                                                   f"{(await session.get(Region, migration.source_region_id)).slug} "

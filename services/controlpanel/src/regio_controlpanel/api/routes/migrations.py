@@ -6,12 +6,12 @@ from fastapi import Depends, Query, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ...db.models import Application, Domain, Environment, Migration, MigrationEnvironment, MigrationLogChunk, Region
+from ...db.models import Application, Migration, MigrationEnvironment, MigrationLogChunk, Region
 from ...domain.deployments import step_timings
 from ...domain.migrations import FINAL, Status
+from ...services import domains
 from ...services import migrations as service
 from ...services.access import Action
-from ...services.domain_verification import Verification
 from ..deps import AuditDep, CallerDep, SessionDep
 from ..migration_schemas import (
     DnsChange,
@@ -31,9 +31,7 @@ async def migration_out(session: AsyncSession, m: Migration) -> MigrationOut:
     parts = (await session.execute(select(MigrationEnvironment).where(MigrationEnvironment.migration_id == m.id)
                                    .order_by(MigrationEnvironment.id))).scalars().all()
     target = await session.get(Region, m.target_region_id)
-    custom = (await session.execute(select(Domain.domain).join(Environment).where(
-        Environment.application_id == m.application_id, Domain.verification_status == Verification.VERIFIED)
-        .order_by(Domain.domain))).scalars().all()
+    custom = await domains.verified_of_application(session, m.application_id)
     point_to = (target.ingress_address or "").rsplit(":", 1)[0]
     return MigrationOut(
         uuid=m.id, application=m.application_id, source_region=m.source_region_id, target_region=m.target_region_id,
