@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from regio_common.testing.plugin import own_postgres
 from regio_controlpanel.db.models import Migration, ServiceInstance
-from regio_controlpanel.region_services.storage import ObjectStorage, StorageError
+from regio_controlpanel.region_services.storage import Credentials, ObjectStorage, StorageError
 
 from .region_servers import other_storage  # noqa: F401  (the target region's storage)
 from .test_backups import Data, db, provisioned, real_servers, register, vault  # noqa: F401
@@ -219,6 +219,15 @@ async def test_the_data_moves_to_the_target_and_the_source_is_frozen(
         finally:
             await conn.close()
 
+    # And its bucket refuses the application's key: read, not written (a write after the last
+    # sync would have been lost).
+    source_key = data.credentials["STORAGE"]
+    async with ObjectStorage(storage.endpoint, Credentials(source_key["access_key"], source_key["secret_key"])) as app:
+        with pytest.raises(StorageError) as refused_write:
+            await app.put_object(bucket, "too-late.txt", b"lost")
+        assert refused_write.value.status == 403
+        assert len(await app.list_objects(bucket)) == 5
+
     # No slot, publication, subscription nor replication role is left on either server.
     assert await leftovers(source, source_db["database"]) == {}
     assert await leftovers(target, source_db["database"]) == {}
@@ -227,7 +236,7 @@ async def test_the_data_moves_to_the_target_and_the_source_is_frozen(
     text = await logs(api, migration)
     for step in ("database service DEFAULT: created", "storage service DEFAULT: created", "database DEFAULT: copied",
                  "storage DEFAULT: 5 objects", "database DEFAULT: caught up, 1 sequence(s) copied",
-                 "storage DEFAULT: last", "cut over to", "Migration succeeded"):
+                 "storage DEFAULT: frozen, last", "cut over to", "Migration succeeded"):
         assert step in text, text
     for secret in (source_db["password"], now_db["password"], data.credentials["STORAGE"]["secret_key"],
                    now_s3["secret_key"], "postgres://", "s3://", "si_", bucket):

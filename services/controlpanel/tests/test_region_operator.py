@@ -50,12 +50,15 @@ async def slug(settings):
 
 
 def test_a_region_is_added_again_unchanged_listed_and_retired(settings, seeded, slug):
-    added = regions(settings, *adding(slug, "--free", "--jetstream-domain", slug, "--site-port", "8080"))
+    added = regions(settings, *adding(slug, "--free", "--jetstream-domain", slug, "--site-port", "8080",
+                                      "--ingress-address", "ingress.zurich.example:8080"))
 
     assert added == {"slug": slug, "name": f"Region {slug}", "domain": f"{slug}.regio.example", "vendor": "exoscale",
                      "location": "Zurich", "physical_region": "exoscale Zurich", "dedicated_to": None,
-                     "free_plan": True, "jetstream_domain": slug, "site_port": 8080, "retired": False}
+                     "free_plan": True, "jetstream_domain": slug, "site_port": 8080,
+                     "ingress_address": "ingress.zurich.example:8080", "retired": False}
     listed = regions(settings, "list")
+    # Added again without it, the ingress address stays (as the JetStream domain would).
     assert regions(settings, *adding(slug, "--free", "--jetstream-domain", slug, "--site-port", "8080")) == added
     assert regions(settings, "list") == listed and [r for r in listed if r["slug"] == slug] == [added]
 
@@ -69,6 +72,8 @@ def test_a_region_is_added_again_unchanged_listed_and_retired(settings, seeded, 
     (["Upper"], "slug"), (["1st"], "slug"), (["a" * 32], "slug"), (["eu.west"], "slug"), (["eu>"], "slug"),
     (["x", "--site-port", "70000"], "site port"), (["x", "--jetstream-domain", "a.b"], "JetStream domain"),
     (["x", "--name", "n" * 201], "name"), (["x", "--location", " "], "location"),
+    (["x", "--ingress-address", "ingress.example"], "ingress address"),
+    (["x", "--ingress-address", "{http.request.host}:80"], "ingress address"),
 ])
 def test_what_cannot_be_a_region_is_refused(settings, seeded, args, said):
     slug, *more = args

@@ -181,3 +181,20 @@ async def test_keys_and_objects_survive_a_restart(admin, environment_bucket, sto
     assert await app.get_object(bucket, "kept.txt") == b"kept"
     await app.put_object(bucket, "after-restart.txt", b"ok")
     assert [o.key for o in await admin.list_objects(bucket)] == ["after-restart.txt", "kept.txt"]
+
+
+async def test_a_frozen_bucket_is_read_but_not_written_with_its_key_until_thawed(admin, environment_bucket):
+    """A migration's cut-over freezes the source's bucket (as its database): what its key
+    writes after the last sync would be lost."""
+    bucket, _, app = environment_bucket
+    await app.put_object(bucket, "before.txt", b"kept")
+    await admin.set_bucket_writable(bucket, False)
+    for write in (app.put_object(bucket, "during.txt", b"lost"), app.delete_objects(bucket, ["before.txt"])):
+        with pytest.raises(StorageError) as refused:
+            await write
+        assert refused.value.status == 403
+    assert await app.get_object(bucket, "before.txt") == b"kept"
+    assert [o.key for o in await app.list_objects(bucket)] == ["before.txt"]
+    await admin.set_bucket_writable(bucket, True)
+    await app.put_object(bucket, "after.txt", b"written")
+    assert [o.key for o in await app.list_objects(bucket)] == ["after.txt", "before.txt"]

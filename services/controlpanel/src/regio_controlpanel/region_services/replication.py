@@ -448,13 +448,14 @@ async def _unsubscribe(conn: asyncpg.Connection, copy: DatabaseCopy) -> None:
 
 
 async def _drop_slots(conn: asyncpg.Connection, copy: DatabaseCopy, sync_slots: bool = False) -> None:
-    """The copy's slot on the source, and with ``sync_slots`` the table copies' slots of this
-    database (``pg_<subscription>_sync_<table>_<system>``, left behind when a subscription goes
-    while a table is being copied): a slot nobody reads keeps every WAL file from then on, until
-    the source's disk is full. A walsender still holding one is ended first."""
+    """The copy's slot on the source, and with ``sync_slots`` every other logical slot of this
+    database: the table copies' (``pg_<subscription>_sync_<table>_<system>``, left behind when a
+    subscription goes while a table is being copied), and any made with the copy's replication
+    role by whoever read its password on the target (a dedicated region's superuser). A slot
+    nobody reads keeps every WAL file of the cluster from then on, until the source's disk is
+    full. The application's own roles cannot make slots. A walsender holding one is ended first."""
     query = ("SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name = $1"
-             + (" OR (slot_name LIKE 'pg\\_%\\_sync\\_%' AND database = $2 AND slot_type = 'logical')"
-                if sync_slots else ""))
+             + (" OR (database = $2 AND slot_type = 'logical')" if sync_slots else ""))
     args = (copy.name, copy.database) if sync_slots else (copy.name,)
     for _ in range(SLOT_RELEASE_TRIES):
         slots = await conn.fetch(query, *args)

@@ -174,12 +174,14 @@ def _object_path(bucket: str, key: str = "") -> str:
     return _encode(f"/{bucket}/{key}" if key else f"/{bucket}", safe="/")
 
 
-def _bucket_policy(bucket: str) -> str:
-    """Objects of one bucket: get, put, delete, list. Nothing on the bucket itself, so no
-    creating or deleting buckets, and nothing on any other bucket."""
+def _bucket_policy(bucket: str, writable: bool = True) -> str:
+    """Objects of one bucket: get, put, delete, list (without ``writable``: get and list only).
+    Nothing on the bucket itself, so no creating or deleting buckets, and nothing on any other
+    bucket."""
+    writes = ["s3:PutObject", "s3:DeleteObject"] if writable else []
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow",
-        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+        "Action": ["s3:GetObject", *writes, "s3:ListBucket"],
         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
     }]})
 
@@ -295,6 +297,13 @@ class ObjectStorage:
                         PolicyDocument=_bucket_policy(name))
         created = await self._iam("CreateAccessKey", UserName=name)
         return Credentials(_text(created, "AccessKeyId"), _text(created, "SecretAccessKey"))
+
+    async def set_bucket_writable(self, name: str, writable: bool) -> None:
+        """Whether the bucket's own key may write to it (a migration's cut-over freezes the
+        source's, as it freezes its database). Its other rights stay."""
+        self._check_not_admin(name)
+        await self._iam("PutUserPolicy", UserName=name, PolicyName=BUCKET_POLICY,
+                        PolicyDocument=_bucket_policy(name, writable))
 
     async def delete_bucket_and_key(self, name: str, access_key: str) -> None:
         """Revoke the key (first, so nothing writes while the bucket goes), then delete the

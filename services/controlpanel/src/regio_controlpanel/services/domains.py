@@ -90,6 +90,7 @@ async def add_domain(session: AsyncSession, vault: Vault, env: Environment, app:
     """Verified at once when its TXT record is already there (or the region trusts the name);
     else pending until ``verify``. A pending name does not keep anyone else from adding it:
     whoever proves control first gets its host."""
+    await migrations.refuse_while_hosts_move(session, app.id, "add domains")
     name = normalise(name)
     if not HOSTNAME.match(name):
         raise ApiError("Enter a host name such as www.example.com (no scheme, port or path).", "domain")
@@ -161,6 +162,15 @@ async def change_kind(session: AsyncSession, domain: Domain, kind: Kind) -> bool
     domain.kind = kind
     await session.flush()
     return True
+
+
+async def remove_domain(session: AsyncSession, outbox: Outbox, domain: Domain, env: Environment,
+                        app: Application) -> None:
+    """The domain goes (its host with it, by cascade) and the environment's routes follow."""
+    await migrations.refuse_while_hosts_move(session, app.id, "remove domains")
+    await session.delete(domain)
+    await session.flush()
+    await announce(session, outbox, env, app)
 
 
 async def announce(session: AsyncSession, outbox: Outbox, env: Environment, app: Application) -> None:

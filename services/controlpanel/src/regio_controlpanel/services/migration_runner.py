@@ -44,6 +44,7 @@ from ..domain.environments import default_domain
 from ..domain.migrations import CANCELLABLE, FINAL, CopyState, Status
 from ..domain.service_instances import ServiceType
 from ..region_services import bucket_copy, replication
+from ..region_services.storage import StorageError
 from . import domains, migrations, provisioning, service_instances
 from .backups import Backups
 from .crypto import Vault
@@ -58,6 +59,10 @@ RETRY_AFTER_CRASH = timedelta(seconds=30)
 AT_ONCE = 4  # migrations worked on at once by one process
 TRAFFIC_SECONDS = 15.0  # for the source's controller to confirm a traffic change
 CATCH_UP_SECONDS = 10.0  # for a target database to apply what the source wrote before its freeze
+# Held requests wait at the source's ingress for at most its retry window (30 s: the ingress's
+# caddy/config.py RETRY_FOR). Past this much of it, the cut-over gives up before its commit,
+# leaving the rest for the forward to be applied.
+HOLD_BUDGET_SECONDS = 20.0
 
 
 class MigrationFailed(Exception):
@@ -116,8 +121,10 @@ class MigrationRunner:
         now = datetime.now(UTC)
         async with self.sessions() as session, session.begin():
             due = select(Migration.id).where(
+                # Unfinished, or past its cut-over (a success, or a failure after it) with its
+                # grace period over and the source's copies still there.
                 or_(Migration.ended_at.is_(None),
-                    and_(Migration.status == Status.SUCCESS, Migration.source_removed_at.is_(None),
+                    and_(Migration.cut_over_at.is_not(None), Migration.source_removed_at.is_(None),
                          Migration.grace_until < now)),
                 or_(Migration.lease_until.is_(None), Migration.lease_until < now),
                 Migration.id.not_in(list(self._driving)) if self._driving else true(),
@@ -151,9 +158,12 @@ class MigrationRunner:
     async def _renew(self, migration_id: UUID) -> None:
         while True:
             await asyncio.sleep(LEASE.total_seconds() / 3)
-            async with self.sessions() as session, session.begin():
-                await session.execute(update(Migration).where(Migration.id == migration_id)
-                                      .values(lease_until=datetime.now(UTC) + LEASE))
+            try:
+                async with self.sessions() as session, session.begin():
+                    await session.execute(update(Migration).where(Migration.id == migration_id)
+                                          .values(lease_until=datetime.now(UTC) + LEASE))
+            except Exception:  # tried again in a third of the lease: one failed call loses nothing
+                log.exception("migration %s: renewing its lease failed", migration_id)
 
     # --- the steps -------------------------------------------------------------------
 
@@ -161,7 +171,7 @@ class MigrationRunner:
         while True:
             migration = await self._get(migration_id)
             if migration.status in FINAL:
-                if migration.status == Status.SUCCESS and migration.grace_until <= datetime.now(UTC):
+                if migration.cut_over_at is not None and migration.grace_until <= datetime.now(UTC):
                     await self._remove_source(migration_id)
                 return
             try:
@@ -309,7 +319,8 @@ class MigrationRunner:
             if all(d.status == deployment_lifecycle.Status.SUCCESS for d, _ in rows):
                 async with self.sessions() as session, session.begin():
                     migrations.log(session, migration_id, f"{len(rows)} environment(s) serving in the target, "
-                                                          "sanity tests passed")
+                                                          "sanity tests passed" if rows else
+                                                          "no environment serves: nothing to deploy in the target")
                 return
             if time.monotonic() > deadline:
                 raise MigrationFailed("The deployments in the target did not finish in time.")
@@ -322,11 +333,13 @@ class MigrationRunner:
         serving = await self._set_traffic(migration_id, Traffic.HOLD, held=True)
         try:
             await self._await_traffic(migration_id, serving)
+            held_since = time.monotonic()
             async with self.sessions() as session, session.begin():
                 migrations.log(session, migration_id, f"requests held at the source's ingress, none in flight "
                                                       f"({time.monotonic() - started:.2f} s)" if serving else
                                                       "no environment serves: no requests to hold")
             for copy_id in await self._copies(migration_id, CopyState.COPYING):
+                _within_hold(held_since)
                 async with self.sessions() as session:
                     copy, instance, source_service, target_service = await self._copy_context(session, copy_id)
                 if copy.target_credentials_encrypted is None:
@@ -343,14 +356,19 @@ class MigrationRunner:
                                               f"{e or 'timed out'}") from e
                     line = f"database {instance.prefix}: caught up, {sequences} sequence(s) copied"
                 else:
+                    # Frozen as the databases are: what its key wrote after this sync would be lost
+                    # (workers, uploads straight to the bucket: not behind the ingress's hold).
+                    await self._set_source_bucket_writable(instance, source_service, False)
                     synced = await self._sync_bucket(copy, source_service, target_service)
-                    line = f"storage {instance.prefix}: last {synced.copied} changed object(s) copied"
+                    line = f"storage {instance.prefix}: frozen, last {synced.copied} changed object(s) copied"
                 async with self.sessions() as session, session.begin():
                     migrations.log(session, migration_id, line)
+            _within_hold(held_since)
+            await self._commit_cut_over(migration_id, started)
         except Exception:
+            # Not committed (a failed commit rolls back): the source serves and takes writes again.
             await self._release_source(migration_id)
             raise
-        await self._commit_cut_over(migration_id, started)
 
     async def _commit_cut_over(self, migration_id: UUID, started: float) -> None:
         """The point of no return, in one transaction."""
@@ -465,10 +483,14 @@ class MigrationRunner:
         for copy_id in await self._copies(migration_id, CopyState.COPYING):
             async with self.sessions() as session:
                 copy, instance, source_service, target_service = await self._copy_context(session, copy_id)
-            if instance.type == ServiceType.DATABASE and copy.target_credentials_encrypted is not None:
+            if copy.target_credentials_encrypted is None:
+                continue
+            if instance.type == ServiceType.DATABASE:
                 role = self._credentials(instance.credentials_encrypted)["role"]
                 await replication.thaw_source(self._database_copy(copy, instance, source_service, target_service),
                                               role)
+            else:
+                await self._set_source_bucket_writable(instance, source_service, True)
         if held:
             await self._await_traffic(migration_id, held)
 
@@ -524,6 +546,10 @@ class MigrationRunner:
             copy.state, copy.target_credentials_encrypted = CopyState.DROPPED, None
 
     async def _fail_after_cut_over(self, migration_id: UUID, reason: str) -> None:
+        try:  # a slot left on the source would keep its WAL for ever; tried again after the grace
+            await self._end_replication(migration_id)
+        except Exception:
+            log.exception("migration %s: ending the replication after a failed cut-over failed", migration_id)
         async with self.sessions() as session, session.begin():
             migration, app, _, target = await self._context(session, migration_id, lock=True)
             migrations.record_step(migration, Status.FAILURE)
@@ -581,6 +607,10 @@ class MigrationRunner:
     async def _step(self, migration_id: UUID, step: Status, started: bool = False) -> None:
         async with self.sessions() as session, session.begin():
             migration = await session.get(Migration, migration_id, with_for_update=True)
+            if migration.cancel_requested and migration.status in CANCELLABLE:
+                # Accepted while the last step ran (the API took it): honoured before the next,
+                # which may be the cut-over.
+                raise MigrationCancelled(migration.cancel_requested)
             migrations.record_step(migration, step)
             if started:
                 migration.started_at = datetime.now(UTC)
@@ -644,6 +674,18 @@ class MigrationRunner:
             database=credentials["database"], owner=credentials["role"],
             source_address=f"{where.hostname}:{where.port or 5432}")
 
+    async def _set_source_bucket_writable(self, instance: ServiceInstance, source_service: Service,
+                                          writable: bool) -> None:
+        source = provisioning.server_of(source_service, self.vault)
+        assert isinstance(source, StorageServer)
+        try:
+            async with source.client() as storage:
+                await storage.set_bucket_writable(self._credentials(instance.credentials_encrypted)["bucket"],
+                                                  writable)
+        except StorageError as e:
+            raise MigrationFailed(f"{'Thawing' if writable else 'Freezing'} storage {instance.prefix} in the source "
+                                  f"failed: {e.code}") from e
+
     async def _sync_bucket(self, copy: MigrationServiceCopy, source_service: Service,
                            target_service: Service) -> bucket_copy.BucketSync:
         source = provisioning.server_of(source_service, self.vault)
@@ -658,6 +700,12 @@ class MigrationRunner:
                                                  self._credentials(copy.target_credentials_encrypted)["bucket"])
         except bucket_copy.BucketSyncFailed as e:
             raise MigrationFailed(f"Copying storage {instance.prefix} failed: {e}") from e
+
+
+def _within_hold(held_since: float) -> None:
+    if time.monotonic() - held_since > HOLD_BUDGET_SECONDS:
+        raise MigrationFailed(f"The cut-over would hold requests longer than the source's ingress keeps them waiting "
+                              f"(more than {HOLD_BUDGET_SECONDS:g} s of its 30 s): given up before its commit.")
 
 
 async def _serving_release(session: AsyncSession, environment_id: UUID) -> UUID | None:

@@ -52,6 +52,26 @@ async def refuse_while_running(session: AsyncSession, application_id: UUID, what
         raise Conflict(f"The application is being migrated (migration {migration.id}); {what} once it has ended.")
 
 
+async def in_grace(session: AsyncSession, application_id: UUID) -> Migration | None:
+    """The application's migration whose old region still forwards its hosts and keeps its
+    detached copies (its grace period), if any."""
+    return (await session.execute(select(Migration).where(
+        Migration.application_id == application_id, Migration.cut_over_at.is_not(None),
+        Migration.source_removed_at.is_(None)).order_by(Migration.cut_over_at.desc()))).scalars().first()
+
+
+async def refuse_while_hosts_move(session: AsyncSession, application_id: UUID, what: str) -> None:
+    """Custom domains stay as they are while a migration runs (it forwards the hosts it found)
+    and through its grace period (the old region forwards them: one removed there could be
+    claimed by another organisation while still forwarded here)."""
+    await refuse_while_running(session, application_id, what)
+    migration = await in_grace(session, application_id)
+    if migration is not None:
+        raise Conflict(f"The application's old region forwards its hosts until "
+                       f"{migration.grace_until.isoformat(timespec='seconds')} (migration {migration.id}); "
+                       f"{what} after that.")
+
+
 async def request(session: AsyncSession, caller: Caller, application_id: UUID, target_region_id: UUID,
                   health: RegionHealth) -> Migration:
     """A new migration, or the reason it cannot be made (400 on the field, 409 while something
@@ -70,6 +90,12 @@ async def request(session: AsyncSession, caller: Caller, application_id: UUID, t
         raise ApiError(f"The application's region {source.name} ({source.slug}) cannot forward its hosts during "
                        "a migration: its operator has not said where its ingress is reached.", "region")
     await refuse_while_running(session, app.id, "migrate it again")
+    previous = await in_grace(session, app.id)
+    if previous is not None and previous.source_region_id == target.id:
+        # Its detached copies there have the same names as the ones a migration back would make.
+        raise Conflict(f"{target.name} ({target.slug}) keeps the application's copies from its migration away "
+                       f"until {previous.grace_until.isoformat(timespec='seconds')}; migrate back after that.",
+                       "region")
     environments = list((await session.execute(select(Environment).where(
         Environment.application_id == app.id).order_by(Environment.created_at))).scalars())
     await _refuse_while_deploying(session, environments)

@@ -46,7 +46,5 @@ async def delete_domain(uuid: UUID, request: Request, session: SessionDep, web: 
     domain, env, app = await service.get_domain(session, web.caller, uuid, Action.OPERATE)
     audit.record(app.organisation_id, "domain.delete", "domain", domain.id,
                  f"Domain {domain.domain} removed from {app.slug}/{env.slug}", {"domain": domain.domain})
-    await session.delete(domain)
-    await session.flush()
-    await service.announce(session, request.app.state.runtime.outbox, env, app)
+    await service.remove_domain(session, request.app.state.runtime.outbox, domain, env, app)
     return RedirectResponse(f"/web/environments/{env.id}#domains", status_code=303)
