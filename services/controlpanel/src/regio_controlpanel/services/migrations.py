@@ -25,7 +25,6 @@ from ..db.models import (
     Service,
     ServiceInstance,
 )
-from ..domain import deployments as deployment_lifecycle
 from ..domain.environments import default_domain
 from ..domain.errors import ApiError, Conflict, NotFound
 from ..domain.migrations import CANCELLABLE, FINAL, Status
@@ -285,7 +284,3 @@ def record_step(migration: Migration, step: Status) -> None:
 
 def log(session: AsyncSession, migration_id: UUID, line: str) -> None:
     session.add(MigrationLogChunk(migration_id=migration_id, text=f"[regio] {line[:MAX_LOG_LINE]}\n"))
-
-
-def is_final_deployment(status: str) -> bool:
-    return status in deployment_lifecycle.FINAL
