@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from regio_common.db import make_engine, make_sessionmaker
+from regio_common.messages import EnvironmentTrafficChanged, Traffic
 from regio_common.region_status import ComponentStatus
 from regio_controlpanel.db.models import (
     Application,
@@ -25,6 +26,7 @@ from regio_controlpanel.db.models import (
     Deployment,
     Environment,
     Migration,
+    MigrationEnvironment,
     Region,
     Service,
     ServiceInstanceBackup,
@@ -420,3 +422,31 @@ async def test_in_its_grace_period_no_migration_back_and_no_domain_changes(api, 
         await session.execute(update(Migration).where(Migration.id == uuid.UUID(migration_id)).values(
             source_removed_at=datetime.now(UTC)))
     assert (await api.delete(f"/apps/v3/domains/{domain['uuid']}/")).status_code == 204
+
+
+async def test_only_the_source_region_confirms_a_traffic_change(application, settings, db, seeded):
+    """A traffic change is believed only from the migration's source region, for the change the
+    control panel asked for: another region's controller (a dedicated region's machines may be
+    an organisation's own) cannot make a cut-over go on while the source still serves."""
+    target = await add_target(settings)
+    migration_id = await recorded(db, application, target, Status.CUTTING_OVER)
+    change_id = uuid.uuid4()
+    async with db() as session, session.begin():
+        part = MigrationEnvironment(migration_id=uuid.UUID(migration_id),
+                                    environment_id=uuid.UUID(application["test_status"]["uuid"]),
+                                    traffic_change_id=change_id, traffic_mode=Traffic.HOLD, traffic_confirmed=False)
+        session.add(part)
+    async with db() as session:
+        source_slug = (await session.get(Region, uuid.UUID(seeded["region"]))).slug
+
+    async def heard(region: str, change: uuid.UUID) -> bool:
+        async with db() as session, session.begin():
+            await migrations.on_traffic_changed(session, EnvironmentTrafficChanged(
+                environment_id=part.environment_id, change_id=change, mode=Traffic.HOLD,
+                applied_at=datetime.now(UTC)), region)
+        async with db() as session:
+            return (await session.get(MigrationEnvironment, part.id)).traffic_confirmed
+
+    assert not await heard(target["slug"], change_id)  # the target's controller
+    assert not await heard(source_slug, uuid.uuid4())  # the source, about a change not asked for
+    assert await heard(source_slug, change_id)
