@@ -340,6 +340,41 @@ class BuildFinished(Message):
     exposed_port: int | None = None
     reused: bool = False
     error: str | None = None
+    # How long the builder worked on it, for the build minutes metered (usage kind "build").
+    build_seconds: float | None = None
+
+
+@register
+class InstanceUsageMetered(Message):
+    """A runner agent's meter: ``instance_id`` ran from ``segment_start`` to ``segment_end``
+    (Docker's own start and finish times of its container), inside one metering period. A run
+    is cut at every period's end and at its own end, and each piece is sent once its end is
+    known; ``segment_start`` never repeats for an instance, so the control panel records each
+    piece once however often it arrives (its key: the instance and the segment's start)."""
+    kind = "usage.instance"
+    topic = "events.usage.instances"
+
+    instance_id: UUID
+    environment_id: UUID
+    runner: str
+    memory_mb: int
+    segment_start: datetime
+    segment_end: datetime
+
+
+@register
+class TrafficMetered(Message):
+    """An ingress's meter: what it served for one environment in one metering period (from
+    its access log), sent once the period has ended. The key: ingress, environment, period."""
+    kind = "usage.traffic"
+    topic = "events.usage.traffic"
+
+    environment_id: UUID
+    ingress: str  # the ingress node that served it
+    period_start: datetime
+    period_end: datetime
+    requests: int
+    bytes_served: int  # response bytes sent to clients
 
 
 @register

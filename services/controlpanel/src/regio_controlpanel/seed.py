@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from regio_common.db import make_engine, make_sessionmaker
 
-from .db.models import Membership, Organisation, PhysicalRegion, PlanGroup, Region, User
-from .services import catalogue, tokens
+from .db.models import Membership, Organisation, PhysicalRegion, Region, User
+from .services import catalogue, price_list, tokens
 from .services.crypto import Vault
 from .settings import Settings
 from .web import passwords
@@ -57,9 +57,7 @@ async def seed(settings: Settings, region_slug: str, domain: str, email: str,
             await catalogue.ensure_offered(session, region.id)
             await catalogue.register_servers(session, Vault(settings.secrets_key, settings.region_key), region.id,
                                              servers or {})
-            if not (await session.execute(select(PlanGroup.id))).first():
-                session.add(PlanGroup(name="Developer", max_instances=1, memory_mb=512, is_free=True))
-                session.add(PlanGroup(name="Business", max_instances=4, memory_mb=2048))
+            await price_list.ensure_seeded(session, settings.billing_currency)
             admin = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
             if admin is None:
                 admin = User(email=email, first_name="Regio", last_name="Admin", is_staff=True)

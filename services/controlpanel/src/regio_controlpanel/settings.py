@@ -27,3 +27,5 @@ class Settings(ServiceSettings):
                                            "region forwards the environments' hosts and keeps their detached data.")
     migration_copy_seconds: float = Field(3600, description="How long a migration waits for a database's first "
                                           "copy, or for its deployments in the target region, before it fails.")
+    billing_currency: str = Field("EUR", description="The currency of invoices of organisations the operator "
+                                  "gave none (ISO 4217); the seeded price list is in it.")

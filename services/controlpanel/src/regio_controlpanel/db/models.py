@@ -134,14 +134,12 @@ class Region(Base):
 
 class PlanGroup(Base):
     """Public (organisation_id None: every organisation may use it) or dedicated to one
-    organisation, as regions are; until billing exists that is what "may use" means."""
+    organisation, as regions are. Its plans (db/billing.py) hold the limits and prices."""
 
     __tablename__ = "plan_groups"
     id: Mapped[uuid.UUID] = _id()
     name: Mapped[str] = mapped_column(String(200), unique=True)
     organisation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
-    max_instances: Mapped[int] = mapped_column(Integer, default=1)
-    memory_mb: Mapped[int] = mapped_column(Integer, default=512)
     # The free plan group (Divio's Developer): its applications go only to regions marked free_plan.
     is_free: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
