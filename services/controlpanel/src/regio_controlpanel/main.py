@@ -30,6 +30,7 @@ from .db.models import inbox, outbox
 from .messaging import handlers
 from .messaging.region_links import RegionLinks
 from .services.backups import Backups
+from .services.clock import Clock
 from .services.crypto import Vault
 from .services.deployments import Deployments
 from .services.domain_rechecks import DomainRechecks
@@ -44,7 +45,7 @@ PUBLIC_ROUTERS = tuple(m.router for m in (
 OPEN_ROUTERS = (downloads.router,)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or Settings()
     # One outbox relay per region, on the region's own link (messaging/region_links.py).
     runtime = Runtime("controlpanel", settings, outbox, inbox, relay=False)
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.deployments = deployments_service
     app.state.backups = backups_service
     app.state.region_health = region_health
+    app.state.clock = clock or Clock()  # billing's time: a test sets it (services/clock.py)
     errors.install(app)
     errors.document_errors(app)
     add_platform_routes(app, "controlpanel", runtime.readiness_checks())

@@ -12,6 +12,7 @@ from ..domain.errors import NotAuthenticated
 from ..services import tokens
 from ..services.access import Caller
 from ..services.audit import AuditTrail
+from ..services.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +47,10 @@ async def audit_trail(request: Request, session: SessionDep, caller: CallerDep) 
 
 
 AuditDep = Annotated[AuditTrail, Depends(audit_trail, scope="function")]
+
+
+def get_clock(request: Request) -> Clock:
+    return request.app.state.clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
