@@ -40,6 +40,9 @@ class Outcome:
     exposed_port: int | None = None
     reused: bool = False
     error: str | None = None
+    # How long the builder worked on it, by a monotonic clock: the build minutes metered. 0 for
+    # a build that ended without running (cancelled or refused before it started).
+    build_seconds: float = 0.0
 
 
 async def record_requested(session: AsyncSession, request: BuildRequested) -> Row | None:
@@ -136,7 +139,7 @@ async def finish(session: AsyncSession, outbox: Outbox, build: Row, outcome: Out
     await outbox.add(session, BuildFinished(
         deployment_id=build.deployment_id, build_id=build.id, success=outcome.success,
         commit=outcome.commit, image=outcome.image, exposed_port=outcome.exposed_port,
-        reused=outcome.reused, error=outcome.error,
+        reused=outcome.reused, error=outcome.error, build_seconds=round(outcome.build_seconds, 3),
     ))
 
 

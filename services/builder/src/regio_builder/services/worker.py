@@ -5,7 +5,9 @@ Builds never run inside the message handler: a handler only queues, so a long bu
 cannot outlive its message's ack deadline and a killed builder finds its queue in
 the database on restart."""
 import asyncio
+import dataclasses
 import logging
+import time
 from uuid import UUID
 
 from sqlalchemy import Row
@@ -59,6 +61,8 @@ class BuildWorker:
 
     async def run_build(self, build: Row) -> None:
         log.info("build %s for deployment %s started", build.id, build.deployment_id)
+        # Monotonic: a wall clock set back or forth mid-build must not bill minutes nobody built.
+        started = time.monotonic()
 
         async def publish(lines: list[str]) -> None:
             async with self.runtime.sessions() as session, session.begin():
@@ -72,6 +76,8 @@ class BuildWorker:
                 log.exception("build %s crashed", build.id)
                 build_log.write("Build failed: internal builder error")
                 outcome = Outcome(success=False, error="internal builder error")
+        # Failed and cancelled builds worked too; a reused image's is the moment it took to find.
+        outcome = dataclasses.replace(outcome, build_seconds=time.monotonic() - started)
         # The log is flushed before the result, so the deployment log is complete when it ends.
         async with self.runtime.sessions() as session, session.begin():
             await builds.finish(session, self.runtime.outbox, build, outcome)
