@@ -19,6 +19,7 @@ from .api.routes import (
     iam,
     logs,
     migrations,
+    plans,
     regions,
     services,
     templates,
@@ -40,7 +41,7 @@ from .settings import Settings
 
 PUBLIC_ROUTERS = tuple(m.router for m in (
     iam, tokens, regions, applications, environments, variables, domains, deployments, services, backups, logs, templates,
-    migrations))
+    migrations, plans))
 # Served to anyone: the secret in the path is the authorisation (backup download links).
 OPEN_ROUTERS = (downloads.router,)
 

@@ -111,16 +111,6 @@ class RegionOut(BaseModel):
     memory_mb_free: int = Field(description="Memory (MB) its ready runners can still give instances.")
 
 
-class PlanGroupOut(BaseModel):
-    uuid: UUID
-    name: str
-    regions: list[UUID] = Field(description="The regions its applications may be put in, among those the caller "
-                                            "(or, with ?organisation=, that organisation) may use.")
-    max_instances: int
-    memory_mb: int
-    is_free: bool = Field(description="The free plan group: it deploys only to regions marked free_plan.")
-
-
 class RepositoryIn(Input):
     organisation: UUID
     url: str = Field(min_length=1, max_length=2000)
@@ -158,7 +148,8 @@ class ApplicationIn(Input):
     region: UUID | None = None
     repository: UUID | None = None
     branch: str = Field("main", min_length=1, max_length=255)
-    plan_group: UUID | None = None
+    plan_group: UUID | None = Field(None, description="null: the free plan group")
+    plan: UUID | None = Field(None, description="one of the plan group's plans; null: its first")
     # `divio app create` sends null for none.
     release_commands: list[ReleaseCommand] | None = Field(default_factory=list, description="null: none")
     # The divio client sends this; templates are not offered, so it is accepted and ignored.
@@ -168,7 +159,7 @@ class ApplicationIn(Input):
 class ApplicationUpdate(Update):
     name: str = Field(None, min_length=1, max_length=200)
     repository: UUID | None = Field(None, description="null: no repository")
-    plan_group: UUID | None = Field(None, description="null: no plan group")
+    plan_group: UUID | None = Field(None, description="null: the free plan group; its first plan from now on")
     release_commands: list[ReleaseCommand] = None
 
 
@@ -209,6 +200,8 @@ class EnvironmentOut(BaseModel):
     health_check_path: str
     sanity_timeout_seconds: int
     https_redirect: bool = Field(description="Plain HTTP on the served domains is redirected to HTTPS.")
+    sleeps_when_idle: bool = Field(description="The application's plan puts an idle environment to sleep.")
+    sleep_after_seconds: int | None = Field(description="Idle for this long, it sleeps (null: never).")
     site_url: str
     last_finished_deployment: DeploymentRef | None
     deployment_in_progress: DeploymentRef | None = Field(
@@ -228,12 +221,12 @@ class EnvironmentIn(Input):
 
 class EnvironmentUpdate(Update):
     """Branch, port, health check and sanity timeout take effect at the next deployment.
-    ``instances`` and ``memory_mb`` scale the environment now, within its plan group;
+    ``instances`` and ``memory_mb`` scale the environment now, within its plan;
     ``https_redirect`` is routed at once."""
 
-    instances: int = Field(None, ge=1, description="Instances to run; at most the plan group's max_instances. "
+    instances: int = Field(None, ge=1, description="Instances to run; at most the plan's max_instances. "
                                                    "The controller adds or removes instances at once.")
-    memory_mb: int = Field(None, description="Memory of each instance (MB), at most the plan group's; CPUs follow. "
+    memory_mb: int = Field(None, description="Memory of each instance (MB), one of the plan's sizes; CPUs follow. "
                                              "A serving release is redeployed at the new size (no build).",
                            json_schema_extra={"enum": list(MEMORY_SIZES_MB)})
     branch: str = Field(None, min_length=1, max_length=255)

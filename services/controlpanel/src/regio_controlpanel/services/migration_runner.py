@@ -45,7 +45,7 @@ from ..domain.migrations import CANCELLABLE, FINAL, CopyState, Status
 from ..domain.service_instances import ServiceType
 from ..region_services import bucket_copy, replication
 from ..region_services.storage import StorageError
-from . import domains, migrations, provisioning, service_instances
+from . import domains, migrations, provisioning, service_instances, subscriptions
 from .backups import Backups
 from .crypto import Vault
 from .deployments import Deployments
@@ -384,6 +384,8 @@ class MigrationRunner:
             app.region_id = target.id
             now = datetime.now(UTC)
             migration.cut_over_at, migration.grace_until = now, now + self.grace
+            # Billed at the target region's price from the cut-over on.
+            await subscriptions.move_region(session, app, target.id, now)
             for part in await self._parts(session, migration_id, serving_only=True):
                 await self._ask_traffic(session, part, source, Traffic.FORWARD, target, migration.grace_until)
             held = bool(await self._parts(session, migration_id, serving_only=True))

@@ -10,7 +10,7 @@ from ...domain.environments import default_domain
 from ...services import applications as service
 from ...services import lookups, repositories
 from ...services.access import Action, Caller
-from ..deps import AuditDep, CallerDep, SessionDep
+from ..deps import AuditDep, CallerDep, ClockDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
 from ..schemas import (
@@ -86,13 +86,15 @@ async def get_repository(uuid: UUID, session: SessionDep, caller: CallerDep) -> 
 
 @router.post("/applications/", response_model=ApplicationOut, status_code=201)
 async def create_application(body: ApplicationIn, request: Request, session: SessionDep, caller: CallerDep,
-                             audit: AuditDep) -> ApplicationOut:
+                             audit: AuditDep, clock: ClockDep) -> ApplicationOut:
     app = await service.create_application(
         session, caller, request.app.state.vault, name=body.name, slug=body.slug, organisation_id=body.organisation,
         region_id=body.region, repository_id=body.repository, branch=body.branch, plan_group_id=body.plan_group,
-        release_commands=[c.model_dump() for c in body.release_commands or []])
+        plan_id=body.plan, release_commands=[c.model_dump() for c in body.release_commands or []],
+        at=clock.now())
     audit.record(app.organisation_id, "application.create", "application", app.id,
-                 f"Application {app.slug} created", {"name": app.name, "slug": app.slug, "region": app.region_id})
+                 f"Application {app.slug} created", {"name": app.name, "slug": app.slug, "region": app.region_id,
+                                                     "plan_group": app.plan_group_id})
     return await application_out(session, request, caller, app)
 
 
@@ -119,10 +121,10 @@ async def get_application(uuid: UUID, request: Request, session: SessionDep, cal
 
 @router.patch("/applications/{uuid}/", response_model=ApplicationOut)
 async def update_application(uuid: UUID, body: ApplicationUpdate, request: Request, session: SessionDep,
-                             caller: CallerDep, audit: AuditDep) -> ApplicationOut:
+                             caller: CallerDep, audit: AuditDep, clock: ClockDep) -> ApplicationOut:
     changes = body.sent()
     app = await lookups.application(session, caller, uuid, service.update_action(changes))
-    changed = await service.update_application(session, caller, app, changes)
+    changed = await service.update_application(session, caller, app, changes, clock.now())
     audit.record(app.organisation_id, "application.update", "application", app.id,
                  f"Application {app.slug} changed: {', '.join(changed) or 'nothing'}", changed)
     return await application_out(session, request, caller, app)
@@ -130,11 +132,11 @@ async def update_application(uuid: UUID, body: ApplicationUpdate, request: Reque
 
 @router.delete("/applications/{uuid}/", status_code=204, response_class=Response)
 async def delete_application(uuid: UUID, request: Request, session: SessionDep, caller: CallerDep,
-                             audit: AuditDep) -> Response:
+                             audit: AuditDep, clock: ClockDep) -> Response:
     """Stops its containers and routes, and deletes it with its environments, variables,
     domains and deployments."""
     app = await lookups.application(session, caller, uuid, Action.MANAGE)
     audit.record(app.organisation_id, "application.delete", "application", app.id,
                  f"Application {app.slug} deleted", {"slug": app.slug})
-    await service.delete_application(session, request.app.state.runtime.outbox, app)
+    await service.delete_application(session, request.app.state.runtime.outbox, app, clock.now())
     return Response(status_code=204)

@@ -8,12 +8,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ...db.models import PlanGroup, Region
 from ...domain.errors import NotFound
 from ...services import regions as service
+from ...services import subscriptions
 from ...services.access import Caller
 from ...services.applications import usable_plan_groups
+from ..billing_schemas import PlanGroupOut
 from ..deps import CallerDep, SessionDep
 from ..pagination import Page, PageParams, paginate
 from ..routing import Router
-from ..schemas import PlanGroupOut, RegionOut
+from ..schemas import RegionOut
+from .plans import plans_out
 
 router = Router(tags=["regions"])
 MAX_UUIDS = 100  # regions asked for by id in one request (the divio client asks for a plan group's)
@@ -65,33 +68,36 @@ def _organisations(caller: Caller, organisation: UUID | None) -> set[UUID]:
     return caller.organisations if organisation is None else caller.organisations & {organisation}
 
 
-async def _plan_groups_out(session: AsyncSession, rows, organisations: set[UUID]) -> list[PlanGroupOut]:
+async def _plan_groups_out(session: AsyncSession, caller: Caller, rows,
+                           organisations: set[UUID]) -> list[PlanGroupOut]:
     out = []
     for p in rows:
         allowed = (await session.execute(select(Region.id).where(service.allowed_by(p, organisations))
                                           .order_by(Region.is_default.desc(), Region.name, Region.id))).scalars()
-        out.append(PlanGroupOut(uuid=p.id, name=p.name, regions=list(allowed), max_instances=p.max_instances,
-                                memory_mb=p.memory_mb, is_free=p.is_free))
+        plans = await plans_out(session, caller, await subscriptions.plans_of(session, p.id))
+        out.append(PlanGroupOut(uuid=p.id, name=p.name, regions=list(allowed), is_free=p.is_free, plans=plans))
     return out
 
 
 ORGANISATION = Query(description="The view of this organisation: its plan groups, and the regions each allows it.")
 
 
-@router.get("/billing/v3/application-plan-groups/", response_model=Page[PlanGroupOut])
+@router.get("/billing/v3/application-plan-groups/", response_model=Page[PlanGroupOut],
+            response_model_exclude_unset=True)
 async def plan_groups(request: Request, session: SessionDep, caller: CallerDep,
                       params: Annotated[PageParams, Depends()],
                       organisation: Annotated[UUID | None, ORGANISATION] = None) -> dict:
     organisations = _organisations(caller, organisation)
 
     async def serialize(rows):
-        return await _plan_groups_out(session, rows, organisations)
+        return await _plan_groups_out(session, caller, rows, organisations)
 
     query = select(PlanGroup).where(usable_plan_groups(organisations)).order_by(PlanGroup.name)
     return await paginate(session, query, request, params, serialize)
 
 
-@router.get("/billing/v3/application-plan-groups/{uuid}/", response_model=PlanGroupOut)
+@router.get("/billing/v3/application-plan-groups/{uuid}/", response_model=PlanGroupOut,
+            response_model_exclude_unset=True)
 async def plan_group(uuid: UUID, session: SessionDep, caller: CallerDep,
                      organisation: Annotated[UUID | None, ORGANISATION] = None) -> PlanGroupOut:
     organisations = _organisations(caller, organisation)
@@ -99,4 +105,4 @@ async def plan_group(uuid: UUID, session: SessionDep, caller: CallerDep,
         PlanGroup.id == uuid, usable_plan_groups(organisations)))).scalars().first()
     if group is None:
         raise NotFound()
-    return (await _plan_groups_out(session, [group], organisations))[0]
+    return (await _plan_groups_out(session, caller, [group], organisations))[0]

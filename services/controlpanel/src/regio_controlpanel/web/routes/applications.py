@@ -81,7 +81,7 @@ async def create_application(
     app = await service.create_application(
         session, caller, request.app.state.vault, name=name.strip(), slug=slug.strip() or _slug_from(name),
         organisation_id=organisation, region_id=region, repository_id=repo.id, branch=branch.strip(),
-        plan_group_id=plan_group_id, release_commands=[])
+        plan_group_id=plan_group_id, release_commands=[], at=request.app.state.clock.now())
     audit.record(app.organisation_id, "application.create", "application", app.id,
                  f"Application {app.slug} created", {"name": app.name, "slug": app.slug, "region": app.region_id})
     return RedirectResponse(f"/web/applications/{app.id}", status_code=303)
