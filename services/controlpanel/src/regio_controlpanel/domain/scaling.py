@@ -1,34 +1,59 @@
-"""How far an environment may be scaled: its application's plan group sets the most
-instances and the most memory per instance; the memory sizes are Divio's table."""
+"""How far an environment may be scaled on a plan: how many instances it may run (more than
+one only in the plan's scalable environments), which memory sizes, and the size a new
+environment starts at. Pure rules over a plan's limits (db/billing.py: Plan); the checks
+that refuse a request are services/plan_limits.py."""
 from dataclasses import dataclass
+from typing import Protocol
 
-from regio_common.plans import MEMORY_SIZES_MB
+# The size every environment started at before plans had sizes: a new one starts there
+# when its plan allows it.
+PREFERRED_MEMORY_MB = 512
 
-from .errors import ApiError
+
+class PlanLimits(Protocol):
+    name: str
+    memory_sizes_mb: list
+    max_instances: int
+    scalable_environments: list | None
+
+
+def most_instances(plan: PlanLimits, environment_slug: str) -> int:
+    """The most instances the environment may run on the plan."""
+    if plan.scalable_environments is not None and environment_slug not in plan.scalable_environments:
+        return min(1, plan.max_instances)
+    return plan.max_instances
+
+
+def default_memory_mb(plan: PlanLimits) -> int:
+    """512 MB if the plan allows it, else its largest size below 512, else its smallest."""
+    sizes = sorted(plan.memory_sizes_mb)
+    if PREFERRED_MEMORY_MB in sizes:
+        return PREFERRED_MEMORY_MB
+    below = [s for s in sizes if s < PREFERRED_MEMORY_MB]
+    return below[-1] if below else sizes[0]
+
+
+def fitting_memory_mb(plan: PlanLimits, memory_mb: int) -> int:
+    """``memory_mb`` if the plan allows it, else the largest allowed size below it, else the
+    smallest allowed: a downgrade never gives an environment more memory than it had."""
+    sizes = sorted(plan.memory_sizes_mb)
+    if memory_mb in sizes:
+        return memory_mb
+    below = [s for s in sizes if s < memory_mb]
+    return below[-1] if below else sizes[0]
 
 
 @dataclass(frozen=True)
-class Limits:
-    plan_group: str | None  # None: the application has no plan group
-    max_instances: int
+class Size:
+    instances: int
     memory_mb: int
 
-    def where(self) -> str:
-        return f"on plan group '{self.plan_group}'" if self.plan_group else "without a plan group"
+
+def clamped(plan: PlanLimits, environment_slug: str, size: Size) -> Size:
+    """The size the environment runs at on the plan: its own where the plan allows it."""
+    return Size(instances=max(1, min(size.instances, most_instances(plan, environment_slug))),
+                memory_mb=fitting_memory_mb(plan, size.memory_mb))
 
 
-# An application without a plan group gets what every environment starts with: one
-# instance of 512 MB. More takes a plan group, so nobody scales past what they pay for.
-WITHOUT_PLAN_GROUP = Limits(plan_group=None, max_instances=1, memory_mb=512)
-
-
-def check(limits: Limits, *, instances: int | None = None, memory_mb: int | None = None) -> None:
-    """Raises a 400 naming the field and the limit it passes."""
-    if instances is not None and instances > limits.max_instances:
-        noun = "instance" if limits.max_instances == 1 else "instances"
-        raise ApiError(f"at most {limits.max_instances} {noun} {limits.where()}", "instances")
-    if memory_mb is not None:
-        if memory_mb not in MEMORY_SIZES_MB:
-            raise ApiError(f"Choose one of {', '.join(str(s) for s in MEMORY_SIZES_MB)} (MB).", "memory_mb")
-        if memory_mb > limits.memory_mb:
-            raise ApiError(f"at most {limits.memory_mb} MB per instance {limits.where()}", "memory_mb")
+def instances_word(n: int) -> str:
+    return f"{n} instance{'' if n == 1 else 's'}"

@@ -40,7 +40,7 @@ from ..domain.deployments import Status
 from ..domain.environments import release_environment, release_port
 from ..domain.errors import ApiError, Conflict
 from ..domain.service_instances import State as ServiceState
-from . import environment_events, lookups, migrations, provisioning, repositories, service_instances
+from . import environment_events, lookups, migrations, plan_limits, provisioning, repositories, service_instances
 from .access import Action, Caller
 from .crypto import Vault
 from .domains import hosts_of
@@ -344,7 +344,12 @@ class Deployments:
                                app: Application, region: Region, release: Release, env: dict[str, str]) -> None:
         """Routing (hosts, redirects, HTTPS redirect), size (instances, memory) and checks are the
         environment's as they are now; the release (image and variables) is what runs. In a region
-        dedicated to one organisation, its instances go only on that organisation's runners."""
+        dedicated to one organisation, its instances go only on that organisation's runners.
+        An environment above its plan's limits (a plan changed to a smaller one) is scaled down
+        to them here, and the log says so."""
+        clamped = plan_limits.clamp(await plan_limits.plan_of(session, app), environment)
+        if clamped is not None:
+            await self._log(session, deployment.id, clamped)
         hosts = await hosts_of(session, environment, app, region)
         try:
             await self.outbox.add(session, RolloutRequested(

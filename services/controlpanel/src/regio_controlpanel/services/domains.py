@@ -17,7 +17,7 @@ from ..db.models import Application, Domain, Environment, Region
 from ..domain.environments import default_domain
 from ..domain.errors import ApiError, Conflict, NotFound
 from ..region_services import dns
-from . import domain_verification, hosts, migrations
+from . import domain_verification, hosts, migrations, plan_limits
 from .access import Action, Caller
 from .crypto import Vault
 from .domain_verification import Verification
@@ -91,6 +91,7 @@ async def add_domain(session: AsyncSession, vault: Vault, env: Environment, app:
     else pending until ``verify``. A pending name does not keep anyone else from adding it:
     whoever proves control first gets its host."""
     await migrations.refuse_while_hosts_move(session, app.id, "add domains")
+    plan_limits.check_custom_domains(await plan_limits.plan_of(session, app))
     name = normalise(name)
     if not HOSTNAME.match(name):
         raise ApiError("Enter a host name such as www.example.com (no scheme, port or path).", "domain")

@@ -12,7 +12,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, EnvironmentVariable, Region
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict
-from . import backups, hosts, lookups, migrations, service_instances
+from . import backups, hosts, lookups, migrations, plan_limits, quotas, service_instances
 from .access import Action, Caller
 from .applications import check_branch, check_slug
 from .crypto import Vault
@@ -24,7 +24,9 @@ COPIED_SETTINGS = ("branch", "instances", "memory_mb", "port", "health_check_pat
 async def create_environment(session: AsyncSession, vault: Vault, app: Application, source: Environment, *,
                              slug: str, branch: str | None) -> Environment:
     """A custom environment takes the source's settings and variables (sensitive ones stay
-    encrypted as they are); it gets its own SECRET_KEY, and no domains or services."""
+    encrypted as they are); it gets its own SECRET_KEY, and no domains or services. Its size
+    is the source's where the plan allows it in this environment (services/plan_limits.py),
+    within the organisation's quota of instances."""
     check_slug(slug)
     await migrations.refuse_while_running(session, app.id, "add environments")
     if (await session.execute(select(Environment.id).where(
@@ -33,6 +35,9 @@ async def create_environment(session: AsyncSession, vault: Vault, app: Applicati
     env = Environment(application_id=app.id, slug=slug,
                       secret_key_encrypted=vault.encrypt(secrets.token_urlsafe(48)),
                       **{name: getattr(source, name) for name in COPIED_SETTINGS})
+    size = plan_limits.new_environment_size(await plan_limits.plan_of(session, app), slug, like=source)
+    env.instances, env.memory_mb = size.instances, size.memory_mb
+    await quotas.check_instances(session, app.organisation_id, added=env.instances, field="copy_from")
     if branch is not None:
         check_branch(branch)
         env.branch = branch

@@ -1,5 +1,6 @@
 """Scaling an environment without deploying new code: more or fewer instances of what it
-serves, or another memory size for them, within its application's plan group.
+serves, or another memory size for them, within its application's plan
+(services/plan_limits.py) and its organisation's quota of instances (services/quotas.py).
 
 A new count goes to the controller at once (it adds or removes instances of the serving
 release). A new size is part of how a release runs, so the serving release is redeployed
@@ -13,9 +14,9 @@ from regio_common.messages import EnvironmentScaled
 from regio_common.outbox import Outbox
 from regio_common.plans import cpu_share
 
-from ..db.models import Application, Deployment, Environment, PlanGroup, Region
+from ..db.models import Application, Deployment, Environment, Region
 from ..domain.errors import Conflict
-from ..domain.scaling import WITHOUT_PLAN_GROUP, Limits, check
+from . import plan_limits, quotas
 from .access import Caller
 from .deployments import Deployments
 
@@ -28,23 +29,19 @@ class Scaled:
     redeploy: Deployment | None = None  # when a new size redeploys the serving release
 
 
-async def limits_of(session: AsyncSession, app: Application) -> Limits:
-    group = await session.get(PlanGroup, app.plan_group_id) if app.plan_group_id else None
-    if group is None:
-        return WITHOUT_PLAN_GROUP
-    return Limits(plan_group=group.name, max_instances=group.max_instances, memory_mb=group.memory_mb)
-
-
 async def scale(session: AsyncSession, outbox: Outbox, deployments: Deployments, caller: Caller,
                 env: Environment, app: Application, changes: dict) -> Scaled:
     """``changes`` holds ``instances`` and/or ``memory_mb`` as sent; returns what changed."""
     scaled = Scaled()
     if not changes:
         return scaled
-    check(await limits_of(session, app), instances=changes.get("instances"), memory_mb=changes.get("memory_mb"))
+    plan_limits.check_size(await plan_limits.plan_of(session, app), env.slug, instances=changes.get("instances"),
+                           memory_mb=changes.get("memory_mb"))
     # One change of an environment's size at a time: the check for a deployment under way
     # and the redeploy it leads to must not interleave with another request's.
     await session.execute(select(Environment.id).where(Environment.id == env.id).with_for_update())
+    if "instances" in changes:
+        await quotas.check_instances(session, app.organisation_id, added=changes["instances"] - env.instances)
     resize = changes.get("memory_mb", env.memory_mb) != env.memory_mb
     if resize and await _under_way(session, env):
         # Its rollout may already be asked for at the old size, and a redeploy of the release

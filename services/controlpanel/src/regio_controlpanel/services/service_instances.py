@@ -18,7 +18,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, MigrationServiceCopy, Region, Service, ServiceInstance
 from ..domain.errors import ApiError, Conflict, NotFound
 from ..domain.service_instances import PREFIX, RemovalRefused, ServiceType, State, check_removable
-from . import migrations, provisioning, regions
+from . import migrations, plan_limits, provisioning, quotas, regions
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -99,6 +99,8 @@ async def add_instance(session: AsyncSession, caller: Caller, env: Environment, 
     service = await get_service(session, caller, service_id, field="service")
     if service.region_id != app.region_id or service.organisation_id not in (None, app.organisation_id):
         raise ApiError("This service is not offered in the application's region.", "service")
+    plan_limits.check_service(await plan_limits.plan_of(session, app), service)
+    await quotas.check_service_storage(session, app.organisation_id)
     if service.organisation_id is None and service.type == ServiceType.DATABASE:
         # An organisation with a dedicated database server in the region has its databases there.
         service = await _dedicated(session, service, app.organisation_id) or service

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from regio_common.plans import cpu_share
 
 from ...db.models import Application, Deployment, Environment, Region
-from ...services import domains, environment_events, lookups, scaling
+from ...services import domains, environment_events, lookups, plan_limits, scaling
 from ...services import environments as service
 from ...services.access import Action
 from ..deps import AuditDep, CallerDep, SessionDep
@@ -29,11 +29,13 @@ async def environment_out(session: AsyncSession, request: Request, env: Environm
         select(Deployment).where(Deployment.environment_id == env.id, Deployment.ended_at.is_(None))
         .order_by(Deployment.created_at.desc()).limit(1))).scalar_one_or_none()
     url = site_url(app, env, region)
+    plan = await plan_limits.plan_of(session, app)
     out = EnvironmentOut(
         uuid=env.id, application=app.id, slug=env.slug, branch=env.branch, instances=env.instances,
         memory_mb=env.memory_mb, cpus=cpu_share(env.memory_mb), port=env.port,
         health_check_path=env.health_check_path, sanity_timeout_seconds=env.sanity_timeout_seconds,
-        https_redirect=env.https_redirect, site_url=url,
+        https_redirect=env.https_redirect, site_url=url, sleeps_when_idle=plan.sleeps_when_idle,
+        sleep_after_seconds=plan.sleep_after_seconds if plan.sleeps_when_idle else None,
         last_finished_deployment=_ref(last), deployment_in_progress=_ref(running), created_at=env.created_at)
     setattr(out, f"{env.slug}_status", {"uuid": str(env.id), "site_url": url})
     return out
@@ -87,7 +89,7 @@ async def update_environment(uuid: UUID, body: EnvironmentUpdate, request: Reque
     changing them takes the right to manage the environment. So does ``https_redirect``, which
     the ingress follows at once: the controller re-routes what runs now.
 
-    ``instances`` and ``memory_mb`` scale it now, within the application's plan group, and
+    ``instances`` and ``memory_mb`` scale it now, within the application's plan, and
     take only the right to deploy (a member's): a new count goes to the controller, which adds
     or removes instances of the serving release; a new size redeploys the serving release at
     that size without a build (``deployment_in_progress``), or, with nothing deployed yet,

@@ -1,5 +1,5 @@
 """An environment's page (its size, settings, variables, domains, services and backups),
-scaling it within its application's plan group, and changing its settings."""
+scaling it within its application's plan, and changing its settings."""
 from typing import Annotated
 from uuid import UUID
 
@@ -8,12 +8,22 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from regio_common.app import SessionDep
-from regio_common.plans import MEMORY_SIZES_MB, cpu_share
+from regio_common.plans import cpu_share
 
 from ...db.models import Application, Domain, Environment, EnvironmentVariable, Region
 from ...domain.environments import DEFAULT_ENVIRONMENTS
 from ...domain.errors import ApiError
-from ...services import backups, domain_verification, domains, environment_events, lookups, scaling, service_instances
+from ...domain.scaling import most_instances
+from ...services import (
+    backups,
+    domain_verification,
+    domains,
+    environment_events,
+    lookups,
+    plan_limits,
+    scaling,
+    service_instances,
+)
 from ...services import environments as service
 from ...services.access import Action
 from ..deps import WebAuditDep, WebCallerDep
@@ -28,7 +38,7 @@ BACKUPS = 10  # the newest shown
 @router.get("/environments/{uuid}")
 async def environment_page(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep):
     env, app = await lookups.environment(session, web.caller, uuid, Action.VIEW)
-    limits = await scaling.limits_of(session, app)
+    plan = await plan_limits.plan_of(session, app)
     variables = (await session.execute(select(EnvironmentVariable).where(EnvironmentVariable.environment_id == env.id)
                                        .order_by(EnvironmentVariable.name))).scalars().all()
     instances = (await session.execute(service_instances.instances_query(web.caller, env.id))).scalars().all()
@@ -43,8 +53,9 @@ async def environment_page(uuid: UUID, request: Request, session: SessionDep, we
                                       .where(Environment.application_id == app.id, web.caller.visible_environments())
                                       .order_by(Environment.created_at))).scalars().all()
     return render(request, "environment.html", web, app=app, env=env, region=await session.get(Region, app.region_id),
-                  summary=await summarise(session, request, app, env), limits=limits,
-                  memory_sizes=[m for m in MEMORY_SIZES_MB if m <= limits.memory_mb], cpu_share=cpu_share,
+                  summary=await summarise(session, request, app, env), plan=plan,
+                  most_instances=most_instances(plan, env.slug), memory_sizes=sorted(plan.memory_sizes_mb),
+                  cpu_share=cpu_share,
                   variables=variables, custom_domains=custom_domains, instances=instances, services=services,
                   challenges={d.id: (domain_verification.record_name(d.domain),
                                      request.app.state.vault.domain_challenge(app.organisation_id, d.domain))
