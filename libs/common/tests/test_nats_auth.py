@@ -18,6 +18,7 @@ def test_a_links_permissions_are_exactly_its_regions_replies_heartbeats_and_comm
         "region.local-2.dead-letters.controlpanel", "$JS.local-2.API.>",
         # the acknowledgements of the control panel's consumers of this region, by name
         "$JS.ACK.REGIO_EVENTS.controlpanel-events-local-2.>",
+        "$JS.ACK.REGIO_EVENTS.controlpanel-usage-local-2.>",
         "$JS.ACK.REGIO_DEAD_LETTERS.controlpanel-dead-letters-local-2.>",
         *(f"$JS.ACK.REGIO_COMMANDS.controlpanel-{name}-local-2.>"
           for name in ("provisioning", "service-deletions", "backups", "restores", "backup-deletions")))

@@ -70,7 +70,7 @@ DURABLES: dict[str, dict[str, tuple[str, ...]]] = {
 # The control panel's consumers on every region's streams (it may use any durable on its own
 # server; this names those whose acknowledgements cross a region's leaf link, and no others').
 CONTROLPANEL_DURABLES: dict[str, tuple[str, ...]] = {
-    EVENTS.name: ("controlpanel-events",),
+    EVENTS.name: ("controlpanel-events", "controlpanel-usage"),
     DEAD_LETTERS_STREAM: ("controlpanel-dead-letters",),
     COMMANDS.name: ("controlpanel-provisioning", "controlpanel-service-deletions", "controlpanel-backups",
                     "controlpanel-restores", "controlpanel-backup-deletions"),
@@ -217,6 +217,7 @@ def runner_permissions(runner: str, region: str, user: str | None = None) -> Per
         # any pattern that lets it read one environment's.
         f"region.{region}.logs.*",
         f"region.{region}.events.deployments.log",  # its jobs' output
+        f"region.{region}.events.usage.instances",  # its instances' run time (the meter)
     ]
     subscribe += [f"$KV.{desired}.{runner}"]  # wakes it when its desired state is written
     return Permissions(tuple(publish), tuple(subscribe))

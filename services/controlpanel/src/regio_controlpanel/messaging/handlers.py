@@ -22,17 +22,19 @@ from regio_common.messages import (
     DeploymentLogAppended,
     EnvironmentEvent,
     EnvironmentTrafficChanged,
+    InstanceUsageMetered,
     Message,
     MessageSetAside,
     ProvisioningRequested,
     RolloutFinished,
     RolloutProgressed,
     ServiceDataDeletionRequested,
+    TrafficMetered,
     subject_for,
 )
 
 from ..services import backups as backup_service
-from ..services import environment_events, migrations, region_scope, service_instances
+from ..services import environment_events, meters, migrations, region_scope, service_instances
 from ..services.backups import Backups
 from ..services.crypto import Vault
 from ..services.deployments import Deployments, in_region
@@ -48,6 +50,27 @@ def subject(region: str) -> str:
 
 def durable(region: str) -> str:
     return durable_name("controlpanel-events", region)
+
+
+def usage_subject(region: str) -> str:
+    return f"region.{region}.events.usage.>"
+
+
+def usage_durable(region: str) -> str:
+    return durable_name("controlpanel-usage", region)
+
+
+def usage_handler(region: str) -> Handler:
+    """For the consumer of ``region``'s meters, read apart from its other events: hours of
+    measurements waiting behind a cut link hold up no deployment (meters.py checks each is
+    about the region's own environments)."""
+    async def handle(session: AsyncSession, message: Message) -> None:
+        if isinstance(message, InstanceUsageMetered):
+            await meters.on_instance_metered(session, message, region)
+        elif isinstance(message, TrafficMetered):
+            await meters.on_traffic_metered(session, message, region)
+
+    return handle
 
 
 def dead_letters_durable(region: str) -> str:
@@ -120,10 +143,14 @@ def dispatcher(deployments: Deployments, region: str, migrations_changed: Callab
         await migrations.on_traffic_changed(session, message, region)
         migrations_changed()  # the runner looks again (within 50 ms anyway, once this commits)
 
+    async def on_build_finished(session: AsyncSession, message: BuildFinished) -> None:
+        await deployments.on_build_finished(session, message)
+        await meters.on_build_finished(session, message, region)  # last: the usage ledger's lock waits for commit
+
     routes = {
         DeploymentLogAppended: on_log,
         BuildStarted: deployments.on_build_started,
-        BuildFinished: deployments.on_build_finished,
+        BuildFinished: on_build_finished,
         RolloutProgressed: deployments.on_rollout_progressed,
         RolloutFinished: deployments.on_rollout_finished,
         EnvironmentEvent: environment_events.record,
@@ -161,10 +188,11 @@ class Consumer:
 
 def region_consumers(deployments: Deployments, commands: list[CommandConsumer], region: str,
                      migrations_changed: Callable[[], None] = lambda: None) -> list[Consumer]:
-    """Every consumer the control panel keeps for ``region``: its events, its dead letters and
-    the commands the control panel sends itself there."""
+    """Every consumer the control panel keeps for ``region``: its events, its meters' events, its
+    dead letters and the commands the control panel sends itself there."""
     return [
         Consumer(EVENTS.name, durable(region), subject(region), dispatcher(deployments, region, migrations_changed)),
+        Consumer(EVENTS.name, usage_durable(region), usage_subject(region), usage_handler(region)),
         Consumer(DEAD_LETTERS.name, dead_letters_durable(region), dead_letters.subject(region),
                  dead_letters_handler(deployments, region)),
         *(Consumer(COMMANDS.name, command.durable(region), command.subject(region), command.for_region(region))
