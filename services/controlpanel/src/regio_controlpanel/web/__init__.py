@@ -24,6 +24,7 @@ from .routes import (
     logs,
     migrations,
     organisations,
+    plans,
     services,
     tokens,
     variables,
@@ -34,7 +35,7 @@ STATIC = Path(__file__).parent / "static"
 STATIC_PATH = "/web/static"
 ROUTERS = tuple(m.router for m in (
     auth, account, applications, deployments, environments, variables, domains, services, backups, logs, tokens,
-    organisations, migrations))
+    organisations, migrations, plans))
 
 __all__ = ["ROUTERS", "STATIC_PATH", "WebSession", "deps", "mount"]
 

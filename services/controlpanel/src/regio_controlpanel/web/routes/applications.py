@@ -14,11 +14,12 @@ from ...api.routes.applications import repository_out
 from ...db.models import Application, Deployment, Migration, Organisation, PlanGroup, Region, Repository
 from ...domain.errors import ApiError
 from ...services import applications as service
-from ...services import lookups, migrations, regions, repositories
+from ...services import lookups, migrations, regions, repositories, subscriptions
 from ...services.access import Action
 from ..deps import WebAuditDep, WebCallerDep
 from ..summaries import summaries
 from ..templating import render
+from . import plans
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 HISTORY = 10  # earlier deployments shown per environment
@@ -98,14 +99,17 @@ async def application_page(uuid: UUID, request: Request, session: SessionDep, we
             .order_by(Deployment.created_at.desc()).limit(HISTORY))).scalars().all()
     region = await session.get(Region, app.region_id)
     physical = (await regions.physical_of(session, [region]))[region.physical_region_id]
-    plan = await session.get(PlanGroup, app.plan_group_id) if app.plan_group_id else None
+    group = await session.get(PlanGroup, app.plan_group_id) if app.plan_group_id else None
+    plan = await subscriptions.current_plan(session, app)
     repo = await session.get(Repository, app.repository_id) if app.repository_id else None
     grant = web.caller.grants.get(app.organisation_id)
     manages = grant is not None and grant.allows(Action.MANAGE) and not grant.scoped
     # As the API shows it: the URL without any secret, the deploy key's public half.
     return render(request, "application.html", web, app=app, envs=envs, history=history, region=region,
                   physical=physical, region_state=request.app.state.region_health.state_of(region.slug).state,
-                  plan=plan,
+                  plan=plan, plan_group=group,
+                  plan_choices=await plans.plan_choices(session, web.caller, app,
+                                                        request.app.state.settings.billing_currency),
                   repository=repository_out(repo) if repo else None,
                   migrations=await _migrations(session, app),
                   destinations=await migrations.destinations(session, app) if manages else [])
