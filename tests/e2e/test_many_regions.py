@@ -211,7 +211,11 @@ def test_lists_both_regions_then_creates_and_deploys_an_application_in_the_secon
     with owner.client() as client:
         [app] = [a for a in client.get("/apps/v3/applications/").json()["results"] if a["slug"] == slug]
         second_region.applications.append(app["uuid"])
-        assert app["region"] == second_region.uuid
+        assert app["region"] == second_region.uuid and app["plan_group"] == group
+        # On the plan group's first plan from its creation: what its invoice will bill.
+        [subscription] = client.get("/billing/v3/subscriptions/", params={"application": app["uuid"]}).json()["results"]
+        first_plan = client.get(f"/billing/v3/application-plan-groups/{group}/").json()["plans"][0]
+        assert (subscription["plan"], subscription["ended_at"]) == (first_plan["uuid"], None)
 
         work = tmp_path_factory.mktemp("divio-repo") / "hello"
         shutil.copytree(APPS / "hello", work)
