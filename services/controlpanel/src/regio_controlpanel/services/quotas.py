@@ -9,6 +9,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.billing import OrganisationBilling, Plan, Subscription, UsageEvent
@@ -42,7 +43,7 @@ async def check_new_application(session: AsyncSession, organisation_id: UUID, *,
         quota = await _quota(session, organisation_id, "max_free_applications")
         if quota is not None and await free_applications(session, organisation_id) >= quota:
             raise QuotaReached(quota, "free applications", "free_applications", free_field)
-    await check_instances(session, organisation_id, added=instances)
+    await check_instances(session, organisation_id, added=instances, field="organisation")
 
 
 async def check_instances(session: AsyncSession, organisation_id: UUID, *, added: int,
@@ -76,7 +77,7 @@ async def service_gb(session: AsyncSession, organisation_id: UUID) -> Decimal:
               .join(ServiceInstance, ServiceInstance.id == UsageEvent.service_instance_id)
               .where(UsageEvent.organisation_id == organisation_id, UsageEvent.kind.in_(STORAGE_KINDS))
               .order_by(UsageEvent.service_instance_id, UsageEvent.period_end.desc(), UsageEvent.id.desc())
-              .distinct(UsageEvent.service_instance_id))
+              .ext(distinct_on(UsageEvent.service_instance_id)))
     total = Decimal(0)
     for quantity, start, end in (await session.execute(newest)).all():
         hours = Decimal((end - start).total_seconds()) / Decimal(3600)
