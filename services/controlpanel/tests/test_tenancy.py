@@ -3,16 +3,18 @@ where the object lives, and what the caller may not see does not exist for them.
 import re
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import get_args
 
 import pytest
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.messages import utcnow
+from regio_controlpanel.db.billing import Invoice
 from regio_controlpanel.db.models import (
     Backup,
     BackupDownload,
@@ -160,7 +162,27 @@ async def one_of_everything(api, application, seeded, settings):
         "service-instances": instance["uuid"], "tokens": (await api.get("/iam/v3/tokens/")).json()["results"][0]["uuid"],
         **await backup_objects(settings, env_id, next(s["uuid"] for s in services if s["type"] == "STORAGE")),
         "application-migrations": await ended_migration(settings, application),
+        "invoices": await an_invoice(settings, seeded["organisation"]),
     }
+
+
+async def an_invoice(settings, organisation: str) -> str:
+    """An invoice of the organisation for a month long past (a month's invoice is made once)."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            made = await session.scalar(select(func.count()).select_from(Invoice).where(
+                Invoice.organisation_id == uuid.UUID(organisation)))
+            start = datetime(1990 - made, 1, 1, tzinfo=UTC)
+            invoice = Invoice(number=f"T-{uuid.uuid4().hex[:12]}", organisation_id=uuid.UUID(organisation),
+                              period_start=start, period_end=start.replace(month=2), currency="EUR",
+                              subtotal=Decimal(0), tax_rate=Decimal(0), tax=Decimal(0), total=Decimal(0),
+                              billing_details={}, issued_at=start.replace(month=2))
+            session.add(invoice)
+            await session.flush()
+            return str(invoice.id)
+    finally:
+        await engine.dispose()
 
 
 async def ended_migration(settings, application: dict) -> str:

@@ -17,6 +17,7 @@ from .api.routes import (
     downloads,
     environments,
     iam,
+    invoices,
     logs,
     migrations,
     plans,
@@ -35,13 +36,14 @@ from .services.clock import Clock
 from .services.crypto import Vault
 from .services.deployments import Deployments
 from .services.domain_rechecks import DomainRechecks
+from .services.invoices import MonthCloser
 from .services.migration_runner import MigrationRunner
 from .services.region_health import RegionHealth
 from .settings import Settings
 
 PUBLIC_ROUTERS = tuple(m.router for m in (
     iam, tokens, regions, applications, environments, variables, domains, deployments, services, backups, logs, templates,
-    migrations, plans))
+    migrations, plans, invoices))
 # Served to anyone: the secret in the path is the authorisation (backup download links).
 OPEN_ROUTERS = (downloads.router,)
 
@@ -77,6 +79,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         runtime.spawn("domain rechecks", DomainRechecks(runtime.sessions, runtime.outbox, vault,
                                                         settings.domain_recheck_seconds).run)
         runtime.spawn("migrations", migration_runner.run)
+        runtime.spawn("invoices", MonthCloser(runtime.sessions, lambda: app.state.clock.now(),
+                                              settings.invoice_delay_seconds, settings.invoice_check_seconds,
+                                              settings.billing_currency).run)
         yield
         await links.stop()
         await runtime.stop()

@@ -29,3 +29,12 @@ class Settings(ServiceSettings):
                                           "copy, or for its deployments in the target region, before it fails.")
     billing_currency: str = Field("EUR", description="The currency of invoices of organisations the operator "
                                   "gave none (ISO 4217); the seeded price list is in it.")
+    invoice_delay_seconds: float = Field(7200, description="How long after a month's end its invoices are made: "
+                                         "the regions' meters report a period up to one period late.")
+    invoice_check_seconds: float = Field(300, description="How often the control panel looks for months to close.")
+    billing_seller: str = Field("Regio", description="Who invoices: the operator's name, printed on invoices.")
+    billing_seller_address: str = Field("", description="The operator's address (and VAT number), printed on "
+                                        "invoices; lines separated by newlines.")
+    storage_sample_seconds: float = Field(3600, description="How often the size of every database and bucket is "
+                                          "sampled for billing (storage GB-hours): one sample per period, aligned "
+                                          "to the epoch.")
