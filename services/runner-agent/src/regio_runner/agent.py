@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import partial
 from uuid import UUID
 
@@ -37,6 +38,7 @@ from .db.repository import ContainerRecord
 from .docker_engine import Container, DockerEngine
 from .jobs import JobRunner
 from .log_shipper import LogShipper
+from .metering import Meter
 from .reconcile import Action, Backoff, Pacing, Remove, Run, Start, plan
 from .settings import Settings
 
@@ -58,6 +60,9 @@ class Agent:
         self.engine = engine
         self.shipper = shipper
         self.jobs = JobRunner(settings, engine, sessions, outbox, self.poke)
+        # A hollow runner runs nothing, so there is nothing to meter (and nothing to sell).
+        self.meter = None if settings.hollow else Meter(settings.name, settings.meter_period_seconds, sessions,
+                                                        outbox)
         self.js = js
         self.sessions = sessions
         self.heartbeat: RunnerHeartbeat | None = None  # the last one sent: what /internal/v1/instances serves
@@ -86,6 +91,8 @@ class Agent:
         self.use_buckets(await self.js.key_value(bus.runner_desired_bucket(self.settings.region)),
                          await self.js.key_value(bus.runner_state_bucket(self.settings.region)))
         await self.load_records()
+        if self.meter is not None:
+            await self.meter.load()
         last = await self._last_heartbeat()
         if last is not None:
             self.shipper.recall(last.shipped)
@@ -162,12 +169,19 @@ class Agent:
             self._network_ready = True
         desired = await self._read_desired()
         starting = set(self._busy) - self._removing  # being started: their inspect would wait for it
+        seen_at = datetime.now(UTC)  # a container listed running ran at least until then
         containers = await asyncio.to_thread(self.engine.list, starting)
         observed = [c for c in containers if not c.is_job]
         jobs = self.jobs.sync(desired.jobs if desired is not None else None, [c for c in containers if c.is_job])
         for container in observed:
             if container.exit_summary is not None:
                 self._last_exit[container.key] = container.exit_summary
+        if self.meter is not None:
+            try:
+                await self.meter.observe(observed, seen_at)
+            except Exception:
+                # The runs stay where they were metered until; the next pass meters them on.
+                log.exception("could not meter the instances; retrying at the next pass")
         now = time.monotonic()
         actions = plan(
             desired.instances if desired is not None else None,
@@ -323,6 +337,8 @@ class Agent:
             if isinstance(action, Run):
                 await self._run(action.instance)
             elif isinstance(action, Start):
+                if action.restart:
+                    await self._end_run(action.container_id)
                 await self._in_thread(self.engine.start, action.container_id)
                 if action.restart:
                     self._restarts[action.key] = self._restarts.get(action.key, 0) + 1
@@ -330,8 +346,13 @@ class Agent:
                          action.key, action.container_id[:12])
             elif isinstance(action, Remove):
                 self.shipper.stopping(action.container_id)
-                await self._in_thread(self.engine.stop_and_remove, action.container_id,
-                                      self.settings.stop_grace_seconds)
+                if self.meter is None:
+                    await self._in_thread(self.engine.stop_and_remove, action.container_id,
+                                          self.settings.stop_grace_seconds)
+                else:
+                    await self._in_thread(self.engine.stop, action.container_id, self.settings.stop_grace_seconds)
+                    await self._end_run(action.container_id)
+                    await self._in_thread(self.engine.remove, action.container_id)
                 log.info("stopped and removed container %s (instance %s)", action.container_id[:12],
                          action.instance_id)
         except asyncio.CancelledError:
@@ -339,6 +360,15 @@ class Agent:
         except Exception as e:
             # The next pass plans the action again (after the backoff for starts).
             log.warning("%s of %s failed: %s", type(action).__name__, action.key, e)
+
+    async def _end_run(self, container_id: str) -> None:
+        """Before an exited container is started again or removed: its run's end, from Docker's
+        FinishedAt, is metered. Raises if that could not be written, so the action waits for the next pass."""
+        if self.meter is None:
+            return
+        container = await self._in_thread(self.engine.inspect, container_id)
+        if container is not None:
+            await self.meter.end_run(container)
 
     async def _run(self, instance: DesiredInstance) -> None:
         try:

@@ -110,6 +110,7 @@ class Container:
     host_port: int | None  # the published port of the application's port, while it is published
     finished_at: datetime | None = None  # when its last run ended
     oom_killed: bool = False  # its last run was killed for using more memory than its limit
+    memory_mb: int | None = None  # its memory limit, as the engine enforces it
 
     # The ids are read several times by every pass: parsed once.
     @cached_property
@@ -162,6 +163,7 @@ class Container:
             host_port=_published_port(attrs, labels.get(LABEL_PORT)),
             finished_at=_timestamp(state.get("FinishedAt")),
             oom_killed=bool(state.get("OOMKilled")),
+            memory_mb=((attrs.get("HostConfig") or {}).get("Memory") or 0) // 2 ** 20 or None,
         )
 
     @classmethod
@@ -338,6 +340,13 @@ class DockerEngine:
     def remove(self, container_id: str) -> None:
         try:
             self.client.api.remove_container(container_id, force=True)
+        except NotFound:
+            pass
+
+    def stop(self, container_id: str, grace_seconds: int) -> None:
+        """SIGTERM, SIGKILL after the grace period; the container stays (exited) with its times."""
+        try:
+            self.client.api.stop(container_id, timeout=grace_seconds)
         except NotFound:
             pass
 

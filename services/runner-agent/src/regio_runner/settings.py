@@ -23,6 +23,9 @@ class Settings(ServiceSettings):
     network: str = Field("regio-apps", description="Docker bridge network the application containers join.")
     heartbeat_seconds: float = Field(2.0, description="Interval of reconcile passes and heartbeats.")
     stop_grace_seconds: int = Field(10, description="Time between SIGTERM and SIGKILL when stopping an instance.")
+    meter_period_seconds: int = Field(3600, ge=1, le=86400,
+                                      description="Metering period: instances' run time is cut at each period's end "
+                                                  "(periods aligned to the epoch) and reported once it has passed.")
     hollow: bool = Field(False, description="For scale tests and benchmarks only: run no containers, pretend to "
                                             "(see regio_runner.hollow). Its heartbeats carry the label hollow=true.")
 

@@ -1,9 +1,9 @@
-"""The runner schema: the containers this agent manages on its host, the jobs it ran, and
-its outbox and inbox."""
+"""The runner schema: the containers this agent manages on its host, the jobs it ran, its
+instances' runs (metered), and its outbox and inbox."""
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, MetaData, String, Text, func
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, MetaData, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from regio_common.runtime import messaging_tables
@@ -59,6 +59,29 @@ class Job(Base):
     # Set once it exited and all its output is in the outbox: then it is reported exited.
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class InstanceRun(Base):
+    """One run of an instance's container, from Docker's StartedAt to its FinishedAt: what
+    the instance meter sells. Written when the agent first sees the run, ended before the
+    container is started again or removed, and metered in pieces: each piece's message goes
+    into the outbox in the transaction that moves ``metered_until`` past it, so a restarted
+    agent goes on from there and never sends a piece twice or skips one.
+
+    Kept after it is metered to the end for as long as its container is there: the agent would
+    otherwise take the exited container's last run for a new one."""
+
+    __tablename__ = "instance_runs"
+    __table_args__ = (Index("ix_instance_runs_runner", "runner"),)
+
+    container_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    runner: Mapped[str] = mapped_column(String(255))
+    instance_id: Mapped[UUID]
+    environment_id: Mapped[UUID]
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    metered_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 outbox, inbox = messaging_tables(metadata)

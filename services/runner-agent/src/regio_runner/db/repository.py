@@ -1,14 +1,14 @@
-"""Every query on the containers and jobs tables."""
+"""Every query on the containers, jobs and instance runs tables."""
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Job, ManagedContainer
+from .models import InstanceRun, Job, ManagedContainer
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,35 @@ async def update_job(session: AsyncSession, job_id: UUID, **values) -> None:
 async def prune_jobs(session: AsyncSession, created_before: datetime) -> None:
     """Forgets old jobs: by then no controller asks for them any more."""
     await session.execute(delete(Job).where(Job.created_at < created_before))
+
+
+# --- instance runs -----------------------------------------------------------------
+
+RunKey = tuple[str, datetime]  # the container, and Docker's StartedAt of the run
+
+
+async def load_runs(session: AsyncSession, runner: str) -> list[InstanceRun]:
+    return list((await session.scalars(select(InstanceRun).where(InstanceRun.runner == runner))).all())
+
+
+async def add_runs(session: AsyncSession, rows: list[dict]) -> None:
+    """Runs seen for the first time; one another pass or agent wrote already is left as it is."""
+    if rows:
+        await session.execute(insert(InstanceRun).values(rows).on_conflict_do_nothing())
+
+
+async def lock_runs(session: AsyncSession, keys: Iterable[RunKey]) -> list[InstanceRun]:
+    """The runs, locked for the transaction: what is metered is decided from their rows alone."""
+    keys = list(keys)
+    if not keys:
+        return []
+    return list((await session.scalars(
+        select(InstanceRun).where(tuple_(InstanceRun.container_id, InstanceRun.started_at).in_(keys))
+        .order_by(InstanceRun.container_id, InstanceRun.started_at).with_for_update())).all())
+
+
+async def forget_runs(session: AsyncSession, keys: Iterable[RunKey]) -> None:
+    keys = list(keys)
+    if keys:
+        await session.execute(
+            delete(InstanceRun).where(tuple_(InstanceRun.container_id, InstanceRun.started_at).in_(keys)))
