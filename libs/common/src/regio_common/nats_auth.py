@@ -84,7 +84,7 @@ PUBLISHES: dict[str, tuple[str, ...]] = {
     CONTROLLER: ("events.environments", "events.rollouts.>", "events.routes.changed", "events.deployments.log",
                  "logs.*",  # platform lines about an environment's instances (Controller.say)
                  "status.controller"),
-    INGRESS: ("events.routes.applied", "logs.*.access", "status.ingress"),
+    INGRESS: ("events.routes.applied", "events.usage.traffic", "logs.*.access", "status.ingress"),
 }
 
 

@@ -19,6 +19,7 @@ from .dns.responder import DnsResponder
 from .dns.table import UpstreamTable
 from .edge import EdgeApp, EdgeServer
 from .messaging.routes_changed import CONSUMER, routes_changed_handler
+from .metering import TrafficMeter
 from .settings import Settings
 from .sync import CaddyLoader, CaddyWatch, Resync
 
@@ -57,15 +58,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await responder.start()
         await edge.start()
         loader = CaddyLoader(runtime.sessions, caddy, table, proxy, runtime.outbox)
-        access_log = None
+        access_log = meter = None
         if settings.access_log_listen:
+            # Traffic is metered from the access log: without one, nothing is metered.
+            meter = TrafficMeter(runtime.sessions, runtime.outbox, settings.node_name, settings.meter_period_seconds,
+                                 settings.meter_flush_seconds, settings.meter_close_delay_seconds)
             # Before the first load names this address to Caddy; reads the host index of the table.
             access_log = AccessLog(runtime.nc, settings.region, lambda host: loader.hosts.environment_of(host),
-                                   settings.access_log_listen)
+                                   settings.access_log_listen, count_traffic=meter.count)
             await access_log.start()
+            runtime.spawn("traffic meter", meter.run)
         app.state.runtime = runtime
         app.state.caddy = caddy
         app.state.loader = loader
+        app.state.meter = meter
         runtime.spawn("caddy loader", loader.run)
         runtime.subscribe(EVENTS.name, durable_name(CONSUMER, settings.region), subject_for(RoutesChanged, settings.region),
                           routes_changed_handler(loader, runtime.outbox))
@@ -77,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if access_log is not None:
                 await access_log.stop()  # its last lines go out on the runtime's NATS connection
+                await meter.close()  # what it counted, into the database before the engine closes
             await runtime.stop()
             await edge.stop()
             responder.stop()

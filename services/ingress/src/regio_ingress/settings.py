@@ -1,4 +1,5 @@
 import ipaddress
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +46,25 @@ class Settings(ServiceSettings):
                                           "ingresses: an environment migrated here has its old hosts forwarded "
                                           "from there over HTTP, and their X-Forwarded-Proto is believed, so "
                                           "HTTPS clients are not redirected to HTTPS again.")
+
+    node_name: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+                           description="This ingress node's name, in the traffic it meters (TrafficMetered."
+                           "ingress): unique in the region, and kept across restarts.")
+    meter_period_seconds: int = Field(3600, ge=1, le=86400, description="The traffic meter's period, aligned "
+                                      "to the epoch: requests and bytes are sent per environment and period.")
+    meter_flush_seconds: float = Field(2.0, gt=0, le=60, description="How often counted traffic is added to "
+                                       "the database: at most what a crashed ingress loses.")
+    meter_close_delay_seconds: float = Field(5.0, ge=0, le=600, description="How long after its end a period "
+                                             "is sent: access log entries still on their way are counted in it.")
+
+    @field_validator("meter_period_seconds")
+    @classmethod
+    def _whole_days(cls, seconds: int) -> int:
+        # A period never straddles midnight UTC, so never a month's start: the control panel bills
+        # each period in the month it starts in.
+        if 86400 % seconds:
+            raise ValueError("must divide a day (86400 seconds)")
+        return seconds
 
     @field_validator("trusted_forwarders")
     @classmethod

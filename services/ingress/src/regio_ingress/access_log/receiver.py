@@ -27,17 +27,21 @@ DRAIN_AT_ONCE = 256
 WARN_INVALID_EVERY = 60.0  # seconds: a misconfigured writer would otherwise log every request
 
 EnvironmentOf = Callable[[str], UUID | None]
+# (environment, Caddy's timestamp, response bytes): the traffic meter's count, on the hot path.
+CountTraffic = Callable[[UUID, float, int], None]
 
 
 class AccessLog:
     """Receives Caddy's access log on ``listen`` (UDP "host:port"). ``environment_of`` maps a
     host name (lowercase, no port) to the environment serving it, or None; it is called for
-    every request, so it must be a cheap lookup in memory."""
+    every request, so it must be a cheap lookup in memory; so must ``count_traffic`` (the
+    traffic meter), called for every request of an environment."""
 
     def __init__(self, nc: Client, region: str, environment_of: EnvironmentOf, listen: str,
-                 max_buffered: int = MAX_BUFFERED):
+                 max_buffered: int = MAX_BUFFERED, count_traffic: CountTraffic | None = None):
         self.region = region
         self.environment_of = environment_of
+        self.count_traffic = count_traffic
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.shipper = LineShipper(nc, max_buffered)
@@ -103,6 +107,8 @@ class AccessLog:
             return
         label, subject = self._names(environment_id)
         self.metrics.observe(label, entry)
+        if self.count_traffic is not None:
+            self.count_traffic(environment_id, entry.ts, entry.size)
         line = LogLine(timestamp=timestamp, service=ACCESS, message=message(entry))
         self.shipper.add(subject, line.model_dump_json().encode())
 

@@ -1,11 +1,12 @@
 """The ingress schema: the route table Caddy is configured from, the configs loaded
-into Caddy, and the messaging tables."""
+into Caddy, the traffic counted per environment and metering period, and the messaging tables."""
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     DateTime,
     Identity,
+    Index,
     Integer,
     MetaData,
     String,
@@ -43,6 +44,21 @@ applied_configs = Table(
     Column("id", BigInteger, Identity(), primary_key=True),
     Column("config_hash", String(64), nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# What Caddy served each environment in one metering period (metering/): added to every few
+# seconds while the period runs, and sent once (TrafficMetered) after it has ended.
+traffic_counts = Table(
+    "traffic_counts",
+    metadata,
+    Column("environment_id", Uuid, primary_key=True),
+    Column("period_start", DateTime(timezone=True), primary_key=True),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("bytes_served", BigInteger, nullable=False),  # response bodies' bytes
+    # When its TrafficMetered went into the outbox; nothing is added to it afterwards.
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_traffic_counts_unsent", "period_start", postgresql_where="sent_at IS NULL"),
 )
 
 outbox, inbox = messaging_tables(metadata)
