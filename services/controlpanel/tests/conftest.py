@@ -175,3 +175,22 @@ async def application(api, seeded):
         "repository": repo["uuid"], "branch": "main"})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture
+async def billing_clock(app):
+    """The control panel's billing clock, set (``.set``, ``.advance``) for one test, and seen by
+    its month-closing loop too (it reads the clock every round); the real one is put back after."""
+    from regio_controlpanel.services.clock import SetClock
+
+    real = app.state.clock
+    app.state.clock = SetClock(real.now())
+    yield app.state.clock
+    app.state.clock = real
+
+
+@pytest.fixture
+async def customer(app, settings):
+    """A fresh organisation's owner (``.organisation``): nobody else's applications on its invoices."""
+    async with owner_of_another_organisation(app, settings, "customer.test", "Customer") as client:
+        yield client

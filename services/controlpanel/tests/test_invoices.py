@@ -14,9 +14,6 @@ from regio_common.messages import InstanceUsageMetered
 from regio_controlpanel.db.billing import OrganisationBilling
 from regio_controlpanel.db.models import User
 from regio_controlpanel.services import invoices, meters, tokens
-from regio_controlpanel.services.clock import SetClock
-
-from .conftest import owner_of_another_organisation
 
 CREATED = datetime(2026, 11, 10, 12, tzinfo=UTC)
 UPGRADED = datetime(2026, 11, 20, tzinfo=UTC)
@@ -25,20 +22,9 @@ HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
-async def clock(app):
-    """The control panel's billing clock, set for this test (and its month-closing loop, which
-    reads it every round); the real one is put back after."""
-    real = app.state.clock
-    app.state.clock = SetClock(CREATED)
-    yield app.state.clock
-    app.state.clock = real
-
-
-@pytest.fixture
-async def customer(app, settings):
-    """A fresh organisation (nobody else's applications on its invoice), its owner's client."""
-    async with owner_of_another_organisation(app, settings, "customer.test", "Customer") as client:
-        yield client
+def clock(billing_clock):
+    billing_clock.set(CREATED)
+    return billing_clock
 
 
 async def client_of(app, settings, owner: httpx.AsyncClient, role: str) -> httpx.AsyncClient:

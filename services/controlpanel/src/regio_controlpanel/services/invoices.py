@@ -220,15 +220,19 @@ async def lines_of(session: AsyncSession, invoice_id: UUID) -> list[InvoiceLine]
                                        .order_by(InvoiceLine.position))).scalars())
 
 
-async def organisations_to_invoice(session: AsyncSession, start: datetime) -> list[UUID]:
-    """Organisations (still there) with a subscription in the month and no invoice for it yet."""
+async def organisations_with_subscriptions(session: AsyncSession, start: datetime,
+                                           uninvoiced: bool = False) -> list[UUID]:
+    """Organisations (still there) with a subscription in the month beginning ``start``;
+    ``uninvoiced``: only those with no invoice for it yet."""
     end = next_month(start)
-    invoiced = select(Invoice.organisation_id).where(Invoice.period_start == start)
-    return list((await session.execute(
-        select(Subscription.organisation_id).distinct()
-        .join(Organisation, Organisation.id == Subscription.organisation_id)
-        .where(Subscription.started_at < end, or_(Subscription.ended_at.is_(None), Subscription.ended_at > start),
-               Subscription.organisation_id.not_in(invoiced)))).scalars())
+    query = (select(Subscription.organisation_id).distinct()
+             .join(Organisation, Organisation.id == Subscription.organisation_id)
+             .where(Subscription.started_at < end,
+                    or_(Subscription.ended_at.is_(None), Subscription.ended_at > start)))
+    if uninvoiced:
+        query = query.where(Subscription.organisation_id.not_in(
+            select(Invoice.organisation_id).where(Invoice.period_start == start)))
+    return list((await session.execute(query)).scalars())
 
 
 def closable_month(now: datetime, delay: timedelta) -> datetime:
@@ -242,7 +246,7 @@ async def close_due(sessions: async_sessionmaker[AsyncSession], now: datetime, d
     transaction of its own, so one that fails keeps no other from its invoice."""
     start = closable_month(now, delay)
     async with sessions() as session:
-        organisations = await organisations_to_invoice(session, start)
+        organisations = await organisations_with_subscriptions(session, start, uninvoiced=True)
     made = []
     for organisation_id in organisations:
         try:
