@@ -25,6 +25,7 @@ from .api.routes import (
     services,
     templates,
     tokens,
+    usage,
     variables,
 )
 from .api.routing import operation_id
@@ -39,11 +40,12 @@ from .services.domain_rechecks import DomainRechecks
 from .services.invoices import MonthCloser
 from .services.migration_runner import MigrationRunner
 from .services.region_health import RegionHealth
+from .services.storage_sampler import StorageSampler
 from .settings import Settings
 
 PUBLIC_ROUTERS = tuple(m.router for m in (
     iam, tokens, regions, applications, environments, variables, domains, deployments, services, backups, logs, templates,
-    migrations, plans, invoices))
+    migrations, plans, invoices, usage))
 # Served to anyone: the secret in the path is the authorisation (backup download links).
 OPEN_ROUTERS = (downloads.router,)
 
@@ -79,6 +81,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         runtime.spawn("domain rechecks", DomainRechecks(runtime.sessions, runtime.outbox, vault,
                                                         settings.domain_recheck_seconds).run)
         runtime.spawn("migrations", migration_runner.run)
+        runtime.spawn("storage samples", StorageSampler(runtime.sessions, vault, app.state.clock,
+                                                        settings.storage_sample_seconds).run)
         runtime.spawn("invoices", MonthCloser(runtime.sessions, lambda: app.state.clock.now(),
                                               settings.invoice_delay_seconds, settings.invoice_check_seconds,
                                               settings.billing_currency).run)

@@ -159,6 +159,14 @@ async def drop_database(admin_url: str, name: str, role: str) -> None:
         await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
+async def database_sizes(admin_url: str, names: list[str]) -> dict[str, int]:
+    """The size on disk, in bytes, of each of ``names`` that exists (billing's storage samples)."""
+    async with _connect(_Admin.parse(admin_url)) as conn:
+        rows = await conn.fetch("SELECT datname, pg_database_size(datname) AS size FROM pg_database "
+                                "WHERE datname = ANY($1::text[])", [check_name(n) for n in names])
+    return {row["datname"]: row["size"] for row in rows}
+
+
 async def _run_tool(tool: str, args: list[str], admin: _Admin) -> None:
     """Run one of the cluster's own client binaries without blocking the event loop (the
     password in its environment, never on its command line: ``client_command``)."""

@@ -101,15 +101,16 @@ async def metered_in(session: AsyncSession, region: str, environment_id: UUID, a
 def visible_to(caller: Caller) -> ColumnElement[bool]:
     """A WHERE clause over UsageEvent: a whole organisation's events for who may bill it or
     view all of it; a narrowed role's, its applications' and environments' only."""
-    organisations, applications, environments = set(), set(), set()
+    organisations, narrowed = set(), []
     for organisation, grant in caller.grants.items():
         if not grant.scoped and (grant.allows(Action.BILLING) or grant.allows(Action.VIEW)):
             organisations.add(organisation)
         elif grant.scoped and grant.allows(Action.VIEW):
-            applications |= grant.applications
-            environments |= set(grant.environments)
-    return or_(false(), UsageEvent.organisation_id.in_(organisations), UsageEvent.application_id.in_(applications),
-               UsageEvent.environment_id.in_(environments))
+            # Within the organisation's own events: an id names nothing of another's.
+            narrowed.append(and_(UsageEvent.organisation_id == organisation,
+                                 or_(UsageEvent.application_id.in_(grant.applications),
+                                     UsageEvent.environment_id.in_(set(grant.environments)))))
+    return or_(false(), UsageEvent.organisation_id.in_(organisations), *narrowed)
 
 
 async def events_after(session: AsyncSession, caller: Caller, after: int, limit: int, *,

@@ -1,0 +1,155 @@
+"""Storage samples for the usage ledger: once per period, the size of every database and
+bucket that holds an environment's data (provisioned, attached, or detached until removed),
+recorded as GB-hours held for that period (size in 10^9 bytes × the period's hours).
+
+A sample belongs to the period (aligned to the epoch) the billing clock is in when it is
+taken; its key names the service instance and the period, so a second sample of the same
+period (a restart, two control panels) is recorded once, and instances already sampled are
+not asked again. Each server is asked once per pass, apart: one that does not answer is
+logged and skipped until the next period, and the others' samples are recorded."""
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..db.billing import UsageEvent
+from ..db.models import Application, Environment, Service, ServiceInstance
+from ..domain.service_instances import ServiceType, State
+from ..region_services import database
+from .clock import Clock
+from .crypto import Vault
+from .provisioning import DatabaseServer, server_of
+from .usage import record_usage
+
+log = logging.getLogger(__name__)
+
+HOLDING_DATA = (State.PROVISIONED, State.ATTACHED, State.DETACHED)
+SERVER_TIMEOUT_SECONDS = 120  # one server's whole answer; a silent one must not hold the pass for ever
+GB = Decimal(10) ** 9
+
+
+@dataclass(frozen=True)
+class Held:
+    """One service instance's data, and whom it is recorded against."""
+    instance_id: UUID
+    service_id: UUID
+    kind: str  # database_storage, bucket_storage
+    name: str  # the database's or the bucket's
+    organisation_id: UUID
+    application_id: UUID
+    environment_id: UUID
+    region_id: UUID  # the service's
+
+
+def period_of(at: datetime, seconds: float) -> tuple[datetime, datetime]:
+    """The period, aligned to the epoch, that ``at`` is in."""
+    length = timedelta(seconds=seconds)
+    start = datetime.fromtimestamp(0, UTC) + ((at - datetime.fromtimestamp(0, UTC)) // length) * length
+    return start, start + length
+
+
+def storage_key(instance_id: UUID, period_start: datetime) -> str:
+    return f"storage:{instance_id}:{period_start.astimezone(UTC).isoformat()}"
+
+
+def gb_hours(size_bytes: int, start: datetime, end: datetime) -> Decimal:
+    hours = Decimal((end - start) // timedelta(microseconds=1)) / Decimal(3_600_000_000)
+    return (Decimal(size_bytes) / GB * hours).quantize(Decimal("0.000001"))
+
+
+class StorageSampler:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault, clock: Clock, period_seconds: float):
+        self.sessions = sessions
+        self.vault = vault
+        self.clock = clock
+        self.period_seconds = period_seconds
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("storage sampling failed; again next period")
+            # Until just after the next period begins (by the billing clock).
+            _, end = period_of(self.clock.now(), self.period_seconds)
+            await asyncio.sleep(max(1.0, (end - self.clock.now()).total_seconds() + 1))
+
+    async def sample(self) -> int:
+        """Samples every instance not yet sampled in the current period; returns how many were recorded."""
+        start, end = period_of(self.clock.now(), self.period_seconds)
+        held, services = await self._due(start)
+        by_service: dict[UUID, list[Held]] = defaultdict(list)
+        for item in held:
+            by_service[item.service_id].append(item)
+        recorded = 0
+        for service_id, items in by_service.items():
+            service = services[service_id]
+            try:
+                sizes = await asyncio.wait_for(self._sizes(service, items), SERVER_TIMEOUT_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # told without credentials: only the error's kind
+                log.warning("storage samples of %s (%s) not taken this period: %s", service.name, service_id,
+                            type(e).__name__)
+                continue
+            async with self.sessions() as session, session.begin():
+                for item in items:
+                    if item.name not in sizes:
+                        log.warning("%s %s of service instance %s not found on %s: not sampled", item.kind,
+                                    item.name, item.instance_id, service.name)
+                        continue
+                    recorded += await record_usage(
+                        session, key=storage_key(item.instance_id, start), organisation_id=item.organisation_id,
+                        application_id=item.application_id, environment_id=item.environment_id,
+                        service_instance_id=item.instance_id, region_id=item.region_id, kind=item.kind,
+                        memory_mb=None, quantity=gb_hours(sizes[item.name], start, end), unit="gb_hours",
+                        period_start=start, period_end=end)
+        return recorded
+
+    async def _due(self, start: datetime) -> tuple[list[Held], dict[UUID, Service]]:
+        """The instances holding data and not yet sampled this period, and their services."""
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(ServiceInstance, Application.organisation_id, Application.id, Service)
+                .join(Environment, Environment.id == ServiceInstance.environment_id)
+                .join(Application, Application.id == Environment.application_id)
+                .join(Service, Service.id == ServiceInstance.service_id)
+                .where(ServiceInstance.state.in_([str(s) for s in HOLDING_DATA]),
+                       ServiceInstance.credentials_encrypted.is_not(None)))).all()
+            done = set((await session.execute(select(UsageEvent.key).where(
+                UsageEvent.key.in_([storage_key(row[0].id, start) for row in rows])))).scalars()) if rows else set()
+        held, services = [], {}
+        for instance, organisation_id, application_id, service in rows:
+            if storage_key(instance.id, start) in done:
+                continue
+            credentials = json.loads(self.vault.decrypt(instance.credentials_encrypted))
+            is_database = instance.type == ServiceType.DATABASE
+            held.append(Held(instance.id, service.id, "database_storage" if is_database else "bucket_storage",
+                             credentials["database"] if is_database else credentials["bucket"], organisation_id,
+                             application_id, instance.environment_id, service.region_id))
+            services[service.id] = service
+        return held, services
+
+    async def _sizes(self, service: Service, items: list[Held]) -> dict[str, int]:
+        """name -> bytes, of those found on the service's server."""
+        server = server_of(service, self.vault)
+        if isinstance(server, DatabaseServer):
+            return await database.database_sizes(server.admin_url, [i.name for i in items])
+        sizes = {}
+        async with server.client() as storage:
+            for item in items:
+                try:
+                    sizes[item.name] = sum(o.size for o in await storage.list_objects(item.name))
+                except Exception as e:  # a bucket gone since: the others are still sampled
+                    log.warning("bucket %s of service instance %s not sampled: %s", item.name, item.instance_id,
+                                type(e).__name__)
+        return sizes
