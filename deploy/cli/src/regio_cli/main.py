@@ -1,4 +1,5 @@
 """regio: start, stop and inspect a local region, and further regions beside it on this machine."""
+import json
 import subprocess
 import sys
 import time
@@ -367,6 +368,76 @@ def region_set(
         raise typer.Exit(2)
     for key, value in settings.items():
         typer.echo(f"{key:20} {'' if value is None else value}")
+
+
+billing_app = typer.Typer(help="Billing: plans' prices, the usage price list, organisations' terms and quotas, "
+                                "invoices.", no_args_is_help=True)
+app.add_typer(billing_app, name="billing")
+PriceCurrency = Annotated[str | None, typer.Option(help="ISO 4217 (default: the platform's billing currency).")]
+PriceRegion = Annotated[str | None, typer.Option(
+    "--region", help="The region (slug) the price is for (default: every region without a price of its own).")]
+
+
+def _billing(state_dir: Path | None, *argv: str) -> None:
+    """Runs one `regio billing` command against the control panel's database; prints its JSON."""
+    try:
+        result = Region(_layout(state_dir), say).billing(*argv)
+    except RuntimeError as e:
+        say(str(e))
+        raise typer.Exit(2)
+    typer.echo(json.dumps(result, indent=2))
+
+
+def _options(**values: str | None) -> list[str]:
+    return [part for name, value in values.items() if value is not None
+            for part in (f"--{name.replace('_', '-')}", value)]
+
+
+@billing_app.command("plans")
+def billing_plans(state_dir: StateDir = None) -> None:
+    """The plans with their prices, and the usage price list."""
+    _billing(state_dir, "plans")
+
+
+@billing_app.command("plan-price")
+def billing_plan_price(plan_id: Annotated[str, typer.Argument(help="The plan's id (regio billing plans).")],
+                       amount: Annotated[str, typer.Argument(help="Per month, e.g. 25.00.")],
+                       currency: PriceCurrency = None, region: PriceRegion = None, state_dir: StateDir = None) -> None:
+    """Set a plan's price per month."""
+    _billing(state_dir, "plan-price", plan_id, amount, *_options(currency=currency, region=region))
+
+
+@billing_app.command("usage-price")
+def billing_usage_price(
+        kind: Annotated[str, typer.Argument(help="instance, database_storage, bucket_storage, requests, "
+                                                 "bytes_served or build.")],
+        price: Annotated[str, typer.Argument(help="Per billing unit (GB-hour, million requests, GB, minute).")],
+        currency: PriceCurrency = None, region: PriceRegion = None, state_dir: StateDir = None) -> None:
+    """Set the price of usage beyond what plans include."""
+    _billing(state_dir, "usage-price", kind, price, *_options(currency=currency, region=region))
+
+
+Quota = Annotated[str | None, typer.Option(help='A number, or "none" for no quota.')]
+
+
+@billing_app.command("organisation")
+def billing_organisation(
+        organisation_id: Annotated[str, typer.Argument(help="The organisation's id.")],
+        tax_rate: Annotated[str | None, typer.Option(help="A fraction: 0.081 for 8.1 %.")] = None,
+        currency: Annotated[str | None, typer.Option(help='ISO 4217, or "none" for the platform\'s.')] = None,
+        max_applications: Quota = None, max_free_applications: Quota = None, max_instances: Quota = None,
+        max_service_gb: Quota = None, state_dir: StateDir = None) -> None:
+    """Set an organisation's currency, tax rate and quotas; prints them."""
+    _billing(state_dir, "organisation", organisation_id, *_options(
+        tax_rate=tax_rate, currency=currency, max_applications=max_applications,
+        max_free_applications=max_free_applications, max_instances=max_instances, max_service_gb=max_service_gb))
+
+
+@billing_app.command("close-month")
+def billing_close_month(month: Annotated[str, typer.Argument(help="YYYY-MM")], state_dir: StateDir = None) -> None:
+    """Make every organisation's invoice for a month (each once; the control panel also does it
+    by itself two hours after the month's end)."""
+    _billing(state_dir, "close-month", month)
 
 
 @app.command("base-images")

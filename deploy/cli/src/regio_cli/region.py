@@ -584,6 +584,16 @@ class Region:
             raise RuntimeError(result.stderr.strip() or "regio_controlpanel.region_settings failed")
         return json.loads(result.stdout)
 
+    def billing(self, *argv: str) -> dict | list:
+        """`regio billing …`: regio_controlpanel.billing_admin run with the control panel's
+        environment (its database); its JSON answer, or RuntimeError with what it refused."""
+        service = next(s for s in self.services() if s.name == "controlpanel")
+        result = subprocess.run([sys.executable, "-m", "regio_controlpanel.billing_admin", *argv],
+                                env={**os.environ, **self.service_env(service)}, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.strip() or "regio_controlpanel.billing_admin failed")
+        return json.loads(result.stdout)
+
     @property
     def admin_password_file(self) -> Path:
         return self._platform_state_dir / "secrets" / "admin-password"
