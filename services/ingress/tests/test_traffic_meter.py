@@ -4,14 +4,14 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from regio_common import db
-from regio_common.messages import TrafficMetered, decode, subject_for
+from regio_common.messages import TrafficMetered, Upstream, decode, subject_for
 from regio_common.outbox import Outbox
 from regio_ingress.db.models import outbox, traffic_counts
 from regio_ingress.metering import TrafficMeter
@@ -41,10 +41,14 @@ def totals(messages: list[TrafficMetered], environment_id: UUID) -> tuple[int, i
 
 async def test_requests_served_are_counted_with_their_bytes_and_sent_once_per_period(seed, ingress, instance, caddy,
                                                                                       metered, eventually):
-    shop, blog = instance("shop"), instance("blog")
-    shop_id, blog_id = uuid4(), uuid4()
+    shop, blog, elsewhere = instance("shop"), instance("blog"), instance("the other region's ingress")
+    shop_id, blog_id, moved_id = uuid4(), uuid4(), uuid4()
+    # A migrated environment's old host in its grace period, sent to its new region's ingress as
+    # the controller forwards it: that ingress meters its requests, this one must not as well.
+    forward = Upstream(instance_id=uuid5(moved_id, elsewhere.address), address=elsewhere.address)
     await seed(Route(environment_id=shop_id, hosts=["shop.test"], upstreams=[shop.upstream], revision=1),
-               Route(environment_id=blog_id, hosts=["blog.test"], upstreams=[blog.upstream], revision=1))
+               Route(environment_id=blog_id, hosts=["blog.test"], upstreams=[blog.upstream], revision=1),
+               Route(environment_id=moved_id, hosts=["moved.test"], upstreams=[forward], revision=1))
 
     async with ingress(node_name="edge-7", meter_period_seconds=PERIOD, meter_flush_seconds=0.2,
                        meter_close_delay_seconds=0.5):
@@ -63,6 +67,7 @@ async def test_requests_served_are_counted_with_their_bytes_and_sent_once_per_pe
             await asyncio.sleep(0.25)
         blog_received = len((await caddy.get("blog.test")).content)
         assert (await caddy.get("nobody.test")).status_code == 404  # no environment's
+        assert await caddy.answer_from("moved.test") == "the other region's ingress"
 
         want = (before[shop_id][0] + 12, before[shop_id][1] + received)
         await eventually(lambda: _is(totals(metered, shop_id) == want), timeout=PERIOD * 4 + 10,
@@ -71,7 +76,8 @@ async def test_requests_served_are_counted_with_their_bytes_and_sent_once_per_pe
 
     assert totals(metered, shop_id) == want
     assert totals(metered, blog_id) == (before[blog_id][0] + 1, before[blog_id][1] + blog_received)
-    assert {m.environment_id for m in metered} == {shop_id, blog_id}  # the 404 counts against nobody
+    # The 404 counts against nobody; the forwarded requests are the other region's to count.
+    assert {m.environment_id for m in metered} == {shop_id, blog_id}
     periods = [(m.environment_id, m.period_start) for m in metered]
     assert len(periods) == len(set(periods))  # each environment's period once
     shop_periods = [m for m in metered if m.environment_id == shop_id]

@@ -64,8 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             meter = TrafficMeter(runtime.sessions, runtime.outbox, settings.node_name, settings.meter_period_seconds,
                                  settings.meter_flush_seconds, settings.meter_close_delay_seconds)
             # Before the first load names this address to Caddy; reads the host index of the table.
+            count = meter.count
+
+            def count_traffic(environment_id, timestamp, size) -> None:
+                # A forwarded environment's requests are metered where they are served: not twice.
+                if environment_id not in loader.hosts.forwarded:
+                    count(environment_id, timestamp, size)
+
             access_log = AccessLog(runtime.nc, settings.region, lambda host: loader.hosts.environment_of(host),
-                                   settings.access_log_listen, count_traffic=meter.count)
+                                   settings.access_log_listen, count_traffic=count_traffic)
             await access_log.start()
             runtime.spawn("traffic meter", meter.run)
         app.state.runtime = runtime

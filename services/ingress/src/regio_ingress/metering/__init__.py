@@ -10,7 +10,9 @@ environment through the outbox, in the transaction that marks the row sent.
 What is counted: every request Caddy logged for a host of an environment, whoever answered it
 (its instances, or the ingress's edge on its behalf: a redirect domain's 301, HTTP→HTTPS's 308,
 a 503 while it has no instance); the bytes are the response bodies' (Caddy's ``size``), without
-headers. A host no environment serves (the 404 page) counts against none.
+headers. A host no environment serves (the 404 page) counts against none, and an environment
+migrated away (its hosts forwarded to its new region's ingress, Route.forwarded) is metered
+there, not here too.
 
 What can be lost, never counted twice: what was counted in memory and not yet added when the
 process dies (at most ``flush_seconds`` of traffic; a stopping ingress adds it), and entries the

@@ -19,13 +19,18 @@ class HostIndex:
     def __init__(self, routes: Iterable[Route] = ()):
         self._exact: dict[str, HostRoute] = {}
         self._wildcards: dict[str, HostRoute] = {}  # "example.com" for "*.example.com"
+        forwarded = set()
         for route in routes:
+            if route.forwarded:
+                forwarded.add(route.environment_id)
             for hosts, redirected in ((route.hosts, False), (route.redirect_hosts, True)):
                 for host in hosts:
                     if host.startswith("*."):
                         self._wildcards.setdefault(host[2:], HostRoute(route, redirected))
                     else:
                         self._exact.setdefault(host, HostRoute(route, redirected))
+        # Environments whose hosts are sent to another region's ingress, which meters them.
+        self.forwarded: frozenset[UUID] = frozenset(forwarded)
 
     def find(self, host: str) -> HostRoute | None:
         """``host`` as a Host header carries it: any case, maybe with a port."""

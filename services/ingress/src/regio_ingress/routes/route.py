@@ -1,6 +1,6 @@
 """One environment's route, as the controller announces it and as Caddy gets it."""
 import re
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
@@ -47,6 +47,14 @@ class Route(BaseModel):
             if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in "/ {}"):
                 raise ValueError(f"upstream address {upstream.address!r} is not host:port")
         return upstreams
+
+    @property
+    def forwarded(self) -> bool:
+        """The environment moved to another region (a migration's grace period), whose ingress this
+        one sends the hosts to: that one serves, logs and meters the requests. The controller names
+        that single upstream ``uuid5(environment, address)`` (its routes/table.py), never an instance."""
+        return (len(self.upstreams) == 1
+                and self.upstreams[0].instance_id == uuid5(self.environment_id, self.upstreams[0].address))
 
     @classmethod
     def from_message(cls, message: RoutesChanged) -> "Route":
