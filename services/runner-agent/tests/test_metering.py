@@ -155,3 +155,37 @@ async def test_an_instance_restarted_after_an_exit_is_metered_run_by_run(
     for before, after in zip(pieces, pieces[1:]):
         assert (after.segment_start - before.segment_end).total_seconds() >= 0.9
     assert all((p.segment_end - p.segment_start).total_seconds() < 5 for p in pieces)
+
+
+async def test_a_container_is_not_removed_before_its_runs_end_is_metered(
+    region, start_agent, runner_name, app_image, docker_client, eventually
+):
+    # While the meter cannot write (its database away), the stopped container stays, with
+    # Docker's FinishedAt; once it can, the run is metered to that end and the container removed.
+    sink = await metered(region)
+    instance = region.instance(app_image)
+    async with start_agent(runner_name) as running:
+        meter = running.app.state.agent.meter
+        write, refused = meter._meter, []
+
+        async def database_away(*args) -> None:
+            refused.append(args)
+            raise ConnectionError("the database is away")
+
+        await region.put_desired(runner_name, 1, [instance])
+        seen = await eventually(lambda: _running(region, runner_name, instance.instance_id))
+        await eventually(lambda: sink.of(instance.instance_id) == [] and meter._runs)  # its run recorded
+        meter._meter = database_away
+        await region.put_desired(runner_name, 2, [])
+        await eventually(lambda: docker_client.api.inspect_container(seen.container_id)["State"]["Status"] == "exited")
+        refused.clear()
+        await eventually(lambda: len(refused) >= 3)  # several passes and removals tried
+        assert not container_gone(docker_client, seen.container_id)
+        ended = datetime.fromisoformat(docker_client.api.inspect_container(seen.container_id)["State"]["FinishedAt"])
+        meter._meter = write
+        await eventually(lambda: container_gone(docker_client, seen.container_id))
+        pieces = await eventually(lambda: (p := sink.of(instance.instance_id)) and p[-1].segment_end == ended and p)
+        await asyncio.sleep(1)
+    assert sink.of(instance.instance_id) == pieces
+    assert_contiguous(pieces, seen.started_at)
+    assert seconds(pieces) == (ended - seen.started_at).total_seconds()
