@@ -178,6 +178,21 @@ async def application(api, seeded):
 
 
 @pytest.fixture
+async def paid_application(api, seeded):
+    """As ``application``, on the Business plan group's first plan (Starter): custom domains
+    allowed, which the free plan ``application`` is on allows none of."""
+    groups = (await api.get("/billing/v3/application-plan-groups/", params={"page_size": 100})).json()["results"]
+    business = next(g for g in groups if g["name"] == "Business")
+    repo = (await api.post("/apps/v3/repositories/", json={"organisation": seeded["organisation"],
+                                                           "url": "file:///srv/git/hello.git"})).json()
+    response = await api.post("/apps/v3/applications/", json={
+        "name": "Hello", "slug": f"app-{uuid.uuid4().hex[:8]}", "organisation": seeded["organisation"],
+        "region": seeded["region"], "repository": repo["uuid"], "branch": "main", "plan_group": business["uuid"]})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
 async def billing_clock(app):
     """The control panel's billing clock, set (``.set``, ``.advance``) for one test, and seen by
     its month-closing loop too (it reads the clock every round); the real one is put back after."""

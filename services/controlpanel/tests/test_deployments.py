@@ -148,15 +148,15 @@ async def build_succeeds(js, settings, dep_id, image="sha256:feed", commit="abc1
     return await take(js, RolloutRequested, settings.region, dep_id)
 
 
-async def test_a_rollout_carries_the_redirect_domains_and_the_https_redirect(api, js, settings, application,
+async def test_a_rollout_carries_the_redirect_domains_and_the_https_redirect(api, js, settings, paid_application,
                                                                              verified_domain):
-    env_id = application["test_status"]["uuid"]
+    env_id = paid_application["test_status"]["uuid"]
     name = f"old.{uuid.uuid4().hex[:8]}.example.com"
     await verified_domain(env_id, name, "REDIRECT")
     assert (await api.patch(f"/apps/v3/environments/{env_id}/", json={"https_redirect": True})).status_code == 200
-    dep_id = uuid.UUID((await deploy(api, application))["uuid"])
+    dep_id = uuid.UUID((await deploy(api, paid_application))["uuid"])
     rollout = await build_succeeds(js, settings, dep_id)
-    assert rollout.hosts == [f"{application['slug']}-stage.{settings.region_domain}"]
+    assert rollout.hosts == [f"{paid_application['slug']}-stage.{settings.region_domain}"]
     assert rollout.redirect_hosts == [name] and rollout.https_redirect is True
     assert open_sealed(settings.region_key, rollout.sealed_env)["DOMAIN_REDIRECTS"] == name
 

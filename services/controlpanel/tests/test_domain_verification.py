@@ -33,6 +33,12 @@ from .test_resources import commands  # noqa: F401 (a fixture)
 from .web_client import Browser, new_user
 
 
+@pytest.fixture
+async def application(paid_application):
+    """Custom domains take a plan that allows them (the free plan allows none)."""
+    return paid_application
+
+
 def new_domain() -> str:
     return f"www.{uuid.uuid4().hex[:10]}.example.com"
 
@@ -72,8 +78,10 @@ async def test_the_record_must_hold_this_organisations_value_for_this_domain(api
     env_id = application["test_status"]["uuid"]
     victim, other = new_domain(), new_domain()
     mine = (await add(api, env_id, victim)).json()
+    groups = (await rival.get("/billing/v3/application-plan-groups/")).json()["results"]
     their_app = (await rival.post("/apps/v3/applications/", json={
-        "name": "Squat", "slug": f"squat-{uuid.uuid4().hex[:6]}", "organisation": rival.organisation})).json()
+        "name": "Squat", "slug": f"squat-{uuid.uuid4().hex[:6]}", "organisation": rival.organisation,
+        "plan_group": next(g["uuid"] for g in groups if g["name"] == "Business")})).json()
     theirs = await add(rival, their_app["live_status"]["uuid"], victim)
     # A name waiting for verification does not keep anyone from adding it.
     assert theirs.status_code == 201, theirs.text

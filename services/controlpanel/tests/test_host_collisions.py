@@ -16,9 +16,13 @@ def new_slug(prefix: str = "h") -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-async def create_app(client, organisation: str, slug: str, region: str | None = None):
-    return await client.post("/apps/v3/applications/", json={
-        "name": slug, "slug": slug, "organisation": organisation, **({"region": region} if region else {})})
+async def create_app(client, organisation: str, slug: str, region: str | None = None, paid: bool = False):
+    """On the free plan, or ``paid``: on the Business group's first plan, which allows custom domains."""
+    body = {"name": slug, "slug": slug, "organisation": organisation, **({"region": region} if region else {})}
+    if paid:
+        groups = (await client.get("/billing/v3/application-plan-groups/", params={"page_size": 100})).json()
+        body["plan_group"] = next(g["uuid"] for g in groups["results"] if g["name"] == "Business")
+    return await client.post("/apps/v3/applications/", json=body)
 
 
 def taken(response, field: str, host: str) -> bool:
@@ -76,7 +80,7 @@ async def test_a_custom_domain_cannot_take_a_default_host_nor_the_other_way(api,
     shop = new_slug("shop")
     region = str(trusting_region.id)
     app = (await create_app(api, seeded["organisation"], shop, region)).json()
-    theirs = (await create_app(rival, rival.organisation, new_slug("their"), region)).json()
+    theirs = (await create_app(rival, rival.organisation, new_slug("their"), region, paid=True)).json()
     host = f"{shop}.{trusting_region.domain}"
     grab = await rival.post("/apps/v3/domains/", json={"environment": theirs["live_status"]["uuid"], "domain": host})
     assert taken(grab, "domain", host)
@@ -104,25 +108,25 @@ async def test_a_custom_domain_cannot_take_a_default_host_nor_the_other_way(api,
 
 async def test_a_deleted_environments_hosts_are_free_again(api, rival, seeded, settings, verified_domain):
     slug = new_slug("gone")
-    app = (await create_app(api, seeded["organisation"], slug)).json()
+    app = (await create_app(api, seeded["organisation"], slug, paid=True)).json()
     env = (await api.post("/apps/v3/environments/", json={"application": app["uuid"], "slug": "demo"})).json()
     name = f"www.{new_slug()}.example.com"
     await verified_domain(env["uuid"], name)
     assert (await api.delete(f"/apps/v3/environments/{env['uuid']}/")).status_code == 204
     # The custom environment's default host, and its domain, may be given to another.
     assert (await create_app(rival, rival.organisation, f"{slug}-demo")).status_code == 201
-    theirs = (await create_app(rival, rival.organisation, new_slug("their"))).json()
+    theirs = (await create_app(rival, rival.organisation, new_slug("their"), paid=True)).json()
     assert (await verified_domain(theirs["live_status"]["uuid"], name, client=rival))["domain"] == name
     assert (await api.delete(f"/apps/v3/applications/{app['uuid']}/")).status_code == 204
     assert (await create_app(rival, rival.organisation, f"{slug}-stage")).status_code == 201
 
 
-async def test_a_host_claimed_by_an_overlapping_check_of_the_same_domain_is_no_conflict(api, application, settings,
-                                                                                         dns_zone):
+async def test_a_host_claimed_by_an_overlapping_check_of_the_same_domain_is_no_conflict(api, paid_application,
+                                                                                         settings, dns_zone):
     """Two checks of one domain that overlapped: the one that claims second, whether it finds
     the first's claim committed or meets it at the insert, finds the host its own, not taken;
     another domain of the same environment is still refused it."""
-    env_id = uuid.UUID(application["test_status"]["uuid"])
+    env_id = uuid.UUID(paid_application["test_status"]["uuid"])
     name = f"www.{new_slug()}.example.com"
     added = await api.post("/apps/v3/domains/", json={"environment": str(env_id), "domain": name})
     domain_id = uuid.UUID(added.json()["uuid"])

@@ -389,16 +389,16 @@ async def test_a_target_without_room_for_the_serving_environments_refuses(api, a
     assert (await ask(api, application, target)).status_code == 201
 
 
-async def test_in_its_grace_period_no_migration_back_and_no_domain_changes(api, application, settings, db,
+async def test_in_its_grace_period_no_migration_back_and_no_domain_changes(api, paid_application, settings, db,
                                                                           reachable_source):
     """After a cut-over the old region keeps the application's copies (their names are the ones
     a migration back would make: its deletion at the end of the grace would take the live
     ones) and forwards its hosts (a domain removed here could be claimed by another
     organisation there while still forwarded to this application)."""
     target = await add_target(settings)
-    domain = (await api.post("/apps/v3/domains/", json={"environment": application["test_status"]["uuid"],
+    domain = (await api.post("/apps/v3/domains/", json={"environment": paid_application["test_status"]["uuid"],
                                                         "domain": f"www.{uuid.uuid4().hex[:8]}.example.com"})).json()
-    migration_id = await recorded(db, application, target, Status.SUCCESS, ended=True, cut_over=True)
+    migration_id = await recorded(db, paid_application, target, Status.SUCCESS, ended=True, cut_over=True)
     async with db() as session, session.begin():
         await session.execute(update(Migration).where(Migration.id == uuid.UUID(migration_id)).values(
             grace_until=datetime.now(UTC) + timedelta(hours=1)))
@@ -406,12 +406,12 @@ async def test_in_its_grace_period_no_migration_back_and_no_domain_changes(api, 
             ingress_address="127.0.0.1:9780"))
     # As the runner leaves it after a cut-over: the application is the target's now.
     async with db() as session, session.begin():
-        await session.execute(update(Application).where(Application.id == uuid.UUID(application["uuid"]))
+        await session.execute(update(Application).where(Application.id == uuid.UUID(paid_application["uuid"]))
                               .values(region_id=uuid.UUID(target["uuid"])))
 
-    back = await ask(api, application, application["region"])
+    back = await ask(api, paid_application, paid_application["region"])
     assert back.status_code == 409 and "migrate back after that" in back.json()["region"][0], back.text
-    added = await api.post("/apps/v3/domains/", json={"environment": application["test_status"]["uuid"],
+    added = await api.post("/apps/v3/domains/", json={"environment": paid_application["test_status"]["uuid"],
                                                       "domain": f"www.{uuid.uuid4().hex[:8]}.example.com"})
     assert added.status_code == 409 and "forwards its hosts until" in added.text, added.text
     removed = await api.delete(f"/apps/v3/domains/{domain['uuid']}/")

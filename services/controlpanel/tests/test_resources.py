@@ -122,16 +122,17 @@ async def test_variables_are_changed_and_removed_and_secrets_stay_secret(api, ap
     assert (await api.get(f"/apps/v3/environment-variables/{plain['uuid']}/")).status_code == 404
 
 
-async def test_domains_belong_to_one_environment_and_follow_the_primary(api, application, seeded, settings, commands,
+async def test_domains_belong_to_one_environment_and_follow_the_primary(api, paid_application, seeded, settings, commands,
                                                                         verified_domain):
-    env_id = application["test_status"]["uuid"]
+    env_id = paid_application["test_status"]["uuid"]
     name = f"www.{uuid.uuid4().hex[:8]}.example.com"
     first = await verified_domain(env_id, name.upper() + ".", "PRIMARY")
     assert first["domain"] == name and first["is_primary"]
     hosts = await commands(EnvironmentHostsChanged, env_id)
-    assert hosts.hosts[0] == name and f"{application['slug']}-stage." in hosts.hosts[1]
+    assert hosts.hosts[0] == name and f"{paid_application['slug']}-stage." in hosts.hosts[1]
     other = (await api.post("/apps/v3/applications/", json={
-        "name": "Other", "slug": f"other-{uuid.uuid4().hex[:6]}", "organisation": seeded["organisation"]})).json()
+        "name": "Other", "slug": f"other-{uuid.uuid4().hex[:6]}", "organisation": seeded["organisation"],
+        "plan_group": paid_application["plan_group"]})).json()
     taken = await api.post("/apps/v3/domains/", json={"environment": other["test_status"]["uuid"], "domain": name})
     assert taken.status_code == 409 and taken.json() == {"domain": [f"The host {name} already belongs to another environment."]}
     for bad in ("http://x.example.com", "x.example.com:8080", "nodot", f"x.{'a' * 64}.com"):
@@ -153,14 +154,14 @@ async def test_domains_belong_to_one_environment_and_follow_the_primary(api, app
     assert name in after_delete.hosts and second["domain"] not in after_delete.hosts
 
 
-async def test_a_redirect_domain_is_routed_as_a_redirect_not_served(api, application, settings, commands,
+async def test_a_redirect_domain_is_routed_as_a_redirect_not_served(api, paid_application, settings, commands,
                                                                     verified_domain):
-    env_id = application["test_status"]["uuid"]
+    env_id = paid_application["test_status"]["uuid"]
     name = f"old.{uuid.uuid4().hex[:8]}.example.com"
     added = await verified_domain(env_id, name, "REDIRECT")
     routed = await commands(EnvironmentHostsChanged, env_id)
     assert routed.redirect_hosts == [name] and name not in routed.hosts
-    assert routed.hosts == [f"{application['slug']}-stage.{settings.region_domain}"]
+    assert routed.hosts == [f"{paid_application['slug']}-stage.{settings.region_domain}"]
 
     # Made an alias, it is served instead.
     assert (await api.patch(f"/apps/v3/domains/{added['uuid']}/", json={"kind": "ALIAS"})).status_code == 200

@@ -1,6 +1,6 @@
 """Scaling an environment through the API without deploying new code: a new instance count
 goes to the controller, a new memory size redeploys the serving release without a build,
-both within the application's plan group; rollouts say when their region is dedicated."""
+both within the application's plan; rollouts say when their region is dedicated."""
 import asyncio
 import uuid
 
@@ -22,6 +22,7 @@ from regio_common.messages import (
 from regio_controlpanel.db.models import PhysicalRegion, Region
 
 from .test_deployments import build_succeeds, deploy, publish, wait_for
+from .test_plan_limits import move_to, new_application
 
 SIZES = "256, 512, 1024, 2048, 4096"
 
@@ -62,20 +63,10 @@ async def take(js, message_type, region: str, matches, timeout=10.0):
     raise AssertionError(f"no matching {message_type.__name__}")
 
 
-async def on_plan_group(api, application: dict, name: str) -> dict:
-    groups = (await api.get("/billing/v3/application-plan-groups/")).json()["results"]
-    group = next(g for g in groups if g["name"] == name)
-    response = await api.patch(f"/apps/v3/applications/{application['uuid']}/", json={"plan_group": group["uuid"]})
-    assert response.status_code == 200, response.text
-    return group
-
-
 @pytest.fixture
-async def business(api, application) -> dict:
-    """An application on the seeded Business plan group: up to 4 instances of up to 2048 MB."""
-    group = await on_plan_group(api, application, "Business")
-    assert (group["max_instances"], group["memory_mb"]) == (4, 2048)
-    return application
+async def business(api, seeded) -> dict:
+    """An application on the seeded Business plan: up to 4 instances in every environment, of up to 4096 MB."""
+    return await new_application(api, seeded, "Business", "Business")
 
 
 async def commands_in_outbox(db, message_type) -> list:
@@ -86,36 +77,32 @@ async def commands_in_outbox(db, message_type) -> list:
     return [decode(headers, payload) for headers, payload in rows]
 
 
-async def test_the_plan_group_limits_instances_and_memory(api, application):
+async def test_the_plan_limits_instances_and_memory(api, application):
     env_id = application["test_status"]["uuid"]
     url = f"/apps/v3/environments/{env_id}/"
     fresh = (await api.get(url)).json()
-    assert (fresh["instances"], fresh["memory_mb"], fresh["cpus"]) == (1, 512, 0.25)
+    assert (fresh["instances"], fresh["memory_mb"], fresh["cpus"]) == (1, 256, 0.2)  # the free Developer plan
     assert fresh["deployment_in_progress"] is None
 
     response = await api.patch(url, json={"instances": 2})
-    assert response.status_code == 400 and response.json() == {"instances": ["at most 1 instance without a plan group"]}
-    await on_plan_group(api, application, "Developer")
+    assert response.status_code == 400 and response.json() == {"instances": ["at most 1 instance on the Developer plan"]}
     response = await api.patch(url, json={"memory_mb": 1024})
     assert response.status_code == 400
-    assert response.json() == {"memory_mb": ["at most 512 MB per instance on plan group 'Developer'"]}
+    assert response.json() == {"memory_mb": ["1024 MB is not a size of the Developer plan (sizes: 256 MB)"]}
 
-    await on_plan_group(api, application, "Business")
+    await move_to(api, application, "Business", "Business")
     response = await api.patch(url, json={"instances": 5})
-    assert response.status_code == 400 and response.json() == {"instances": ["at most 4 instances on plan group 'Business'"]}
-    response = await api.patch(url, json={"memory_mb": 4096})
-    assert response.status_code == 400
-    assert response.json() == {"memory_mb": ["at most 2048 MB per instance on plan group 'Business'"]}
+    assert response.status_code == 400 and response.json() == {"instances": ["at most 4 instances on the Business plan"]}
     response = await api.patch(url, json={"memory_mb": 768})
     assert response.status_code == 400 and response.json() == {"memory_mb": [f"Choose one of {SIZES} (MB)."]}
     for bad in (0, -1, None, "two"):
         response = await api.patch(url, json={"instances": bad})
         assert response.status_code == 400 and list(response.json()) == ["instances"], bad
     # A refused change changes nothing, not even the fields sent with it.
-    response = await api.patch(url, json={"instances": 2, "memory_mb": 4096})
+    response = await api.patch(url, json={"instances": 2, "memory_mb": 768})
     assert response.status_code == 400 and list(response.json()) == ["memory_mb"]
     after = (await api.get(url)).json()
-    assert (after["instances"], after["memory_mb"], after["cpus"]) == (1, 512, 0.25)
+    assert (after["instances"], after["memory_mb"], after["cpus"]) == (1, 256, 0.2)
 
 
 async def test_a_new_count_goes_to_the_controller_and_into_later_rollouts(api, js, settings, business):

@@ -143,9 +143,9 @@ async def backup_objects(settings, env_id: str, storage_service_id: str) -> dict
 
 
 @pytest.fixture
-async def one_of_everything(api, application, seeded, settings):
+async def one_of_everything(api, paid_application, seeded, settings):
     """An object of each kind in the seeded organisation, keyed by the path segment that names it."""
-    env_id = application["test_status"]["uuid"]
+    env_id = paid_application["test_status"]["uuid"]
     variable = (await api.post("/apps/v3/environment-variables/", json={
         "environment": env_id, "name": "SECRET", "value": "x", "is_sensitive": True})).json()
     domain = (await api.post("/apps/v3/domains/", json={
@@ -156,12 +156,12 @@ async def one_of_everything(api, application, seeded, settings):
     instance = (await api.post("/apps/v3/service-instances/", json={
         "environment": env_id, "service": services[0]["uuid"], "prefix": "TENANCY"})).json()
     return {
-        "applications": application["uuid"], "environments": env_id, "repositories": application["repository"],
+        "applications": paid_application["uuid"], "environments": env_id, "repositories": paid_application["repository"],
         "environment-variables": variable["uuid"], "domains": domain["uuid"], "deployments": deployment["uuid"],
         "memberships": memberships["results"][0]["uuid"], "organisations": seeded["organisation"],
         "service-instances": instance["uuid"], "tokens": (await api.get("/iam/v3/tokens/")).json()["results"][0]["uuid"],
         **await backup_objects(settings, env_id, next(s["uuid"] for s in services if s["type"] == "STORAGE")),
-        "application-migrations": await ended_migration(settings, application),
+        "application-migrations": await ended_migration(settings, paid_application),
         "invoices": await an_invoice(settings, seeded["organisation"]),
     }
 

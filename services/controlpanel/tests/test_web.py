@@ -205,7 +205,10 @@ async def test_scaling_stays_within_the_plan(browser, application):
     env_id = application["test_status"]["uuid"]
     refused = await browser.submit(f"/web/environments/{env_id}", f"/web/environments/{env_id}/scale",
                                    {"instances": "2", "memory_mb": "512"})
-    assert refused.status_code == 400 and "at most 1 instance without a plan group" in refused.text
+    assert refused.status_code == 400 and "at most 1 instance on the Developer plan" in refused.text
+    page = (await browser.get(f"/web/environments/{env_id}")).text
+    assert "Developer plan: at most 1" in page and "sleeps when idle for 15 minutes" in page
+    assert 'value="512"' not in page  # the plan's sizes only: 256 MB
 
 
 async def test_tokens_are_shown_once_and_revoked(browser, app):
