@@ -18,6 +18,7 @@ from .routes import (
     applications,
     auth,
     backups,
+    billing,
     deployments,
     domains,
     environments,
@@ -35,7 +36,7 @@ STATIC = Path(__file__).parent / "static"
 STATIC_PATH = "/web/static"
 ROUTERS = tuple(m.router for m in (
     auth, account, applications, deployments, environments, variables, domains, services, backups, logs, tokens,
-    organisations, migrations, plans))
+    organisations, migrations, plans, billing))
 
 __all__ = ["ROUTERS", "STATIC_PATH", "WebSession", "deps", "mount"]
 

@@ -52,7 +52,8 @@ async def organisation_page(uuid: UUID, request: Request, session: SessionDep, w
     events = (await session.execute(audit.events_query(web.caller, uuid).limit(RECENT_EVENTS))).scalars().all() \
         if may_administer else []
     return render(request, "organisation.html", web, org=org, members=await memberships_out(session, list(rows)),
-                  role=grant.role, may_administer=may_administer, roles=[r.value for r in Role], events=events)
+                  role=grant.role, may_administer=may_administer, roles=[r.value for r in Role], events=events,
+                  may_bill=grant.allows(Action.BILLING) and not grant.scoped)
 
 
 @router.post("/organisations/{uuid}/members")
