@@ -84,26 +84,26 @@ def test_every_form_that_changes_state_checks_csrf_and_is_audited():
     assert [r.endpoint for r in _web_routes() if _key(r) & {("POST", "/web/login")}] == [auth.sign_in]
 
 
-async def test_every_page_of_an_object_is_not_found_for_another_organisation(app, settings, api, application):
+async def test_every_page_of_an_object_is_not_found_for_another_organisation(app, settings, api, paid_application):
     """As test_tenancy's walk over the API: a stranger's session gets 404 for every object."""
-    env_id = application["test_status"]["uuid"]
+    env_id = paid_application["test_status"]["uuid"]
     variable = (await api.post("/apps/v3/environment-variables/", json={
         "environment": env_id, "name": "WALKED", "value": "1"})).json()
     deployment = (await api.post("/apps/v3/deployments/", json={"environment": env_id})).json()
     domain = (await api.post("/apps/v3/domains/", json={
         "environment": env_id, "domain": f"walk-{uuid.uuid4().hex[:6]}.example.org"})).json()
     token = (await api.post("/iam/v3/tokens/", json={"name": "walked"})).json()
-    membership = (await api.get("/iam/v3/memberships/", params={"organisation": application["organisation"]})
+    membership = (await api.get("/iam/v3/memberships/", params={"organisation": paid_application["organisation"]})
                   ).json()["results"][0]
-    offered = (await api.get("/apps/v3/services/", params={"website": application["uuid"]})).json()["results"][0]
+    offered = (await api.get("/apps/v3/services/", params={"website": paid_application["uuid"]})).json()["results"][0]
     instance = (await api.post("/apps/v3/service-instances/", json={
         "environment": env_id, "service": offered["uuid"], "prefix": "WALKED"})).json()
-    objects = {"applications": application["uuid"], "environments": env_id, "variables": variable["uuid"],
+    objects = {"applications": paid_application["uuid"], "environments": env_id, "variables": variable["uuid"],
                "deployments": deployment["uuid"], "domains": domain["uuid"], "tokens": token["uuid"],
-               "organisations": application["organisation"], "memberships": membership["uuid"],
+               "organisations": paid_application["organisation"], "memberships": membership["uuid"],
                "service-instances": instance["uuid"], "backups": str(await _completed_backup(settings, env_id)),
-               "migrations": str(await _ended_migration(settings, application)),
-               "invoices": await an_invoice(settings, application["organisation"])}
+               "migrations": str(await _ended_migration(settings, paid_application)),
+               "invoices": await an_invoice(settings, paid_application["organisation"])}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
         stranger = Browser(client)
         await stranger.sign_in(await new_user(settings))
