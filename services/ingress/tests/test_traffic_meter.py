@@ -40,7 +40,7 @@ def totals(messages: list[TrafficMetered], environment_id: UUID) -> tuple[int, i
 
 
 async def test_requests_served_are_counted_with_their_bytes_and_sent_once_per_period(seed, ingress, instance, caddy,
-                                                                                      metered, eventually):
+                                                                                      metered, eventually, region):
     shop, blog, elsewhere = instance("shop"), instance("blog"), instance("the other region's ingress")
     shop_id, blog_id, moved_id = uuid4(), uuid4(), uuid4()
     # A migrated environment's old host in its grace period, sent to its new region's ingress as
@@ -83,7 +83,7 @@ async def test_requests_served_are_counted_with_their_bytes_and_sent_once_per_pe
     shop_periods = [m for m in metered if m.environment_id == shop_id]
     assert len(shop_periods) >= 2  # three seconds of requests span periods of two
     for message in metered:
-        assert message.ingress == "edge-7"
+        assert message.ingress == f"{region}/edge-7"
         assert message.period_start.timestamp() % PERIOD == 0
         assert message.period_end - message.period_start == timedelta(seconds=PERIOD)
         assert message.period_end <= message.occurred_at  # sent once ended

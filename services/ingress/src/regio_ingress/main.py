@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access_log = meter = None
         if settings.access_log_listen:
             # Traffic is metered from the access log: without one, nothing is metered.
-            meter = TrafficMeter(runtime.sessions, runtime.outbox, settings.node_name, settings.meter_period_seconds,
+            meter = TrafficMeter(runtime.sessions, runtime.outbox, settings.ingress_name, settings.meter_period_seconds,
                                  settings.meter_flush_seconds, settings.meter_close_delay_seconds)
             # Before the first load names this address to Caddy; reads the host index of the table.
             count = meter.count

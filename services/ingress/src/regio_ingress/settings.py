@@ -48,8 +48,8 @@ class Settings(ServiceSettings):
                                           "HTTPS clients are not redirected to HTTPS again.")
 
     node_name: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
-                           description="This ingress node's name, in the traffic it meters (TrafficMetered."
-                           "ingress): unique in the region, and kept across restarts.")
+                           description="This ingress node's name: unique in the region, and kept across "
+                           "restarts (it names the traffic it meters, with the region: ingress_name).")
     meter_period_seconds: int = Field(3600, ge=1, le=86400, description="The traffic meter's period, aligned "
                                       "to the epoch: requests and bytes are sent per environment and period.")
     meter_flush_seconds: float = Field(2.0, gt=0, le=60, description="How often counted traffic is added to "
@@ -78,6 +78,13 @@ class Settings(ServiceSettings):
     read_timeout: str = Field("30s", description="How long an instance may take to start its response "
                               "(then 504).")
     max_body_bytes: int = Field(500 * 1024 * 1024, description="The largest request body (then 413).")
+
+    @property
+    def ingress_name(self) -> str:
+        """The name its metered traffic carries (TrafficMetered.ingress, part of the usage events'
+        keys): with the region, so that two regions' nodes of one name (a migration's source and
+        target, both metering an environment in one period) never share a key."""
+        return f"{self.region}/{self.node_name}"
 
     @property
     def caddy_admin_listen(self) -> str:
