@@ -6,7 +6,7 @@ the control panel does for a region crosses the link with exactly the link's per
 import asyncio
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import httpx
@@ -23,6 +23,7 @@ from regio_common.messages import (
     BuildRequested,
     BuildStarted,
     DeploymentCancelled,
+    InstanceUsageMetered,
     ProvisioningRequested,
     ServiceDataDeletionRequested,
 )
@@ -416,3 +417,26 @@ async def until(predicate, timeout: float = 5):
         assert asyncio.get_running_loop().time() < deadline, "not reached in time"
         await asyncio.sleep(0.05)
     return result
+
+
+async def test_a_leaf_regions_meters_are_recorded_and_acknowledged_across_its_link(cp, servers):
+    region = servers.region
+    await add_region(cp.settings, region, jetstream_domain=region)
+    app = await application_in(cp, region)
+    env = app["test_status"]["uuid"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    segment = InstanceUsageMetered(instance_id=uuid.uuid4(), environment_id=env, runner="runner-1", memory_mb=256,
+                                   segment_start=now, segment_end=now + timedelta(seconds=60))
+    ack = await servers.leaf_js.publish(segment.subject(region), segment.model_dump_json().encode(),
+                                        headers=segment.headers())
+
+    deadline = asyncio.get_running_loop().time() + 15
+    while not (events := (await cp.get("/billing/v3/usage-events/", params={"environment": env})).json()["results"]):
+        assert asyncio.get_running_loop().time() < deadline, "the leaf region's meter was not recorded"
+        await asyncio.sleep(0.1)
+    assert [(e["kind"], e["quantity"]) for e in events] == [("instance", "60.000000")]
+    # Its acknowledgement crossed the link (else the region's server delivers it again and again).
+    while (await servers.leaf_js.consumer_info(bus.EVENTS.name, f"controlpanel-usage-{region}")) \
+            .ack_floor.stream_seq < ack.seq:
+        assert asyncio.get_running_loop().time() < deadline, "the acknowledgement did not cross the link"
+        await asyncio.sleep(0.1)
