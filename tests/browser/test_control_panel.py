@@ -79,6 +79,10 @@ def test_from_sign_in_to_a_rolled_back_site(region, git_repo, chromium, screensh
     expect(page.locator("h1")).to_contain_text("Web hello")
     app_id = page.url.rsplit("/", 1)[1]
     region.applications.append(app_id)
+    # The group's first plan (Starter) scales only live: on the Business plan test scales too.
+    page.select_option("#plan", page.locator("#plan option", has_text="Business: Business").get_attribute("value"))
+    page.once("dialog", lambda dialog: dialog.accept())  # the form asks before changing the plan
+    submit(page, "[data-change-plan] button[type=submit]")
     test_env = environment_card(page, "test")
     expect(test_env).to_contain_text("not deployed")
     site_url = test_env.locator("[data-site-url]").inner_text()

@@ -41,8 +41,11 @@ def add_domain(client, dns: Zone, env_id: str, domain: str, kind: str) -> dict:
 
 
 def deployed(client, region, repo) -> tuple[str, str]:
-    """An application from ``repo`` deployed to its test environment: its id and default host."""
-    app = create_application(client, region, repo.url)
+    """An application from ``repo`` deployed to its test environment: its id and default host.
+    On the Business plan group's first plan: the free plan allows no custom domains."""
+    groups = client.get("/billing/v3/application-plan-groups/").json()["results"]
+    app = create_application(client, region, repo.url,
+                             plan_group=next(g["uuid"] for g in groups if g["name"] == "Business"))
     env_id = app["test_status"]["uuid"]
     first = deploy(client, env_id)
     assert first["success"], log_of(client, first)

@@ -28,12 +28,14 @@ def two_runners():
 
 @pytest.fixture
 def scalable_probe(region, git_repo):
-    """The probe app on the Business plan group (up to 4 instances), deployed to test on two instances."""
+    """The probe app on the Business plan (up to 4 instances in every environment), deployed to
+    test on two instances."""
     repo = git_repo("probe")
     with region.client() as client:
         groups = client.get("/billing/v3/application-plan-groups/").json()["results"]
-        business = next(g["uuid"] for g in groups if g["name"] == "Business")
-        app = create_application(client, region, repo.url, plan_group=business)
+        business = next(g for g in groups if g["name"] == "Business")
+        plan = next(p["uuid"] for p in business["plans"] if p["name"] == "Business")
+        app = create_application(client, region, repo.url, plan_group=business["uuid"], plan=plan)
         env_id = app["test_status"]["uuid"]
         answer = client.patch(f"/apps/v3/environments/{env_id}/", json={"instances": 2, "sanity_timeout_seconds": 8})
         assert answer.status_code == 200, answer.text
