@@ -57,6 +57,9 @@ async def test_the_billing_page_shows_the_estimate_and_the_printable_invoices_to
         printed = await billing.get(f"/web/invoices/{invoice.id}")
         assert printed.status_code == 200 and invoice.number in printed.text and "12.50" in printed.text
         assert f'href="/web/invoices/{invoice.id}"' in page.text
+        # Styled from a file: the pages' Content-Security-Policy refuses inline style.
+        assert "<style" not in printed.text and "style-src 'self'" in printed.headers["content-security-policy"]
+        assert (await billing.get("/web/static/invoice.css")).status_code == 200
 
         assert f'href="{page_path}"' not in (await member.get(f"/web/organisations/{customer.organisation}")).text
         assert (await member.get(page_path)).status_code == 403
