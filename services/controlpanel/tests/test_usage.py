@@ -251,6 +251,11 @@ async def test_who_sees_which_events(api, member, stranger, rival, application, 
     # A member narrowed to one environment: its events only; a billing member: the organisation's.
     scoped = await member("member", environments=[live])
     assert [e["quantity"] for e in await every_event(scoped, application=application["uuid"])] == ["10.000000"]
+    assert (await scoped.get(USAGE, params={"application": application["uuid"], "period": "2026-11"})).status_code \
+        == 404  # the application's totals tell of its other environments
+    whole = await member("member", applications=[application["uuid"]])
+    assert (await whole.get(USAGE, params={"application": application["uuid"], "period": "2026-11"})).status_code \
+        == 200
     billing = await member("billing")
     assert sorted(e["quantity"] for e in await every_event(billing, application=application["uuid"])) == [
         "10.000000", "20.000000"]

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.billing import UsageEvent
 from ..db.models import Application, Environment, Migration, Region
-from ..domain.errors import ApiError
 from ..domain.migrations import FINAL
 from ..domain.usage import KINDS
 from .access import Action, Caller
@@ -128,15 +127,14 @@ async def events_after(session: AsyncSession, caller: Caller, after: int, limit:
 
 
 def may_read_usage(caller: Caller, app: Application) -> bool:
-    """Who may bill the application's organisation, or view the application."""
+    """Who may bill the application's organisation, or view all of the application (a role
+    narrowed to some of its environments sees their events, not the application's totals)."""
     grant = caller.grants.get(app.organisation_id)
-    if grant is not None and grant.allows(Action.BILLING) and not grant.scoped:
-        return True
-    try:
-        caller.require_application(app, Action.VIEW)
-    except ApiError:
+    if grant is None:
         return False
-    return True
+    if not grant.scoped:
+        return grant.allows(Action.BILLING) or grant.allows(Action.VIEW)
+    return grant.allows(Action.VIEW) and app.id in grant.applications
 
 
 def month(period: str) -> tuple[datetime, datetime]:
