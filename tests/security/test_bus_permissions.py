@@ -19,7 +19,14 @@ from nats.js.api import ConsumerConfig
 from nats.js.errors import NoStreamResponseError
 
 from regio_common import bus, nats_auth, runtime_logs
-from regio_common.messages import BuildRequested, RolloutRequested, subject_for
+from regio_common.messages import (
+    BuildFinished,
+    BuildRequested,
+    InstanceUsageMetered,
+    RolloutRequested,
+    TrafficMetered,
+    subject_for,
+)
 from regio_common.processes import free_port, wait_for_port
 from regio_common.region_status import ComponentStatus
 from regio_common.runners import RunnerHeartbeat
@@ -234,6 +241,17 @@ async def test_a_runner_cannot_publish_a_command(connect, admin):
     await asyncio.sleep(0.2)
     assert seen == []
     await spy.unsubscribe()
+
+
+async def test_a_runner_meters_its_regions_instances_but_no_other_meter_nor_another_region(connect):
+    """What a runner's meter sends is believed as its region's usage: it may not send it as
+    another region's, nor as the ingress's traffic or the builder's build time."""
+    runner = await connect("runner-1")
+    await runner.js().publish(subject_for(InstanceUsageMetered, REGION), b"{}")  # its own
+    for subject in (subject_for(InstanceUsageMetered, "another"), subject_for(TrafficMetered, REGION),
+                    subject_for(BuildFinished, REGION)):
+        await runner.nc.publish(subject, b"{}")
+        assert await runner.refused(subject), subject
 
 
 async def test_a_runner_cannot_read_the_logs_stream_not_even_one_environment(connect, admin):
