@@ -2,6 +2,7 @@
 Starter, upgraded to Business and scaled, deleted; its instances' usage as the runner agent
 reports it; the month closed in December into an invoice whose every figure is worked out
 by hand below. Then who may read it."""
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -163,3 +164,41 @@ async def test_a_month_that_has_not_ended_is_not_invoiced(app, clock, customer):
         with pytest.raises(invoices.NotClosable):
             await invoices.close_month(session, uuid.UUID(customer.organisation), datetime(2026, 11, 1, tzinfo=UTC),
                                        datetime(2026, 11, 30, 23, 59, tzinfo=UTC), default_currency="EUR")
+
+
+async def test_the_control_panel_s_loop_closes_a_month_once_its_meters_had_their_delay(
+        app, settings, seeded, clock, customer):
+    """MonthCloser, as main.py runs it (reading the billing clock every round), a round a tenth
+    of a second here: September's invoice appears once the clock passes October 1st 02:00."""
+    groups = (await customer.get("/billing/v3/application-plan-groups/")).json()["results"]
+    starter = next(p for g in groups for p in g["plans"] if p["name"] == "Starter")
+    clock.set(datetime(2026, 9, 30, tzinfo=UTC))
+    repo = (await customer.post("/apps/v3/repositories/", json={"organisation": customer.organisation,
+                                                                 "url": "file:///srv/git/hello.git"})).json()
+    created = await customer.post("/apps/v3/applications/", json={
+        "name": "Shop", "slug": f"shop-{uuid.uuid4().hex[:8]}", "organisation": customer.organisation,
+        "region": seeded["region"], "repository": repo["uuid"], "branch": "main",
+        "plan_group": starter["plan_group"], "plan": starter["uuid"]})
+    assert created.status_code == 201, created.text
+    closer = invoices.MonthCloser(app.state.runtime.sessions, lambda: app.state.clock.now(),
+                                  settings.invoice_delay_seconds, 0.1, settings.billing_currency)
+    loop = asyncio.create_task(closer.run())
+    try:
+        async def invoiced() -> list[dict]:
+            return (await customer.get("/billing/v3/invoices/", params={"organisation": customer.organisation})
+                    ).json()["results"]
+
+        clock.set(datetime(2026, 10, 1, 1, 59, tzinfo=UTC))
+        await asyncio.sleep(0.5)
+        assert await invoiced() == []
+        clock.set(datetime(2026, 10, 1, 2, tzinfo=UTC))
+        for _ in range(50):
+            if made := await invoiced():
+                break
+            await asyncio.sleep(0.1)
+        # A day of Starter: 25.00 × 86,400 / 2,592,000 = 0.8333… -> 0.83.
+        assert [(i["period_start"], i["total"]) for i in made] == [("2026-09-01T00:00:00Z", "0.83")]
+        await asyncio.sleep(0.3)  # more rounds: still one
+        assert len(await invoiced()) == 1
+    finally:
+        loop.cancel()
