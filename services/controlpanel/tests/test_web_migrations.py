@@ -102,17 +102,17 @@ async def test_a_refused_migration_is_told_on_a_page_and_nothing_is_made(browser
             Migration.application_id == uuid.UUID(application["uuid"])))).first() is None
 
 
-async def test_the_page_shows_the_write_pause_and_the_dns_changes(browser, api, application, settings, db,
+async def test_the_page_shows_the_write_pause_and_the_dns_changes(browser, api, paid_application, settings, db,
                                                                   verified_domain, reachable_source):
     domain = f"shop-{uuid.uuid4().hex[:6]}.example.org"
-    await verified_domain(application["test_status"]["uuid"], domain)
+    await verified_domain(paid_application["test_status"]["uuid"], domain)
     target = await add_target(settings, ingress_address="203.0.113.7:443")
-    done = await recorded(db, application, target, Status.SUCCESS, ended=True, cut_over=True)
+    done = await recorded(db, paid_application, target, Status.SUCCESS, ended=True, cut_over=True)
     async with db() as session, session.begin():
         await session.execute(update(Migration).where(Migration.id == uuid.UUID(done)).values(
             write_pause_ms=812, grace_until=datetime.now(UTC) + timedelta(days=1)))
         session.add(MigrationEnvironment(migration_id=uuid.UUID(done),
-                                         environment_id=uuid.UUID(application["test_status"]["uuid"]),
+                                         environment_id=uuid.UUID(paid_application["test_status"]["uuid"]),
                                          old_hosts=[], traffic_confirmed=True, write_pause_ms=812))
     page = await browser.get(f"/web/migrations/{done}")
     assert page.status_code == 200
