@@ -300,3 +300,32 @@ async def test_an_applications_month_per_kind_recorded_and_billed(api, applicati
         "requests": ("2500000.000000", "requests", "2.500000", "million requests"),
         "bytes_served": ("3000000000.000000", "bytes", "3.000000", "GB"),
         "build": ("90.000000", "seconds", "1.500000", "minute")}
+
+
+async def test_a_deleted_applications_last_usage_is_still_billed_to_its_organisation(
+        api, js, settings, seeded, application, db):
+    """Its containers stop after the deletion, and their last segments arrive after it: they
+    are recorded against the organisation; usage that began long after is not believed, nor
+    another region's report about it."""
+    env = application["test_status"]["uuid"]
+    assert (await api.delete(f"/apps/v3/applications/{application['uuid']}/")).status_code == 204
+    now = datetime.now(UTC)
+    last = InstanceUsageMetered(instance_id=uuid.uuid4(), environment_id=env, runner="r", memory_mb=256,
+                                segment_start=now - timedelta(minutes=5), segment_end=now + timedelta(seconds=3))
+    later = InstanceUsageMetered(instance_id=uuid.uuid4(), environment_id=env, runner="r", memory_mb=256,
+                                 segment_start=now + timedelta(hours=1), segment_end=now + timedelta(hours=2))
+    other = await add_region(settings, name="Elsewhere")
+    try:
+        forged = InstanceUsageMetered(instance_id=uuid.uuid4(), environment_id=env, runner="theirs", memory_mb=256,
+                                      segment_start=now - timedelta(minutes=1), segment_end=now)
+        await handled(js, other["slug"], await send(js, other["slug"], forged), timeout=30)
+        await send(js, settings.region, later)
+        await handled(js, settings.region, await send(js, settings.region, last))
+        events = await every_event(api, environment=env)
+        assert [(e["key"], e["organisation"], e["application"]) for e in events] == [
+            (f"instance:{last.instance_id}:{last.segment_start.isoformat()}", seeded["organisation"],
+             application["uuid"])]
+    finally:
+        async with db() as session, session.begin():
+            await session.execute(update(Region).where(Region.id == uuid.UUID(other["uuid"]))
+                                  .values(retired_at=datetime.now(UTC)))

@@ -197,3 +197,16 @@ class InvoiceLine(Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeletedEnvironment(Base):
+    """An environment deleted (with its application, or alone), remembered for its meters:
+    its containers stop after the deletion, and their last usage arrives after it. Without
+    its row the usage could not be put on its organisation's bill (services/usage.py)."""
+
+    __tablename__ = "deleted_environments"
+    environment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    application_id: Mapped[uuid.UUID]
+    organisation_id: Mapped[uuid.UUID]
+    region_id: Mapped[uuid.UUID]
+    deleted_at: Mapped[datetime] = _created()

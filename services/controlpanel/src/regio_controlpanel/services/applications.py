@@ -16,7 +16,18 @@ from regio_common.repository_sources import check_branch as check_branch_name
 from ..db.models import Application, Environment, PlanGroup, Region, Repository
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict, NotFound
-from . import backups, hosts, migrations, plan_limits, quotas, regions, repositories, service_instances, subscriptions
+from . import (
+    backups,
+    hosts,
+    migrations,
+    plan_limits,
+    quotas,
+    regions,
+    repositories,
+    service_instances,
+    subscriptions,
+    usage,
+)
 from .access import Action, Caller
 from .crypto import Vault
 
@@ -139,6 +150,7 @@ async def delete_application(session: AsyncSession, outbox: Outbox, app: Applica
         await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
     await service_instances.delete_data_of(session, outbox, [env.id for env in envs], region.slug)
     await backups.delete_files_of(session, outbox, [env.id for env in envs], region.slug)
+    usage.remember_deleted(session, app, envs)
     await session.delete(app)
     await session.flush()
 

@@ -12,7 +12,7 @@ from regio_common.outbox import Outbox
 from ..db.models import Application, Environment, EnvironmentVariable, Region
 from ..domain.environments import DEFAULT_ENVIRONMENTS
 from ..domain.errors import ApiError, Conflict
-from . import backups, hosts, lookups, migrations, plan_limits, quotas, service_instances
+from . import backups, hosts, lookups, migrations, plan_limits, quotas, service_instances, usage
 from .access import Action, Caller
 from .applications import check_branch, check_slug
 from .crypto import Vault
@@ -77,6 +77,7 @@ async def delete_environment(session: AsyncSession, outbox: Outbox, env: Environ
     await outbox.add(session, EnvironmentRetired(environment_id=env.id), region=region.slug)
     await service_instances.delete_data_of(session, outbox, [env.id], region.slug)
     await backups.delete_files_of(session, outbox, [env.id], region.slug)
+    usage.remember_deleted(session, app, [env])
     await session.delete(env)
     await session.flush()
 

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db.billing import UsageEvent
+from ..db.billing import DeletedEnvironment, UsageEvent
 from ..db.models import Application, Environment, Migration, Region
 from ..domain.migrations import FINAL
 from ..domain.usage import KINDS
@@ -78,8 +78,10 @@ async def metered_in(session: AsyncSession, region: str, environment_id: UUID, a
         .join(Environment, Environment.application_id == Application.id)
         .where(Environment.id == environment_id))).first()
     region_id = await session.scalar(select(Region.id).where(Region.slug == region))
-    if row is None or region_id is None:
+    if region_id is None:
         return None
+    if row is None:
+        return await _deleted(session, region_id, environment_id, at)
     metered = Metered(row.organisation_id, row.id, environment_id, region_id)
     if row.region_id == region_id:
         return metered
@@ -93,6 +95,25 @@ async def metered_in(session: AsyncSession, region: str, environment_id: UUID, a
             or_(Migration.source_region_id == region_id,
                 and_(Migration.target_region_id == region_id, Migration.created_at <= at))).limit(1))
     return metered if migrating is not None else None
+
+
+# Containers stop within seconds of their environment's deletion; their last run is cut at
+# a period's end that may fall in between. Usage that began later than this after is not theirs.
+STOPPING_GRACE = timedelta(minutes=10)
+
+
+def remember_deleted(session: AsyncSession, app: Application, envs: list[Environment]) -> None:
+    """Called as environments are deleted: their meters' last reports still find who pays."""
+    session.add_all(DeletedEnvironment(environment_id=env.id, application_id=app.id,
+                                       organisation_id=app.organisation_id, region_id=app.region_id)
+                    for env in envs)
+
+
+async def _deleted(session: AsyncSession, region_id: UUID, environment_id: UUID, at: datetime) -> Metered | None:
+    gone = await session.get(DeletedEnvironment, environment_id)
+    if gone is None or gone.region_id != region_id or at > gone.deleted_at + STOPPING_GRACE:
+        return None
+    return Metered(gone.organisation_id, gone.application_id, environment_id, region_id)
 
 
 # --- reading the ledger ---------------------------------------------------------------------
