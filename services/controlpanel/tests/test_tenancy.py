@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 
 from regio_common.db import make_engine, make_sessionmaker
 from regio_common.messages import utcnow
-from regio_controlpanel.db.billing import Invoice
+from regio_controlpanel.db.billing import Invoice, Plan
 from regio_controlpanel.db.models import (
     Backup,
     BackupDownload,
@@ -163,7 +163,25 @@ async def one_of_everything(api, paid_application, seeded, settings):
         **await backup_objects(settings, env_id, next(s["uuid"] for s in services if s["type"] == "STORAGE")),
         "application-migrations": await ended_migration(settings, paid_application),
         "invoices": await an_invoice(settings, seeded["organisation"]),
+        "plans": await a_dedicated_plan(settings, seeded["organisation"]),
     }
+
+
+async def a_dedicated_plan(settings, organisation: str) -> str:
+    """A plan of a plan group dedicated to the organisation: no other sees or uses it."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            group = PlanGroup(name=f"Ours {uuid.uuid4().hex[:8]}", organisation_id=uuid.UUID(organisation))
+            session.add(group)
+            await session.flush()
+            plan = Plan(plan_group_id=group.id, name="Ours", position=0, memory_sizes_mb=[256, 512], max_instances=2,
+                        custom_domains=True, sleeps_when_idle=False, included={})
+            session.add(plan)
+            await session.flush()
+            return str(plan.id)
+    finally:
+        await engine.dispose()
 
 
 async def an_invoice(settings, organisation: str) -> str:
@@ -296,10 +314,12 @@ async def strangers_own(stranger, settings, seeded):
         "environment": env_id, "service": storage, "prefix": "THEIRS"})).json()
     member = (await stranger.post("/iam/v3/memberships/", json={
         "organisation": org, "email": f"{uuid.uuid4().hex[:6]}@elsewhere.test", "role": "member"})).json()
-    plan = (await stranger.get("/billing/v3/application-plan-groups/")).json()["results"][0]["uuid"]
+    group = next(g for g in (await stranger.get("/billing/v3/application-plan-groups/")).json()["results"]
+                 if g["is_free"])
     return {"organisation": org, "repository": repo["uuid"], "application": app["uuid"], "environment": env_id,
             "deployment": deployment["uuid"], "service": storage, "service_instance": instance["uuid"],
-            "membership": member["uuid"], "plan_group": plan, "region": seeded["region"],
+            "membership": member["uuid"], "plan_group": group["uuid"], "plan": group["plans"][0]["uuid"],
+            "region": seeded["region"],
             **await backup_objects(settings, env_id, storage)}
 
 
@@ -317,12 +337,14 @@ def body_cases(own: dict[str, str]) -> list[tuple[str, str, dict, dict[str, str]
          {"organisation": "organisations"}),
         ("POST", "/apps/v3/applications/", {"name": "New", "slug": f"new-{new}", "organisation": own["organisation"],
                                             "region": own["region"], "repository": own["repository"],
-                                            "plan_group": own["plan_group"]},
+                                            "plan_group": own["plan_group"], "plan": own["plan"]},
          {"organisation": "organisations", "region": "region", "repository": "repositories",
-          "plan_group": "plan_group"}),
+          "plan_group": "plan_group", "plan": "plans"}),
         ("PATCH", f"/apps/v3/applications/{own['application']}/", {"repository": own["repository"],
                                                                    "plan_group": own["plan_group"]},
          {"repository": "repositories", "plan_group": "plan_group"}),
+        ("POST", "/billing/v3/subscriptions/", {"application": own["application"], "plan": own["plan"]},
+         {"application": "applications", "plan": "plans"}),
         ("POST", "/apps/v3/environments/", {"application": own["application"], "slug": f"e{new}",
                                             "copy_from": own["environment"]},
          {"application": "applications", "copy_from": "environments"}),
