@@ -2,9 +2,12 @@
 every environment, and the GB its databases and buckets hold before it adds another service
 instance. Each is refused with a 400 naming the request's field and the quota; another
 organisation's applications and measurements never count."""
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from sqlalchemy import text
 
 from regio_common.db import make_engine, make_sessionmaker
 from regio_controlpanel.db.billing import OrganisationBilling, UsageEvent
@@ -130,3 +133,25 @@ async def measured(settings, service_instance: str, organisation: str, app: dict
     finally:
         await engine.dispose()
 
+
+
+async def test_two_creations_at_once_cannot_both_take_the_last_place(rival, seeded, settings):
+    """The check holds the organisation's row until the request commits: a second request
+    waits for the first's outcome instead of counting what the first has not committed."""
+    await set_quotas(settings, rival.organisation, max_applications=1)
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.connect() as holder:
+            # Another transaction holding the row against the check's lock (NO KEY UPDATE: it
+            # lets the new application's foreign key through, so only the check waits on it).
+            await holder.execute(text("SELECT id FROM controlpanel.organisations WHERE id = :id FOR NO KEY UPDATE"),
+                                 {"id": rival.organisation})
+            waiting = asyncio.create_task(create(rival, seeded, rival.organisation))
+            await asyncio.sleep(1.5)
+            assert not waiting.done(), "the quota was checked without waiting for the organisation's row"
+            await holder.rollback()
+        assert (await waiting).status_code == 201
+    finally:
+        await engine.dispose()
+    both = await asyncio.gather(create(rival, seeded, rival.organisation), create(rival, seeded, rival.organisation))
+    assert sorted(r.status_code for r in both) == [400, 400]
