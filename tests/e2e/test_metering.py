@@ -1,7 +1,9 @@
 """An instance's run time, metered by its runner agent and recorded in the control panel's
 usage ledger, is Docker's own run time of its container: through a restart of the controller
 and of the runner agent that runs it (while it serves), and its stop once it is no longer
-desired (replaced by a redeploy), every second once and none twice."""
+desired, every second once and none twice. It is replaced by a redeploy, or sooner by the
+controller when its runner was away long enough to count as lost (`regio up` may take longer
+than runner_lost_seconds): stopped either way by the restarted agent."""
 import time
 from datetime import UTC, datetime, timedelta
 
