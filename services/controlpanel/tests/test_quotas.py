@@ -117,6 +117,15 @@ async def test_the_quota_of_service_storage(rival, api, seeded, settings):
     assert refused.json() == {"service": ["This organisation's quota of 1.500 GB of databases and buckets is "
                                           "reached (quota: service_gb)."]}
 
+    # A removed bucket's data is gone: its last size no longer counts.
+    engine = make_engine(settings.database_url)
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE controlpanel.service_instances SET state = 'REMOVED' WHERE id = :id"),
+                                 {"id": first.json()["uuid"]})
+    await engine.dispose()
+    assert (await rival.post("/apps/v3/service-instances/", json={
+        "environment": app["live_status"]["uuid"], "service": offered["postgres-18"]})).status_code == 201
+
 
 async def measured(settings, service_instance: str, organisation: str, app: dict, gb_hours: str, start: datetime,
                    hours: int = 1) -> None:

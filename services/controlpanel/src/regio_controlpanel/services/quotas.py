@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..db.billing import OrganisationBilling, Plan, Subscription, UsageEvent
 from ..db.models import Application, Environment, Organisation, ServiceInstance
 from ..domain.errors import ApiError
+from ..domain.service_instances import State
 
 STORAGE_KINDS = ("database_storage", "bucket_storage")
 
@@ -71,11 +72,12 @@ async def check_service_storage(session: AsyncSession, organisation_id: UUID, fi
 
 
 async def service_gb(session: AsyncSession, organisation_id: UUID) -> Decimal:
-    """The last measured size of each of its service instances that still exists: a storage
+    """The last measured size of each of its service instances whose data exists: a storage
     event holds GB-hours of one sample's period, so its GB are quantity / period hours."""
     newest = (select(UsageEvent.quantity, UsageEvent.period_start, UsageEvent.period_end)
               .join(ServiceInstance, ServiceInstance.id == UsageEvent.service_instance_id)
-              .where(UsageEvent.organisation_id == organisation_id, UsageEvent.kind.in_(STORAGE_KINDS))
+              .where(UsageEvent.organisation_id == organisation_id, UsageEvent.kind.in_(STORAGE_KINDS),
+                     ServiceInstance.state != State.REMOVED)
               .order_by(UsageEvent.service_instance_id, UsageEvent.period_end.desc(), UsageEvent.id.desc())
               .ext(distinct_on(UsageEvent.service_instance_id)))
     total = Decimal(0)
