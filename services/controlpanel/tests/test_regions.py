@@ -144,9 +144,9 @@ async def test_the_free_plan_deploys_only_to_its_regions(api, seeded, settings):
     assert (await api.get(path)).json()["plan_group"] == business["uuid"]
     assert (await api.patch(f"/apps/v3/applications/{in_free.json()['uuid']}/",
                             json={"plan_group": business["uuid"]})).status_code == 200
-    # No plan has the free plan's limits, and its regions: it is no way around them.
+    # No plan group is the free one, with its regions: it is no way around them.
     planless = await new_application(api, seeded["organisation"], region=paid_only["uuid"])
-    assert planless.status_code == 400 and "without a plan deploys only to" in planless.json()["region"][0]
+    assert planless.status_code == 400 and "Developer plan deploys only to" in planless.json()["region"][0]
     leaving = await api.patch(path, json={"plan_group": None})
     assert leaving.status_code == 400 and "plan_group" in leaving.json(), leaving.text
 

@@ -47,7 +47,7 @@ def upgrade() -> None:
         sa.Column("sleeps_when_idle", sa.Boolean(), nullable=False),
         sa.Column("sleep_after_seconds", sa.Integer()),
         sa.Column("included", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=now),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
         sa.UniqueConstraint("plan_group_id", "name"),
         schema=SCHEMA)
     op.create_table(
@@ -83,7 +83,7 @@ def upgrade() -> None:
         sa.Column("max_free_applications", sa.Integer()),
         sa.Column("max_instances", sa.Integer()),
         sa.Column("max_service_gb", sa.Numeric(12, 3)),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=now),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
         schema=SCHEMA)
     op.create_table(
         "subscriptions",
@@ -116,7 +116,7 @@ def upgrade() -> None:
         sa.Column("unit", sa.String(16), nullable=False),
         sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=now),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
         schema=SCHEMA)
     op.create_index("ix_usage_events_application", "usage_events", ["application_id", "period_start"], schema=SCHEMA)
     op.create_index("ix_usage_events_organisation", "usage_events", ["organisation_id", "period_start"],

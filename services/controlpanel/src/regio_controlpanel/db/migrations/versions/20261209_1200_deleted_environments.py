@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column("application_id", sa.Uuid(), nullable=False),
         sa.Column("organisation_id", sa.Uuid(), nullable=False),
         sa.Column("region_id", sa.Uuid(), nullable=False),
-        sa.Column("deleted_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         schema=SCHEMA)
 
 
