@@ -169,7 +169,7 @@ class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (UniqueConstraint("organisation_id", "period_start"),)
     id: Mapped[uuid.UUID] = _id()
-    number: Mapped[str] = mapped_column(String(32), unique=True)  # R-2026-11-000001
+    number: Mapped[str] = mapped_column(String(32), unique=True)  # R-202611-000001: R-YYYYMM- and a sequence
     organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
