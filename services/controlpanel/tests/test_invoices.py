@@ -202,3 +202,27 @@ async def test_the_control_panel_s_loop_closes_a_month_once_its_meters_had_their
         assert len(await invoiced()) == 1
     finally:
         loop.cancel()
+
+
+async def test_a_month_missed_is_still_invoiced_after_the_next_one_is_due(app, settings, seeded, clock, customer):
+    """The control panel was down (or the close failed) through October's due time: once
+    November is due too, both are made, October first, each once."""
+    groups = (await customer.get("/billing/v3/application-plan-groups/")).json()["results"]
+    starter = next(p for g in groups for p in g["plans"] if p["name"] == "Starter")
+    clock.set(datetime(2026, 10, 31, tzinfo=UTC))
+    repo = (await customer.post("/apps/v3/repositories/", json={"organisation": customer.organisation,
+                                                                 "url": "file:///srv/git/hello.git"})).json()
+    created = await customer.post("/apps/v3/applications/", json={
+        "name": "Shop", "slug": f"shop-{uuid.uuid4().hex[:8]}", "organisation": customer.organisation,
+        "region": seeded["region"], "repository": repo["uuid"], "branch": "main",
+        "plan_group": starter["plan_group"], "plan": starter["uuid"]})
+    assert created.status_code == 201, created.text
+    delay = timedelta(seconds=settings.invoice_delay_seconds)
+    for _ in range(2):
+        await invoices.close_due(app.state.runtime.sessions, datetime(2026, 12, 1, 3, tzinfo=UTC), delay,
+                                 settings.billing_currency)
+    made = (await customer.get("/billing/v3/invoices/", params={"organisation": customer.organisation})
+            ).json()["results"]
+    # October: one day of Starter, 0.83; November: 30 days, 25.00.
+    assert sorted((i["period_start"], i["total"]) for i in made) == [
+        ("2026-10-01T00:00:00Z", "0.83"), ("2026-11-01T00:00:00Z", "25.00")]

@@ -1,6 +1,7 @@
 """An application's plan over time: one subscription at a time, changed only by those who
 pay (owners, admins, billing members), recorded as a history without gaps, with prices
 shown only to them, and kept after the application is deleted."""
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -174,3 +175,46 @@ async def test_a_deleted_applications_subscriptions_are_kept_and_ended(api, appl
     await engine.dispose()
     assert sorted(r.ended_at is not None for r in rows) == [True, True]
     assert max(r.ended_at for r in rows) > datetime.now(UTC) - timedelta(minutes=1)
+
+
+async def test_a_deletion_racing_a_plan_change_leaves_no_open_subscription(api, seeded, settings):
+    """Whichever commits first, a deleted application is billed for nothing after its deletion
+    (a subscription started by a plan change the deletion did not see would bill it forever)."""
+    plans = await plans_by_name(api)
+    engine = make_engine(settings.database_url)
+    try:
+        for _ in range(5):
+            repo = (await api.post("/apps/v3/repositories/", json={"organisation": seeded["organisation"],
+                                                                   "url": "file:///srv/git/race.git"})).json()
+            made = (await api.post("/apps/v3/applications/", json={
+                "name": "Race", "slug": f"race-{uuid.uuid4().hex[:8]}", "organisation": seeded["organisation"],
+                "repository": repo["uuid"]})).json()
+            changed, deleted = await asyncio.gather(
+                api.post("/billing/v3/subscriptions/", json={"application": made["uuid"],
+                                                             "plan": plans["Starter"]["uuid"]}),
+                api.delete(f"/apps/v3/applications/{made['uuid']}/"))
+            assert deleted.status_code == 204 and changed.status_code in (201, 400, 404), changed.text
+            async with make_sessionmaker(engine)() as session:
+                still_open = (await session.execute(select(Subscription).where(
+                    Subscription.application_id == uuid.UUID(made["uuid"]),
+                    Subscription.ended_at.is_(None)))).scalars().all()
+            assert still_open == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_move_to_the_free_plan_waits_until_the_application_runs_within_it(api, paid_application):
+    """The free plan bills no usage: running above it until the next deployment would be free."""
+    plans = await plans_by_name(api)
+    live = paid_application["live_status"]["uuid"]
+    assert (await api.patch(f"/apps/v3/environments/{live}/", json={"instances": 2})).status_code == 200
+    refused = await api.post("/billing/v3/subscriptions/", json={"application": paid_application["uuid"],
+                                                                 "plan": plans["Developer"]["uuid"]})
+    assert refused.status_code == 400 and "scale it down first" in refused.json()["plan"][0], refused.text
+    assert (await api.patch(f"/apps/v3/environments/{live}/", json={"instances": 1})).status_code == 200
+    for env in paid_application["environments"]:
+        assert (await api.patch(f"/apps/v3/environments/{env['uuid']}/", json={"memory_mb": 256})).status_code \
+            in (200, 202)
+    moved = await api.post("/billing/v3/subscriptions/", json={"application": paid_application["uuid"],
+                                                               "plan": plans["Developer"]["uuid"]})
+    assert moved.status_code == 201, moved.text

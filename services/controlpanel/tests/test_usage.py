@@ -329,3 +329,30 @@ async def test_a_deleted_applications_last_usage_is_still_billed_to_its_organisa
         async with db() as session, session.begin():
             await session.execute(update(Region).where(Region.id == uuid.UUID(other["uuid"]))
                                   .values(retired_at=datetime.now(UTC)))
+
+
+async def test_figures_no_meter_can_report_are_refused(api, js, settings, application):
+    """One absurd figure (a tenant owning a dedicated region can write to its stream) would
+    overflow its organisation's invoice and stop it: segments longer than a day, in the
+    future, of a size no plan has, or traffic past any machine's, are dropped."""
+    env = application["test_status"]["uuid"]
+    now = datetime.now(UTC)
+    impossible = [
+        InstanceUsageMetered(instance_id=uuid.uuid4(), environment_id=env, runner="r", memory_mb=512,
+                             segment_start=now - timedelta(days=3), segment_end=now),
+        InstanceUsageMetered(instance_id=uuid.uuid4(), environment_id=env, runner="r", memory_mb=512,
+                             segment_start=now, segment_end=now + timedelta(hours=1)),
+        InstanceUsageMetered(instance_id=uuid.uuid4(), environment_id=env, runner="r", memory_mb=10**6,
+                             segment_start=now - timedelta(hours=1), segment_end=now),
+        TrafficMetered(environment_id=env, ingress="i", period_start=now - timedelta(hours=1), period_end=now,
+                       requests=10**11, bytes_served=1),
+        TrafficMetered(environment_id=env, ingress="i", period_start=now - timedelta(hours=1), period_end=now,
+                       requests=1, bytes_served=10**16),
+    ]
+    for message in impossible:
+        await send(js, settings.region, message)
+    fine = InstanceUsageMetered(instance_id=uuid.uuid4(), environment_id=env, runner="r", memory_mb=4096,
+                                segment_start=now - timedelta(hours=1), segment_end=now)
+    await handled(js, settings.region, await send(js, settings.region, fine))
+    assert [(e["kind"], e["memory_mb"]) for e in await every_event(api, environment=env)] == [("instance", 4096)]
+

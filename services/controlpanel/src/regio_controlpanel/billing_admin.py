@@ -9,10 +9,13 @@ Run with the control panel's environment; prints JSON.
     close-month YYYY-MM
 
 A price without --region is every region's that has none of its own. Every change is in the
-audit trail (by "operator"): an organisation's in its own, prices in the platform's."""
+audit trail (by "operator"): an organisation's in its own, prices in the platform's.
+close-month prints {"invoices": [...], "failed": [...]}: an organisation whose invoice could
+not be made is logged and listed, the others' are made all the same, and it exits 1."""
 import argparse
 import asyncio
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -29,6 +32,7 @@ from .domain.usage import KINDS
 from .services import invoices
 from .settings import Settings
 
+log = logging.getLogger(__name__)
 OPERATOR = "operator"  # the audit trail's actor: the command has no user
 QUOTAS = ("max_applications", "max_free_applications", "max_instances", "max_service_gb")
 MAX_AMOUNT = Decimal(10) ** 9  # below what the columns hold (Numeric(12, 2), Numeric(14, 6))
@@ -150,6 +154,17 @@ def _quota(name: str, value: str) -> int | Decimal | None:
     return int(value)
 
 
+async def _priced_currency(session: AsyncSession, value: str) -> str:
+    """A currency some plan has a price in: in any other, every plan of the organisation's
+    would cost 0 on its invoices without a word."""
+    currency = _currency(value)
+    priced = set((await session.execute(select(PlanPrice.currency).distinct())).scalars())
+    if currency not in priced:
+        raise Refused(f"currency: no plan has a price in {currency} (prices are in {', '.join(sorted(priced)) or 'none'}"
+                      f"; set them first: regio billing plan-price PLAN_ID AMOUNT --currency {currency})")
+    return currency
+
+
 async def set_organisation(session: AsyncSession, organisation_id: str, *, tax_rate: str | None = None,
                            currency: str | None = None, **quotas: str | None) -> dict:
     """Quotas as given on the command line (a number, or "none"); None leaves one as it is."""
@@ -165,7 +180,7 @@ async def set_organisation(session: AsyncSession, organisation_id: str, *, tax_r
         if changes["tax_rate"] >= 1:
             raise Refused(f"tax_rate: {tax_rate!r} is a fraction (0.081 for 8.1 %), below 1")
     if currency is not None:
-        changes["currency"] = None if currency.lower() == "none" else _currency(currency)
+        changes["currency"] = None if currency.lower() == "none" else await _priced_currency(session, currency)
     for name in QUOTAS:
         if quotas.get(name) is not None:
             changes[name] = _quota(name, quotas[name])
@@ -185,9 +200,11 @@ async def set_organisation(session: AsyncSession, organisation_id: str, *, tax_r
             **{name: None if getattr(billing, name) is None else str(getattr(billing, name)) for name in QUOTAS}}
 
 
-async def close_month(sessions, month: str, now: datetime, delay: timedelta, default_currency: str) -> list[dict]:
+async def close_month(sessions, month: str, now: datetime, delay: timedelta, default_currency: str) -> dict:
     """Every organisation's invoice for the month (made now, or as made before); refused
-    before the month's meters have had ``delay`` after its end to report."""
+    before the month's meters have had ``delay`` after its end to report. Each in a
+    transaction of its own, as the control panel's loop does: one that fails is logged and
+    listed under "failed", and keeps no other from its invoice."""
     try:
         start = invoices.month_start(month)
     except ValueError as e:
@@ -197,15 +214,21 @@ async def close_month(sessions, month: str, now: datetime, delay: timedelta, def
         raise Refused(f"{month} can be closed from {due:%Y-%m-%d %H:%M} UTC (its meters report until then)")
     async with sessions() as session:
         organisations = await invoices.organisations_with_subscriptions(session, start)
-    made = []
+    made, failed = [], []
     for organisation_id in organisations:
-        async with sessions() as session, session.begin():
-            invoice = await invoices.close_month(session, organisation_id, start, now,
-                                                 default_currency=default_currency)
-            if invoice is not None:
-                made.append({"number": invoice.number, "organisation": str(organisation_id),
-                             "currency": invoice.currency, "total": str(invoice.total)})
-    return made
+        try:
+            async with sessions() as session, session.begin():
+                invoice = await invoices.close_month(session, organisation_id, start, now,
+                                                     default_currency=default_currency)
+        except Exception as e:
+            log.exception("closing %s for organisation %s failed", month, organisation_id)
+            failed.append({"organisation": str(organisation_id),
+                           "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]})
+            continue
+        if invoice is not None:
+            made.append({"number": invoice.number, "organisation": str(organisation_id),
+                         "currency": invoice.currency, "total": str(invoice.total)})
+    return {"invoices": made, "failed": failed}
 
 
 async def run(settings: Settings, args: argparse.Namespace, now: datetime | None = None):
@@ -254,14 +277,20 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     top = parser()
-    args = top.parse_args()
+    args = top.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = asyncio.run(run(Settings(), args))
     except Refused as e:
         top.exit(2, f"{e}\n")
     print(json.dumps(result, indent=2))
+    if args.command == "close-month" and result["failed"]:
+        # Said on stderr too: `regio billing` shows only that when the command fails.
+        top.exit(1, f"{args.month}: no invoice made for {len(result['failed'])} organisations (a close-month "
+                    f"again tries them): "
+                    f"{', '.join(f['organisation'] for f in result['failed'])}\n")
 
 
 if __name__ == "__main__":

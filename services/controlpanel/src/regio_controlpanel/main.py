@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         # Made once the runtime has its sessions (start() makes them).
         migration_runner = MigrationRunner(runtime.sessions, runtime.outbox, vault, deployments_service,
                                            backups_service, settings.migration_grace_seconds,
-                                           settings.migration_copy_seconds)
+                                           settings.migration_copy_seconds, app.state.clock)
         app.state.migrations = migration_runner
         commands = handlers.command_consumers(deployments_service, backups_service, vault)
         links = RegionLinks(runtime, lambda region: handlers.region_consumers(deployments_service, commands, region,

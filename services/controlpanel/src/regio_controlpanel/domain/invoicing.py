@@ -78,37 +78,64 @@ class Calculation:
     total: Decimal
 
 
-def calculate(terms: Sequence[Term], period_start: datetime, period_end: datetime,
-              tax_rate: Decimal) -> Calculation:
-    lines: list[Line] = []
+@dataclass
+class _Stay:
+    """An application's time on one plan at one price within the period: one subscription,
+    or several (it left the plan and came back), added up before anything is rounded, so
+    switching plans back and forth never rounds a fee away."""
+    term: Term
+    start: datetime
+    end: datetime
+    seconds: Decimal
+    used: dict[str, Decimal]
+    parts: int = 1
+
+
+def _stays(terms: Sequence[Term], period_start: datetime, period_end: datetime) -> list[_Stay]:
+    stays: dict[tuple, _Stay] = {}
     for term in sorted(terms, key=lambda t: (t.started_at, t.application_name)):
         part = overlap(term.started_at, term.ended_at, period_start, period_end)
         if part is None:
             continue
-        lines.append(_subscription_line(term, *part))
-        if not term.is_free:
-            lines.extend(_usage_lines(term, *part))
+        key = (term.application_id, term.application_name, term.plan_name, term.is_free, term.monthly,
+               tuple(sorted(term.included.items())), tuple(sorted(term.unit_prices.items())))
+        stay = stays.get(key)
+        if stay is None:
+            stays[key] = _Stay(term, *part, seconds(part[1] - part[0]), dict(term.used))
+            continue
+        stay.end, stay.seconds, stay.parts = part[1], stay.seconds + seconds(part[1] - part[0]), stay.parts + 1
+        for kind, used in term.used.items():
+            stay.used[kind] = stay.used.get(kind, Decimal(0)) + used
+    return list(stays.values())
+
+
+def calculate(terms: Sequence[Term], period_start: datetime, period_end: datetime,
+              tax_rate: Decimal) -> Calculation:
+    lines: list[Line] = []
+    for stay in _stays(terms, period_start, period_end):
+        lines.append(_subscription_line(stay))
+        if not stay.term.is_free:
+            lines.extend(_usage_lines(stay))
     subtotal = sum((line.amount for line in lines), Decimal("0.00"))
     tax = to_cent(subtotal * tax_rate)
     return Calculation(period_start, period_end, lines, subtotal, tax_rate, tax, subtotal + tax)
 
 
-def _share_of_month(start: datetime, end: datetime) -> Decimal:
-    return min(Decimal(1), seconds(end - start) / MONTH_SECONDS)
-
-
-def _subscription_line(term: Term, start: datetime, end: datetime) -> Line:
-    amount = min(term.monthly, to_cent(term.monthly * seconds(end - start) / MONTH_SECONDS))
+def _subscription_line(stay: _Stay) -> Line:
+    term = stay.term
+    amount = min(term.monthly, to_cent(term.monthly * stay.seconds / MONTH_SECONDS))
+    spans = f" ({stay.parts} periods)" if stay.parts > 1 else ""
     return Line("subscription", term.application_id, term.application_name,
-                f"{term.plan_name} plan, {_day(start)} to {_day(end)}", seconds(end - start) / Decimal(3600), "hours",
-                term.monthly / MONTH_HOURS, amount, start, end)
+                f"{term.plan_name} plan, {_day(stay.start)} to {_day(stay.end)}{spans}", stay.seconds / Decimal(3600),
+                "hours", term.monthly / MONTH_HOURS, amount, stay.start, stay.end)
 
 
-def _usage_lines(term: Term, start: datetime, end: datetime) -> list[Line]:
+def _usage_lines(stay: _Stay) -> list[Line]:
+    term, start, end = stay.term, stay.start, stay.end
     lines = []
-    share = _share_of_month(start, end)
+    share = min(Decimal(1), stay.seconds / MONTH_SECONDS)
     for kind in KINDS.values():
-        used = term.used.get(kind.name, Decimal(0))
+        used = stay.used.get(kind.name, Decimal(0))
         allowance = Decimal(str(term.included.get(kind.name, 0))) * share  # JSON: may be a float
         beyond = max(Decimal(0), used - allowance)
         if beyond <= 0:

@@ -418,7 +418,11 @@ class ObjectStorage:
 
     async def list_objects(self, bucket: str, prefix: str = "") -> list[StoredObject]:
         """Every object of the bucket whose key starts with ``prefix``, in key order."""
-        objects: list[StoredObject] = []
+        return [stored async for stored in self.iter_objects(bucket, prefix)]
+
+    async def iter_objects(self, bucket: str, prefix: str = "") -> AsyncIterator[StoredObject]:
+        """The same, one page (1000 objects) at a time: a bucket of millions of objects is
+        never held in memory whole (billing sums its sizes)."""
         token = ""
         while True:
             query = {"list-type": "2", "prefix": prefix, "max-keys": "1000"}
@@ -426,12 +430,12 @@ class ObjectStorage:
                 query["continuation-token"] = token
             root = ET.fromstring((await self._request("GET", _object_path(bucket), query=query)).content)
             for item in root.findall("{*}Contents"):
-                objects.append(StoredObject(
+                yield StoredObject(
                     key=_text(item, "Key"), size=int(_text(item, "Size") or 0), etag=_text(item, "ETag").strip('"'),
-                    last_modified=datetime.fromisoformat(_text(item, "LastModified").replace("Z", "+00:00"))))
+                    last_modified=datetime.fromisoformat(_text(item, "LastModified").replace("Z", "+00:00")))
             token = _text(root, "NextContinuationToken")
             if _text(root, "IsTruncated") != "true" or not token:
-                return objects
+                return
 
     async def delete_objects(self, bucket: str, keys: list[str]) -> None:
         for start in range(0, len(keys), DELETE_BATCH):

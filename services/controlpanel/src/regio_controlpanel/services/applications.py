@@ -143,6 +143,7 @@ async def delete_application(session: AsyncSession, outbox: Outbox, app: Applica
     the month is not billed, the part before is."""
     # A migration's copies and routes in the target would outlive it, unknown to anyone.
     await migrations.refuse_while_running(session, app.id, "delete it")
+    await subscriptions.lock(session, app)  # a plan change under way starts no subscription after this
     await subscriptions.end(session, app, at)
     region = await session.get(Region, app.region_id)
     envs = list((await session.execute(select(Environment).where(Environment.application_id == app.id))).scalars())

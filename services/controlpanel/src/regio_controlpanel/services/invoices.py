@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -31,6 +31,7 @@ from ..db.billing import (
 from ..db.models import Organisation
 from ..domain.errors import NotFound
 from ..domain.invoicing import Calculation, Term, calculate, overlap
+from ..domain.months import month_of, month_start, next_month, previous_month  # noqa: F401  (billing_admin)
 from ..domain.usage import KINDS
 from ..settings import Settings
 from .access import Action, Caller
@@ -45,27 +46,6 @@ CLOSING_LOCK = 0x696E76
 
 class NotClosable(ValueError):
     """A month that has not ended cannot be invoiced."""
-
-
-def month_start(value: str) -> datetime:
-    """``YYYY-MM`` -> the month's first instant, UTC. ValueError when it is not one."""
-    try:
-        parsed = datetime.strptime(value, "%Y-%m")
-    except ValueError:
-        raise ValueError(f"{value!r} is not a month (YYYY-MM)") from None
-    return parsed.replace(tzinfo=UTC)
-
-
-def month_of(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def next_month(start: datetime) -> datetime:
-    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-
-
-def previous_month(start: datetime) -> datetime:
-    return start.replace(year=start.year - 1, month=12) if start.month == 1 else start.replace(month=start.month - 1)
 
 
 @dataclass(frozen=True)
@@ -240,11 +220,26 @@ def closable_month(now: datetime, delay: timedelta) -> datetime:
     return previous_month(month_of(now - delay))
 
 
+CATCH_UP_MONTHS = 3  # a month whose close failed (or the platform was down) is tried this long
+
+
 async def close_due(sessions: async_sessionmaker[AsyncSession], now: datetime, delay: timedelta,
                     default_currency: str) -> list[Invoice]:
-    """Closes the last due month for every organisation that has none for it; each in a
-    transaction of its own, so one that fails keeps no other from its invoice."""
+    """Closes every due month of the last few, oldest first, for every organisation that has
+    none for it; each in a transaction of its own, so one that fails keeps no other from its
+    invoice, and is tried again in the next round (not only while its month is the last)."""
+    made = []
     start = closable_month(now, delay)
+    for _ in range(CATCH_UP_MONTHS - 1):
+        start = previous_month(start)
+    for _ in range(CATCH_UP_MONTHS):
+        made += await _close_month_for_all(sessions, start, now, default_currency)
+        start = next_month(start)
+    return made
+
+
+async def _close_month_for_all(sessions: async_sessionmaker[AsyncSession], start: datetime, now: datetime,
+                               default_currency: str) -> list[Invoice]:
     async with sessions() as session:
         organisations = await organisations_with_subscriptions(session, start, uninvoiced=True)
     made = []

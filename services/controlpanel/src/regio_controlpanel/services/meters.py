@@ -14,14 +14,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from regio_common.messages import BuildFinished, InstanceUsageMetered, Message, TrafficMetered
+from regio_common.plans import MEMORY_SIZES_MB
 
 from ..db.models import Deployment
 from .usage import Metered, UsageRefused, metered_in, record_usage
 
 log = logging.getLogger(__name__)
 
-MAX_MEMORY_MB = 1024 * 1024  # a terabyte: no instance is larger
-MAX_BUILD_SECONDS = 7 * 24 * 3600  # builds have time limits far below it
+# What a meter can truly report. A figure past these is refused rather than billed: one
+# absurd event would otherwise overflow an invoice's amounts and stop its month's invoice.
+MAX_SPAN = timedelta(days=1)  # a meter's period divides a day: no segment or period is longer
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of ours a meter's clock may be
+MAX_REQUESTS = 10**10  # per environment and period: a million a second for three hours
+MAX_BYTES = 10**15  # a petabyte per environment and period
+MAX_BUILD_SECONDS = 24 * 3600  # builds have time limits far below it
 MAX_INGRESS_NAME = 100  # keeps a traffic key inside UsageEvent.key's 200 characters
 
 
@@ -58,8 +64,12 @@ async def _metered(session: AsyncSession, region: str, message: Message, environ
     return metered
 
 
+def _possible_span(start: datetime, end: datetime) -> bool:
+    return start <= end and end - start <= MAX_SPAN and _utc(end) <= datetime.now(UTC) + CLOCK_SKEW
+
+
 async def on_instance_metered(session: AsyncSession, message: InstanceUsageMetered, region: str) -> None:
-    if message.segment_end < message.segment_start or not 0 < message.memory_mb <= MAX_MEMORY_MB:
+    if not _possible_span(message.segment_start, message.segment_end) or message.memory_mb not in MEMORY_SIZES_MB:
         log.warning("region %s: %s %s cannot be true (%s to %s, %s MB): dropped", region, message.kind, message.id,
                     message.segment_start, message.segment_end, message.memory_mb)
         return
@@ -74,6 +84,12 @@ async def on_traffic_metered(session: AsyncSession, message: TrafficMetered, reg
     if len(message.ingress) > MAX_INGRESS_NAME or not message.ingress:
         log.warning("region %s: %s %s names an ingress of %d characters: dropped", region, message.kind, message.id,
                     len(message.ingress))
+        return
+    if (not _possible_span(message.period_start, message.period_end)
+            or not 0 <= message.requests <= MAX_REQUESTS or not 0 <= message.bytes_served <= MAX_BYTES):
+        log.warning("region %s: %s %s cannot be true (%s to %s, %s requests, %s bytes): dropped", region,
+                    message.kind, message.id, message.period_start, message.period_end, message.requests,
+                    message.bytes_served)
         return
     metered = await _metered(session, region, message, message.environment_id, message.period_start)
     if metered is None:

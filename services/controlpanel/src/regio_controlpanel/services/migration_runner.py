@@ -47,6 +47,7 @@ from ..region_services import bucket_copy, replication
 from ..region_services.storage import StorageError
 from . import domains, migrations, provisioning, service_instances, subscriptions
 from .backups import Backups
+from .clock import Clock
 from .crypto import Vault
 from .deployments import Deployments
 from .provisioning import DatabaseServer, StorageServer
@@ -75,8 +76,10 @@ class MigrationCancelled(Exception):
 
 class MigrationRunner:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox, vault: Vault,
-                 deployments: Deployments, backups: Backups, grace_seconds: float, copy_seconds: float):
+                 deployments: Deployments, backups: Backups, grace_seconds: float, copy_seconds: float,
+                 clock: Clock | None = None):
         self.sessions = sessions
+        self.clock = clock or Clock()  # billing's: when the subscription in the target region starts
         self.outbox = outbox
         self.vault = vault
         self.deployments = deployments
@@ -385,7 +388,7 @@ class MigrationRunner:
             now = datetime.now(UTC)
             migration.cut_over_at, migration.grace_until = now, now + self.grace
             # Billed at the target region's price from the cut-over on.
-            await subscriptions.move_region(session, app, target.id, now)
+            await subscriptions.move_region(session, app, target.id, self.clock.now())
             for part in await self._parts(session, migration_id, serving_only=True):
                 await self._ask_traffic(session, part, source, Traffic.FORWARD, target, migration.grace_until)
             held = bool(await self._parts(session, migration_id, serving_only=True))

@@ -4,15 +4,22 @@ custom domains. A refusal is a 400 naming the field and the plan.
 
 A plan changed to one the application runs above is accepted (services/subscriptions.py);
 the environment is scaled down to it at its next deployment (``clamp``)."""
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from regio_common.plans import MEMORY_SIZES_MB
 
 from ..db.billing import Plan
-from ..db.models import Environment, Service
+from ..db.models import Application, Environment, Service
 from ..domain.errors import ApiError
 from ..domain.scaling import Size, clamped, default_memory_mb, instances_word, most_instances
 from . import subscriptions
 
-plan_of = subscriptions.current_plan
+
+async def plan_of(session: AsyncSession, app: Application) -> Plan:
+    """The application's plan, held until the request commits: a change of plan waits for
+    the check (and the change it allows) to commit, and the check sees no plan changed under it."""
+    await subscriptions.lock(session, app, share=True)
+    return await subscriptions.current_plan(session, app)
 
 
 def check_size(plan: Plan, environment_slug: str, *, instances: int | None = None,

@@ -47,6 +47,13 @@ async def check_new_application(session: AsyncSession, organisation_id: UUID, *,
     await check_instances(session, organisation_id, added=instances, field="organisation")
 
 
+async def check_move_to_free(session: AsyncSession, organisation_id: UUID, field: str = "plan") -> None:
+    """Before an application of the organisation moves to a free plan (it is not on one now)."""
+    quota = await _quota(session, organisation_id, "max_free_applications")
+    if quota is not None and await free_applications(session, organisation_id) >= quota:
+        raise QuotaReached(quota, "free applications", "free_applications", field)
+
+
 async def check_instances(session: AsyncSession, organisation_id: UUID, *, added: int,
                           field: str = "instances") -> None:
     """``added`` more instances (the difference a change makes) over every environment."""

@@ -39,7 +39,7 @@ async def scale(session: AsyncSession, outbox: Outbox, deployments: Deployments,
                            memory_mb=changes.get("memory_mb"))
     # One change of an environment's size at a time: the check for a deployment under way
     # and the redeploy it leads to must not interleave with another request's.
-    await session.execute(select(Environment.id).where(Environment.id == env.id).with_for_update())
+    await session.refresh(env, with_for_update=True)  # as it is now: another change may have committed
     if "instances" in changes:
         await quotas.check_instances(session, app.organisation_id, added=changes["instances"] - env.instances)
     resize = changes.get("memory_mb", env.memory_mb) != env.memory_mb

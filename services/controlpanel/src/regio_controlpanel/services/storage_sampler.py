@@ -5,8 +5,10 @@ recorded as GB-hours held for that period (size in 10^9 bytes × the period's ho
 A sample belongs to the period (aligned to the epoch) the billing clock is in when it is
 taken; its key names the service instance and the period, so a second sample of the same
 period (a restart, two control panels) is recorded once, and instances already sampled are
-not asked again. Each server is asked once per pass, apart: one that does not answer is
-logged and skipped until the next period, and the others' samples are recorded."""
+not asked again. Each server is asked apart: one that does not answer is logged and
+skipped until the next period, and the others' samples are recorded. A bucket is summed
+on its own, page by page, under a time limit of its own: a tenant's bucket of millions of
+objects, or one that is slow to list, loses only its own sample, never the server's others'."""
 import asyncio
 import json
 import logging
@@ -16,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +26,7 @@ from ..db.billing import UsageEvent
 from ..db.models import Application, Environment, Service, ServiceInstance
 from ..domain.service_instances import ServiceType, State
 from ..region_services import database
+from ..region_services.storage import ObjectStorage
 from .clock import Clock
 from .crypto import Vault
 from .provisioning import DatabaseServer, server_of
@@ -31,7 +35,10 @@ from .usage import record_usage
 log = logging.getLogger(__name__)
 
 HOLDING_DATA = (State.PROVISIONED, State.ATTACHED, State.DETACHED)
-SERVER_TIMEOUT_SECONDS = 120  # one server's whole answer; a silent one must not hold the pass for ever
+SERVER_TIMEOUT_SECONDS = 120  # a database server's whole answer; a silent one must not hold the pass for ever
+# One bucket's listing (1000 objects a request): a few million objects. Beyond, that bucket
+# alone goes unsampled (logged); each request also has the client's own timeout.
+BUCKET_TIMEOUT_SECONDS = 300
 GB = Decimal(10) ** 9
 
 
@@ -57,6 +64,14 @@ def period_of(at: datetime, seconds: float) -> tuple[datetime, datetime]:
 
 def storage_key(instance_id: UUID, period_start: datetime) -> str:
     return f"storage:{instance_id}:{period_start.astimezone(UTC).isoformat()}"
+
+
+async def bucket_size(storage: ObjectStorage, bucket: str) -> int:
+    """The bytes its objects hold, summed page by page: never the whole listing in memory."""
+    size = 0
+    async for stored in storage.iter_objects(bucket):
+        size += stored.size
+    return size
 
 
 def gb_hours(size_bytes: int, start: datetime, end: datetime) -> Decimal:
@@ -94,9 +109,7 @@ class StorageSampler:
         for service_id, items in by_service.items():
             service = services[service_id]
             try:
-                sizes = await asyncio.wait_for(self._sizes(service, items), SERVER_TIMEOUT_SECONDS)
-            except asyncio.CancelledError:
-                raise
+                sizes = await self._sizes(service, items)
             except Exception as e:  # told without credentials: only the error's kind
                 log.warning("storage samples of %s (%s) not taken this period: %s", service.name, service_id,
                             type(e).__name__)
@@ -106,6 +119,8 @@ class StorageSampler:
                     if item.name not in sizes:
                         log.warning("%s %s of service instance %s not found on %s: not sampled", item.kind,
                                     item.name, item.instance_id, service.name)
+                        continue
+                    if sizes[item.name] is None:  # not sampled, said already
                         continue
                     recorded += await record_usage(
                         session, key=storage_key(item.instance_id, start), organisation_id=item.organisation_id,
@@ -139,17 +154,29 @@ class StorageSampler:
             services[service.id] = service
         return held, services
 
-    async def _sizes(self, service: Service, items: list[Held]) -> dict[str, int]:
-        """name -> bytes, of those found on the service's server."""
+    async def _sizes(self, service: Service, items: list[Held]) -> dict[str, int | None]:
+        """name -> bytes, of those found on the service's server (None: found, but not
+        sampled this period, and logged)."""
         server = server_of(service, self.vault)
         if isinstance(server, DatabaseServer):
-            return await database.database_sizes(server.admin_url, [i.name for i in items])
-        sizes = {}
+            # One query for all: PostgreSQL adds up each database's files, quick however big.
+            return await asyncio.wait_for(database.database_sizes(server.admin_url, [i.name for i in items]),
+                                          SERVER_TIMEOUT_SECONDS)
+        sizes: dict[str, int | None] = {}
         async with server.client() as storage:
-            for item in items:
+            for number, item in enumerate(items):
                 try:
-                    sizes[item.name] = sum(o.size for o in await storage.list_objects(item.name))
-                except Exception as e:  # a bucket gone since: the others are still sampled
-                    log.warning("bucket %s of service instance %s not sampled: %s", item.name, item.instance_id,
-                                type(e).__name__)
+                    sizes[item.name] = await asyncio.wait_for(bucket_size(storage, item.name), BUCKET_TIMEOUT_SECONDS)
+                except httpx.TransportError as e:
+                    # The server, not the bucket, does not answer: asking it for each bucket left
+                    # would hold the pass a request timeout per bucket. Those measured are kept.
+                    log.warning("storage server of %s (%s) does not answer: %d buckets not sampled this period: %s",
+                                service.name, service.id, len(items) - number, type(e).__name__)
+                    sizes.update({rest.name: None for rest in items[number:]})
+                    break
+                except Exception as e:  # too big or slow to list, or gone since: the others are still sampled
+                    log.warning("bucket %s of service instance %s not sampled this period: %s", item.name,
+                                item.instance_id, f"its listing took over {BUCKET_TIMEOUT_SECONDS} s"
+                                if isinstance(e, TimeoutError) else type(e).__name__)
+                    sizes[item.name] = None
         return sizes

@@ -9,14 +9,16 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db.billing import OrganisationBilling, Plan, PlanPrice, Subscription
+from ..db.billing import Plan, PlanPrice, Subscription
 from ..db.models import Application, Domain, Environment, PlanGroup, Region, Service, ServiceInstance
-from ..domain.errors import ApiError, Conflict
-from . import regions
+from ..domain.errors import ApiError, Conflict, NotFound
+from ..domain.scaling import Size, clamped, instances_word, most_instances
+from . import quotas, regions
 from .access import Action, Caller
+from .audit import AuditTrail
 
 PLATFORM = "platform"  # changed_by of what no person asked for (a migration, the first import)
 
@@ -83,8 +85,16 @@ async def _switch(session: AsyncSession, app: Application, plan_id: UUID, region
     return subscription
 
 
-async def lock(session: AsyncSession, app: Application) -> None:
-    await session.execute(select(Application.id).where(Application.id == app.id).with_for_update())
+async def lock(session: AsyncSession, app: Application, *, share: bool = False) -> None:
+    """The application's row lock, then its row as it is now (``app`` refreshed). Taken
+    exclusively by what changes its plan, region or existence (a plan change, a migration's
+    cut-over, its deletion), shared by what checks its plan's limits: a check and a change of
+    plan never interleave, and nothing goes on with an application deleted meanwhile."""
+    locked = (await session.execute(select(Application.id).where(Application.id == app.id)
+                                    .with_for_update(read=share))).first()
+    if locked is None:
+        raise NotFound()
+    await session.refresh(app)
 
 
 async def change_plan(session: AsyncSession, caller: Caller, app: Application, plan: Plan,
@@ -107,6 +117,14 @@ async def change_plan(session: AsyncSession, caller: Caller, app: Application, p
     return await _switch(session, app, plan.id, app.region_id, caller.user.email, at)
 
 
+def audit_change(audit: AuditTrail, app: Application, plan: Plan, before: Subscription | None,
+                 subscription: Subscription) -> None:
+    audit.record(app.organisation_id, "subscription.change", "application", app.id,
+                 f"Application {app.slug} moved to the {plan.name} plan",
+                 {"plan": plan.id, "previous_plan": before.plan_id if before else None,
+                  "started_at": subscription.started_at.isoformat()})
+
+
 async def _check_followable(session: AsyncSession, app: Application, plan: Plan) -> None:
     """What the application has that the plan does not allow, and no deployment can undo."""
     if not plan.custom_domains and (await session.execute(
@@ -122,22 +140,22 @@ async def _check_followable(session: AsyncSession, app: Application, plan: Plan)
             raise ApiError(f"The {plan.name} plan does not offer {', '.join(sorted(used - set(plan.services)))}: "
                            "remove those service instances first.", "plan")
     if plan.is_free:
-        billing = await session.get(OrganisationBilling, app.organisation_id)
-        quota = billing.max_free_applications if billing else None
-        if quota is not None:
-            free_now = (await session.execute(
-                select(func.count()).select_from(Subscription).join(Plan, Plan.id == Subscription.plan_id)
-                .where(Subscription.organisation_id == app.organisation_id, Subscription.ended_at.is_(None),
-                       Plan.is_free, Subscription.application_id != app.id))).scalar_one()
-            if free_now >= quota:
-                raise ApiError(f"This organisation's quota of {quota} free applications is reached "
-                               "(quota: free_applications).", "plan")
+        # A free plan bills no usage: what runs above its limits until the next deployment
+        # would run for nothing. Paid plans bill it, so a downgrade to one waits for the deployment.
+        for env in (await session.execute(select(Environment).where(Environment.application_id == app.id))).scalars():
+            if clamped(plan, env.slug, Size(env.instances, env.memory_mb)) != Size(env.instances, env.memory_mb):
+                raise ApiError(f"The {plan.name} plan allows {instances_word(most_instances(plan, env.slug))} of "
+                               f"{', '.join(str(s) for s in plan.memory_sizes_mb)} MB in {env.slug}: scale it "
+                               f"down first (it runs {instances_word(env.instances)} of {env.memory_mb} MB).",
+                               "plan")
+        current_plan_row = await current(session, app.id)
+        if current_plan_row is None or not (await session.get(Plan, current_plan_row.plan_id)).is_free:
+            await quotas.check_move_to_free(session, app.organisation_id)
 
 
 async def move_region(session: AsyncSession, app: Application, region_id: UUID, at: datetime) -> None:
     """A migration's cut-over: the same plan, priced in the region it moved to from then on."""
-    await lock(session, app)
-    now_on = await current(session, app.id)
+    now_on = await current(session, app.id)  # the caller (the cut-over) holds the application's lock
     if now_on is not None and now_on.region_id != region_id:
         await _switch(session, app, now_on.plan_id, region_id, PLATFORM, at)
 
@@ -156,10 +174,3 @@ async def monthly_price(session: AsyncSession, plan_id: UUID, region_id: UUID, c
                                         or_(PlanPrice.region_id == region_id, PlanPrice.region_id.is_(None)))
         .order_by(PlanPrice.region_id.is_(None)).limit(1))).scalar_one_or_none()
     return price if price is not None else Decimal("0.00")
-
-
-async def history(session: AsyncSession, application_id: UUID) -> list[tuple[Subscription, Plan]]:
-    return list((await session.execute(
-        select(Subscription, Plan).join(Plan, Plan.id == Subscription.plan_id)
-        .where(Subscription.application_id == application_id)
-        .order_by(Subscription.started_at.desc(), Subscription.id))).all())

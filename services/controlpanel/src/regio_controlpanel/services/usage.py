@@ -13,7 +13,7 @@ period is over, for usage that began before then). Others can write to a region'
 operator, a dedicated region's owner): a meter reporting another region's tenant is dropped."""
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..db.billing import DeletedEnvironment, UsageEvent
 from ..db.models import Application, Environment, Migration, Region
 from ..domain.migrations import FINAL
+from ..domain.months import month_start, next_month
 from ..domain.usage import KINDS
 from .access import Action, Caller
 
@@ -160,8 +161,8 @@ def may_read_usage(caller: Caller, app: Application) -> bool:
 
 def month(period: str) -> tuple[datetime, datetime]:
     """``YYYY-MM``'s calendar month in UTC, [start, end)."""
-    start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
-    return start, (start + timedelta(days=32)).replace(day=1)
+    start = month_start(period)
+    return start, next_month(start)
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,10 @@ async def update_application(uuid: UUID, body: ApplicationUpdate, request: Reque
     changed = await service.update_application(session, caller, app, changes, clock.now())
     audit.record(app.organisation_id, "application.update", "application", app.id,
                  f"Application {app.slug} changed: {', '.join(changed) or 'nothing'}", changed)
+    if "plan" in changed:  # a new plan group puts it on that group's first plan, as POST subscriptions/ does
+        audit.record(app.organisation_id, "subscription.change", "application", app.id,
+                     f"Application {app.slug} moved to plan group {changed['plan_group']}'s first plan",
+                     {"plan": changed["plan"], "plan_group": changed["plan_group"]})
     return await application_out(session, request, caller, app)
 
 

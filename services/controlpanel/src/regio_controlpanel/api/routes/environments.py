@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from regio_common.plans import cpu_share
 
 from ...db.models import Application, Deployment, Environment, Region
-from ...services import domains, environment_events, lookups, plan_limits, scaling
+from ...services import domains, environment_events, lookups, scaling, subscriptions
 from ...services import environments as service
 from ...services.access import Action
 from ..deps import AuditDep, CallerDep, SessionDep
@@ -29,7 +29,7 @@ async def environment_out(session: AsyncSession, request: Request, env: Environm
         select(Deployment).where(Deployment.environment_id == env.id, Deployment.ended_at.is_(None))
         .order_by(Deployment.created_at.desc()).limit(1))).scalar_one_or_none()
     url = site_url(app, env, region)
-    plan = await plan_limits.plan_of(session, app)
+    plan = await subscriptions.current_plan(session, app)  # shown, not checked: no lock
     out = EnvironmentOut(
         uuid=env.id, application=app.id, slug=env.slug, branch=env.branch, instances=env.instances,
         memory_mb=env.memory_mb, cpus=cpu_share(env.memory_mb), port=env.port,

@@ -133,10 +133,7 @@ async def change_plan(body: SubscriptionIn, request: Request, session: SessionDe
         raise ApiError("Plan not found among those this organisation may use.", "plan")
     before = await subscriptions.current(session, app.id)
     subscription = await subscriptions.change_plan(session, caller, app, plan, clock.now())
-    audit.record(app.organisation_id, "subscription.change", "application", app.id,
-                 f"Application {app.slug} moved to the {plan.name} plan",
-                 {"plan": plan.id, "previous_plan": before.plan_id if before else None,
-                  "started_at": subscription.started_at.isoformat()})
+    subscriptions.audit_change(audit, app, plan, before, subscription)
     settings = request.app.state.settings
     currency = billing_details.currency_of(await billing_details.of(session, app.organisation_id,
                                                                     settings.billing_currency),

@@ -20,9 +20,9 @@ from ...services import (
     domains,
     environment_events,
     lookups,
-    plan_limits,
     scaling,
     service_instances,
+    subscriptions,
 )
 from ...services import environments as service
 from ...services.access import Action
@@ -38,7 +38,7 @@ BACKUPS = 10  # the newest shown
 @router.get("/environments/{uuid}")
 async def environment_page(uuid: UUID, request: Request, session: SessionDep, web: WebCallerDep):
     env, app = await lookups.environment(session, web.caller, uuid, Action.VIEW)
-    plan = await plan_limits.plan_of(session, app)
+    plan = await subscriptions.current_plan(session, app)  # shown, not checked: no lock
     variables = (await session.execute(select(EnvironmentVariable).where(EnvironmentVariable.environment_id == env.id)
                                        .order_by(EnvironmentVariable.name))).scalars().all()
     instances = (await session.execute(service_instances.instances_query(web.caller, env.id))).scalars().all()

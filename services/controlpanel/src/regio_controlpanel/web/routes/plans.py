@@ -54,8 +54,5 @@ async def change_plan(uuid: UUID, request: Request, session: SessionDep, web: We
         raise ApiError("Choose one of the plans offered.", "plan")
     before = await subscriptions.current(session, app.id)
     subscription = await subscriptions.change_plan(session, web.caller, app, chosen, request.app.state.clock.now())
-    audit.record(app.organisation_id, "subscription.change", "application", app.id,
-                 f"Application {app.slug} moved to the {chosen.name} plan",
-                 {"plan": chosen.id, "previous_plan": before.plan_id if before else None,
-                  "started_at": subscription.started_at.isoformat()})
+    subscriptions.audit_change(audit, app, chosen, before, subscription)
     return RedirectResponse(f"/web/applications/{app.id}", status_code=303)

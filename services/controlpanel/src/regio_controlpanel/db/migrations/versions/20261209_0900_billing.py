@@ -3,8 +3,8 @@ application's subscriptions, usage events, organisations' billing details and qu
 invoices (db/billing.py).
 
 Existing data: every plan group becomes a group of one plan with its limits (free of
-charge: the operator prices it), every application is subscribed, from its creation, to its
-group's plan (one on no plan group to the free group's, and put in that group), and the
+charge: the operator prices it), every application is subscribed, from this upgrade on (no
+month before it is billed), to its group's plan (one on no plan group to the free group's, and put in that group), and the
 groups' own limit columns go: the plans hold them now.
 
 Revision ID: 20261209_0900
@@ -179,14 +179,14 @@ def _plans_from_plan_groups() -> None:
     if free_group is not None:  # an application on no plan group had the free plan's limits
         connection.execute(sa.text(f"UPDATE {SCHEMA}.applications SET plan_group_id = :g WHERE plan_group_id IS NULL"),
                            {"g": free_group})
-    for app_id, org_id, name, region_id, group_id, created in connection.execute(sa.text(
-            f"SELECT id, organisation_id, name, region_id, plan_group_id, created_at FROM {SCHEMA}.applications"
+    for app_id, org_id, name, region_id, group_id in connection.execute(sa.text(
+            f"SELECT id, organisation_id, name, region_id, plan_group_id FROM {SCHEMA}.applications"
             " WHERE plan_group_id IS NOT NULL")).all():
         connection.execute(sa.text(
             f"INSERT INTO {SCHEMA}.subscriptions (id, application_id, organisation_id, application_name, plan_id,"
-            " region_id, started_at, changed_by) VALUES (:id, :app, :org, :name, :plan, :region, :at, 'platform')"),
+            " region_id, started_at, changed_by) VALUES (:id, :app, :org, :name, :plan, :region, now(), 'platform')"),
             {"id": uuid.uuid4(), "app": app_id, "org": org_id, "name": name, "plan": plan_of[group_id],
-             "region": region_id, "at": created})
+             "region": region_id})
 
 
 def downgrade() -> None:
