@@ -77,3 +77,47 @@ def test_subscriptions_outside_the_period_are_not_invoiced():
     before = term(datetime(2026, 10, 1, tzinfo=UTC), NOV[0], "25.00")  # ended as November began
     after = term(NOV[1], None, "25.00")
     assert calculate([before, after], *NOV, Decimal(0)).lines == []
+
+
+# The rule these document: a subscription costs its monthly price × the seconds it covers /
+# 2,592,000 (a 30-day month), capped at the monthly price; its allowance is what the plan
+# includes × the same share, capped at 1. So a whole February costs less than a whole month,
+# and a whole 31-day month costs the month's price, not more.
+FEB = (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))  # 28 days
+LEAP_FEB = (datetime(2028, 2, 1, tzinfo=UTC), datetime(2028, 3, 1, tzinfo=UTC))  # 29 days
+JAN = (datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC))  # 31 days
+
+
+def test_a_whole_february_on_starter_costs_28_or_29_thirtieths_of_the_month():
+    # 28 days = 2,419,200 s: 25.00 × 2,419,200 / 2,592,000 = 23.333… -> 23.33, over 672 hours.
+    # Requests: allowance 5 × 28/30 = 4.666… million; 5 used: 0.333… beyond × 0.40 = 0.1333… -> 0.13.
+    # Subtotal 23.46; tax 0.081 × 23.46 = 1.90026 -> 1.90; total 25.36.
+    result = calculate([term(datetime(2026, 1, 20, tzinfo=UTC), None, "25.00", used={"requests": 5})], *FEB,
+                       Decimal("0.081"))
+    subscription, requests = result.lines
+    assert (subscription.amount, subscription.quantity) == (Decimal("23.33"), Decimal(672))
+    assert (requests.unit, requests.amount) == ("million requests", Decimal("0.13"))
+    assert requests.quantity.quantize(Decimal("0.000001")) == Decimal("0.333333")
+    assert (result.subtotal, result.tax, result.total) == (Decimal("23.46"), Decimal("1.90"), Decimal("25.36"))
+
+    # A leap year's: 29 days = 2,505,600 s: 25.00 × 2,505,600 / 2,592,000 = 24.1666… -> 24.17, 696 hours.
+    [leap] = calculate([term(*LEAP_FEB, "25.00")], *LEAP_FEB, Decimal(0)).lines
+    assert (leap.amount, leap.quantity) == (Decimal("24.17"), Decimal(696))
+
+
+def test_a_31_day_month_covered_whole_costs_the_month_s_price_and_includes_the_month_s_allowance():
+    # Covered from before the month to after it: 2,678,400 s, share 31/30 capped at 1.
+    # Business: 99.00 × 31/30 = 102.30, capped at 99.00.
+    # Requests: allowance 5 × 1 = 5 million (not 5.1666…); 5.5 used: 0.5 beyond × 0.40 = 0.20.
+    # Subtotal 99.20; tax 0.2 -> 19.84; total 119.04.
+    result = calculate([term(datetime(2026, 12, 15, tzinfo=UTC), datetime(2027, 2, 10, tzinfo=UTC), "99.00",
+                             plan="Business", used={"requests": "5.5"})], *JAN, Decimal("0.2"))
+    subscription, requests = result.lines
+    assert (subscription.amount, subscription.quantity) == (Decimal("99.00"), Decimal(744))
+    assert (requests.quantity, requests.amount) == (Decimal("0.5"), Decimal("0.20"))
+    assert (result.subtotal, result.tax, result.total) == (Decimal("99.20"), Decimal("19.84"), Decimal("119.04"))
+
+    # 30.25 days of it (01-01 12:00 to 01-31 18:00) is past 30 days too: capped at 99.00, 726 hours.
+    [part] = calculate([term(datetime(2027, 1, 1, 12, tzinfo=UTC), datetime(2027, 1, 31, 18, tzinfo=UTC), "99.00",
+                             plan="Business")], *JAN, Decimal(0)).lines
+    assert (part.amount, part.quantity) == (Decimal("99.00"), Decimal(726))
