@@ -165,18 +165,19 @@ async def test_a_downgrade_scales_the_environment_down_at_its_next_deployment(ap
     app = await new_application(api, seeded, "Business", "Business")
     response = await api.patch(env_url(app, "test"), json={"instances": 3, "memory_mb": 2048})
     assert response.status_code == 200, response.text
-    # Accepted while the application runs above the new plan; nothing changes until it deploys.
-    await move_to(api, app, "Developer", "Developer")
+    # Accepted while the application runs above the new (paid) plan, which bills the usage
+    # meanwhile; nothing changes until it deploys.
+    await move_to(api, app, "Business", "Starter")
     assert await size_of(api, app, "test") == (3, 2048)
 
     response = await api.post("/apps/v3/deployments/", json={"environment": app["test_status"]["uuid"]})
     assert response.status_code == 201, response.text
     dep_id = uuid.UUID(response.json()["uuid"])
     rollout = await build_succeeds(js, settings, dep_id)
-    assert (rollout.instances, rollout.memory_mb) == (1, 256)
-    assert await size_of(api, app, "test") == (1, 256)
+    assert (rollout.instances, rollout.memory_mb) == (1, 1024)
+    assert await size_of(api, app, "test") == (1, 1024)
     log = (await api.get(f"/apps/v3/deployments/{dep_id}/logs")).json()["logs"]
-    line = ("The Developer plan allows 1 instance of at most 256 MB: this deployment runs 1 instance of 256 MB "
+    line = ("The Starter plan allows 1 instance of at most 1024 MB: this deployment runs 1 instance of 1024 MB "
             "(was 3 of 2048 MB).")
     assert log.count(line) == 1
     # Live is scaled down at its own next deployment, not before.

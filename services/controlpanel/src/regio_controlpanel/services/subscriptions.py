@@ -140,6 +140,9 @@ async def _check_followable(session: AsyncSession, app: Application, plan: Plan)
             raise ApiError(f"The {plan.name} plan does not offer {', '.join(sorted(used - set(plan.services)))}: "
                            "remove those service instances first.", "plan")
     if plan.is_free:
+        now_on = await current(session, app.id)
+        if now_on is None or not (await session.get(Plan, now_on.plan_id)).is_free:
+            await quotas.check_move_to_free(session, app.organisation_id)
         # A free plan bills no usage: what runs above its limits until the next deployment
         # would run for nothing. Paid plans bill it, so a downgrade to one waits for the deployment.
         for env in (await session.execute(select(Environment).where(Environment.application_id == app.id))).scalars():
@@ -148,9 +151,6 @@ async def _check_followable(session: AsyncSession, app: Application, plan: Plan)
                                f"{', '.join(str(s) for s in plan.memory_sizes_mb)} MB in {env.slug}: scale it "
                                f"down first (it runs {instances_word(env.instances)} of {env.memory_mb} MB).",
                                "plan")
-        current_plan_row = await current(session, app.id)
-        if current_plan_row is None or not (await session.get(Plan, current_plan_row.plan_id)).is_free:
-            await quotas.check_move_to_free(session, app.organisation_id)
 
 
 async def move_region(session: AsyncSession, app: Application, region_id: UUID, at: datetime) -> None:
