@@ -1,6 +1,7 @@
 """The operator's billing command (regio_controlpanel.billing_admin, behind `regio billing`):
 what it sets is what the API then shows and what invoices charge; what cannot be is refused
 before anything changes."""
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from regio_common.db import make_engine, make_sessionmaker
 from regio_controlpanel import billing_admin
 from regio_controlpanel.db.billing import PlanPrice
 from regio_controlpanel.db.models import AuditEvent
+from regio_controlpanel.services import invoices
 
 
 async def admin(settings, *argv: str, now: datetime | None = None):
@@ -65,10 +67,10 @@ async def test_an_organisation_s_currency_tax_and_prices_are_what_its_invoice_ch
     with pytest.raises(billing_admin.Refused, match="from 2026-11-01 02:00"):
         await admin(settings, "close-month", "2026-10", now=datetime(2026, 11, 1, 1, tzinfo=UTC))
     closed = await admin(settings, "close-month", "2026-10", now=datetime(2026, 11, 1, 2, tzinfo=UTC))
-    [ours] = [i for i in closed if i["organisation"] == customer.organisation]
+    [ours] = [i for i in closed["invoices"] if i["organisation"] == customer.organisation]
     assert (ours["currency"], ours["total"]) == ("CHF", "1.08")
     again = await admin(settings, "close-month", "2026-10", now=datetime(2026, 11, 2, tzinfo=UTC))
-    assert [i for i in again if i["organisation"] == customer.organisation] == [ours]  # made once
+    assert [i for i in again["invoices"] if i["organisation"] == customer.organisation] == [ours]  # made once
     invoice = (await customer.get("/billing/v3/invoices/", params={"organisation": customer.organisation})
                ).json()["results"][0]
     assert (invoice["number"], invoice["subtotal"], invoice["tax"], invoice["total"]) == \
@@ -101,6 +103,8 @@ async def test_a_quota_set_by_the_operator_refuses_and_none_lifts_it(settings, s
     (["plan-price", "{starter}", "1", "--region", "atlantis"], "no region"),
     (["usage-price", "minutes", "0.1"], "not one of instance"),
     (["organisation", "{organisation}", "--tax-rate", "1.5"], "below 1"),
+    # XTS: ISO 4217's code for tests, which no plan has a price in: every plan would cost 0.
+    (["organisation", "{organisation}", "--currency", "XTS"], "no plan has a price in XTS"),
     (["organisation", "{organisation}", "--max-instances", "-3"], "not a whole number"),
     (["organisation", str(uuid.uuid4()), "--max-instances", "3"], "no organisation"),
     (["close-month", "2026-13"], "not a month"),
@@ -131,3 +135,46 @@ def test_the_command_prints_the_price_list_as_json(settings):
     refused = subprocess.run([sys.executable, "-m", "regio_controlpanel.billing_admin", "usage-price", "x", "1"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "not one of" in refused.stderr
+
+
+async def test_close_month_goes_on_past_an_organisation_whose_invoice_fails_and_says_so(
+        settings, seeded, billing_clock, customer, rival, monkeypatch, capsys):
+    # July 2026, from the 10th on Starter: 25.00 × 22 days / 30 = 18.33 (no tax).
+    billing_clock.set(datetime(2026, 7, 10, tzinfo=UTC))
+    for client in (customer, rival):
+        created = await create_application(client, seeded, "Starter")
+        assert created.status_code == 201, created.text
+    make = invoices.close_month
+
+    async def failing(session, organisation_id, *args, **kwargs):
+        if str(organisation_id) == customer.organisation:
+            raise RuntimeError("the customer's invoice could not be made")
+        return await make(session, organisation_id, *args, **kwargs)
+    monkeypatch.setattr(invoices, "close_month", failing)
+
+    after_july = datetime(2026, 8, 1, 2, tzinfo=UTC)
+    closed = await admin(settings, "close-month", "2026-07", now=after_july)
+    assert [(i["currency"], i["total"]) for i in closed["invoices"] if i["organisation"] == rival.organisation] == [
+        ("EUR", "18.33")]
+    assert customer.organisation not in {i["organisation"] for i in closed["invoices"]}
+    assert {"organisation": customer.organisation, "error": "RuntimeError: the customer's invoice could not be made"
+            } in closed["failed"]
+    listed = (await customer.get("/billing/v3/invoices/", params={"organisation": customer.organisation})).json()
+    assert listed["results"] == []
+
+    # As `regio billing close-month` runs it: the JSON is printed, and it exits 1 saying who has none.
+    monkeypatch.setenv("REGIO_CONTROLPANEL_DATABASE_URL", settings.database_url)
+    with pytest.raises(SystemExit) as exited:
+        await asyncio.to_thread(billing_admin.main, ["close-month", "2026-07"])
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    assert rival.organisation in {i["organisation"] for i in printed["invoices"]}
+    assert customer.organisation in {f["organisation"] for f in printed["failed"]}
+    assert "2026-07: no invoice made for" in err and customer.organisation in err
+
+    # Once the fault is gone, the next close makes it.
+    monkeypatch.setattr(invoices, "close_month", make)
+    again = await admin(settings, "close-month", "2026-07", now=after_july)
+    assert not [f for f in again["failed"] if f["organisation"] in (customer.organisation, rival.organisation)]
+    assert [i["total"] for i in again["invoices"] if i["organisation"] == customer.organisation] == ["18.33"]
