@@ -170,16 +170,7 @@ async def test_the_control_panel_s_loop_closes_a_month_once_its_meters_had_their
         app, settings, seeded, clock, customer):
     """MonthCloser, as main.py runs it (reading the billing clock every round), a round a tenth
     of a second here: September's invoice appears once the clock passes October 1st 02:00."""
-    groups = (await customer.get("/billing/v3/application-plan-groups/")).json()["results"]
-    starter = next(p for g in groups for p in g["plans"] if p["name"] == "Starter")
-    clock.set(datetime(2026, 9, 30, tzinfo=UTC))
-    repo = (await customer.post("/apps/v3/repositories/", json={"organisation": customer.organisation,
-                                                                 "url": "file:///srv/git/hello.git"})).json()
-    created = await customer.post("/apps/v3/applications/", json={
-        "name": "Shop", "slug": f"shop-{uuid.uuid4().hex[:8]}", "organisation": customer.organisation,
-        "region": seeded["region"], "repository": repo["uuid"], "branch": "main",
-        "plan_group": starter["plan_group"], "plan": starter["uuid"]})
-    assert created.status_code == 201, created.text
+    await starter_application_made(customer, seeded, clock, datetime(2026, 9, 30, tzinfo=UTC))
     closer = invoices.MonthCloser(app.state.runtime.sessions, lambda: app.state.clock.now(),
                                   settings.invoice_delay_seconds, 0.1, settings.billing_currency)
     loop = asyncio.create_task(closer.run())
@@ -207,16 +198,7 @@ async def test_the_control_panel_s_loop_closes_a_month_once_its_meters_had_their
 async def test_a_month_missed_is_still_invoiced_after_the_next_one_is_due(app, settings, seeded, clock, customer):
     """The control panel was down (or the close failed) through October's due time: once
     November is due too, both are made, October first, each once."""
-    groups = (await customer.get("/billing/v3/application-plan-groups/")).json()["results"]
-    starter = next(p for g in groups for p in g["plans"] if p["name"] == "Starter")
-    clock.set(datetime(2026, 10, 31, tzinfo=UTC))
-    repo = (await customer.post("/apps/v3/repositories/", json={"organisation": customer.organisation,
-                                                                 "url": "file:///srv/git/hello.git"})).json()
-    created = await customer.post("/apps/v3/applications/", json={
-        "name": "Shop", "slug": f"shop-{uuid.uuid4().hex[:8]}", "organisation": customer.organisation,
-        "region": seeded["region"], "repository": repo["uuid"], "branch": "main",
-        "plan_group": starter["plan_group"], "plan": starter["uuid"]})
-    assert created.status_code == 201, created.text
+    await starter_application_made(customer, seeded, clock, datetime(2026, 10, 31, tzinfo=UTC))
     delay = timedelta(seconds=settings.invoice_delay_seconds)
     for _ in range(2):
         await invoices.close_due(app.state.runtime.sessions, datetime(2026, 12, 1, 3, tzinfo=UTC), delay,
@@ -226,3 +208,18 @@ async def test_a_month_missed_is_still_invoiced_after_the_next_one_is_due(app, s
     # October: one day of Starter, 0.83; November: 30 days, 25.00.
     assert sorted((i["period_start"], i["total"]) for i in made) == [
         ("2026-10-01T00:00:00Z", "0.83"), ("2026-11-01T00:00:00Z", "25.00")]
+
+
+async def starter_application_made(customer, seeded, clock, at: datetime) -> dict:
+    """An application of the customer on the Starter plan, made with the billing clock at ``at``."""
+    groups = (await customer.get("/billing/v3/application-plan-groups/")).json()["results"]
+    starter = next(p for g in groups for p in g["plans"] if p["name"] == "Starter")
+    clock.set(at)
+    repo = (await customer.post("/apps/v3/repositories/", json={"organisation": customer.organisation,
+                                                                 "url": "file:///srv/git/hello.git"})).json()
+    created = await customer.post("/apps/v3/applications/", json={
+        "name": "Shop", "slug": f"shop-{uuid.uuid4().hex[:8]}", "organisation": customer.organisation,
+        "region": seeded["region"], "repository": repo["uuid"], "branch": "main",
+        "plan_group": starter["plan_group"], "plan": starter["uuid"]})
+    assert created.status_code == 201, created.text
+    return created.json()
