@@ -106,7 +106,12 @@ async def test_an_ingress_that_cannot_be_asked_makes_the_drain_last_the_whole_gr
     log = log_of(region, deployment)
     [unasked] = [line for line in log if line.startswith(f"Finalizing: ingress {unanswering} could not be asked")]
     assert ("(HTTP 503)" if failure == "answers 503" else "(ConnectError") in unasked
-    assert "Finalizing: drain ended at the 1s grace; 1 ingress(es) could not say what was in flight" in log
+    # The answering ingress is asked too, with the grace's last half second at the least: on a
+    # loaded machine (this test's process runs the controller and both ingresses' doubles on one
+    # event loop) that ask can time out as well, and then both are counted, as they should be.
+    [ended] = [line for line in log if line.startswith("Finalizing: drain ended at the 1s grace; ")]
+    assert ended in (f"Finalizing: drain ended at the 1s grace; {n} ingress(es) could not say what was in flight"
+                     for n in (1, 2))
     assert "Finalizing: stopped 1 old instance(s)" in log
 
 

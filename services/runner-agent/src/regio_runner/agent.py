@@ -260,6 +260,11 @@ class Agent:
             state = ContainerState.STOPPING
         elif key in self._busy and state != ContainerState.RUNNING:
             state = ContainerState.STARTING
+        elif state == ContainerState.RUNNING and container.started_at is None:
+            # Described from the engine's list because its start was under way when the pass
+            # began (see DockerEngine.list): the start may have just ended, but the run is not
+            # known (nor when it began) until the next pass inspects it, which the start's end pokes.
+            state = ContainerState.STARTING
         running = state == ContainerState.RUNNING and container.host_port
         # Built from the engine's typed description, so not validated again: that was most of
         # the cost of a pass (see regio_runner.hollow_fleet, which runs a thousand agents).
