@@ -28,6 +28,7 @@ from regio_common.db import make_engine, make_sessionmaker
 
 from .db.billing import OrganisationBilling, Plan, PlanPrice, UsagePrice
 from .db.models import AuditEvent, Organisation, PlanGroup, Region
+from .domain.months import month_start, next_month
 from .domain.usage import KINDS
 from .services import invoices
 from .settings import Settings
@@ -206,10 +207,10 @@ async def close_month(sessions, month: str, now: datetime, delay: timedelta, def
     transaction of its own, as the control panel's loop does: one that fails is logged and
     listed under "failed", and keeps no other from its invoice."""
     try:
-        start = invoices.month_start(month)
+        start = month_start(month)
     except ValueError as e:
         raise Refused(str(e)) from None
-    due = invoices.next_month(start) + delay
+    due = next_month(start) + delay
     if now < due:
         raise Refused(f"{month} can be closed from {due:%Y-%m-%d %H:%M} UTC (its meters report until then)")
     async with sessions() as session:

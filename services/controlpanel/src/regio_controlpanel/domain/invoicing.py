@@ -5,7 +5,7 @@ A subscription's price is prorated per second of a 30-day month and capped at th
 price (as Heroku does); usage beyond what the plan includes (prorated the same way) is charged
 at the price list's rate; every line's amount is rounded half-up to the cent, and the tax on
 the subtotal the same way."""
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -16,6 +16,13 @@ from .usage import KINDS
 MONTH_SECONDS = Decimal(2_592_000)  # 30 days: the month a monthly price is for
 MONTH_HOURS = Decimal(720)
 CENT = Decimal("0.01")
+
+
+def region_price(prices: Iterable[tuple[UUID | None, Decimal]], region_id: UUID, missing: Decimal) -> Decimal:
+    """From (region, price) pairs of one thing in one currency: the region's own price, else
+    the one for every region (region None), else ``missing``."""
+    by_region = dict(prices)
+    return by_region.get(region_id, by_region.get(None, missing))
 
 
 def to_cent(amount: Decimal) -> Decimal:

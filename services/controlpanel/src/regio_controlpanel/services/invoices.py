@@ -30,8 +30,8 @@ from ..db.billing import (
 )
 from ..db.models import Organisation
 from ..domain.errors import NotFound
-from ..domain.invoicing import Calculation, Term, calculate, overlap
-from ..domain.months import month_of, month_start, next_month, previous_month  # noqa: F401  (billing_admin)
+from ..domain.invoicing import Calculation, Term, calculate, overlap, region_price
+from ..domain.months import month_of, next_month, previous_month
 from ..domain.usage import KINDS
 from ..settings import Settings
 from .access import Action, Caller
@@ -74,8 +74,7 @@ def _overlapping(organisation_id: UUID, start: datetime, end: datetime):
 
 def _priced(rows, region_id: UUID) -> Decimal:
     """The region's own price, else the one for every region, else nothing (0)."""
-    by_region = {r.region_id: r.price for r in rows}
-    return by_region.get(region_id, by_region.get(None, Decimal(0)))
+    return region_price(((r.region_id, r.price) for r in rows), region_id, Decimal(0))
 
 
 async def _subscription_terms(session: AsyncSession, organisation_id: UUID, start: datetime, end: datetime,

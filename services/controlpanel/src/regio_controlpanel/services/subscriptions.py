@@ -9,12 +9,13 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..db.billing import Plan, PlanPrice, Subscription
 from ..db.models import Application, Domain, Environment, PlanGroup, Region, Service, ServiceInstance
 from ..domain.errors import ApiError, Conflict, NotFound
+from ..domain.invoicing import region_price
 from ..domain.scaling import Size, clamped, instances_word, most_instances
 from . import quotas, regions
 from .access import Action, Caller
@@ -169,8 +170,7 @@ async def end(session: AsyncSession, app: Application, at: datetime) -> None:
 async def monthly_price(session: AsyncSession, plan_id: UUID, region_id: UUID, currency: str) -> Decimal:
     """The plan's price per month in that region (its own price there, else the price for
     every region); none in that currency: free."""
-    price = (await session.execute(
-        select(PlanPrice.monthly).where(PlanPrice.plan_id == plan_id, PlanPrice.currency == currency,
-                                        or_(PlanPrice.region_id == region_id, PlanPrice.region_id.is_(None)))
-        .order_by(PlanPrice.region_id.is_(None)).limit(1))).scalar_one_or_none()
-    return price if price is not None else Decimal("0.00")
+    prices = (await session.execute(
+        select(PlanPrice.region_id, PlanPrice.monthly).where(PlanPrice.plan_id == plan_id,
+                                                              PlanPrice.currency == currency))).all()
+    return region_price(prices, region_id, Decimal("0.00"))
